@@ -1,0 +1,1 @@
+//! Files: reading sources, writing and verifying destinations, path safety, resume journal.

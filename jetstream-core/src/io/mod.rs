@@ -1,0 +1,3 @@
+//! The mio driver: the only code that touches sockets.
+
+pub mod socket;

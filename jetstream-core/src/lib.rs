@@ -12,6 +12,14 @@ pub mod manifest;
 pub mod proto;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod transfer;
+pub mod trigger;
 pub mod types;
 
+pub use config::{EngineConfig, TransportConfig};
+pub use error::Error;
+pub use io::{Engine, EngineHandle};
+pub use manifest::Manifest;
+pub use transfer::{Destination, Transfer, TransferKeys, TransferStatus};
+pub use trigger::{Trigger, TriggerEvent};
 pub use types::{BitsPerSecond, Digest, FileIndex, Role, SessionId, TransferId};

@@ -3,7 +3,16 @@
 //! On the sender a manifest also knows where each entry is read from (`src_path`); only the
 //! destination-relative part travels on the wire (see [`Manifest::encode`]).
 
-use std::path::PathBuf;
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::fs::paths::validate_relative;
+use crate::fs::FsError;
+use crate::{Digest, FileIndex};
 
 /// One file or empty directory of a transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,5 +81,800 @@ impl Manifest {
     /// Sum of all file sizes.
     pub fn total_bytes(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+/// Magic bytes opening an encoded manifest (format version 1).
+pub const MAGIC: &[u8; 4] = b"JSM1";
+
+/// Flag bit: the entry is an empty directory.
+const FLAG_EMPTY_DIR: u8 = 0b01;
+/// Flag bit: the owner-executable bit is set.
+const FLAG_EXECUTABLE: u8 = 0b10;
+/// Bytes of an encoded entry besides its path: flags, size, mtime, path length.
+const ENTRY_HEADER_LEN: usize = 1 + 8 + 8 + 2;
+
+/// Why a manifest was refused, when decoding it from the wire or building it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// A directory entry has a non-zero size or the executable bit (the path is attached).
+    BadDirectory(String),
+    /// An entry has flag bits this version does not know.
+    BadFlags,
+    /// The input does not start with [`MAGIC`].
+    BadMagic,
+    /// An entry would be a directory of another entry (`a` and `a/b`); the path is attached.
+    Conflict(String),
+    /// Two entries have the same destination path (attached).
+    Duplicate(String),
+    /// A destination path breaks the path rules (see [`crate::fs::paths`]).
+    InvalidPath(FsError),
+    /// The sum of the file sizes does not fit in a `u64`.
+    TooLarge,
+    /// More entries than [`FileIndex::MAX_ENTRY`] allows.
+    TooManyEntries,
+    /// Bytes remain after the last entry.
+    TrailingData,
+    /// The input ends in the middle of the manifest.
+    Truncated,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadDirectory(p) => {
+                write!(
+                    f,
+                    "{p}: a directory entry must have size 0 and no executable bit"
+                )
+            }
+            Self::BadFlags => f.write_str("unknown manifest entry flags"),
+            Self::BadMagic => f.write_str("not a manifest (bad magic)"),
+            Self::Conflict(p) => write!(f, "{p}: entry is also used as a directory"),
+            Self::Duplicate(p) => write!(f, "{p}: duplicate manifest entry"),
+            Self::InvalidPath(e) => write!(f, "{e}"),
+            Self::TooLarge => f.write_str("total manifest size overflows 64 bits"),
+            Self::TooManyEntries => f.write_str("too many manifest entries"),
+            Self::TrailingData => f.write_str("trailing bytes after the manifest"),
+            Self::Truncated => f.write_str("truncated manifest"),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidPath(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl ManifestEntry {
+    /// A file entry with no local source (receiving side, tests). The path is validated.
+    ///
+    /// # Errors
+    /// The [`FsError`] of [`validate_relative`] when `dest_path` is not a valid manifest path.
+    pub fn file(
+        dest_path: &str,
+        size: u64,
+        mtime_us: i64,
+        executable: bool,
+    ) -> Result<Self, FsError> {
+        validate_relative(dest_path)?;
+        Ok(Self {
+            src_path: None,
+            dest_path: dest_path.to_owned(),
+            size,
+            mtime_us,
+            executable,
+            is_empty_dir: false,
+        })
+    }
+
+    /// An empty-directory entry. The path is validated.
+    ///
+    /// # Errors
+    /// The [`FsError`] of [`validate_relative`] when `dest_path` is not a valid manifest path.
+    pub fn empty_dir(dest_path: &str) -> Result<Self, FsError> {
+        Self::empty_dir_with_mtime(dest_path, 0)
+    }
+
+    fn empty_dir_with_mtime(dest_path: &str, mtime_us: i64) -> Result<Self, FsError> {
+        validate_relative(dest_path)?;
+        Ok(Self {
+            src_path: None,
+            dest_path: dest_path.to_owned(),
+            size: 0,
+            mtime_us,
+            executable: false,
+            is_empty_dir: true,
+        })
+    }
+
+    /// Sets the local path the sender reads this entry from.
+    #[must_use]
+    pub fn with_source(mut self, src_path: PathBuf) -> Self {
+        self.src_path = Some(src_path);
+        self
+    }
+
+    fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.is_empty_dir {
+            flags |= FLAG_EMPTY_DIR;
+        }
+        if self.executable {
+            flags |= FLAG_EXECUTABLE;
+        }
+        flags
+    }
+}
+
+/// Orders paths component by component: `/` sorts before every other byte, so all the
+/// descendants of `p` (`p/...`) come right after `p` itself.
+fn component_order(a: &str, b: &str) -> Ordering {
+    let key = |c: u8| if c == b'/' { 0 } else { c };
+    a.bytes().map(key).cmp(b.bytes().map(key))
+}
+
+impl Manifest {
+    /// Builds a manifest from entries, applying every check [`Manifest::decode`] applies.
+    ///
+    /// DoS note: sorts the paths once, `O(n log n)` path comparisons.
+    ///
+    /// # Errors
+    /// [`ManifestError`] for too many entries, an invalid path, a bad directory entry, a
+    /// duplicate or conflicting path, or a total size that overflows.
+    pub fn new(entries: Vec<ManifestEntry>) -> Result<Self, ManifestError> {
+        if u32::try_from(entries.len()).map_or(true, |n| n > FileIndex::MAX_ENTRY) {
+            return Err(ManifestError::TooManyEntries);
+        }
+        let mut total: u64 = 0;
+        for e in &entries {
+            validate_relative(&e.dest_path).map_err(ManifestError::InvalidPath)?;
+            if e.is_empty_dir && (e.size != 0 || e.executable) {
+                return Err(ManifestError::BadDirectory(e.dest_path.clone()));
+            }
+            total = total.checked_add(e.size).ok_or(ManifestError::TooLarge)?;
+        }
+        let mut paths: Vec<&str> = entries.iter().map(|e| e.dest_path.as_str()).collect();
+        paths.sort_unstable_by(|a, b| component_order(a, b));
+        for pair in paths.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a == b {
+                return Err(ManifestError::Duplicate(a.to_owned()));
+            }
+            if b.len() > a.len() && b.starts_with(a) && b.as_bytes()[a.len()] == b'/' {
+                return Err(ManifestError::Conflict(a.to_owned()));
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    /// The wire encoding: `b"JSM1"`, entry count (u32 BE), then per entry flags (u8: bit 0
+    /// empty directory, bit 1 executable), size (u64 BE), mtime in µs (i64 BE), path length
+    /// (u16 BE) and the UTF-8 path. Source paths are not encoded.
+    pub fn encode(&self) -> Vec<u8> {
+        let len = 8 + self
+            .entries
+            .iter()
+            .map(|e| ENTRY_HEADER_LEN + e.dest_path.len())
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(MAGIC);
+        // INVARIANT: every constructor (`new`, `decode`, `from_sources`) caps the entry count at
+        // `FileIndex::MAX_ENTRY`, which fits a u32.
+        let count = u32::try_from(self.entries.len()).expect("entry count checked by constructors");
+        out.extend_from_slice(&count.to_be_bytes());
+        for e in &self.entries {
+            out.push(e.flags());
+            out.extend_from_slice(&e.size.to_be_bytes());
+            out.extend_from_slice(&e.mtime_us.to_be_bytes());
+            // INVARIANT: every path went through `validate_relative`, which caps it at
+            // `MAX_PATH_BYTES` (4096) bytes, so it fits a u16.
+            let path_len =
+                u16::try_from(e.dest_path.len()).expect("path length checked by constructors");
+            out.extend_from_slice(&path_len.to_be_bytes());
+            out.extend_from_slice(e.dest_path.as_bytes());
+        }
+        out
+    }
+
+    /// Parses a manifest received from the peer. Strict: see [`ManifestError`] for everything
+    /// that is refused. `decode(&m.encode())` equals `m` without its source paths.
+    ///
+    /// DoS note: work and memory are linear in `bytes.len()` (plus one sort); the entry count
+    /// read from the input never sizes an allocation beyond what the input can hold.
+    ///
+    /// # Errors
+    /// Any [`ManifestError`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let mut r = Reader(bytes);
+        let magic = r.take(MAGIC.len()).map_err(|_| {
+            if MAGIC.starts_with(bytes) {
+                ManifestError::Truncated
+            } else {
+                ManifestError::BadMagic
+            }
+        })?;
+        if magic != MAGIC {
+            return Err(ManifestError::BadMagic);
+        }
+        let count = r.u32()?;
+        if count > FileIndex::MAX_ENTRY {
+            return Err(ManifestError::TooManyEntries);
+        }
+        // Each entry takes at least ENTRY_HEADER_LEN + 1 bytes.
+        let capacity = (count as usize).min(r.0.len() / (ENTRY_HEADER_LEN + 1));
+        let mut entries = Vec::with_capacity(capacity);
+        for _ in 0..count {
+            let flags = r.u8()?;
+            let size = r.u64()?;
+            let mtime_us = i64::from_be_bytes(r.array()?);
+            let path_len = usize::from(r.u16()?);
+            let raw = r.take(path_len)?;
+            if flags & !(FLAG_EMPTY_DIR | FLAG_EXECUTABLE) != 0 {
+                return Err(ManifestError::BadFlags);
+            }
+            let dest_path = std::str::from_utf8(raw).map_err(|_| {
+                ManifestError::InvalidPath(FsError::InvalidPath {
+                    path: String::from_utf8_lossy(raw).into_owned(),
+                    reason: "path is not valid UTF-8",
+                })
+            })?;
+            validate_relative(dest_path).map_err(ManifestError::InvalidPath)?;
+            entries.push(ManifestEntry {
+                src_path: None,
+                dest_path: dest_path.to_owned(),
+                size,
+                mtime_us,
+                executable: flags & FLAG_EXECUTABLE != 0,
+                is_empty_dir: flags & FLAG_EMPTY_DIR != 0,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(ManifestError::TrailingData);
+        }
+        Self::new(entries)
+    }
+
+    /// The BLAKE3 digest of [`Manifest::encode`], which identifies the transfer's content list.
+    pub fn digest(&self) -> Digest {
+        Digest(*blake3::hash(&self.encode()).as_bytes())
+    }
+
+    /// Builds the manifest for sending `sources`, like `scp -r SRC... DST`.
+    ///
+    /// A source file becomes one entry named by its file name; a source directory contributes
+    /// its whole tree under its own name, with empty directories (including an empty source
+    /// directory) as empty-directory entries. The order is deterministic (each directory's
+    /// children sorted by name bytes, depth-first), so the same tree always gives the same
+    /// manifest. Size, mtime and the owner-executable bit come from the metadata. Inside a
+    /// tree, symlinks to files are followed, symlinks to directories, dangling symlinks and
+    /// special files (fifos, sockets, devices) are skipped; a top-level source is always
+    /// followed and must be a file or a directory.
+    ///
+    /// # Errors
+    /// [`FsError::Io`] when reading the tree fails, [`FsError::InvalidPath`] for a non-UTF-8
+    /// name, a path too long for a manifest, two sources with the same name or a top-level
+    /// special file.
+    pub fn from_sources(sources: &[impl AsRef<Path>]) -> Result<Self, FsError> {
+        let mut entries = Vec::new();
+        let mut names = HashSet::new();
+        for source in sources {
+            let source = source.as_ref();
+            let name = source_name(source)?;
+            if !names.insert(name.clone()) {
+                return Err(FsError::InvalidPath {
+                    path: name,
+                    reason: "two sources have the same name",
+                });
+            }
+            let meta = std::fs::metadata(source).map_err(|e| FsError::io(source, &e))?;
+            if meta.is_dir() {
+                add_dir(source, &name, &meta, &mut entries)?;
+            } else if meta.is_file() {
+                entries.push(file_entry(source, &name, &meta)?);
+            } else {
+                return Err(FsError::InvalidPath {
+                    path: source.display().to_string(),
+                    reason: "source is neither a regular file nor a directory",
+                });
+            }
+        }
+        Self::new(entries).map_err(|e| match e {
+            ManifestError::InvalidPath(e) => e,
+            ManifestError::TooManyEntries => FsError::InvalidPath {
+                path: String::new(),
+                reason: "too many files for one transfer",
+            },
+            ManifestError::TooLarge => FsError::InvalidPath {
+                path: String::new(),
+                reason: "total size overflows 64 bits",
+            },
+            ManifestError::Duplicate(p) | ManifestError::Conflict(p) => FsError::InvalidPath {
+                path: p,
+                reason: "two sources map to the same destination",
+            },
+            // Not produced by `new` for entries built from metadata.
+            other => FsError::InvalidPath {
+                path: other.to_string(),
+                reason: "internal error",
+            },
+        })
+    }
+}
+
+/// The destination name of a top-level source: its file name (resolving `.` and the like).
+fn source_name(source: &Path) -> Result<String, FsError> {
+    let canonical;
+    let name = match source.file_name() {
+        Some(name) => name,
+        None => {
+            canonical = std::fs::canonicalize(source).map_err(|e| FsError::io(source, &e))?;
+            canonical.file_name().ok_or_else(|| FsError::InvalidPath {
+                path: source.display().to_string(),
+                reason: "source has no file name",
+            })?
+        }
+    };
+    let name = name.to_str().ok_or_else(|| FsError::InvalidPath {
+        path: source.display().to_string(),
+        reason: "file name is not valid UTF-8",
+    })?;
+    validate_relative(name)?;
+    Ok(name.to_owned())
+}
+
+fn mtime_us(meta: &std::fs::Metadata) -> i64 {
+    // `mtime` is floored to the second and `mtime_nsec` is in [0, 1e9), also before 1970.
+    meta.mtime()
+        .saturating_mul(1_000_000)
+        .saturating_add(meta.mtime_nsec() / 1000)
+}
+
+fn file_entry(src: &Path, dest: &str, meta: &std::fs::Metadata) -> Result<ManifestEntry, FsError> {
+    let exec = meta.mode() & 0o100 != 0;
+    Ok(ManifestEntry::file(dest, meta.len(), mtime_us(meta), exec)?.with_source(src.to_path_buf()))
+}
+
+/// Adds the tree of directory `dir` under destination `dest`; adds `dest` itself as an empty
+/// directory when nothing below it is sent.
+fn add_dir(
+    dir: &Path,
+    dest: &str,
+    meta: &std::fs::Metadata,
+    out: &mut Vec<ManifestEntry>,
+) -> Result<(), FsError> {
+    // Bounds the recursion depth: every level adds at least two bytes to `dest`.
+    validate_relative(dest)?;
+    let before = out.len();
+    let mut children = Vec::new();
+    for child in std::fs::read_dir(dir).map_err(|e| FsError::io(dir, &e))? {
+        let child = child.map_err(|e| FsError::io(dir, &e))?;
+        children.push((child.file_name(), child.path()));
+    }
+    children.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (name, path) in children {
+        let name = name.to_str().ok_or_else(|| FsError::InvalidPath {
+            path: path.display().to_string(),
+            reason: "file name is not valid UTF-8",
+        })?;
+        let child_dest = format!("{dest}/{name}");
+        let lmeta = std::fs::symlink_metadata(&path).map_err(|e| FsError::io(&path, &e))?;
+        let ftype = lmeta.file_type();
+        if ftype.is_symlink() {
+            // Follow links to files only: links to directories could loop.
+            match std::fs::metadata(&path) {
+                Ok(target) if target.is_file() => {
+                    out.push(file_entry(&path, &child_dest, &target)?)
+                }
+                _ => {}
+            }
+        } else if ftype.is_dir() {
+            add_dir(&path, &child_dest, &lmeta, out)?;
+        } else if ftype.is_file() {
+            out.push(file_entry(&path, &child_dest, &lmeta)?);
+        }
+    }
+    if out.len() == before {
+        out.push(
+            ManifestEntry::empty_dir_with_mtime(dest, mtime_us(meta))?
+                .with_source(dir.to_path_buf()),
+        );
+    }
+    Ok(())
+}
+
+/// A minimal big-endian cursor over untrusted bytes.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ManifestError> {
+        if self.0.len() < n {
+            return Err(ManifestError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ManifestError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, ManifestError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ManifestError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, ManifestError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, ManifestError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn file(p: &str, size: u64) -> ManifestEntry {
+        ManifestEntry::file(p, size, 1_700_000_000_123_456, false).unwrap()
+    }
+
+    fn sample() -> Manifest {
+        Manifest::new(vec![
+            file("a.txt", 10),
+            ManifestEntry::file("bin/run me", 3, -1_234_567, true).unwrap(),
+            ManifestEntry::empty_dir("empty").unwrap(),
+            file("été/ファイル.txt", 0),
+            file("été/sub/.hidden", u64::from(u32::MAX) + 7),
+        ])
+        .unwrap()
+    }
+
+    /// flags, size, mtime_us, path bytes.
+    type RawEntry<'a> = (u8, u64, i64, &'a [u8]);
+
+    /// A hand-written encoder so that error cases can carry bytes `encode` never produces.
+    fn raw(count: u32, entries: &[RawEntry<'_>]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&count.to_be_bytes());
+        for (flags, size, mtime, path) in entries {
+            out.push(*flags);
+            out.extend_from_slice(&size.to_be_bytes());
+            out.extend_from_slice(&mtime.to_be_bytes());
+            out.extend_from_slice(&u16::try_from(path.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(path);
+        }
+        out
+    }
+
+    #[test]
+    fn round_trips() {
+        let empty = Manifest::default();
+        assert_eq!(empty.encode(), b"JSM1\0\0\0\0");
+        assert_eq!(Manifest::decode(&empty.encode()).unwrap(), empty);
+
+        let one = Manifest::new(vec![file("x", 1)]).unwrap();
+        assert_eq!(Manifest::decode(&one.encode()).unwrap(), one);
+
+        let m = sample();
+        let decoded = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(decoded, m);
+        assert!(decoded.entries()[1].is_executable());
+        assert_eq!(decoded.entries()[1].mtime_us(), -1_234_567);
+        assert!(decoded.entries()[2].is_empty_dir());
+        assert_eq!(decoded.total_bytes(), 10 + 3 + u64::from(u32::MAX) + 7);
+    }
+
+    #[test]
+    fn round_trips_ten_thousand_entries() {
+        let entries: Vec<_> = (0..10_000u64)
+            .map(|i| {
+                let p = format!("d{}/f {i}", i % 37);
+                if i % 100 == 0 {
+                    ManifestEntry::empty_dir(&format!("empty {i}")).unwrap()
+                } else {
+                    ManifestEntry::file(&p, i * 1000, -(i as i64), i % 3 == 0).unwrap()
+                }
+            })
+            .collect();
+        let m = Manifest::new(entries).unwrap();
+        let decoded = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(decoded, m);
+        assert_eq!(decoded.digest(), m.digest());
+    }
+
+    #[test]
+    fn source_paths_are_not_encoded() {
+        let with = Manifest::new(vec![file("a", 1).with_source(PathBuf::from("/src/a"))]).unwrap();
+        let without = Manifest::new(vec![file("a", 1)]).unwrap();
+        assert_eq!(with.encode(), without.encode());
+        assert_eq!(with.digest(), without.digest());
+        assert_eq!(Manifest::decode(&with.encode()).unwrap(), without);
+        assert_eq!(
+            with.digest(),
+            Digest(*blake3::hash(&with.encode()).as_bytes())
+        );
+        assert_ne!(with.digest(), sample().digest());
+    }
+
+    #[test]
+    fn every_strict_prefix_is_truncated() {
+        let bytes = sample().encode();
+        for i in 0..bytes.len() {
+            assert_eq!(
+                Manifest::decode(&bytes[..i]),
+                Err(ManifestError::Truncated),
+                "prefix {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_trailing_data() {
+        let mut bytes = sample().encode();
+        bytes.push(0);
+        assert_eq!(Manifest::decode(&bytes), Err(ManifestError::TrailingData));
+    }
+
+    #[test]
+    fn refuses_bad_magic_and_flags() {
+        assert_eq!(
+            Manifest::decode(b"JSM2\0\0\0\0"),
+            Err(ManifestError::BadMagic)
+        );
+        assert_eq!(Manifest::decode(b"XY"), Err(ManifestError::BadMagic));
+        assert_eq!(Manifest::decode(b"JS"), Err(ManifestError::Truncated));
+        for flags in [0b100, 0x80, 0xff] {
+            let bytes = raw(1, &[(flags, 0, 0, b"a")]);
+            assert_eq!(
+                Manifest::decode(&bytes),
+                Err(ManifestError::BadFlags),
+                "{flags:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bad_directories() {
+        for (flags, size) in [(FLAG_EMPTY_DIR, 1), (FLAG_EMPTY_DIR | FLAG_EXECUTABLE, 0)] {
+            let bytes = raw(1, &[(flags, size, 0, b"d")]);
+            assert_eq!(
+                Manifest::decode(&bytes),
+                Err(ManifestError::BadDirectory("d".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_paths() {
+        for path in [
+            &b""[..],
+            b"..",
+            b"a/../b",
+            b"/etc/passwd",
+            b"a//b",
+            b"./a",
+            b"a\0",
+            b"\xff\xfe",
+        ] {
+            let bytes = raw(1, &[(0, 0, 0, path)]);
+            match Manifest::decode(&bytes) {
+                Err(ManifestError::InvalidPath(_)) => {}
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(path)),
+            }
+        }
+        let long = vec![b'x'; 4097];
+        assert!(matches!(
+            Manifest::decode(&raw(1, &[(0, 0, 0, &long)])),
+            Err(ManifestError::InvalidPath(FsError::InvalidPath { .. }))
+        ));
+    }
+
+    #[test]
+    fn refuses_duplicates_and_conflicts() {
+        let dup = raw(2, &[(0, 1, 0, b"a/b"), (0, 2, 0, b"a/b")]);
+        assert_eq!(
+            Manifest::decode(&dup),
+            Err(ManifestError::Duplicate("a/b".into()))
+        );
+        let dir_dup = raw(2, &[(FLAG_EMPTY_DIR, 0, 0, b"a"), (0, 2, 0, b"a")]);
+        assert_eq!(
+            Manifest::decode(&dir_dup),
+            Err(ManifestError::Duplicate("a".into()))
+        );
+        // A sibling that sorts between `a/b` and `a/b/c` byte-wise must not hide the conflict.
+        let cases: [&[RawEntry<'_>]; 3] = [
+            &[(0, 1, 0, b"a/b/c"), (0, 1, 0, b"a/b-x"), (0, 1, 0, b"a/b")],
+            &[
+                (FLAG_EMPTY_DIR, 0, 0, b"a"),
+                (0, 1, 0, b"a!"),
+                (0, 1, 0, b"a/x"),
+            ],
+            &[(0, 1, 0, b"x/y/z/w"), (0, 1, 0, b"x/y")],
+        ];
+        for entries in cases {
+            let bytes = raw(u32::try_from(entries.len()).unwrap(), entries);
+            assert!(
+                matches!(Manifest::decode(&bytes), Err(ManifestError::Conflict(_))),
+                "{entries:?}"
+            );
+        }
+        // Prefixes that are not directory prefixes are fine.
+        let ok = raw(3, &[(0, 1, 0, b"ab"), (0, 1, 0, b"a"), (0, 1, 0, b"a.b/c")]);
+        assert_eq!(Manifest::decode(&ok).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn refuses_oversized_totals_and_counts() {
+        let big = raw(2, &[(0, u64::MAX, 0, b"a"), (0, 1, 0, b"b")]);
+        assert_eq!(Manifest::decode(&big), Err(ManifestError::TooLarge));
+        let many = raw(FileIndex::MAX_ENTRY + 1, &[]);
+        assert_eq!(Manifest::decode(&many), Err(ManifestError::TooManyEntries));
+        // A huge claimed count with no data is refused without allocating for it.
+        let claimed = raw(FileIndex::MAX_ENTRY, &[(0, 1, 0, b"a")]);
+        assert_eq!(Manifest::decode(&claimed), Err(ManifestError::Truncated));
+    }
+
+    #[test]
+    fn new_applies_the_same_checks() {
+        assert_eq!(
+            Manifest::new(vec![file("a", 1), file("a", 2)]),
+            Err(ManifestError::Duplicate("a".into()))
+        );
+        assert_eq!(
+            Manifest::new(vec![file("a", 1), file("a/b", 2)]),
+            Err(ManifestError::Conflict("a".into()))
+        );
+        assert_eq!(
+            Manifest::new(vec![file("a", u64::MAX), file("b", 1)]),
+            Err(ManifestError::TooLarge)
+        );
+        assert!(matches!(
+            ManifestEntry::file("../x", 0, 0, false),
+            Err(FsError::Escape { .. })
+        ));
+        assert!(matches!(
+            ManifestEntry::empty_dir(""),
+            Err(FsError::InvalidPath { .. })
+        ));
+    }
+
+    fn dest_paths(m: &Manifest) -> Vec<&str> {
+        m.entries().iter().map(ManifestEntry::dest_path).collect()
+    }
+
+    #[test]
+    fn from_sources_walks_a_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("photos");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(root.join("empty")).unwrap();
+        std::fs::create_dir_all(root.join("only_links")).unwrap();
+        std::fs::write(root.join("b.jpg"), b"bbbb").unwrap();
+        std::fs::write(root.join("a.jpg"), b"a").unwrap();
+        std::fs::write(root.join("sub/deeper/x"), b"xx").unwrap();
+        std::fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        symlink(root.join("b.jpg"), root.join("link_to_file")).unwrap();
+        symlink(root.join("sub"), root.join("only_links/link_to_dir")).unwrap();
+        symlink(tmp.path().join("nowhere"), root.join("only_links/dangling")).unwrap();
+        let single = tmp.path().join("single file.txt");
+        std::fs::write(&single, b"12345").unwrap();
+        let empty_src = tmp.path().join("bare");
+        std::fs::create_dir(&empty_src).unwrap();
+
+        let m = Manifest::from_sources(&[root.clone(), single.clone(), empty_src]).unwrap();
+        assert_eq!(
+            dest_paths(&m),
+            [
+                "photos/a.jpg",
+                "photos/b.jpg",
+                "photos/empty",
+                "photos/link_to_file",
+                "photos/only_links",
+                "photos/run.sh",
+                "photos/sub/deeper/x",
+                "single file.txt",
+                "bare",
+            ]
+        );
+        let by_path = |p: &str| m.entries().iter().find(|e| e.dest_path() == p).unwrap();
+        assert_eq!(by_path("photos/b.jpg").size(), 4);
+        assert_eq!(by_path("photos/link_to_file").size(), 4);
+        assert_eq!(
+            by_path("photos/link_to_file").src_path(),
+            Some(&*root.join("link_to_file"))
+        );
+        assert!(by_path("photos/run.sh").is_executable());
+        assert!(!by_path("photos/a.jpg").is_executable());
+        assert!(by_path("photos/empty").is_empty_dir());
+        assert!(by_path("photos/only_links").is_empty_dir());
+        assert!(by_path("bare").is_empty_dir());
+        assert_eq!(by_path("single file.txt").src_path(), Some(&*single));
+        let meta = std::fs::metadata(&single).unwrap();
+        let expected_mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros();
+        assert_eq!(
+            by_path("single file.txt").mtime_us() as u128,
+            expected_mtime
+        );
+        assert_eq!(m.total_bytes(), 1 + 4 + 4 + 10 + 2 + 5);
+
+        // Deterministic, and identical to its own wire round trip (without sources).
+        let again = Manifest::from_sources(&[root, single]).unwrap();
+        assert_eq!(again.entries(), &m.entries()[..8]);
+        let decoded = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(dest_paths(&decoded), dest_paths(&m));
+    }
+
+    #[test]
+    fn from_sources_skips_fifos() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("f"), b"x").unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.join("pipe"))
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("mkfifo unavailable, skipping");
+            return;
+        }
+        let m = Manifest::from_sources(&[&dir]).unwrap();
+        assert_eq!(dest_paths(&m), ["d/f"]);
+        // A top-level special file is refused rather than silently dropped.
+        let err = Manifest::from_sources(&[dir.join("pipe")]).unwrap_err();
+        assert!(matches!(err, FsError::InvalidPath { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn from_sources_refuses_duplicate_names_and_bad_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["x/same", "y/same"] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+        }
+        let err = Manifest::from_sources(&[tmp.path().join("x/same"), tmp.path().join("y/same")])
+            .unwrap_err();
+        assert!(
+            matches!(err, FsError::InvalidPath { ref path, .. } if path == "same"),
+            "{err:?}"
+        );
+
+        let bad = tmp
+            .path()
+            .join("x/same")
+            .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+        std::fs::write(&bad, b"").unwrap();
+        let err = Manifest::from_sources(&[tmp.path().join("x/same")]).unwrap_err();
+        assert!(
+            matches!(err, FsError::InvalidPath { reason, .. } if reason.contains("UTF-8")),
+            "{err:?}"
+        );
+
+        let err = Manifest::from_sources(&[tmp.path().join("missing")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FsError::Io {
+                    kind: std::io::ErrorKind::NotFound,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

@@ -1,3 +1,212 @@
-//! The mio driver: the only code that touches sockets.
+//! The mio driver: the only code that touches sockets. One thread owns the UDP socket and the
+//! protocol [`Endpoint`](crate::proto::Endpoint); other threads reach it through an
+//! [`EngineHandle`] (a channel plus a `mio::Waker`).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::{EngineConfig, TransportConfig};
+use crate::error::Error;
+use crate::manifest::Manifest;
+use crate::proto::EndpointStats;
+use crate::transfer::{Destination, Shared, Transfer, TransferKeys, TransferStatus};
+use crate::trigger::{NoTrigger, Trigger};
+use crate::types::{BitsPerSecond, Role, TransferId};
+
+mod driver;
 pub mod socket;
+
+/// A request to the engine thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send(Box<SendCommand>),
+    Receive(Box<ReceiveCommand>),
+    Cancel(TransferId),
+    SetRate(TransferId, Option<BitsPerSecond>),
+    Info(Sender<EngineInfo>),
+    Shutdown,
+}
+
+#[derive(Debug)]
+pub(crate) struct SendCommand {
+    pub(crate) destination: Destination,
+    pub(crate) keys: TransferKeys,
+    pub(crate) manifest: Arc<Manifest>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) config: TransportConfig,
+    pub(crate) reply: Sender<Result<(), Error>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ReceiveCommand {
+    pub(crate) keys: TransferKeys,
+    pub(crate) root: PathBuf,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) config: TransportConfig,
+    pub(crate) reply: Sender<Result<(), Error>>,
+}
+
+/// Facts about a running engine.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EngineInfo {
+    /// The bound UDP address.
+    pub local_addr: SocketAddr,
+    /// Socket receive buffer the kernel granted (bytes).
+    pub recv_buffer: usize,
+    /// Socket send buffer the kernel granted (bytes).
+    pub send_buffer: usize,
+    /// UDP generic segmentation offload in use for sending.
+    pub gso: bool,
+    /// UDP generic receive offload in use.
+    pub gro: bool,
+    /// Datagrams dropped before reaching a session.
+    pub dropped: EndpointStats,
+    /// Live sessions.
+    pub sessions: usize,
+}
+
+/// A cheap, cloneable, thread-safe handle on an engine.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    tx: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    config: Arc<EngineConfig>,
+}
+
+impl EngineHandle {
+    pub(crate) fn command(&self, cmd: Command) -> bool {
+        if self.tx.send(cmd).is_err() {
+            return false;
+        }
+        self.waker.wake().is_ok()
+    }
+
+    fn new_shared(role: Role) -> Result<Arc<Shared>, Error> {
+        let mut id = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| Error::Config("OS random generator failed".into()))?;
+        Ok(Arc::new(Shared {
+            status: Mutex::new(TransferStatus::new(TransferId(id), role)),
+            ended: Condvar::new(),
+        }))
+    }
+
+    /// Sends `manifest` to `destination`, which must expect `keys` (see [`Self::receive`]).
+    ///
+    /// # Errors
+    /// If the engine has stopped or the session id is in use.
+    pub fn send(&self, destination: Destination, keys: TransferKeys, manifest: Manifest) -> Result<Transfer, Error> {
+        let shared = Self::new_shared(Role::Sender)?;
+        let mut config = self.config.transport.clone();
+        if destination.send_rate_max.is_some() {
+            config.max_rate = destination.send_rate_max;
+        }
+        let (reply, rx) = bounded(1);
+        let cmd = SendCommand { destination, keys, manifest: Arc::new(manifest), shared: shared.clone(), config, reply };
+        if !self.command(Command::Send(Box::new(cmd))) {
+            return Err(Error::EngineStopped);
+        }
+        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| Error::EngineStopped)??;
+        Ok(Transfer { shared, engine: self.clone() })
+    }
+
+    /// Expects a transfer with `keys` and writes what arrives under `root` (created if
+    /// missing). An interrupted earlier transfer of the same manifest into the same root is
+    /// resumed: only what is missing is sent.
+    ///
+    /// # Errors
+    /// If the engine has stopped or the session id is in use.
+    pub fn receive(&self, keys: TransferKeys, root: impl Into<PathBuf>) -> Result<Transfer, Error> {
+        let shared = Self::new_shared(Role::Receiver)?;
+        let root = root.into();
+        shared.status.lock().destination_path = Some(root.clone());
+        let (reply, rx) = bounded(1);
+        let cmd = ReceiveCommand { keys, root, shared: shared.clone(), config: self.config.transport.clone(), reply };
+        if !self.command(Command::Receive(Box::new(cmd))) {
+            return Err(Error::EngineStopped);
+        }
+        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| Error::EngineStopped)??;
+        Ok(Transfer { shared, engine: self.clone() })
+    }
+
+    /// Facts about the engine (bound address, granted socket buffers, offloads).
+    ///
+    /// # Errors
+    /// If the engine has stopped.
+    pub fn info(&self) -> Result<EngineInfo, Error> {
+        let (tx, rx) = bounded(1);
+        if !self.command(Command::Info(tx)) {
+            return Err(Error::EngineStopped);
+        }
+        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| Error::EngineStopped)
+    }
+}
+
+/// An engine: one UDP socket, one event-loop thread, any number of transfers in both
+/// directions. Dropping it stops the thread; running transfers keep their resume state.
+#[derive(Debug)]
+pub struct Engine {
+    handle: EngineHandle,
+    thread: Option<JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+impl Engine {
+    /// Binds the socket and starts the event loop.
+    ///
+    /// # Errors
+    /// If the socket cannot be bound (address in use, permission).
+    pub fn spawn(config: EngineConfig) -> Result<Self, Error> {
+        Self::spawn_with_trigger(config, NoTrigger)
+    }
+
+    /// Like [`Self::spawn`], with a [`Trigger`] called (on its own thread) for every event.
+    ///
+    /// # Errors
+    /// If the socket cannot be bound (address in use, permission).
+    pub fn spawn_with_trigger(config: EngineConfig, trigger: impl Trigger) -> Result<Self, Error> {
+        let config = Arc::new(config);
+        let (driver, waker, tx) = driver::Driver::new(config.clone(), Box::new(trigger))?;
+        let local_addr = driver.local_addr();
+        let thread = std::thread::Builder::new()
+            .name("jetstream-engine".into())
+            .spawn(move || driver.run())
+            .map_err(Error::Io)?;
+        Ok(Self { handle: EngineHandle { tx, waker, config }, thread: Some(thread), local_addr })
+    }
+
+    /// A handle to start and control transfers.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the event loop and waits for it. Running transfers are checkpointed.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.handle.command(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,828 @@
+//! Disk side of a [`FileSink`](super::sink::FileSink): part files (written, finalised or
+//! rejected by the sink's workers through `Disk`) and the crash-safe resume journal.
+//!
+//! ## Part files
+//! A file is written at its hidden part path ([`temp_path`]), created with `O_NOFOLLOW` and
+//! preallocated (sparse) to its full size. Once its digest is verified it is `fdatasync`ed, given
+//! its mtime and mode (0o755 or 0o644, umask-free), and renamed over the final path.
+//!
+//! ## Journal
+//!
+//! One append-only text file per transfer, `<root>/.jetstream-resume/<tag>.journal`. Every line
+//! ends with a space and the first 8 hex digits of the BLAKE3 hash of the text before it, so a
+//! line torn by a crash (or anything after it) is detected and ignored:
+//!
+//! ```text
+//! JSJ1 <tag> <check>                 header: format version and transfer tag
+//! D <file> <offset> <len> <check>    these bytes of the file's part file are durably on disk
+//! C <file> <check>                   the entry is finalised at its final path
+//! ```
+//!
+//! `D` records are only written by a checkpoint, after the part files concerned have been
+//! `fdatasync`ed, and the journal is `fsync`ed afterwards, so a record never claims data the disk
+//! does not have. On open the journal is read back, checked against the files on disk and
+//! rewritten (atomically, via a temporary file and a rename) with only the records that still
+//! hold, which also drops a torn tail before anything is appended after it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use super::paths::{resolve, resolve_for_write, temp_path};
+use super::tree::{subtree_count, subtree_hash, subtree_len, SubtreeHash, SUBTREE_LEN};
+use super::FsError;
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::types::FileIndex;
+
+/// Directory under the destination root that holds the journals.
+pub const JOURNAL_DIR: &str = ".jetstream-resume";
+/// First word of the header line (format version).
+const VERSION: &str = "JSJ1";
+/// Largest journal read back; a bigger file is treated as absent (it cannot be ours).
+const MAX_JOURNAL_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Path of the journal of transfer `tag` under `root`.
+pub fn journal_path(root: &Path, tag: &str) -> PathBuf {
+    root.join(JOURNAL_DIR).join(format!("{tag}.journal"))
+}
+
+/// Inserts `r` into a sorted list of disjoint ranges, merging overlapping and adjacent ones.
+pub(crate) fn insert_range<T: Ord + Copy>(list: &mut Vec<Range<T>>, r: Range<T>) {
+    if r.start >= r.end {
+        return;
+    }
+    let first = list.partition_point(|x| x.end < r.start);
+    let mut merged = r;
+    let mut last = first;
+    while last < list.len() && list[last].start <= merged.end {
+        merged.start = merged.start.min(list[last].start);
+        merged.end = merged.end.max(list[last].end);
+        last += 1;
+    }
+    list.splice(first..last, [merged]);
+}
+
+/// Whether `x` lies in a sorted list of disjoint ranges.
+pub(crate) fn contains<T: Ord + Copy>(list: &[Range<T>], x: T) -> bool {
+    let i = list.partition_point(|r| r.end <= x);
+    i < list.len() && list[i].start <= x
+}
+
+/// What a journal says: durable byte ranges per file, and finalised entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct JournalRecords {
+    /// Durable byte ranges of each file's part file, sorted, disjoint and coalesced.
+    pub(crate) durable: BTreeMap<FileIndex, Vec<Range<u64>>>,
+    /// Entries finalised at their final path.
+    pub(crate) complete: BTreeSet<FileIndex>,
+}
+
+impl JournalRecords {
+    /// Records that `range` of `file` is durable.
+    pub(crate) fn add_durable(&mut self, file: FileIndex, range: Range<u64>) {
+        insert_range(self.durable.entry(file).or_default(), range);
+    }
+}
+
+/// The short checksum ending every line.
+fn check(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex()[..8].to_owned()
+}
+
+/// `text` followed by its checksum and a newline.
+fn line(text: &str) -> String {
+    format!("{text} {}\n", check(text))
+}
+
+/// The text of a complete, intact line, or `None` if it is torn or corrupt.
+fn verified(raw: &str) -> Option<&str> {
+    let (text, sum) = raw.rsplit_once(' ')?;
+    (sum == check(text)).then_some(text)
+}
+
+fn parse_u64(s: Option<&str>) -> Option<u64> {
+    s?.parse().ok()
+}
+
+/// Parses journal text. Reading stops at the first torn or corrupt line; a missing or foreign
+/// header gives no records at all.
+pub(crate) fn parse(text: &str, tag: &str) -> JournalRecords {
+    let mut records = JournalRecords::default();
+    // Only newline-terminated lines count: the last, unterminated piece may be torn.
+    let mut lines = text
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'));
+    let header = format!("{VERSION} {tag}");
+    if lines.next().and_then(verified) != Some(header.as_str()) {
+        return records;
+    }
+    for raw in lines {
+        let Some(text) = verified(raw) else { break };
+        let mut fields = text.split(' ');
+        let kind = fields.next();
+        let file = parse_u64(fields.next())
+            .and_then(|f| u32::try_from(f).ok())
+            .map(FileIndex);
+        match (kind, file) {
+            (Some("D"), Some(file)) => {
+                let (Some(offset), Some(len)) =
+                    (parse_u64(fields.next()), parse_u64(fields.next()))
+                else {
+                    break;
+                };
+                let Some(end) = offset.checked_add(len) else {
+                    break;
+                };
+                records.add_durable(file, offset..end);
+            }
+            (Some("C"), Some(file)) => {
+                records.complete.insert(file);
+            }
+            _ => break,
+        }
+    }
+    records
+}
+
+/// Reads the journal of `tag` under `root`; no journal (or an unreadable one) gives no records.
+pub(crate) fn read(root: &Path, tag: &str) -> JournalRecords {
+    let path = journal_path(root, tag);
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    else {
+        return JournalRecords::default();
+    };
+    let mut bytes = Vec::new();
+    if file
+        .take(MAX_JOURNAL_BYTES)
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
+        return JournalRecords::default();
+    }
+    // A torn write may cut a line anywhere; only the valid prefix matters.
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    parse(text, tag)
+}
+
+/// Keeps only what still holds on disk: `C` entries whose final path exists with the right size
+/// (or as a directory), and `D` ranges (cut down to whole [`SUBTREE_LEN`] units) of files whose
+/// part file exists with the right length. Never creates anything.
+pub(crate) fn validate(
+    root: &Path,
+    tag: &str,
+    manifest: &Manifest,
+    records: &JournalRecords,
+) -> JournalRecords {
+    let mut out = JournalRecords::default();
+    let entries = manifest.entries();
+    for &file in &records.complete {
+        let Some(entry) = entries.get(file.0 as usize) else {
+            continue;
+        };
+        let Ok(path) = resolve(root, entry.dest_path()) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let ok = if entry.is_empty_dir() {
+            meta.is_dir()
+        } else {
+            meta.is_file() && meta.len() == entry.size()
+        };
+        if ok {
+            out.complete.insert(file);
+        }
+    }
+    for (&file, ranges) in &records.durable {
+        let Some(entry) = entries.get(file.0 as usize) else {
+            continue;
+        };
+        if out.complete.contains(&file) || entry.is_empty_dir() || entry.size() == 0 {
+            continue;
+        }
+        let Ok(path) = resolve(root, entry.dest_path()) else {
+            continue;
+        };
+        let part = temp_path(&path, tag);
+        match std::fs::symlink_metadata(&part) {
+            Ok(meta) if meta.is_file() && meta.len() == entry.size() => {}
+            _ => continue,
+        }
+        let size = entry.size();
+        for unit in 0..subtree_count(size) {
+            let start = unit * SUBTREE_LEN;
+            let end = start + subtree_len(size, unit);
+            let i = ranges.partition_point(|r| r.end <= start);
+            if ranges
+                .get(i)
+                .is_some_and(|r| r.start <= start && r.end >= end)
+            {
+                out.add_durable(file, start..end);
+            }
+        }
+    }
+    out
+}
+
+/// An open journal, appended to.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Writes a fresh journal holding `records` (to a temporary file, fsynced, then renamed over
+    /// the old one) and opens it for appending. Creates the journal directory if needed.
+    ///
+    /// # Errors
+    /// [`FsError::Io`] when the directory or the file cannot be written.
+    pub(crate) fn create(
+        root: &Path,
+        tag: &str,
+        records: &JournalRecords,
+    ) -> Result<Self, FsError> {
+        let path = journal_path(root, tag);
+        let dir = root.join(JOURNAL_DIR);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(FsError::Escape {
+                    path: JOURNAL_DIR.to_owned(),
+                })
+            }
+            Err(_) => std::fs::create_dir(&dir).map_err(|e| FsError::io(&dir, &e))?,
+        }
+        let mut text = line(&format!("{VERSION} {tag}"));
+        for (file, ranges) in &records.durable {
+            for r in ranges {
+                text.push_str(&line(&format!(
+                    "D {} {} {}",
+                    file.0,
+                    r.start,
+                    r.end - r.start
+                )));
+            }
+        }
+        for file in &records.complete {
+            text.push_str(&line(&format!("C {}", file.0)));
+        }
+        let tmp = dir.join(format!(".{tag}.journal.tmp"));
+        let io_err = |p: &Path, e: io::Error| FsError::io(p, &e);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, e))?;
+        f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        sync_dir(&dir);
+        let file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        Ok(Self { path, file })
+    }
+
+    fn append(&mut self, text: &str) -> Result<(), FsError> {
+        self.file
+            .write_all(line(text).as_bytes())
+            .map_err(|e| FsError::io(&self.path, &e))
+    }
+
+    /// Appends a `D` record (not synced; call [`Journal::sync`]).
+    ///
+    /// # Errors
+    /// [`FsError::Io`] on a write error.
+    pub(crate) fn append_durable(
+        &mut self,
+        file: FileIndex,
+        range: &Range<u64>,
+    ) -> Result<(), FsError> {
+        self.append(&format!(
+            "D {} {} {}",
+            file.0,
+            range.start,
+            range.end - range.start
+        ))
+    }
+
+    /// Appends a `C` record (not synced; call [`Journal::sync`]).
+    ///
+    /// # Errors
+    /// [`FsError::Io`] on a write error.
+    pub(crate) fn append_complete(&mut self, file: FileIndex) -> Result<(), FsError> {
+        self.append(&format!("C {}", file.0))
+    }
+
+    /// `fdatasync`s the journal.
+    ///
+    /// # Errors
+    /// [`FsError::Io`] when the sync fails.
+    pub(crate) fn sync(&mut self) -> Result<(), FsError> {
+        self.file
+            .sync_data()
+            .map_err(|e| FsError::io(&self.path, &e))
+    }
+}
+
+/// Removes the journal of `tag` (and the journal directory if that leaves it empty).
+pub(crate) fn remove(root: &Path, tag: &str) {
+    // Best effort: a leftover journal is harmless, it is validated against the disk on open.
+    let _ = std::fs::remove_file(journal_path(root, tag));
+    let _ = std::fs::remove_dir(root.join(JOURNAL_DIR));
+}
+
+/// Best-effort `fsync` of a directory, so a rename in it is durable.
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Part-file writes not yet journaled, and the journal, shared by the sink's threads.
+#[derive(Debug, Default)]
+pub(crate) struct JournalState {
+    /// `None` when journaling is off, finished, or stopped after a write error.
+    pub(crate) journal: Option<Journal>,
+    /// Per file: its part file and the unit ranges written since the last checkpoint.
+    pub(crate) pending: BTreeMap<FileIndex, (PathBuf, Vec<Range<u64>>)>,
+}
+
+impl JournalState {
+    /// Notes that `range` of `file` was written to `part` (called after the write returned).
+    pub(crate) fn note_written(&mut self, file: FileIndex, part: &Path, range: Range<u64>) {
+        if self.journal.is_none() {
+            return;
+        }
+        let slot = self
+            .pending
+            .entry(file)
+            .or_insert_with(|| (part.to_path_buf(), Vec::new()));
+        insert_range(&mut slot.1, range);
+    }
+
+    /// Appends and syncs a `C` record; on error journaling stops (conservative: the journal
+    /// then says less than the truth, never more).
+    pub(crate) fn note_complete(&mut self, file: FileIndex, sync: bool) {
+        self.pending.remove(&file);
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        let res =
+            journal
+                .append_complete(file)
+                .and_then(|()| if sync { journal.sync() } else { Ok(()) });
+        if res.is_err() {
+            self.journal = None;
+        }
+    }
+}
+
+/// One checkpoint: takes the pending writes, `fdatasync`s their part files, then appends the
+/// `D` records of the files that synced and syncs the journal. Blocks on the disk.
+pub(crate) fn checkpoint(state: &Mutex<JournalState>) {
+    let batch = std::mem::take(&mut state.lock().pending);
+    if batch.is_empty() {
+        return;
+    }
+    let mut synced = Vec::with_capacity(batch.len());
+    for (file, (part, ranges)) in batch {
+        // A part file that is gone was finalised (or discarded) meanwhile: nothing to record.
+        let Ok(f) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&part)
+        else {
+            continue;
+        };
+        if f.sync_data().is_ok() {
+            synced.push((file, ranges));
+        }
+    }
+    let mut guard = state.lock();
+    let Some(journal) = guard.journal.as_mut() else {
+        return;
+    };
+    let mut res = Ok(());
+    for (file, ranges) in &synced {
+        for r in ranges {
+            res = res.and_then(|()| journal.append_durable(*file, r));
+        }
+    }
+    if res.and_then(|()| journal.sync()).is_err() {
+        guard.journal = None;
+    }
+}
+
+/// The sink's view of the disk: where part files live and how they become final files.
+/// Shared (read-only, except the journal) by the sink's worker and checkpoint threads.
+#[derive(Debug)]
+pub(crate) struct Disk {
+    pub(crate) root: PathBuf,
+    pub(crate) manifest: Arc<Manifest>,
+    pub(crate) tag: String,
+    pub(crate) fsync: bool,
+    pub(crate) journal: Mutex<JournalState>,
+}
+
+impl Disk {
+    fn entry(&self, file: FileIndex) -> Result<&ManifestEntry, FsError> {
+        self.manifest
+            .entries()
+            .get(file.0 as usize)
+            .ok_or_else(|| FsError::InvalidPath {
+                path: format!("#{}", file.0),
+                reason: "no such manifest entry",
+            })
+    }
+
+    /// The final path (parents created, symlinks refused) and the part path of `file`.
+    pub(crate) fn paths_of(&self, file: FileIndex) -> Result<(PathBuf, PathBuf), FsError> {
+        let final_path = resolve_for_write(&self.root, self.entry(file)?.dest_path())?;
+        let part = temp_path(&final_path, &self.tag);
+        Ok((final_path, part))
+    }
+
+    /// Hashes unit `index` of `file` and writes it to the part file (created and preallocated
+    /// if missing), then notes it for the next checkpoint.
+    pub(crate) fn write_unit(
+        &self,
+        file: FileIndex,
+        index: u64,
+        data: &[u8],
+    ) -> Result<SubtreeHash, FsError> {
+        let size = self.entry(file)?.size();
+        let (_, part) = self.paths_of(file)?;
+        let hash = subtree_hash(size, index, data)
+            .ok_or_else(|| internal(&part, "unit of the wrong length"))?;
+        let f = open_part(&part, size)?;
+        let offset = index * SUBTREE_LEN;
+        f.write_all_at(data, offset)
+            .map_err(|e| FsError::io(&part, &e))?;
+        drop(f);
+        self.journal
+            .lock()
+            .note_written(file, &part, offset..offset + data.len() as u64);
+        Ok(hash)
+    }
+
+    /// Re-reads unit `index` from the part file and hashes it (resume only).
+    pub(crate) fn rehash_unit(&self, file: FileIndex, index: u64) -> Result<SubtreeHash, FsError> {
+        let size = self.entry(file)?.size();
+        let (_, part) = self.paths_of(file)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&part)
+            .map_err(|e| FsError::io(&part, &e))?;
+        // subtree_len <= SUBTREE_LEN, so it fits a usize.
+        let mut data = vec![0; subtree_len(size, index) as usize];
+        f.read_exact_at(&mut data, index * SUBTREE_LEN)
+            .map_err(|e| FsError::io(&part, &e))?;
+        subtree_hash(size, index, &data).ok_or_else(|| internal(&part, "unit out of range"))
+    }
+
+    /// Puts a verified entry in place: sync, mtime, mode, rename (or creates the empty
+    /// directory), then journals its completion.
+    pub(crate) fn finalize(&self, file: FileIndex) -> Result<(), FsError> {
+        let e = self.entry(file)?;
+        if e.is_empty_dir() {
+            let dir = resolve_for_write(&self.root, e.dest_path())?;
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    let meta =
+                        std::fs::symlink_metadata(&dir).map_err(|e| FsError::io(&dir, &e))?;
+                    if !meta.is_dir() {
+                        return Err(FsError::io(&dir, &err));
+                    }
+                }
+                Err(err) => return Err(FsError::io(&dir, &err)),
+            }
+            let d = File::open(&dir).map_err(|e| FsError::io(&dir, &e))?;
+            d.set_modified(system_time(e.mtime_us()))
+                .map_err(|e| FsError::io(&dir, &e))?;
+        } else {
+            let (final_path, part) = self.paths_of(file)?;
+            // For an empty file this creates the part file; otherwise it exists at full length.
+            let f = open_part(&part, e.size())?;
+            if self.fsync {
+                f.sync_data().map_err(|e| FsError::io(&part, &e))?;
+            }
+            f.set_modified(system_time(e.mtime_us()))
+                .map_err(|e| FsError::io(&part, &e))?;
+            let mode = if e.is_executable() { 0o755 } else { 0o644 };
+            f.set_permissions(Permissions::from_mode(mode))
+                .map_err(|e| FsError::io(&part, &e))?;
+            drop(f);
+            std::fs::rename(&part, &final_path).map_err(|e| FsError::io(&final_path, &e))?;
+            if self.fsync {
+                if let Some(dir) = final_path.parent() {
+                    sync_dir(dir);
+                }
+            }
+        }
+        self.journal.lock().note_complete(file, self.fsync);
+        Ok(())
+    }
+
+    /// Deletes the part file of an entry whose digest did not match; always returns the
+    /// [`FsError::DigestMismatch`] to report.
+    pub(crate) fn reject(&self, file: FileIndex) -> Result<(), FsError> {
+        let (final_path, part) = self.paths_of(file)?;
+        // Best effort: the bad data must not be mistaken for progress on a later resume either.
+        let _ = std::fs::remove_file(&part);
+        self.journal.lock().pending.remove(&file);
+        Err(FsError::DigestMismatch { path: final_path })
+    }
+}
+
+/// Opens (creating, `O_NOFOLLOW`) a part file and makes it exactly `size` bytes long.
+fn open_part(part: &Path, size: u64) -> Result<File, FsError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(part)
+        .map_err(|e| FsError::io(part, &e))?;
+    let meta = f.metadata().map_err(|e| FsError::io(part, &e))?;
+    if !meta.is_file() {
+        return Err(FsError::io(part, &io::Error::other("not a regular file")));
+    }
+    if meta.len() != size {
+        // Sparse preallocation; also trims a stale part file of another length.
+        f.set_len(size).map_err(|e| FsError::io(part, &e))?;
+    }
+    Ok(f)
+}
+
+fn internal(path: &Path, what: &str) -> FsError {
+    FsError::Io {
+        path: path.to_path_buf(),
+        kind: io::ErrorKind::Other,
+        message: what.to_owned(),
+    }
+}
+
+/// A manifest mtime (µs since the epoch, may be negative) as a `SystemTime`.
+pub(crate) fn system_time(mtime_us: i64) -> SystemTime {
+    let abs = Duration::from_micros(mtime_us.unsigned_abs());
+    let t = if mtime_us >= 0 {
+        UNIX_EPOCH.checked_add(abs)
+    } else {
+        UNIX_EPOCH.checked_sub(abs)
+    };
+    t.unwrap_or(UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::sink::tests::{content, digest, file_entry, open, part_files, TAG};
+    use crate::fs::sink::{ResumeState, SinkConfig, SinkEvent};
+
+    #[test]
+    fn insert_range_coalesces() {
+        let mut v: Vec<Range<u64>> = Vec::new();
+        for r in [
+            10..20,
+            30..40,
+            20..25,
+            0..5,
+            5..10,
+            50..60,
+            24..31,
+            55..57,
+            70..70,
+        ] {
+            insert_range(&mut v, r);
+        }
+        assert_eq!(v, vec![0..40, 50..60]);
+        assert!(contains(&v, 0) && contains(&v, 39) && contains(&v, 59));
+        assert!(!contains(&v, 40) && !contains(&v, 60) && !contains(&v, 45));
+    }
+
+    #[test]
+    fn round_trips_and_ignores_torn_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut records = JournalRecords::default();
+        records.add_durable(FileIndex(3), 0..SUBTREE_LEN);
+        records.add_durable(FileIndex(3), SUBTREE_LEN..2 * SUBTREE_LEN + 7);
+        records.complete.insert(FileIndex(1));
+        let mut j = Journal::create(dir.path(), "abcd", &records).expect("create");
+        j.append_durable(FileIndex(5), &(0..100)).expect("append");
+        j.sync().expect("sync");
+        drop(j);
+        let mut expected = records.clone();
+        expected.add_durable(FileIndex(5), 0..100);
+        assert_eq!(read(dir.path(), "abcd"), expected);
+        // A different tag does not read someone else's journal.
+        assert_eq!(read(dir.path(), "ffff"), JournalRecords::default());
+
+        // Tear the last line: it and only it is ignored.
+        let path = journal_path(dir.path(), "abcd");
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        text.push_str(&line("C 9"));
+        text.push_str("D 7 0 1");
+        std::fs::write(&path, &text).expect("write");
+        let mut with_c = expected.clone();
+        with_c.complete.insert(FileIndex(9));
+        assert_eq!(read(dir.path(), "abcd"), with_c);
+        // Corrupt a middle line: everything from there on is ignored.
+        let corrupt = text.replacen("D 5 0 100", "D 5 0 900", 1);
+        assert_eq!(parse(&corrupt, "abcd").durable.get(&FileIndex(5)), None);
+        assert!(!parse(&corrupt, "abcd").complete.contains(&FileIndex(9)));
+        remove(dir.path(), "abcd");
+        assert!(!dir.path().join(JOURNAL_DIR).exists());
+    }
+
+    /// Writes units 0, 1 and 3 of a 6-unit file, checkpoints, writes unit 4, "crashes" with
+    /// unit 4's journal record torn; the reopened sink holds exactly units 0, 1 and 3.
+    fn interrupted_run(root: &Path, data: &[u8]) {
+        let size = data.len() as u64;
+        let s = SUBTREE_LEN;
+        let mut h = open(
+            root,
+            vec![file_entry("big", size, true)],
+            SinkConfig::default(),
+        );
+        h.send(
+            FileIndex(0),
+            data,
+            &[(0, 2 * s), (3 * s, 4 * s), (2 * s, 2 * s + 1000)],
+            21,
+        );
+        h.settle(s); // only unit 2's partial buffer is left
+        h.sink.checkpoint_now();
+        h.send(FileIndex(0), data, &[(4 * s, 5 * s)], 22);
+        h.settle(s);
+        drop(h); // final checkpoint records unit 4, which the "crash" below tears
+        let journal = journal_path(root, TAG);
+        let text = std::fs::read(&journal).expect("journal");
+        assert!(text.ends_with(b"\n"));
+        std::fs::write(&journal, &text[..text.len() - 5]).expect("truncate journal");
+    }
+
+    #[test]
+    fn resumes_from_durable_units_after_crash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SUBTREE_LEN;
+        let size = 5 * s + 100;
+        let data = content(size, 77);
+        interrupted_run(dir.path(), &data);
+
+        let mut h = open(
+            dir.path(),
+            vec![file_entry("big", size, true)],
+            SinkConfig::default(),
+        );
+        let file = FileIndex(0);
+        assert_eq!(h.resume.held, vec![(file, 0..2 * s), (file, 3 * s..4 * s)]);
+        assert!(h.resume.complete.is_empty());
+        // Re-hashing the held units is in flight; only the missing bytes are sent.
+        h.send(file, &data, &[(2 * s, 3 * s), (4 * s, size)], 23);
+        // Stray writes into held units are ignored.
+        h.sink.write(file, 10, &[0xFF; 100]).expect("write");
+        h.sink.finish(file, digest(&data));
+        assert_eq!(
+            h.events(1),
+            vec![SinkEvent::FileDone {
+                file,
+                result: Ok(())
+            }]
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("big")).expect("final file"),
+            data
+        );
+        h.sink.close();
+        assert!(!dir.path().join(JOURNAL_DIR).exists());
+
+        // Everything complete: a new open reports it and recreates nothing.
+        let h = open(
+            dir.path(),
+            vec![file_entry("big", size, true)],
+            SinkConfig::default(),
+        );
+        assert_eq!(h.resume.held, vec![]);
+        assert_eq!(h.resume.complete, vec![]);
+    }
+
+    #[test]
+    fn resume_verifies_held_units_against_the_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SUBTREE_LEN;
+        let size = 5 * s + 100;
+        let data = content(size, 78);
+        interrupted_run(dir.path(), &data);
+        // Corrupt a held byte behind the journal's back.
+        let part = temp_path(&dir.path().join("big"), TAG);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&part)
+            .expect("part file");
+        f.write_all_at(&[data[s as usize + 5] ^ 1], s + 5)
+            .expect("corrupt");
+        drop(f);
+        let mut h = open(
+            dir.path(),
+            vec![file_entry("big", size, false)],
+            SinkConfig::default(),
+        );
+        let file = FileIndex(0);
+        assert_eq!(h.resume.held.len(), 2);
+        h.send(file, &data, &[(0, size)], 24);
+        h.sink.finish(file, digest(&data));
+        let path = dir.path().join("big");
+        assert_eq!(
+            h.events(1),
+            vec![SinkEvent::FileDone {
+                file,
+                result: Err(FsError::DigestMismatch { path: path.clone() })
+            }]
+        );
+        assert!(!path.exists() && !part.exists());
+    }
+
+    #[test]
+    fn reports_completed_entries_on_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entries = || vec![file_entry("a", 5, false), file_entry("b", 5, false)];
+        let mut h = open(dir.path(), entries(), SinkConfig::default());
+        h.sink.write(FileIndex(0), 0, b"hello").expect("write");
+        h.sink.finish(FileIndex(0), digest(b"hello"));
+        assert_eq!(
+            h.events(1),
+            vec![SinkEvent::FileDone {
+                file: FileIndex(0),
+                result: Ok(())
+            }]
+        );
+        h.sink.close();
+        let h = open(dir.path(), entries(), SinkConfig::default());
+        assert_eq!(h.resume.complete, vec![FileIndex(0)]);
+        assert!(h.resume.held.is_empty());
+    }
+
+    #[test]
+    fn discard_removes_part_files_and_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = 3 * SUBTREE_LEN;
+        let data = content(size, 5);
+        let mut h = open(
+            dir.path(),
+            vec![file_entry("x/y", size, false)],
+            SinkConfig::default(),
+        );
+        h.send(FileIndex(0), &data, &[(0, SUBTREE_LEN + 10)], 6);
+        h.settle(SUBTREE_LEN);
+        assert_eq!(part_files(dir.path()).len(), 1);
+        assert!(journal_path(dir.path(), TAG).exists());
+        h.sink.discard();
+        assert_eq!(part_files(dir.path()), Vec::<PathBuf>::new());
+        assert!(!dir.path().join(JOURNAL_DIR).exists());
+        assert!(!dir.path().join("x/y").exists());
+    }
+
+    #[test]
+    fn without_journal_nothing_is_resumed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = SinkConfig::default();
+        config.journal(false).fsync(false);
+        let size = 2 * SUBTREE_LEN;
+        let data = content(size, 8);
+        let mut h = open(
+            dir.path(),
+            vec![file_entry("f", size, false)],
+            config.clone(),
+        );
+        h.send(FileIndex(0), &data, &[(0, SUBTREE_LEN)], 1);
+        h.settle(0);
+        h.sink.close();
+        assert!(!dir.path().join(JOURNAL_DIR).exists());
+        let h = open(dir.path(), vec![file_entry("f", size, false)], config);
+        assert_eq!(h.resume, ResumeState::default());
+    }
+}

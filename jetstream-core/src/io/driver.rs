@@ -1,0 +1,601 @@
+//! The event loop. Rules (mio): readiness is a hint, so the socket is read until `WouldBlock`
+//! or a per-wakeup budget runs out (then the next poll does not sleep); `WouldBlock` on send
+//! keeps the batch for the next writable event; other threads reach the loop only through the
+//! command channel plus the waker; `now` is taken once per iteration.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::socket::UdpSocket;
+use super::{Command, EngineInfo, ReceiveCommand, SendCommand};
+use crate::config::EngineConfig;
+use crate::error::{Error, TransferError};
+use crate::fs::reader::{spawn_reader, ReadEvent, ReaderHandle};
+use crate::fs::sink::{FileSink, SinkEvent};
+use crate::fs::FsError;
+use crate::manifest::Manifest;
+use crate::proto::{Endpoint, Event, ReceiveParams, SendParams, SessionHandle, Storage};
+use crate::transfer::{Shared, TransferState};
+use crate::trigger::{Trigger, TriggerEvent};
+use crate::types::{Digest, FileIndex, Role, TransferId};
+
+const UDP: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Datagram reads per loop iteration before other work gets a turn.
+const RECV_BUDGET: usize = 64;
+/// Size of the receive and send buffers: one GRO/GSO batch.
+const BATCH_BUF: usize = 65536;
+/// Close code for an entry the receiver could not write or verify.
+const FILE_ERROR_CODE: u64 = 3;
+
+struct Active {
+    id: TransferId,
+    role: Role,
+    shared: Arc<Shared>,
+    reader: Option<(ReaderHandle, Receiver<ReadEvent>)>,
+    held_event: Option<ReadEvent>,
+    root: Option<PathBuf>,
+    manifest: Option<Arc<Manifest>>,
+    file_errors: HashMap<u32, String>,
+    started_reported: bool,
+}
+
+/// Receiving sessions' sinks, keyed by session.
+#[derive(Default)]
+struct Sinks {
+    map: HashMap<SessionHandle, FileSink>,
+    /// Write errors raised synchronously, reported after the datagram is processed.
+    errors: Vec<(SessionHandle, FileIndex, FsError)>,
+}
+
+impl Storage for Sinks {
+    fn write(&mut self, session: SessionHandle, file: FileIndex, offset: u64, data: &[u8]) {
+        if let Some(s) = self.map.get_mut(&session) {
+            if let Err(e) = s.write(file, offset, data) {
+                self.errors.push((session, file, e));
+            }
+        }
+    }
+    fn finish(&mut self, session: SessionHandle, file: FileIndex, digest: Digest) {
+        if let Some(s) = self.map.get_mut(&session) {
+            s.finish(file, digest);
+        }
+    }
+    fn buffered_bytes(&self, session: SessionHandle) -> u64 {
+        self.map.get(&session).map_or(0, FileSink::buffered_bytes)
+    }
+}
+
+pub(crate) struct Driver {
+    config: Arc<EngineConfig>,
+    poll: Poll,
+    socket: UdpSocket,
+    waker: Arc<Waker>,
+    commands: Receiver<Command>,
+    endpoint: Endpoint,
+    sinks: Sinks,
+    transfers: HashMap<SessionHandle, Active>,
+    by_id: HashMap<TransferId, SessionHandle>,
+    recv_buf: Vec<u8>,
+    send_buf: Vec<u8>,
+    /// A batch the socket refused with `WouldBlock`: (destination, offset sent so far, len, segment).
+    pending: Option<(SocketAddr, usize, usize, usize)>,
+    triggers: Sender<TriggerEvent>,
+    shutting_down: bool,
+    rng_state: u64,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: Arc<EngineConfig>,
+        mut trigger: Box<dyn Trigger>,
+    ) -> Result<(Self, Arc<Waker>, Sender<Command>), Error> {
+        let poll = Poll::new()?;
+        let mut socket = UdpSocket::bind(config.bind, &config.socket)?;
+        poll.registry().register(&mut socket, UDP, Interest::READABLE | Interest::WRITABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, commands) = bounded(1024);
+        // One worker calls the trigger serially; the engine never waits for it.
+        let (triggers, trigger_rx) = bounded::<TriggerEvent>(4096);
+        std::thread::Builder::new()
+            .name("jetstream-trigger".into())
+            .spawn(move || {
+                for ev in trigger_rx {
+                    trigger.on_event(&ev);
+                }
+            })?;
+        let mut seed = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| Error::Config("OS random generator failed".into()))?;
+        let driver = Self {
+            config,
+            poll,
+            socket,
+            waker: waker.clone(),
+            commands,
+            endpoint: Endpoint::new(),
+            sinks: Sinks::default(),
+            transfers: HashMap::new(),
+            by_id: HashMap::new(),
+            recv_buf: vec![0; BATCH_BUF],
+            send_buf: vec![0; BATCH_BUF],
+            pending: None,
+            triggers,
+            shutting_down: false,
+            rng_state: u64::from_le_bytes(seed) | 1,
+        };
+        Ok((driver, waker, tx))
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap_or_else(|_| self.config.bind)
+    }
+
+    /// A random first packet number (top bits clear), so that a session restarted with the same
+    /// keys by a careless caller still does not reuse nonces.
+    fn first_pn(&mut self) -> u64 {
+        // xorshift64* seeded from the OS; only needs to be unpredictable-ish and non-repeating.
+        let mut x = self.rng_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng_state = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 2
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        let mut busy = false;
+        let mut last_status = Instant::now();
+        loop {
+            let now = Instant::now();
+            let mut timeout = self.config.status_interval;
+            if let Some(t) = self.endpoint.poll_timeout() {
+                timeout = timeout.min(t.saturating_duration_since(now));
+            }
+            if busy {
+                timeout = Duration::ZERO;
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            let now = Instant::now();
+            busy = self.receive(now);
+            self.drain_commands(now);
+            busy |= self.pump_readers();
+            self.pump_sinks(now);
+            self.endpoint.handle_timeout(now);
+            self.flush(now);
+            self.handle_events(now);
+            if now.duration_since(last_status) >= self.config.status_interval {
+                last_status = now;
+                self.update_statuses();
+            }
+            if self.shutting_down {
+                self.shutdown(now);
+                break;
+            }
+        }
+    }
+
+    /// Reads datagrams until `WouldBlock` or the budget is spent. Returns true if the budget ran
+    /// out (more may be waiting).
+    fn receive(&mut self, now: Instant) -> bool {
+        for _ in 0..RECV_BUDGET {
+            match self.socket.recv(&mut self.recv_buf) {
+                Ok(meta) => {
+                    let seg = meta.segment_size.max(1);
+                    for d in self.recv_buf[..meta.len].chunks_mut(seg) {
+                        self.endpoint.handle_datagram(now, meta.from, d, &mut self.sinks);
+                    }
+                    for (h, file, err) in std::mem::take(&mut self.sinks.errors) {
+                        self.file_failed(now, h, file, &err);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP errors (port unreachable) surface here on Linux; the idle timer handles
+                // an unreachable peer.
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn drain_commands(&mut self, now: Instant) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Send(c)) => self.start_send(now, *c),
+                Ok(Command::Receive(c)) => self.start_receive(now, *c),
+                Ok(Command::Cancel(id)) => {
+                    if let Some(&h) = self.by_id.get(&id) {
+                        self.endpoint.close(now, h, TransferError::Cancelled);
+                    }
+                }
+                Ok(Command::SetRate(id, rate)) => {
+                    if let Some(&h) = self.by_id.get(&id) {
+                        self.endpoint.set_max_rate(h, rate);
+                    }
+                }
+                Ok(Command::Info(reply)) => {
+                    let (recv_buffer, send_buffer) = self.socket.buffer_sizes();
+                    let _ = reply.send(EngineInfo {
+                        local_addr: self.local_addr(),
+                        recv_buffer,
+                        send_buffer,
+                        gso: self.socket.gso_enabled(),
+                        gro: self.socket.gro_enabled(),
+                        dropped: self.endpoint.stats(),
+                        sessions: self.endpoint.session_count(),
+                    });
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    self.shutting_down = true;
+                    return;
+                }
+                Err(TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    fn start_send(&mut self, now: Instant, c: SendCommand) {
+        let params = SendParams {
+            session_id: c.keys.session_id,
+            peer: c.destination.address,
+            secret: c.keys.secret.clone(),
+            cipher: c.keys.cipher,
+            first_pn: self.first_pn(),
+            manifest: c.manifest.clone(),
+            config: c.config,
+        };
+        let h = match self.endpoint.start_send(now, params) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = c.reply.send(Err(Error::Transfer(e)));
+                return;
+            }
+        };
+        let waker = self.waker.clone();
+        let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        let reader = match spawn_reader(c.manifest.clone(), self.config.reader.clone(), notify) {
+            Ok(r) => r,
+            Err(e) => {
+                self.endpoint.close(now, h, TransferError::Internal("cannot start the reader thread"));
+                let _ = c.reply.send(Err(Error::Io(e)));
+                return;
+            }
+        };
+        {
+            let mut st = c.shared.status.lock();
+            st.total_bytes = c.manifest.total_bytes();
+            st.total_blocks = total_blocks(&c.manifest, st.block_size);
+            st.files_total = c.manifest.len() as u64;
+            st.state = TransferState::Active;
+        }
+        let id = c.shared.status.lock().transfer_id;
+        self.by_id.insert(id, h);
+        self.transfers.insert(
+            h,
+            Active {
+                id,
+                role: Role::Sender,
+                shared: c.shared,
+                reader: Some(reader),
+                held_event: None,
+                root: None,
+                manifest: Some(c.manifest),
+                file_errors: HashMap::new(),
+                started_reported: false,
+            },
+        );
+        let _ = c.reply.send(Ok(()));
+    }
+
+    fn start_receive(&mut self, now: Instant, c: ReceiveCommand) {
+        let params = ReceiveParams {
+            session_id: c.keys.session_id,
+            secret: c.keys.secret.clone(),
+            cipher: c.keys.cipher,
+            first_pn: self.first_pn(),
+            config: c.config,
+        };
+        match self.endpoint.expect_receive(now, params) {
+            Ok(h) => {
+                let id = c.shared.status.lock().transfer_id;
+                self.by_id.insert(id, h);
+                self.transfers.insert(
+                    h,
+                    Active {
+                        id,
+                        role: Role::Receiver,
+                        shared: c.shared,
+                        reader: None,
+                        held_event: None,
+                        root: Some(c.root),
+                        manifest: None,
+                        file_errors: HashMap::new(),
+                        started_reported: false,
+                    },
+                );
+                let _ = c.reply.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = c.reply.send(Err(Error::Transfer(e)));
+            }
+        }
+    }
+
+    /// Moves file data from reader threads into sending sessions. Returns true if a session
+    /// still wants data that is already waiting (so the loop should not sleep).
+    fn pump_readers(&mut self) -> bool {
+        let mut more = false;
+        let handles: Vec<SessionHandle> = self.transfers.keys().copied().collect();
+        for h in handles {
+            let Some(t) = self.transfers.get_mut(&h) else { continue };
+            let Some((_, rx)) = &t.reader else { continue };
+            let mut budget = 64;
+            while self.endpoint.wants_data(h) {
+                let ev = match t.held_event.take() {
+                    Some(ev) => ev,
+                    None => match rx.try_recv() {
+                        Ok(ev) => ev,
+                        Err(_) => break,
+                    },
+                };
+                match ev {
+                    ReadEvent::Chunk { file, offset, data } => self.endpoint.handle_chunk(h, file, offset, data),
+                    ReadEvent::Digest { file, digest } => self.endpoint.handle_digest(h, file, digest),
+                    ReadEvent::Done => {
+                        t.reader = None;
+                        break;
+                    }
+                    ReadEvent::Failed { error, .. } => {
+                        // The receiver would wait forever for this entry: end the transfer
+                        // with the reason (resume picks up once the source is fixed).
+                        t.reader = None;
+                        self.endpoint.close(Instant::now(), h, TransferError::Disk(error));
+                        break;
+                    }
+                    _ => {}
+                }
+                budget -= 1;
+                if budget == 0 {
+                    more = true;
+                    break;
+                }
+            }
+        }
+        more
+    }
+
+    fn pump_sinks(&mut self, now: Instant) {
+        let handles: Vec<SessionHandle> = self.sinks.map.keys().copied().collect();
+        for h in handles {
+            loop {
+                let Some(sink) = self.sinks.map.get_mut(&h) else { break };
+                let Some(ev) = sink.poll() else { break };
+                match ev {
+                    SinkEvent::FileDone { file, result: Ok(()) } => {
+                        self.endpoint.file_done(now, h, file, true, 0);
+                    }
+                    SinkEvent::FileDone { file, result: Err(e) } => self.file_failed(now, h, file, &e),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn file_failed(&mut self, now: Instant, h: SessionHandle, file: FileIndex, err: &FsError) {
+        if let Some(t) = self.transfers.get_mut(&h) {
+            t.file_errors.entry(file.0).or_insert_with(|| err.to_string());
+        }
+        self.endpoint.file_done(now, h, file, false, FILE_ERROR_CODE);
+    }
+
+    fn flush(&mut self, now: Instant) {
+        let max_segments = self.socket.max_gso_segments();
+        loop {
+            if let Some((dest, at, len, seg)) = self.pending {
+                match self.socket.send_segments(dest, &self.send_buf[at..len], seg) {
+                    Ok(n) if at + n >= len => self.pending = None,
+                    Ok(n) => {
+                        self.pending = Some((dest, at + n, len, seg));
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // Unroutable destination and the like: the datagrams are lost, as on the
+                    // network; loss recovery and the idle timer deal with it.
+                    Err(_) => self.pending = None,
+                }
+            }
+            match self.endpoint.poll_transmit(now, &mut self.send_buf, max_segments, &self.sinks) {
+                Some(t) => self.pending = Some((t.destination, 0, t.len, t.segment_size)),
+                None => return,
+            }
+        }
+    }
+
+    fn handle_events(&mut self, now: Instant) {
+        while let Some(ev) = self.endpoint.poll_event() {
+            match ev {
+                Event::ManifestReceived(h) => self.open_sink(now, h),
+                Event::FileFinished(h, file) => {
+                    let Some(t) = self.transfers.get(&h) else { continue };
+                    t.shared.status.lock().files_done += 1;
+                    if let (Some(root), Some(m)) = (&t.root, &t.manifest) {
+                        if let Some(e) = m.entries().get(file.0 as usize) {
+                            let _ = self.triggers.try_send(TriggerEvent::FileReceived {
+                                transfer_id: t.id,
+                                path: e.dest_path().to_owned(),
+                                written: root.join(e.dest_path()),
+                            });
+                        }
+                    }
+                }
+                Event::Complete(h, failed) => self.complete(h, &failed),
+                Event::Failed(h, e) => self.failed(h, &e),
+                Event::Closed(h) => {
+                    if let Some(t) = self.transfers.remove(&h) {
+                        self.by_id.remove(&t.id);
+                        // A session that vanished without an outcome (should not happen).
+                        if !t.shared.status.lock().state.is_final() {
+                            self.finish_status(&t, TransferState::Error, Some("session closed".into()));
+                        }
+                    }
+                    if let Some(s) = self.sinks.map.remove(&h) {
+                        s.close();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn open_sink(&mut self, now: Instant, h: SessionHandle) {
+        let Some(manifest) = self.endpoint.manifest(h) else { return };
+        let Some(t) = self.transfers.get_mut(&h) else { return };
+        let Some(root) = t.root.clone() else { return };
+        t.manifest = Some(manifest.clone());
+        {
+            let mut st = t.shared.status.lock();
+            st.total_bytes = manifest.total_bytes();
+            st.total_blocks = total_blocks(&manifest, st.block_size);
+            st.files_total = manifest.len() as u64;
+            st.state = TransferState::Active;
+        }
+        let tag = manifest.digest().to_string()[..16].to_owned();
+        let waker = self.waker.clone();
+        let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        match FileSink::open(root, manifest, tag, self.config.sink.clone(), notify) {
+            Ok((sink, resume)) => {
+                self.sinks.map.insert(h, sink);
+                self.endpoint.storage_ready(now, h, &resume.held, &resume.complete, &mut self.sinks);
+            }
+            Err(e) => self.endpoint.close(now, h, TransferError::Disk(e)),
+        }
+    }
+
+    fn complete(&mut self, h: SessionHandle, failed: &[(FileIndex, u64)]) {
+        let Some(t) = self.transfers.get(&h) else { return };
+        let mut failed_files = Vec::new();
+        let mut files = Vec::new();
+        if let Some(m) = &t.manifest {
+            for &(f, code) in failed {
+                let path = m.entries().get(f.0 as usize).map_or_else(String::new, |e| e.dest_path().to_owned());
+                let why = t.file_errors.get(&f.0).cloned().unwrap_or_else(|| format!("refused by the receiver (code {code})"));
+                failed_files.push((path, why));
+            }
+            for (i, e) in m.entries().iter().enumerate() {
+                if failed.iter().any(|(f, _)| f.0 as usize == i) {
+                    continue;
+                }
+                let written = t.root.as_ref().map(|r| r.join(e.dest_path())).unwrap_or_default();
+                files.push((e.dest_path().to_owned(), written));
+            }
+        }
+        let (state, msg) = if failed_files.is_empty() {
+            (TransferState::Complete, None)
+        } else {
+            let first = &failed_files[0];
+            (TransferState::Error, Some(format!("{} of {} entries failed; first: {}: {}", failed_files.len(), files.len() + failed_files.len(), first.0, first.1)))
+        };
+        t.shared.status.lock().failed_files = failed_files;
+        let _ = self.triggers.try_send(TriggerEvent::TransferComplete { transfer_id: t.id, role: t.role, files });
+        self.finish_status(t, state, msg);
+    }
+
+    fn failed(&mut self, h: SessionHandle, e: &TransferError) {
+        let Some(t) = self.transfers.get_mut(&h) else { return };
+        if let Some((mut r, _)) = t.reader.take() {
+            r.stop();
+        }
+        let state = if *e == TransferError::Cancelled { TransferState::Cancelled } else { TransferState::Error };
+        let _ = self.triggers.try_send(TriggerEvent::TransferFailed { transfer_id: t.id, role: t.role, message: e.to_string() });
+        let t = &self.transfers[&h];
+        self.finish_status(t, state, Some(e.to_string()));
+        if let Some(s) = self.sinks.map.remove(&h) {
+            s.close(); // Keeps the journal: a later transfer of the same manifest resumes.
+        }
+    }
+
+    fn finish_status(&self, t: &Active, state: TransferState, msg: Option<String>) {
+        let stats = self.by_id.get(&t.id).and_then(|h| self.endpoint.session_stats(*h));
+        let mut st = t.shared.status.lock();
+        if st.state.is_final() {
+            return;
+        }
+        if let Some(s) = stats {
+            apply_stats(&mut st, &s);
+        }
+        st.state = state;
+        st.error_message = msg;
+        st.end_time = Some(SystemTime::now());
+        st.ended = Some(Instant::now());
+        drop(st);
+        t.shared.ended.notify_all();
+    }
+
+    fn update_statuses(&mut self) {
+        for (h, t) in &mut self.transfers {
+            if let Some(s) = self.endpoint.session_stats(*h) {
+                let mut st = t.shared.status.lock();
+                if !st.state.is_final() {
+                    apply_stats(&mut st, &s);
+                }
+                if !t.started_reported && s.packets_recv > 0 {
+                    t.started_reported = true;
+                    let _ = self.triggers.try_send(TriggerEvent::TransferStarted { transfer_id: t.id, role: t.role });
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        let handles: Vec<SessionHandle> = self.transfers.keys().copied().collect();
+        for h in handles {
+            self.endpoint.close(now, h, TransferError::Shutdown);
+        }
+        self.flush(now);
+        self.handle_events(now);
+        for (_, s) in self.sinks.map.drain() {
+            s.close();
+        }
+        for (_, mut t) in self.transfers.drain() {
+            if let Some((mut r, _)) = t.reader.take() {
+                r.stop();
+            }
+        }
+    }
+}
+
+fn total_blocks(m: &Manifest, block: u64) -> u64 {
+    m.entries().iter().map(|e| e.size().div_ceil(block.max(1))).sum()
+}
+
+fn apply_stats(st: &mut crate::transfer::TransferStatus, s: &crate::proto::SessionStats) {
+    st.packets_sent = s.packets_sent;
+    st.packets_recv = s.packets_recv;
+    st.bytes_sent = s.bytes_sent;
+    st.bytes_recv = s.bytes_recv;
+    st.blocks_sent = s.blocks_sent;
+    st.blocks_retransmitted = s.blocks_retransmitted;
+    st.bytes_retransmitted = s.bytes_retransmitted;
+    st.bytes_acked = s.bytes_acked;
+    st.blocks_acked = s.bytes_acked.div_ceil(st.block_size.max(1));
+    st.rtt = Duration::from_micros(s.srtt_us);
+    st.pacing_rate = s.pacing_rate;
+}

@@ -1,0 +1,541 @@
+//! The BBR(v1)-like controller with a BBRv2-style in-flight bound on heavy, congestive loss.
+//!
+//! Model: `btl_bw` is a windowed maximum of delivery-rate samples over [`BW_WINDOW_ROUNDS`]
+//! round trips; `min_rtt` a windowed minimum over [`MIN_RTT_WINDOW`]. The product is the
+//! bandwidth-delay product (BDP). The sender paces at `pacing_gain × btl_bw` and keeps at most
+//! `cwnd_gain × BDP + btl_bw × ACK_AGGREGATION` in flight (ACKs are deferred and aggregated by
+//! the receiver, so the window must cover the data delivered but not yet acknowledged).
+//!
+//! States: Startup (gain 2/ln 2 until the bandwidth stops growing by 25 % for 3 rounds, or a
+//! round shows heavy congestive loss), Drain (inverse gain until the queue is gone), ProbeBW
+//! (gain cycle 1.25, 0.75, 1 × 6, one phase per `min_rtt`), ProbeRTT (half a BDP in flight for
+//! 200 ms and one round, when `min_rtt` has not been refreshed for 10 s).
+//!
+//! Loss does not enter the control law unless one round loses more than [`LOSS_THRESH`] of its
+//! bytes *and* the smoothed RTT shows a standing queue: then in-flight is capped at
+//! `BETA × max in-flight of that round`, a cap that grows back by 1/16 per clean round.
+
+use std::time::{Duration, Instant};
+
+use super::delivery::{DeliveryRate, RateSample};
+use super::{CongestionConfig, RateMode, SendSnapshot};
+use crate::proto::rtt::RttEstimator;
+use crate::types::BitsPerSecond;
+
+/// Startup pacing and window gain: 2/ln 2, the smallest gain that doubles the delivery rate per
+/// round.
+const STARTUP_GAIN: f64 = 2.885;
+/// Drain pacing gain: the inverse of Startup's, to empty the queue Startup built in one round.
+const DRAIN_GAIN: f64 = 1.0 / STARTUP_GAIN;
+/// Window gain outside Startup and Drain.
+const CWND_GAIN: f64 = 2.0;
+/// ProbeBW pacing gains, one phase each.
+const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// The phase ProbeBW starts at (cruising, so that the queue Drain emptied stays empty).
+const CYCLE_START: usize = 2;
+/// A ProbeBW phase lasts `max(min_rtt, MIN_PHASE)`: delivery-rate samples span at least one ACK
+/// interval, so shorter phases (on sub-millisecond paths) could not be measured.
+const MIN_PHASE: Duration = Duration::from_millis(5);
+/// Length, in rounds, of the bottleneck-bandwidth max filter.
+const BW_WINDOW_ROUNDS: usize = 10;
+/// Length of the min-RTT filter.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// Time spent at the reduced window in ProbeRTT (plus one round).
+const PROBE_RTT_TIME: Duration = Duration::from_millis(200);
+/// Extra window for data delivered but not yet acknowledged by an aggregating receiver.
+const ACK_AGGREGATION: Duration = Duration::from_millis(10);
+/// Smallest window outside ProbeRTT: even on a loopback path, a few ms of ACK aggregation must
+/// not stall the sender.
+const MIN_CWND: u64 = 64 * 1024;
+/// Window before the first bandwidth sample.
+const INITIAL_CWND: u64 = 64 * 1024;
+/// Startup ends when the bandwidth grew less than this factor...
+const FULL_BW_GROWTH: f64 = 1.25;
+/// ... for this many consecutive rounds.
+const FULL_BW_ROUNDS: u32 = 3;
+/// Fraction of a round's bytes lost above which the loss may be congestion.
+const LOSS_THRESH: f64 = 0.2;
+/// A round needs at least this many datagrams lost before its loss rate is believed.
+const LOSS_MIN_DATAGRAMS: u64 = 4;
+/// Multiplicative in-flight cut on congestive loss.
+const BETA: f64 = 0.7;
+/// The RTT used for the pacing floor (2 datagrams per RTT) is at least this long, so the floor
+/// stays negligible on short paths.
+const FLOOR_RTT: Duration = Duration::from_millis(10);
+
+/// Controller state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Drain,
+    ProbeBw,
+    ProbeRtt,
+    Startup,
+}
+
+/// Windowed max over the last [`BW_WINDOW_ROUNDS`] rounds: one slot per round number modulo the
+/// window, each tagged with its round so that stale slots are ignored.
+///
+/// The window ends at the round of the latest accepted sample, not at the current round: while
+/// the sender is application-limited no sample is accepted and the estimate is kept, as Linux's
+/// `minmax` filter does.
+#[derive(Clone, Debug)]
+struct BwFilter {
+    slots: [(u64, u64); BW_WINDOW_ROUNDS],
+    latest_round: u64,
+}
+
+impl BwFilter {
+    fn new() -> Self {
+        Self { slots: [(u64::MAX, 0); BW_WINDOW_ROUNDS], latest_round: 0 }
+    }
+
+    fn update(&mut self, round: u64, bw: u64) {
+        self.latest_round = self.latest_round.max(round);
+        let slot = &mut self.slots[(round % BW_WINDOW_ROUNDS as u64) as usize];
+        if slot.0 == round {
+            slot.1 = slot.1.max(bw);
+        } else {
+            *slot = (round, bw);
+        }
+    }
+
+    fn max(&self) -> u64 {
+        let round = self.latest_round;
+        self.slots
+            .iter()
+            .filter(|(r, _)| *r <= round && round - *r < BW_WINDOW_ROUNDS as u64)
+            .map(|&(_, bw)| bw)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Round-trip counting by delivered bytes, plus the per-round loss accounting.
+#[derive(Clone, Debug, Default)]
+struct Round {
+    count: u64,
+    /// The round ends when a packet sent after `delivered` reached this value is acknowledged.
+    next_delivered: u64,
+    /// Whether the ACK being processed started a new round.
+    is_start: bool,
+    delivered_at_start: u64,
+    lost: u64,
+    max_inflight: u64,
+}
+
+/// Startup's "has the bandwidth stopped growing" detector.
+#[derive(Clone, Debug, Default)]
+struct FullBw {
+    bw: u64,
+    count: u32,
+    is_filled: bool,
+}
+
+/// ProbeRTT bookkeeping.
+#[derive(Clone, Debug, Default)]
+struct ProbeRtt {
+    done_at: Option<Instant>,
+    is_round_done: bool,
+    /// Smallest RTT sample seen during the probe; becomes the new `min_rtt` at its end, even if
+    /// larger than the old one (the path may have changed).
+    min_sample: Option<Duration>,
+}
+
+/// A BBR-like rate-based congestion controller. See the [module docs](super).
+#[derive(Clone, Debug)]
+pub struct Bbr {
+    config: CongestionConfig,
+    /// `config.max_rate` in bytes/s.
+    max_rate: Option<u64>,
+    rate: DeliveryRate,
+    bw_filter: BwFilter,
+    btl_bw: u64,
+    /// Windowed minimum and the time it was last refreshed.
+    min_rtt: Option<(Duration, Instant)>,
+    smoothed_rtt: Duration,
+    round: Round,
+    state: State,
+    pacing_gain: f64,
+    cwnd_gain: f64,
+    full_bw: FullBw,
+    cycle_index: usize,
+    cycle_stamp: Option<Instant>,
+    probe_rtt: ProbeRtt,
+    inflight_hi: Option<u64>,
+    cwnd: u64,
+    /// Model pacing rate before the floor and the maximum-rate clamp.
+    pacing_rate: u64,
+}
+
+impl Bbr {
+    /// A controller in Startup.
+    pub fn new(config: CongestionConfig) -> Self {
+        let max_rate = config.max_rate.map(BitsPerSecond::bytes_per_sec);
+        let smoothed_rtt = config.initial_rtt;
+        let mut bbr = Self {
+            config,
+            max_rate,
+            rate: DeliveryRate::default(),
+            bw_filter: BwFilter::new(),
+            btl_bw: 0,
+            min_rtt: None,
+            smoothed_rtt,
+            round: Round::default(),
+            state: State::Startup,
+            pacing_gain: STARTUP_GAIN,
+            cwnd_gain: STARTUP_GAIN,
+            full_bw: FullBw::default(),
+            cycle_index: CYCLE_START,
+            cycle_stamp: None,
+            probe_rtt: ProbeRtt::default(),
+            inflight_hi: None,
+            cwnd: INITIAL_CWND,
+            pacing_rate: 0,
+        };
+        bbr.update_pacing_rate();
+        bbr
+    }
+
+    /// Records a datagram of `bytes` leaving now, with `bytes_in_flight_before` already in
+    /// flight. The returned snapshot must be handed back to [`Bbr::on_packet_acked`].
+    pub fn on_packet_sent(
+        &mut self,
+        now: Instant,
+        bytes: u64,
+        bytes_in_flight_before: u64,
+    ) -> SendSnapshot {
+        let snapshot = self.rate.on_packet_sent(now, bytes, bytes_in_flight_before);
+        self.round.max_inflight = self.round.max_inflight.max(snapshot.tx_in_flight);
+        snapshot
+    }
+
+    /// Records one newly acknowledged packet of the ACK frame being processed; `sent_time` and
+    /// `snapshot` are from its record.
+    pub fn on_packet_acked(
+        &mut self,
+        now: Instant,
+        sent_time: Instant,
+        snapshot: &SendSnapshot,
+        bytes: u64,
+    ) {
+        self.rate.on_packet_acked(now, sent_time, snapshot, bytes);
+    }
+
+    /// Records `lost_bytes` declared lost; `bytes_in_flight` no longer counts them.
+    pub fn on_packets_lost(&mut self, now: Instant, lost_bytes: u64, bytes_in_flight: u64) {
+        let _ = (now, bytes_in_flight);
+        self.round.lost = self.round.lost.saturating_add(lost_bytes);
+    }
+
+    /// The sender had window and pacing budget but nothing to send: samples taken until the
+    /// data now in flight is acknowledged are application-limited.
+    pub fn on_app_limited(&mut self, bytes_in_flight: u64) {
+        self.rate.on_app_limited(bytes_in_flight);
+    }
+
+    /// Ends the processing of one ACK frame: takes the delivery-rate sample and advances the
+    /// model and the state machine. `rtt` must already include this ACK's RTT sample, and
+    /// `bytes_in_flight` excludes everything acknowledged or declared lost.
+    pub fn on_ack_end(&mut self, now: Instant, rtt: &RttEstimator, bytes_in_flight: u64) {
+        let Some(sample) = self.rate.take_sample(self.min_rtt.map(|m| m.0)) else {
+            return;
+        };
+        if rtt.has_samples() {
+            self.smoothed_rtt = rtt.smoothed();
+        }
+        self.update_round(&sample, bytes_in_flight);
+        if let Some(bw) = sample.delivery_rate {
+            if !sample.is_app_limited || bw >= self.btl_bw {
+                self.bw_filter.update(self.round.count, bw);
+            }
+        }
+        self.btl_bw = self.bw_filter.max();
+        let min_rtt_expired = rtt.has_samples() && self.update_min_rtt(now, rtt.latest());
+        self.check_full_pipe(&sample);
+        self.check_drain(now, bytes_in_flight);
+        self.update_cycle_phase(now, bytes_in_flight);
+        self.check_probe_rtt(now, bytes_in_flight, min_rtt_expired);
+        self.update_pacing_rate();
+        self.update_cwnd(sample.newly_acked);
+    }
+
+    /// Changes the maximum rate (`sendRateMax`) live; `None` removes the bound.
+    pub fn set_max_rate(&mut self, max: Option<BitsPerSecond>) {
+        self.config.max_rate = max;
+        self.max_rate = max.map(BitsPerSecond::bytes_per_sec);
+    }
+
+    /// The rate to pace at, in bytes/s. Never above the maximum rate when one is set; otherwise
+    /// at least two datagrams per RTT.
+    pub fn pacing_rate(&self) -> u64 {
+        if let Some(max) = self.fixed_rate() {
+            return max;
+        }
+        let rtt = self.min_rtt_or_initial().max(FLOOR_RTT);
+        let floor = (2 * self.mds()) as f64 / rtt.as_secs_f64();
+        let rate = self.pacing_rate.max(floor as u64);
+        match self.max_rate {
+            Some(max) => rate.min(max),
+            None => rate,
+        }
+    }
+
+    /// Bytes allowed in flight.
+    pub fn congestion_window(&self) -> u64 {
+        if let Some(rate) = self.fixed_rate() {
+            // Fixed mode: enough window never to limit the configured rate, bounded so that a
+            // dead path cannot absorb unbounded data.
+            let rtt = self.min_rtt_or_initial().max(self.smoothed_rtt);
+            let w = rate as f64 * (CWND_GAIN * rtt.as_secs_f64() + ACK_AGGREGATION.as_secs_f64());
+            return (w as u64).max(MIN_CWND);
+        }
+        let mut w = self.cwnd;
+        if let Some(hi) = self.inflight_hi {
+            w = w.min(hi);
+        }
+        if self.state == State::ProbeRtt {
+            w = w.min(self.probe_rtt_cwnd());
+        }
+        w
+    }
+
+    /// The bottleneck-bandwidth estimate, in bytes/s (0 before the first sample).
+    pub fn bottleneck_bandwidth(&self) -> u64 {
+        self.btl_bw
+    }
+
+    /// The windowed minimum RTT, once measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.map(|m| m.0)
+    }
+
+    /// The state, for status and logs: `Startup`, `Drain`, `ProbeBW` or `ProbeRTT`.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Drain => "Drain",
+            State::ProbeBw => "ProbeBW",
+            State::ProbeRtt => "ProbeRTT",
+            State::Startup => "Startup",
+        }
+    }
+
+    /// The in-flight cap set by congestive loss, if any (for status and tests).
+    pub fn inflight_cap(&self) -> Option<u64> {
+        self.inflight_hi
+    }
+
+    fn mds(&self) -> u64 {
+        self.config.max_datagram_size.max(1)
+    }
+
+    fn fixed_rate(&self) -> Option<u64> {
+        match self.config.mode {
+            RateMode::Fixed => self.max_rate,
+            RateMode::Adaptive => None,
+        }
+    }
+
+    fn min_rtt_or_initial(&self) -> Duration {
+        self.min_rtt.map_or(self.config.initial_rtt, |m| m.0)
+    }
+
+    fn bdp(&self) -> u64 {
+        (self.btl_bw as f64 * self.min_rtt_or_initial().as_secs_f64()) as u64
+    }
+
+    /// Bytes in flight that keep the pipe full at `gain` with an empty queue.
+    fn inflight(&self, gain: f64) -> u64 {
+        let aggregation = self.btl_bw as f64 * ACK_AGGREGATION.as_secs_f64();
+        (gain * self.bdp() as f64 + aggregation) as u64
+    }
+
+    fn probe_rtt_cwnd(&self) -> u64 {
+        (self.bdp() / 2).max(4 * self.mds())
+    }
+
+    fn target_cwnd(&self) -> u64 {
+        if self.btl_bw == 0 {
+            return INITIAL_CWND;
+        }
+        self.inflight(self.cwnd_gain).max(MIN_CWND)
+    }
+
+    fn update_round(&mut self, sample: &RateSample, bytes_in_flight: u64) {
+        self.round.is_start = false;
+        if sample.prior_delivered < self.round.next_delivered {
+            return;
+        }
+        self.on_round_end();
+        let delivered = self.rate.delivered();
+        self.round.next_delivered = delivered;
+        self.round.count += 1;
+        self.round.is_start = true;
+        self.round.delivered_at_start = delivered;
+        self.round.lost = 0;
+        self.round.max_inflight = bytes_in_flight;
+    }
+
+    /// Loss response, once per round: cap in-flight only on heavy loss with a standing queue.
+    fn on_round_end(&mut self) {
+        let lost = self.round.lost;
+        let delivered = self.rate.delivered().saturating_sub(self.round.delivered_at_start);
+        let heavy = lost >= LOSS_MIN_DATAGRAMS * self.mds()
+            && lost as f64 > LOSS_THRESH * (lost + delivered) as f64;
+        let min_rtt = self.min_rtt_or_initial();
+        let queue_threshold = (min_rtt / 4).max(Duration::from_millis(1));
+        let queueing = self.smoothed_rtt > min_rtt + queue_threshold;
+        if heavy && queueing {
+            let base = self.inflight_hi.unwrap_or(u64::MAX).min(self.round.max_inflight);
+            self.inflight_hi = Some(((base as f64 * BETA) as u64).max(MIN_CWND));
+            if self.state == State::Startup {
+                self.full_bw.is_filled = true;
+            }
+        } else if let Some(hi) = self.inflight_hi {
+            let grown = hi.saturating_add((hi / 16).max(self.mds()));
+            self.inflight_hi =
+                if grown >= 2 * self.target_cwnd() { None } else { Some(grown) };
+        }
+    }
+
+    /// Updates the windowed min RTT; returns whether the window has expired (time for
+    /// ProbeRTT). An expired value is kept until ProbeRTT measures a fresh one: replacing it with
+    /// the current sample, which includes whatever queue exists, would inflate the BDP and let the
+    /// probe itself keep that queue.
+    fn update_min_rtt(&mut self, now: Instant, sample: Duration) -> bool {
+        if self.state == State::ProbeRtt {
+            let m = self.probe_rtt.min_sample.map_or(sample, |m| m.min(sample));
+            self.probe_rtt.min_sample = Some(m);
+        }
+        match self.min_rtt {
+            None => {
+                self.min_rtt = Some((sample, now));
+                false
+            }
+            Some((min, stamp)) => {
+                if sample <= min {
+                    self.min_rtt = Some((sample, now));
+                    return false;
+                }
+                now.saturating_duration_since(stamp) > MIN_RTT_WINDOW
+            }
+        }
+    }
+
+    fn check_full_pipe(&mut self, sample: &RateSample) {
+        if self.full_bw.is_filled || !self.round.is_start || sample.is_app_limited {
+            return;
+        }
+        if self.btl_bw as f64 >= self.full_bw.bw as f64 * FULL_BW_GROWTH {
+            self.full_bw.bw = self.btl_bw;
+            self.full_bw.count = 0;
+            return;
+        }
+        self.full_bw.count += 1;
+        if self.full_bw.count >= FULL_BW_ROUNDS {
+            self.full_bw.is_filled = true;
+        }
+    }
+
+    fn check_drain(&mut self, now: Instant, bytes_in_flight: u64) {
+        if self.state == State::Startup && self.full_bw.is_filled {
+            self.state = State::Drain;
+            self.pacing_gain = DRAIN_GAIN;
+            self.cwnd_gain = STARTUP_GAIN;
+        }
+        if self.state == State::Drain && bytes_in_flight <= self.inflight(1.0) {
+            self.enter_probe_bw(now);
+        }
+    }
+
+    fn enter_probe_bw(&mut self, now: Instant) {
+        self.state = State::ProbeBw;
+        self.cwnd_gain = CWND_GAIN;
+        self.cycle_index = CYCLE_START;
+        self.cycle_stamp = Some(now);
+        self.pacing_gain = CYCLE[self.cycle_index];
+    }
+
+    fn update_cycle_phase(&mut self, now: Instant, bytes_in_flight: u64) {
+        if self.state != State::ProbeBw {
+            return;
+        }
+        let phase = self.min_rtt_or_initial().max(MIN_PHASE);
+        let elapsed = self
+            .cycle_stamp
+            .map_or(true, |s| now.saturating_duration_since(s) > phase);
+        let next = if self.pacing_gain < 1.0 {
+            // Leave the drain phase early once the queue is gone.
+            elapsed || bytes_in_flight <= self.inflight(1.0)
+        } else {
+            elapsed
+        };
+        if next {
+            self.cycle_index = (self.cycle_index + 1) % CYCLE.len();
+            self.cycle_stamp = Some(now);
+            self.pacing_gain = CYCLE[self.cycle_index];
+        }
+    }
+
+    fn check_probe_rtt(&mut self, now: Instant, bytes_in_flight: u64, min_rtt_expired: bool) {
+        if self.state != State::ProbeRtt && min_rtt_expired {
+            self.state = State::ProbeRtt;
+            self.pacing_gain = 1.0;
+            self.probe_rtt = ProbeRtt::default();
+        }
+        if self.state != State::ProbeRtt {
+            return;
+        }
+        match self.probe_rtt.done_at {
+            None => {
+                if bytes_in_flight <= self.probe_rtt_cwnd() {
+                    self.probe_rtt.done_at = Some(now + PROBE_RTT_TIME);
+                    self.probe_rtt.is_round_done = false;
+                    // The probe lasts at least one full round from here.
+                    self.round.next_delivered = self.rate.delivered();
+                }
+            }
+            Some(done_at) => {
+                if self.round.is_start {
+                    self.probe_rtt.is_round_done = true;
+                }
+                if self.probe_rtt.is_round_done && now >= done_at {
+                    if let Some(m) = self.probe_rtt.min_sample {
+                        self.min_rtt = Some((m, now));
+                    } else if let Some((min, _)) = self.min_rtt {
+                        self.min_rtt = Some((min, now));
+                    }
+                    if self.full_bw.is_filled {
+                        self.enter_probe_bw(now);
+                    } else {
+                        self.state = State::Startup;
+                        self.pacing_gain = STARTUP_GAIN;
+                        self.cwnd_gain = STARTUP_GAIN;
+                    }
+                }
+            }
+        }
+    }
+
+    fn update_pacing_rate(&mut self) {
+        let bw = if self.btl_bw > 0 {
+            self.btl_bw as f64
+        } else {
+            INITIAL_CWND as f64 / self.config.initial_rtt.as_secs_f64()
+        };
+        let rate = (self.pacing_gain * bw) as u64;
+        // In Startup the rate only goes up: a low early sample must not slow the ramp.
+        if self.full_bw.is_filled || rate > self.pacing_rate {
+            self.pacing_rate = rate;
+        }
+    }
+
+    fn update_cwnd(&mut self, acked: u64) {
+        let target = self.target_cwnd();
+        if self.full_bw.is_filled {
+            self.cwnd = self.cwnd.saturating_add(acked).min(target);
+        } else if self.cwnd < target || self.rate.delivered() < INITIAL_CWND {
+            self.cwnd = self.cwnd.saturating_add(acked);
+        }
+        self.cwnd = self.cwnd.max(MIN_CWND);
+    }
+}

@@ -1,0 +1,110 @@
+//! Congestion control: a BBR-like, rate-based controller.
+//!
+//! JetStream exists because TCP collapses on long, lossy paths: a loss-based window halves on
+//! every random drop. This controller instead paces at the *measured* bottleneck bandwidth and
+//! keeps a window of about two bandwidth-delay products, so random loss carries no signal in the
+//! control law (it only shaves the lost bytes off the delivery rate). The design note is
+//! `docs/congestion.md`.
+//!
+//! Driving contract (sans-IO; every input carries `now`):
+//! 1. before sending a datagram, check `bytes_in_flight + size <= congestion_window()` and the
+//!    [`Pacer`](crate::proto::pacing::Pacer) budget at [`Bbr::pacing_rate`];
+//! 2. on sending it, call [`Bbr::on_packet_sent`] and store the returned [`SendSnapshot`] with the
+//!    packet's send time in the per-packet record;
+//! 3. for one ACK frame: [`Bbr::on_packet_acked`] for each newly acknowledged packet, then
+//!    [`Bbr::on_packets_lost`] if loss detection declared packets lost, then
+//!    [`Bbr::on_ack_end`] once (after updating the [`RttEstimator`](crate::proto::rtt::RttEstimator));
+//! 4. when the sender had window and pacing budget but no data, call [`Bbr::on_app_limited`].
+
+use std::time::{Duration, Instant};
+
+use crate::types::BitsPerSecond;
+
+mod bbr;
+mod delivery;
+#[cfg(test)]
+mod tests;
+
+pub use bbr::Bbr;
+
+/// How the sending rate is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateMode {
+    /// Model-based (BBR-like): pace at the measured bottleneck bandwidth, capped by the maximum
+    /// rate if one is set. The default.
+    #[default]
+    Adaptive,
+    /// Always pace at the configured maximum rate, whatever the path does (for dedicated links).
+    /// Without a maximum rate this behaves like [`RateMode::Adaptive`].
+    Fixed,
+}
+
+/// Settings of the congestion controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CongestionConfig {
+    pub(crate) max_rate: Option<BitsPerSecond>,
+    pub(crate) mode: RateMode,
+    pub(crate) initial_rtt: Duration,
+    pub(crate) max_datagram_size: u64,
+}
+
+impl Default for CongestionConfig {
+    fn default() -> Self {
+        Self {
+            max_rate: None,
+            mode: RateMode::Adaptive,
+            initial_rtt: Duration::from_millis(100),
+            max_datagram_size: 1200,
+        }
+    }
+}
+
+impl CongestionConfig {
+    /// Upper bound of the sending rate (`sendRateMax`); `None` for no bound. Default `None`.
+    pub fn max_rate(mut self, max_rate: Option<BitsPerSecond>) -> Self {
+        self.max_rate = max_rate;
+        self
+    }
+
+    /// Rate mode. Default [`RateMode::Adaptive`].
+    pub fn mode(mut self, mode: RateMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// RTT assumed before the first sample. Default 100 ms. Zero is raised to 1 µs.
+    pub fn initial_rtt(mut self, initial_rtt: Duration) -> Self {
+        self.initial_rtt = initial_rtt.max(Duration::from_micros(1));
+        self
+    }
+
+    /// Largest datagram the sender emits, in bytes. Default 1200. Zero is raised to 1.
+    pub fn max_datagram_size(mut self, max_datagram_size: u64) -> Self {
+        self.max_datagram_size = max_datagram_size.max(1);
+        self
+    }
+}
+
+/// Delivery-rate state captured when a packet is sent (draft-cheng-iccrg-delivery-rate-estimation).
+/// The session stores it in the packet's record and hands it back on ACK.
+#[derive(Clone, Copy, Debug)]
+pub struct SendSnapshot {
+    /// Bytes delivered (acknowledged) when the packet was sent.
+    delivered: u64,
+    /// When `delivered` was last updated.
+    delivered_time: Instant,
+    /// Send time of the first packet of the current flight.
+    first_sent_time: Instant,
+    /// Whether the sender was application-limited.
+    is_app_limited: bool,
+    /// Bytes in flight just after sending this packet.
+    tx_in_flight: u64,
+}
+
+impl SendSnapshot {
+    /// Bytes in flight just after this packet was sent (for diagnostics).
+    pub fn tx_in_flight(&self) -> u64 {
+        self.tx_in_flight
+    }
+}

@@ -36,7 +36,11 @@ impl Pacer {
     /// A pacer for datagrams of at most `max_datagram_size` bytes. The bucket starts full at the
     /// first [`Pacer::budget`] call.
     pub fn new(max_datagram_size: u64) -> Self {
-        Self { max_datagram_size: max_datagram_size.max(1), credit: 0, last: None }
+        Self {
+            max_datagram_size: max_datagram_size.max(1),
+            credit: 0,
+            last: None,
+        }
     }
 
     /// The bucket size for `rate` bytes/s: `rate × 2 ms` clamped to
@@ -59,7 +63,9 @@ impl Pacer {
                 let elapsed = now.saturating_duration_since(last).as_nanos();
                 // u64 rate × elapsed nanoseconds fits easily in i128 for any realistic elapsed
                 // time; saturate anyway.
-                let add = u128::from(rate).saturating_mul(elapsed).min(i128::MAX as u128 / 2);
+                let add = u128::from(rate)
+                    .saturating_mul(elapsed)
+                    .min(i128::MAX as u128 / 2);
                 self.credit = (self.credit + add as i128).min(cap);
             }
         }
@@ -93,7 +99,10 @@ impl Pacer {
         let rate = u128::from(rate.max(1));
         let nanos = deficit.div_ceil(rate);
         let wait = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        Some(last.checked_add(wait).unwrap_or(last + Duration::from_secs(3600)))
+        Some(
+            last.checked_add(wait)
+                .unwrap_or(last + Duration::from_secs(3600)),
+        )
     }
 }
 
@@ -112,7 +121,10 @@ mod tests {
         p.consume(200_000);
         assert_eq!(p.budget(base, 100_000_000), 0);
         // A long idle refills only up to the cap.
-        assert_eq!(p.budget(base + Duration::from_secs(5), 100_000_000), 200_000);
+        assert_eq!(
+            p.budget(base + Duration::from_secs(5), 100_000_000),
+            200_000
+        );
     }
 
     #[test]
@@ -146,12 +158,21 @@ mod tests {
         let full = p.budget(base, rate);
         assert_eq!(p.ready_at(rate, MDS), Some(base));
         p.consume(full);
-        assert_eq!(p.ready_at(rate, MDS), Some(base + Duration::from_micros(1200)));
+        assert_eq!(
+            p.ready_at(rate, MDS),
+            Some(base + Duration::from_micros(1200))
+        );
         let t = base + Duration::from_micros(700);
         assert_eq!(p.budget(t, rate), 700);
-        assert_eq!(p.ready_at(rate, MDS), Some(base + Duration::from_micros(1200)));
+        assert_eq!(
+            p.ready_at(rate, MDS),
+            Some(base + Duration::from_micros(1200))
+        );
         // Requests above the bucket size are clamped to it (else they would never be ready).
-        assert_eq!(p.ready_at(rate, 1 << 30), Some(base + Duration::from_micros(2400)));
+        assert_eq!(
+            p.ready_at(rate, 1 << 30),
+            Some(base + Duration::from_micros(2400))
+        );
         assert!(p.ready_at(0, MDS).is_some());
     }
 
@@ -192,7 +213,10 @@ mod tests {
             }
             let expect = rate as f64 * 10.0;
             let err = (sent as f64 - expect).abs() / expect;
-            assert!(err < 0.01, "rate {rate}: sent {sent}, expected {expect}, err {err}");
+            assert!(
+                err < 0.01,
+                "rate {rate}: sent {sent}, expected {expect}, err {err}"
+            );
         }
     }
 }

@@ -90,7 +90,10 @@ impl RangeSet {
 
     /// Whether `x` is in the set.
     pub fn contains(&self, x: u64) -> bool {
-        self.map.range(..=x).next_back().is_some_and(|(_, &e)| e > x)
+        self.map
+            .range(..=x)
+            .next_back()
+            .is_some_and(|(_, &e)| e > x)
     }
 
     /// Whether every value of `r` is in the set (true for an empty `r`).
@@ -315,12 +318,15 @@ mod tests {
         assert_eq!(s.first_missing_from(0), 0);
         assert_eq!(s.first_missing_from(10), 20);
         assert_eq!(s.first_missing_from(20), 20);
-        assert_eq!(s.gaps(0..50).collect::<Vec<_>>(), vec![0..10, 20..30, 40..50]);
+        assert_eq!(
+            s.gaps(0..50).collect::<Vec<_>>(),
+            vec![0..10, 20..30, 40..50]
+        );
         assert_eq!(s.gaps(12..35).collect::<Vec<_>>(), vec![20..30]);
         assert_eq!(s.gaps(12..18).count(), 0);
         assert_eq!(s.iter_from(15).collect::<Vec<_>>(), vec![15..20, 30..40]);
         assert_eq!(s.iter_from(20).collect::<Vec<_>>(), vec![30..40]);
-        assert_eq!(s.iter().rev().next(), Some(30..40));
+        assert_eq!(s.iter().next_back(), Some(30..40));
     }
 
     #[test]
@@ -447,13 +453,21 @@ mod tests {
         points.extend(runs.iter().flat_map(|r| [r.start, r.end]).take(8));
         for x in points {
             let fm = (x..).find(|&y| !has(y)).unwrap_or(u64::MAX);
-            assert_eq!(s.first_missing_from(x), fm, "{ctx}: first_missing_from({x})");
+            assert_eq!(
+                s.first_missing_from(x),
+                fm,
+                "{ctx}: first_missing_from({x})"
+            );
             let model_from: Vec<Range<u64>> = runs
                 .iter()
                 .filter(|r| r.end > x)
                 .map(|r| r.start.max(x)..r.end)
                 .collect();
-            assert_eq!(s.iter_from(x).collect::<Vec<_>>(), model_from, "{ctx}: iter_from({x})");
+            assert_eq!(
+                s.iter_from(x).collect::<Vec<_>>(),
+                model_from,
+                "{ctx}: iter_from({x})"
+            );
         }
         for _ in 0..4 {
             let a = rng.below(DOMAIN + 5);
@@ -467,7 +481,11 @@ mod tests {
             let cov = r.clone().filter(|&x| has(x)).count() as u64;
             assert_eq!(s.covered_len(r.clone()), cov, "{ctx}: covered_len({r:?})");
             let all = r.clone().all(has);
-            assert_eq!(s.contains_range(r.clone()), all, "{ctx}: contains_range({r:?})");
+            assert_eq!(
+                s.contains_range(r.clone()),
+                all,
+                "{ctx}: contains_range({r:?})"
+            );
         }
     }
 
@@ -480,8 +498,16 @@ mod tests {
             for op in 0..500 {
                 let a = rng.below(DOMAIN);
                 // Mostly short ranges so that holes survive; sometimes long or backwards ones.
-                let len = if rng.below(8) == 0 { rng.below(DOMAIN) } else { rng.below(12) };
-                let b = if rng.below(20) == 0 { a.saturating_sub(len) } else { (a + len).min(DOMAIN) };
+                let len = if rng.below(8) == 0 {
+                    rng.below(DOMAIN)
+                } else {
+                    rng.below(12)
+                };
+                let b = if rng.below(20) == 0 {
+                    a.saturating_sub(len)
+                } else {
+                    (a + len).min(DOMAIN)
+                };
                 let kind = rng.below(10);
                 let ctx = format!("seed {seed} op {op} kind {kind} range {a}..{b}");
                 match kind {

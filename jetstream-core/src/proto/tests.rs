@@ -20,6 +20,18 @@ fn link(one_way_ms: u64, rate_mbit: u64, loss: f64, seed: u64) -> Link {
 }
 
 fn assert_clean(p: &Pair) {
+    println!(
+        "t={:?} fwd_dropped={} maxq={} outcome={:?} verified={} sender={:?} rx_dropped={:?} sessions={}/{}",
+        p.elapsed(),
+        p.forward.dropped,
+        p.forward.max_queue,
+        p.outcome,
+        p.storage.verified,
+        p.sender_stats,
+        p.receiver.stats(),
+        p.sender.session_count(),
+        p.receiver.session_count()
+    );
     assert!(p.outcome.failures.is_empty(), "failures: {:?}", p.outcome.failures);
     assert!(p.outcome.sender_done.is_some(), "sender did not complete");
     assert!(p.outcome.receiver_done.is_some(), "receiver did not complete");
@@ -35,7 +47,11 @@ fn completes_byte_exact_without_loss_including_empty_entries() {
     ];
     entries.push(ManifestEntry::empty_dir("c/d").unwrap());
     let m = Manifest::new(entries).unwrap();
-    let mut p = Pair::new(m, link(10, 100, 0.0, 1), link(10, 100, 0.0, 2), TransportConfig::default());
+    // A deep queue (8 BDP): nothing is lost, so nothing may be retransmitted (no spurious
+    // loss detection from deferred acknowledgements).
+    let mut fwd = link(10, 100, 0.0, 1);
+    fwd.queue *= 8;
+    let mut p = Pair::new(m, fwd, link(10, 100, 0.0, 2), TransportConfig::default());
     p.run(Duration::from_secs(30));
     assert_clean(&p);
     assert_eq!(p.storage.verified, 4);
@@ -64,9 +80,9 @@ fn survives_random_loss_with_proportional_retransmission() {
         let retx = p.sender_stats.bytes_retransmitted as f64 / size as f64;
         let goodput = size as f64 * 8.0 / t.as_secs_f64() / 1e6;
         println!("{:4.0}%  {:7.2}  {:15.1}  {:.4}", loss * 100.0, t.as_secs_f64(), goodput, retx);
-        // Every lost datagram is resent once, plus a small allowance for losses of resends
-        // (loss²) and for spurious retransmissions.
-        assert!(retx <= loss * 1.5 + 0.01, "loss {loss}: retransmitted {retx}");
+        // Every lost datagram is resent once; the constant allows for losses of resends and
+        // for the one queue overflow that ends start-up (real congestion, bounded).
+        assert!(retx <= loss * 1.5 + 0.02, "loss {loss}: retransmitted {retx}");
         // 8 MiB at 100 Mbit/s is 0.67 s at line rate; at (1-p) of the link plus start-up.
         let bound = 0.67 / (1.0 - loss) * 1.6 + 1.0;
         assert!(t.as_secs_f64() < bound, "loss {loss}: took {t:?} (bound {bound:.2} s)");
@@ -105,7 +121,7 @@ fn fills_a_bottleneck_without_overflowing_its_queue_much() {
     assert!(t < ideal * 1.5 + 1.0, "took {t:.2} s for {ideal:.2} s of data");
     // Startup overshoot may overflow the queue once; steady state must not keep dropping.
     let packets = size / 1400;
-    assert!(p.forward.dropped < packets / 20, "dropped {} of {packets}", p.forward.dropped);
+    assert!(p.forward.dropped < packets / 50, "dropped {} of {packets}", p.forward.dropped);
 }
 
 #[test]

@@ -86,7 +86,10 @@ struct BwFilter {
 
 impl BwFilter {
     fn new() -> Self {
-        Self { slots: [(u64::MAX, 0); BW_WINDOW_ROUNDS], latest_round: 0 }
+        Self {
+            slots: [(u64::MAX, 0); BW_WINDOW_ROUNDS],
+            latest_round: 0,
+        }
     }
 
     fn update(&mut self, round: u64, bw: u64) {
@@ -272,7 +275,7 @@ impl Bbr {
             return max;
         }
         let rtt = self.min_rtt_or_initial().max(FLOOR_RTT);
-        let floor = (2 * self.mds()) as f64 / rtt.as_secs_f64();
+        let floor = self.mds().saturating_mul(2) as f64 / rtt.as_secs_f64();
         let rate = self.pacing_rate.max(floor as u64);
         match self.max_rate {
             Some(max) => rate.min(max),
@@ -350,7 +353,7 @@ impl Bbr {
     }
 
     fn probe_rtt_cwnd(&self) -> u64 {
-        (self.bdp() / 2).max(4 * self.mds())
+        (self.bdp() / 2).max(self.mds().saturating_mul(4))
     }
 
     fn target_cwnd(&self) -> u64 {
@@ -378,22 +381,31 @@ impl Bbr {
     /// Loss response, once per round: cap in-flight only on heavy loss with a standing queue.
     fn on_round_end(&mut self) {
         let lost = self.round.lost;
-        let delivered = self.rate.delivered().saturating_sub(self.round.delivered_at_start);
-        let heavy = lost >= LOSS_MIN_DATAGRAMS * self.mds()
-            && lost as f64 > LOSS_THRESH * (lost + delivered) as f64;
+        let delivered = self
+            .rate
+            .delivered()
+            .saturating_sub(self.round.delivered_at_start);
+        let heavy = lost >= self.mds().saturating_mul(LOSS_MIN_DATAGRAMS)
+            && lost as f64 > LOSS_THRESH * lost.saturating_add(delivered) as f64;
         let min_rtt = self.min_rtt_or_initial();
         let queue_threshold = (min_rtt / 4).max(Duration::from_millis(1));
         let queueing = self.smoothed_rtt > min_rtt + queue_threshold;
         if heavy && queueing {
-            let base = self.inflight_hi.unwrap_or(u64::MAX).min(self.round.max_inflight);
+            let base = self
+                .inflight_hi
+                .unwrap_or(u64::MAX)
+                .min(self.round.max_inflight);
             self.inflight_hi = Some(((base as f64 * BETA) as u64).max(MIN_CWND));
             if self.state == State::Startup {
                 self.full_bw.is_filled = true;
             }
         } else if let Some(hi) = self.inflight_hi {
             let grown = hi.saturating_add((hi / 16).max(self.mds()));
-            self.inflight_hi =
-                if grown >= 2 * self.target_cwnd() { None } else { Some(grown) };
+            self.inflight_hi = if grown >= self.target_cwnd().saturating_mul(2) {
+                None
+            } else {
+                Some(grown)
+            };
         }
     }
 

@@ -43,7 +43,15 @@ struct Link {
 impl Link {
     fn new(rate_bps: u64, rtt: Duration) -> Self {
         let bdp = (rate_bps as f64 / 8.0 * rtt.as_secs_f64()) as u64;
-        Self { rate_bps, rtt, queue: bdp, loss: 0.0, ack_interval: ms(5), seed: 1, rate_change: None }
+        Self {
+            rate_bps,
+            rtt,
+            queue: bdp,
+            loss: 0.0,
+            ack_interval: ms(5),
+            seed: 1,
+            rate_change: None,
+        }
     }
     fn queue(mut self, bytes: u64) -> Self {
         self.queue = bytes;
@@ -118,7 +126,10 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
     let mut rtt = RttEstimator::new(config.initial_rtt);
     let mut pacer = Pacer::new(mds);
     let mut rng = Rng::new(link.seed);
-    let mut out = Outcome { min_pacing_rate: u64::MAX, ..Outcome::default() };
+    let mut out = Outcome {
+        min_pacing_rate: u64::MAX,
+        ..Outcome::default()
+    };
 
     let mut t = 0u64;
     let mut next_pn = 0u64;
@@ -167,7 +178,14 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
             }
             let snapshot = bbr.on_packet_sent(at(t), mds, bif);
             bif += mds;
-            in_flight.insert(next_pn, Sent { time: t, size: mds, snapshot });
+            in_flight.insert(
+                next_pn,
+                Sent {
+                    time: t,
+                    size: mds,
+                    snapshot,
+                },
+            );
             out.sent += mds;
             if rng.next_f64() < link.loss {
                 out.random_drops += 1;
@@ -244,7 +262,9 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
 
         // Sender: ACKs.
         while to_sender.front().is_some_and(|&(a, _, _)| a <= t) {
-            let Some((_, pns, ack_delay)) = to_sender.pop_front() else { break };
+            let Some((_, pns, ack_delay)) = to_sender.pop_front() else {
+                break;
+            };
             let mut largest_newly: Option<(u64, u64)> = None;
             for &pn in &pns {
                 if let Some(s) = in_flight.remove(&pn) {
@@ -257,7 +277,10 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
             if let Some((pn, sent)) = largest_newly {
                 last_progress = t;
                 if pn == frame_largest {
-                    rtt.update(Duration::from_nanos(t - sent), Duration::from_nanos(ack_delay));
+                    rtt.update(
+                        Duration::from_nanos(t - sent),
+                        Duration::from_nanos(ack_delay),
+                    );
                 }
             }
             largest_acked = largest_acked.max(Some(frame_largest));
@@ -295,7 +318,11 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
     }
     out.delivered_bps = delivered_bytes as f64 * 8.0 / duration.as_secs_f64();
     out.late_delivered_bps = late_bytes as f64 * 8.0 / (end - late_from) as f64 * 1e9;
-    out.probe_bw_queue = if queue_samples > 0 { queue_sum / queue_samples as f64 } else { 0.0 };
+    out.probe_bw_queue = if queue_samples > 0 {
+        queue_sum / queue_samples as f64
+    } else {
+        0.0
+    };
     out.final_state = bbr.state_name();
     out.btl_bw = bbr.bottleneck_bandwidth();
     out.min_rtt = bbr.min_rtt();
@@ -371,7 +398,9 @@ fn max_rate_is_never_exceeded() {
 fn fixed_mode_paces_exactly_at_max_rate() {
     let link = wan();
     let max = BitsPerSecond(50 * MBIT);
-    let config = CongestionConfig::default().max_rate(Some(max)).mode(RateMode::Fixed);
+    let config = CongestionConfig::default()
+        .max_rate(Some(max))
+        .mode(RateMode::Fixed);
     let o = simulate(link, config, Duration::from_secs(20));
     report("(e) fixed 50 Mbit/s", &link, &o);
     assert_eq!(o.max_pacing_rate, max.bytes_per_sec(), "{o:?}");
@@ -459,7 +488,9 @@ fn app_limited_samples_do_not_lower_the_estimate() {
     let mut t = base;
     // Round trips of 100 ms carrying 1 MB each: 10 MB/s.
     for _ in 0..5 {
-        let snaps: Vec<_> = (0..1000u64).map(|i| bbr.on_packet_sent(t, 1000, i * 1000)).collect();
+        let snaps: Vec<_> = (0..1000u64)
+            .map(|i| bbr.on_packet_sent(t, 1000, i * 1000))
+            .collect();
         let sent = t;
         t += ms(100);
         rtt.update(ms(100), Duration::ZERO);
@@ -473,7 +504,9 @@ fn app_limited_samples_do_not_lower_the_estimate() {
     // Then the application trickles: 10 kB per round trip, marked app-limited.
     for _ in 0..20 {
         bbr.on_app_limited(0);
-        let snaps: Vec<_> = (0..10u64).map(|i| bbr.on_packet_sent(t, 1000, i * 1000)).collect();
+        let snaps: Vec<_> = (0..10u64)
+            .map(|i| bbr.on_packet_sent(t, 1000, i * 1000))
+            .collect();
         let sent = t;
         t += ms(100);
         rtt.update(ms(100), Duration::ZERO);

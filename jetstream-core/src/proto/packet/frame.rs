@@ -35,6 +35,7 @@ pub const MAX_DATA_LEN: usize = (1 << 14) - 1;
 
 /// One decoded frame, borrowing from the datagram it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Frame<'a> {
     /// `0x00`: zero bytes filling the rest of the payload. `len` counts the type byte, so it is
     /// at least 1.

@@ -188,6 +188,9 @@ impl Common {
         let mut reason = error.to_string();
         reason.truncate(200);
         self.lifecycle = Lifecycle::Closing { code, reason, sends: 0 };
+        for t in [Timer::Ack, Timer::LossDetection, Timer::Pacing, Timer::KeepAlive] {
+            self.timers.stop(t);
+        }
         self.timers.set(Timer::Control, now);
         self.timers.set(Timer::Drain, now + self.drain_period());
         self.events.push_back(SessionEvent::Failed(error));
@@ -222,6 +225,17 @@ impl Common {
     /// Handles the timers common to both roles. Returns true if the session should stop
     /// processing this round (closed).
     pub(crate) fn handle_common_timeouts(&mut self, now: Instant) {
+        if !matches!(self.lifecycle, Lifecycle::Open) {
+            // Only the close handshake's timers matter once closing.
+            for t in [Timer::Ack, Timer::LossDetection, Timer::Pacing, Timer::KeepAlive] {
+                self.timers.stop(t);
+            }
+        }
+        if self.timers.is_expired(Timer::Control, now)
+            && matches!(self.lifecycle, Lifecycle::Draining | Lifecycle::Closed)
+        {
+            self.timers.stop(Timer::Control);
+        }
         if self.timers.is_expired(Timer::Drain, now) {
             self.timers.stop(Timer::Drain);
             self.lifecycle = Lifecycle::Closed;

@@ -416,9 +416,10 @@ impl Sender {
         }
         let data = self.layout.data_range();
         let limit = self.window_end.min(data.end);
+        // Ranges coalesce across regions: clip each to the region it starts in.
         for r in self.unsent.iter() {
-            if r.end <= data.start {
-                return Some((r, false)); // Manifest.
+            if r.start < data.start {
+                return Some((r.start..r.end.min(data.start), false)); // Manifest.
             }
             if !self.manifest_acked {
                 return None;

@@ -56,6 +56,29 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let incoming = receiver.handle().receive(keys.clone(), &dst)?;
     let outgoing = sender.handle().send(Destination::new(receiver.local_addr()), keys, manifest)?;
+    // With JETSTREAM_VERBOSE set, print the sender's view every 100 ms.
+    if std::env::var_os("JETSTREAM_VERBOSE").is_some() {
+        let watch = outgoing.clone();
+        std::thread::spawn(move || loop {
+            let s = watch.status();
+            if s.state.is_final() {
+                break;
+            }
+            eprintln!(
+                "{:>7.3}s acked {:>6.1} MB  pacing {:>7.1} MB/s  btlbw {:>7.1} MB/s  rtt {:>6} us (min {:>5})  cwnd {:>6} KB  inflight {:>6} KB  retx {}",
+                s.elapsed().as_secs_f64(),
+                s.bytes_acked as f64 / 1e6,
+                s.pacing_rate as f64 / 1e6,
+                s.bottleneck_bandwidth as f64 / 1e6,
+                s.rtt.as_micros(),
+                s.min_rtt.as_micros(),
+                s.cwnd / 1024,
+                s.bytes_in_flight / 1024,
+                s.blocks_retransmitted
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        });
+    }
     let sent = outgoing.wait(Duration::from_secs(24 * 3600))?;
     let received = incoming.wait(Duration::from_secs(60))?;
     let secs = start.elapsed().as_secs_f64();

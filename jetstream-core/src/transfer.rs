@@ -151,6 +151,14 @@ pub struct TransferStatus {
     pub rtt: Duration,
     /// Current pacing rate, bytes/s.
     pub pacing_rate: u64,
+    /// Congestion window, bytes (sender).
+    pub cwnd: u64,
+    /// Bytes sent and not yet acknowledged or declared lost (sender).
+    pub bytes_in_flight: u64,
+    /// Estimated bottleneck bandwidth, bytes/s (sender).
+    pub bottleneck_bandwidth: u64,
+    /// Minimum RTT seen (sender).
+    pub min_rtt: Duration,
     /// Entries finished (receiver).
     pub files_done: u64,
     /// Entries in the manifest (0 until known on the receiver).
@@ -189,6 +197,10 @@ impl TransferStatus {
             bytes_retransmitted: 0,
             rtt: Duration::ZERO,
             pacing_rate: 0,
+            cwnd: 0,
+            bytes_in_flight: 0,
+            bottleneck_bandwidth: 0,
+            min_rtt: Duration::ZERO,
             files_done: 0,
             files_total: 0,
             failed_files: Vec::new(),

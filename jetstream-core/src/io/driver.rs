@@ -598,4 +598,8 @@ fn apply_stats(st: &mut crate::transfer::TransferStatus, s: &crate::proto::Sessi
     st.blocks_acked = s.bytes_acked.div_ceil(st.block_size.max(1));
     st.rtt = Duration::from_micros(s.srtt_us);
     st.pacing_rate = s.pacing_rate;
+    st.cwnd = s.cwnd;
+    st.bytes_in_flight = s.bytes_in_flight;
+    st.bottleneck_bandwidth = s.bottleneck_bandwidth;
+    st.min_rtt = Duration::from_micros(s.min_rtt_us);
 }

@@ -258,7 +258,7 @@ impl Endpoint {
                 }
                 let room = if segment != 0 { &mut room[..segment] } else { room };
                 let wrote = match s {
-                    Session::Sender(s) => s.poll_transmit(now, room),
+                    Session::Sender(s) => s.poll_transmit(now, room, count == 0),
                     Session::Receiver(r) => r.poll_transmit(now, room, storage.buffered_bytes(h)),
                 };
                 let Some(w) = wrote else { break };

@@ -22,9 +22,13 @@ use super::{CongestionConfig, RateMode, SendSnapshot};
 use crate::proto::rtt::RttEstimator;
 use crate::types::BitsPerSecond;
 
-/// Startup pacing and window gain: 2/ln 2, the smallest gain that doubles the delivery rate per
-/// round.
+/// Startup pacing gain: 2/ln 2, the smallest gain that doubles the delivery rate per round.
 const STARTUP_GAIN: f64 = 2.885;
+/// Startup (and Drain) window gain, as in BBRv2/v3: the window, not the pacing rate, bounds the
+/// overshoot. Once the bandwidth estimate reaches the bottleneck rate, in-flight is at most
+/// 2 BDP + the aggregation allowance, so a drop-tail queue of one BDP overflows by only that
+/// allowance per round (2.885 overflowed it by ~0.9 BDP per round).
+const STARTUP_CWND_GAIN: f64 = 2.0;
 /// Drain pacing gain: the inverse of Startup's, to empty the queue Startup built in one round.
 const DRAIN_GAIN: f64 = 1.0 / STARTUP_GAIN;
 /// Window gain outside Startup and Drain.
@@ -59,6 +63,14 @@ const LOSS_THRESH: f64 = 0.2;
 const LOSS_MIN_DATAGRAMS: u64 = 4;
 /// Multiplicative in-flight cut on congestive loss.
 const BETA: f64 = 0.7;
+/// Startup ends as soon as the current round has lost more than this fraction of its bytes...
+const STARTUP_LOSS_THRESH: f64 = 0.02;
+/// ... and at least this many datagrams, if the loss looks like congestion (see
+/// [`Bbr::check_startup_loss`]).
+const STARTUP_LOSS_MIN_DATAGRAMS: u64 = 8;
+/// How far above the background loss rate of the earlier Startup rounds, in standard
+/// deviations, a round's loss must be to count as congestion without a queue-delay signal.
+const STARTUP_LOSS_SIGMAS: f64 = 3.0;
 /// The RTT used for the pacing floor (2 datagrams per RTT) is at least this long, so the floor
 /// stays negligible on short paths.
 const FLOOR_RTT: Duration = Duration::from_millis(10);
@@ -124,6 +136,8 @@ struct Round {
     delivered_at_start: u64,
     lost: u64,
     max_inflight: u64,
+    /// `max_inflight` of the previous round.
+    prev_max_inflight: u64,
 }
 
 /// Startup's "has the bandwidth stopped growing" detector.
@@ -165,6 +179,9 @@ pub struct Bbr {
     cycle_stamp: Option<Instant>,
     probe_rtt: ProbeRtt,
     inflight_hi: Option<u64>,
+    /// Bytes lost and sent (lost + delivered) in the completed Startup rounds: the path's
+    /// background loss rate, against which Startup's loss exit is judged.
+    startup_background: (u64, u64),
     cwnd: u64,
     /// Model pacing rate before the floor and the maximum-rate clamp.
     pacing_rate: u64,
@@ -186,12 +203,13 @@ impl Bbr {
             round: Round::default(),
             state: State::Startup,
             pacing_gain: STARTUP_GAIN,
-            cwnd_gain: STARTUP_GAIN,
+            cwnd_gain: STARTUP_CWND_GAIN,
             full_bw: FullBw::default(),
             cycle_index: CYCLE_START,
             cycle_stamp: None,
             probe_rtt: ProbeRtt::default(),
             inflight_hi: None,
+            startup_background: (0, 0),
             cwnd: INITIAL_CWND,
             pacing_rate: 0,
         };
@@ -246,6 +264,7 @@ impl Bbr {
         if rtt.has_samples() {
             self.smoothed_rtt = rtt.smoothed();
         }
+        self.check_startup_loss();
         self.update_round(&sample, bytes_in_flight);
         if let Some(bw) = sample.delivery_rate {
             if !sample.is_app_limited || bw >= self.btl_bw {
@@ -360,7 +379,15 @@ impl Bbr {
         if self.btl_bw == 0 {
             return INITIAL_CWND;
         }
-        self.inflight(self.cwnd_gain).max(MIN_CWND)
+        let w = if self.full_bw.is_filled {
+            self.inflight(self.cwnd_gain)
+        } else {
+            // Startup's gain already leaves a BDP of room for aggregated ACKs (Linux BBR adds
+            // its aggregation allowance only once the pipe is full, too): adding the allowance on
+            // top would overflow a one-BDP queue by that much every round.
+            ((self.cwnd_gain * self.bdp() as f64) as u64).max(self.inflight(1.0))
+        };
+        w.max(MIN_CWND)
     }
 
     fn update_round(&mut self, sample: &RateSample, bytes_in_flight: u64) {
@@ -375,22 +402,104 @@ impl Bbr {
         self.round.is_start = true;
         self.round.delivered_at_start = delivered;
         self.round.lost = 0;
+        self.round.prev_max_inflight = self.round.max_inflight;
         self.round.max_inflight = bytes_in_flight;
+    }
+
+    /// Whether the smoothed RTT shows a standing queue: above min-RTT by a quarter of it (at
+    /// least 1 ms).
+    fn is_queueing(&self) -> bool {
+        let min_rtt = self.min_rtt_or_initial();
+        let threshold = (min_rtt / 4).max(Duration::from_millis(1));
+        self.smoothed_rtt > min_rtt + threshold
+    }
+
+    /// Startup's loss exit, checked on every ACK (not at the end of the round: another round at
+    /// Startup's rate would overflow the queue again). The round so far must have lost at least
+    /// [`STARTUP_LOSS_MIN_DATAGRAMS`] datagrams and more than [`STARTUP_LOSS_THRESH`] of its
+    /// bytes (BBRv2/v3's rule), and the loss must look like congestion rather than a lossy path:
+    ///
+    /// * either the RTT shows a standing queue (a queue in Startup means the sending rate already
+    ///   exceeds the bottleneck, so leaving is right whatever the cause of the loss), or
+    /// * the round's loss exceeds what the loss rate of the earlier Startup rounds predicts by
+    ///   [`STARTUP_LOSS_THRESH`] of the round plus [`STARTUP_LOSS_SIGMAS`] standard deviations
+    ///   (binomial, counting the uncertainty of the background rate). This catches a shallow
+    ///   queue or a policer, where no queue delay builds, while a stationary random loss, even
+    ///   20 %, stays within its own noise.
+    ///
+    /// Sets the in-flight cap to [`BETA`] × the largest in-flight of this or the previous round
+    /// (the flight that overflowed).
+    fn check_startup_loss(&mut self) {
+        if self.state != State::Startup || self.full_bw.is_filled {
+            return;
+        }
+        let mds = self.mds() as f64;
+        let lost = self.round.lost as f64 / mds;
+        let delivered = self
+            .rate
+            .delivered()
+            .saturating_sub(self.round.delivered_at_start);
+        let sent = lost + delivered as f64 / mds;
+        if lost < STARTUP_LOSS_MIN_DATAGRAMS as f64 || lost <= STARTUP_LOSS_THRESH * sent {
+            return;
+        }
+        let (bg_lost, bg_sent) = self.startup_background;
+        let p = if bg_sent > 0 {
+            bg_lost as f64 / bg_sent as f64
+        } else {
+            0.0
+        };
+        // Variance of `lost - p × sent`: the round's own binomial noise, plus that of `p`
+        // (measured over `bg_datagrams`) scaled to the round. The variance uses Laplace's
+        // estimate of the rate, so that a background of a few datagrams without loss (or none
+        // at all, in the first round) is not taken as proof of a loss-free path.
+        let bg_datagrams = bg_sent as f64 / mds;
+        let q = (bg_lost as f64 / mds + 1.0) / (bg_datagrams + 2.0);
+        let variance = sent * q * (1.0 - q) * (1.0 + sent / bg_datagrams.max(1.0));
+        let excess = lost - p * sent;
+        let significant = excess > STARTUP_LOSS_THRESH * sent + STARTUP_LOSS_SIGMAS * variance.sqrt()
+            && excess >= STARTUP_LOSS_MIN_DATAGRAMS as f64;
+        if !significant && !self.is_queueing() {
+            return;
+        }
+        if std::env::var_os("H6_TRACE2").is_some() {
+            eprintln!("EXIT round={} lost={lost:.0} sent={sent:.1} bg=({bg_lost},{bg_sent}) p={p:.3} q={q:.3} var={variance:.1} excess={excess:.1} sig={significant} queue={} srtt={:?} min={:?} bw={}", self.round.count, self.is_queueing(), self.smoothed_rtt, self.min_rtt, self.btl_bw * 8 / 1000000);
+        }
+        let flight = self.round.max_inflight.max(self.round.prev_max_inflight);
+        self.inflight_hi = Some(((flight as f64 * BETA) as u64).max(MIN_CWND));
+        self.full_bw.is_filled = true;
     }
 
     /// Loss response, once per round: cap in-flight only on heavy loss with a standing queue.
     fn on_round_end(&mut self) {
         let lost = self.round.lost;
+        if self.state == State::Startup {
+            let delivered = self
+                .rate
+                .delivered()
+                .saturating_sub(self.round.delivered_at_start);
+            let (bg_lost, bg_sent) = self.startup_background;
+            self.startup_background = (
+                bg_lost.saturating_add(lost),
+                bg_sent.saturating_add(lost).saturating_add(delivered),
+            );
+        }
+        if std::env::var_os("H6_TRACE").is_some() {
+            eprintln!(
+                "round {} {:?} bw={:.1}Mb lost={} deliv={} maxinf={} srtt={:?} minrtt={:?} cwnd={} hi={:?}",
+                self.round.count, self.state, self.btl_bw as f64 * 8e-6, lost / 1400,
+                (self.rate.delivered() - self.round.delivered_at_start) / 1400,
+                self.round.max_inflight / 1400, self.smoothed_rtt, self.min_rtt.map(|m| m.0),
+                self.cwnd / 1400, self.inflight_hi.map(|h| h / 1400)
+            );
+        }
         let delivered = self
             .rate
             .delivered()
             .saturating_sub(self.round.delivered_at_start);
         let heavy = lost >= self.mds().saturating_mul(LOSS_MIN_DATAGRAMS)
             && lost as f64 > LOSS_THRESH * lost.saturating_add(delivered) as f64;
-        let min_rtt = self.min_rtt_or_initial();
-        let queue_threshold = (min_rtt / 4).max(Duration::from_millis(1));
-        let queueing = self.smoothed_rtt > min_rtt + queue_threshold;
-        if heavy && queueing {
+        if heavy && self.is_queueing() {
             let base = self
                 .inflight_hi
                 .unwrap_or(u64::MAX)
@@ -452,7 +561,7 @@ impl Bbr {
         if self.state == State::Startup && self.full_bw.is_filled {
             self.state = State::Drain;
             self.pacing_gain = DRAIN_GAIN;
-            self.cwnd_gain = STARTUP_GAIN;
+            self.cwnd_gain = STARTUP_CWND_GAIN;
         }
         if self.state == State::Drain && bytes_in_flight <= self.inflight(1.0) {
             self.enter_probe_bw(now);
@@ -521,7 +630,7 @@ impl Bbr {
                     } else {
                         self.state = State::Startup;
                         self.pacing_gain = STARTUP_GAIN;
-                        self.cwnd_gain = STARTUP_GAIN;
+                        self.cwnd_gain = STARTUP_CWND_GAIN;
                     }
                 }
             }

@@ -90,6 +90,12 @@ struct Outcome {
     btl_bw: u64,
     min_rtt: Option<Duration>,
     probe_rtt_entries: u32,
+    /// Bytes dropped by the queue before ProbeBW was first reached (Startup's overshoot).
+    startup_queue_drops: u64,
+    /// The bandwidth estimate when Startup ended.
+    startup_exit_bw: Option<u64>,
+    /// Whether the in-flight cap was set when Startup ended (the loss exit).
+    startup_exit_capped: bool,
 }
 
 struct Sent {
@@ -153,6 +159,7 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
     let mut next_sample = 0u64;
     let (mut queue_sum, mut queue_samples) = (0f64, 0u64);
     let mut was_probe_rtt = false;
+    let mut reached_probe_bw = false;
 
     while t < end {
         // Bottleneck queue at time t.
@@ -191,6 +198,9 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
                 out.random_drops += 1;
             } else if queue_bytes + mds > link.queue {
                 out.queue_drops += 1;
+                if !reached_probe_bw {
+                    out.startup_queue_drops += mds;
+                }
             } else {
                 let start = t.max(link_free_at);
                 let depart = start + ser_ns(mds, start);
@@ -304,6 +314,11 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
                 bbr.on_packets_lost(at(t), lost, bif);
             }
             bbr.on_ack_end(at(t), &rtt, bif);
+            if out.startup_exit_bw.is_none() && bbr.state_name() != "Startup" {
+                out.startup_exit_bw = Some(bbr.bottleneck_bandwidth());
+                out.startup_exit_capped = bbr.inflight_cap().is_some();
+            }
+            reached_probe_bw |= bbr.state_name() == "ProbeBW";
             out.capped |= bbr.inflight_cap().is_some();
             out.capped_late |= t >= late_from && bbr.inflight_cap().is_some();
         }
@@ -333,7 +348,8 @@ fn report(name: &str, link: &Link, o: &Outcome) {
     println!(
         "{name:<34} link {:>5.0} Mbit/s rtt {:>6.2} ms loss {:>4.1}% | delivered {:>7.2} Mbit/s \
          ({:>5.1}%, late {:>5.1}%) | ProbeBW queue {:>5.2} BDP | pacing max {:>7.2} Mbit/s | drops rnd {} q {} | \
-         ProbeRTT x{} | {} btl_bw {:.2} Mbit/s min_rtt {:?}",
+         ProbeRTT x{} | {} btl_bw {:.2} Mbit/s min_rtt {:?} | Startup: exit at {:.1} Mbit/s{}, \
+         queue drops {:.2} BDP",
         link.rate_bps as f64 / 1e6,
         link.rtt.as_secs_f64() * 1e3,
         link.loss * 100.0,
@@ -348,6 +364,9 @@ fn report(name: &str, link: &Link, o: &Outcome) {
         o.final_state,
         o.btl_bw as f64 * 8.0 / 1e6,
         o.min_rtt,
+        o.startup_exit_bw.unwrap_or(0) as f64 * 8.0 / 1e6,
+        if o.startup_exit_capped { " on loss" } else { "" },
+        o.startup_queue_drops as f64 / link.bdp() as f64,
     );
 }
 
@@ -542,4 +561,70 @@ fn fixed_without_max_rate_is_adaptive() {
     let f = Bbr::new(CongestionConfig::default().mode(RateMode::Fixed));
     assert_eq!(a.pacing_rate(), f.pacing_rate());
     assert_eq!(a.congestion_window(), f.congestion_window());
+}
+
+#[test]
+fn startup_overshoot_into_a_one_bdp_queue_is_small() {
+    // Startup's window (2 BDP) fits the pipe plus a one-BDP queue: it barely overflows.
+    for (name, link) in [
+        ("(j) 100 Mbit/s, 100 ms", wan()),
+        ("(j) 100 Mbit/s, 50 ms", Link::new(100 * MBIT, ms(50))),
+        ("(j) 50 Mbit/s, 100 ms", Link::new(50 * MBIT, ms(100))),
+    ] {
+        let o = simulate(link, CongestionConfig::default(), Duration::from_secs(5));
+        report(name, &link, &o);
+        assert!(o.startup_queue_drops <= link.bdp() / 10, "{o:?}");
+        assert!(o.late_delivered_bps >= 0.95 * link.rate_bps as f64, "{o:?}");
+    }
+}
+
+#[test]
+fn startup_exits_on_loss_from_a_shallow_queue() {
+    // A quarter-BDP queue overflows before the bandwidth stops growing, and never shows a
+    // queue delay of a quarter min-RTT: the loss exit ends Startup within about a round of the
+    // first drops, with the estimate near the link rate. Startup's 2-BDP window overflows
+    // 1.25 BDP of pipe and queue by ~0.7 BDP once; without the exit it dropped 2.5 BDP.
+    for loss in [0.0, 0.01, 0.05] {
+        let link = wan().queue(wan().bdp() / 4).loss(loss);
+        let o = simulate(link, CongestionConfig::default(), Duration::from_secs(10));
+        report("(k) queue 1/4 BDP", &link, &o);
+        assert!(o.startup_exit_capped, "{o:?}");
+        assert!(o.startup_queue_drops <= link.bdp(), "{o:?}");
+        let exit_bw = o.startup_exit_bw.unwrap_or(0) * 8;
+        assert!(exit_bw >= link.rate_bps * 8 / 10, "{o:?}");
+        assert!(o.late_delivered_bps >= 0.90 * (1.0 - loss) * link.rate_bps as f64, "{o:?}");
+    }
+}
+
+#[test]
+fn random_loss_alone_does_not_end_startup() {
+    // 20 % random loss, a deep queue: no standing queue until the link is full, so Startup runs
+    // until the estimate reaches the link rate.
+    let link = wan().queue(wan().bdp() * 4).loss(0.20);
+    let o = simulate(link, CongestionConfig::default(), Duration::from_secs(5));
+    report("(l) 20% random loss, 4 BDP queue", &link, &o);
+    let exit_bw = o.startup_exit_bw.unwrap_or(0) * 8;
+    assert!(exit_bw >= link.rate_bps * 7 / 10, "{o:?}");
+}
+
+#[test]
+fn h6_scratch_seeds() {
+    for loss in [0.01, 0.02, 0.05, 0.10, 0.20, 0.30] {
+        for (qname, qf) in [("1bdp", 1.0), ("4bdp", 4.0)] {
+            let mut early = 0;
+            let mut worst = f64::MAX;
+            for seed in 1..=100u64 {
+                let mut link = wan().queue((wan().bdp() as f64 * qf) as u64).loss(loss);
+                link.seed = seed;
+                let o = simulate(link, CongestionConfig::default(), Duration::from_secs(2));
+                let e = o.startup_exit_bw.unwrap_or(0) as f64 * 8.0 / link.rate_bps as f64;
+                worst = worst.min(e);
+                if e < 0.8 {
+                    println!("early: loss {loss} seed {seed} exit {e:.2}");
+                    early += 1;
+                }
+            }
+            println!("loss {loss} queue {qname}: early exits {early}/100, worst exit bw {worst:.2}");
+        }
+    }
 }

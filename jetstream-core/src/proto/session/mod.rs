@@ -52,6 +52,14 @@ pub struct SessionStats {
     pub pacing_rate: u64,
     /// Duplicate or replayed datagrams dropped.
     pub duplicates: u64,
+    /// Congestion window, bytes (sender).
+    pub cwnd: u64,
+    /// Bytes in flight (sender).
+    pub bytes_in_flight: u64,
+    /// Bottleneck bandwidth estimate, bytes/s (sender).
+    pub bottleneck_bandwidth: u64,
+    /// Minimum RTT seen, microseconds (sender).
+    pub min_rtt_us: u64,
 }
 
 /// Life cycle of a session.

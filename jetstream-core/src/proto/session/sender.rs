@@ -33,6 +33,9 @@ use crate::types::{BitsPerSecond, Digest, FileIndex, SessionId};
 /// than one).
 const MAX_RANGES: usize = 4;
 
+/// Datagrams the pacer must allow before a new send batch starts.
+const BURST_DATAGRAMS: u64 = 16;
+
 #[derive(Clone, Debug)]
 struct SentPacket {
     time: Instant,
@@ -150,6 +153,10 @@ impl Sender {
         s.bytes_acked = self.acked.covered_len(self.layout.data_range());
         s.srtt_us = self.rtt.smoothed().as_micros() as u64;
         s.pacing_rate = self.cc.pacing_rate();
+        s.cwnd = self.cc.congestion_window();
+        s.bytes_in_flight = self.bytes_in_flight;
+        s.bottleneck_bandwidth = self.cc.bottleneck_bandwidth();
+        s.min_rtt_us = self.cc.min_rtt().map_or(0, |d| d.as_micros() as u64);
         s
     }
 
@@ -437,7 +444,12 @@ impl Sender {
     }
 
     /// Builds the next datagram into `buf`. Returns its length.
-    pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    ///
+    /// `batch_start`: this datagram would open a new GSO batch. A batch only opens once the
+    /// pacer allows a burst of [`BURST_DATAGRAMS`] (or its whole capacity, on slow links):
+    /// one `sendmsg` then carries many datagrams, which is what makes GSO pay off. The burst is
+    /// at most ~23 KB, or 2 ms of the target rate.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8], batch_start: bool) -> Option<usize> {
         let payload = self.common.payload_range(buf.len())?;
         match self.common.lifecycle {
             Lifecycle::Closed => return None,
@@ -462,8 +474,9 @@ impl Sender {
                 return None;
             }
             let rate = self.cc.pacing_rate();
-            if self.pacer.budget(now, rate) < mds {
-                if let Some(at) = self.pacer.ready_at(rate, mds) {
+            let need = if batch_start { (BURST_DATAGRAMS * mds).min(self.pacer.capacity(rate)).max(mds) } else { mds };
+            if self.pacer.budget(now, rate) < need {
+                if let Some(at) = self.pacer.ready_at(rate, need) {
                     self.common.timers.set(Timer::Pacing, at);
                 }
                 return None;
@@ -476,7 +489,7 @@ impl Sender {
         }
         let mut ranges: [Range<u64>; MAX_RANGES] = Default::default();
         let mut n_ranges = 0usize;
-        while out.len() - n > packet::DATA_HEADER_MAX_LEN + 16 {
+        while out.len() - n > packet::DATA_HEADER_MAX_LEN {
             let Some((r, is_retransmit)) = self.next_range() else { break };
             let Some((file, offset, region_end)) = self.layout.locate(r.start) else {
                 // Cannot happen: ranges come from the layout. Drop it rather than loop.
@@ -496,7 +509,11 @@ impl Sender {
                 self.unsent.remove(r);
                 continue;
             }
-            let room = (out.len() - n - packet::DATA_HEADER_MAX_LEN) as u64;
+            // Fill the datagram exactly (equal sizes keep GSO batches going): size the frame
+            // with the real header length for this offset.
+            let space = out.len() - n;
+            let hl = packet::data_header_len(offset, space.min(packet::MAX_DATA_LEN)) as u64;
+            let room = (space as u64).saturating_sub(hl);
             let len = (r.end.min(region_end).min(cend) - r.start).min(room);
             let sent = r.start..r.start + len;
             // Coalesce with the previous range when adjacent (consecutive small files).

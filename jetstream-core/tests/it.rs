@@ -1,0 +1,9 @@
+//! Integration tests over real UDP sockets on 127.0.0.1 with real files. One binary (ripgrep
+//! style); the modules are in `it/`.
+
+mod it {
+    pub mod util;
+
+    mod loopback;
+    mod resume;
+}

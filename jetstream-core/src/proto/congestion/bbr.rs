@@ -70,7 +70,10 @@ const STARTUP_LOSS_THRESH: f64 = 0.02;
 const STARTUP_LOSS_MIN_DATAGRAMS: u64 = 8;
 /// How far above the background loss rate of the earlier Startup rounds, in standard
 /// deviations, a round's loss must be to count as congestion without a queue-delay signal.
-const STARTUP_LOSS_SIGMAS: f64 = 3.0;
+const STARTUP_LOSS_SIGMAS: f64 = 4.0;
+/// ... over a round of at least this many datagrams (random loss on real paths comes in bursts
+/// that a smaller sample cannot tell from an overflow).
+const STARTUP_LOSS_MIN_SAMPLE: u64 = 100;
 /// The RTT used for the pacing floor (2 datagrams per RTT) is at least this long, so the floor
 /// stays negligible on short paths.
 const FLOOR_RTT: Duration = Duration::from_millis(10);
@@ -457,8 +460,9 @@ impl Bbr {
         let q = (bg_lost as f64 / mds + 1.0) / (bg_datagrams + 2.0);
         let variance = sent * q * (1.0 - q) * (1.0 + sent / bg_datagrams.max(1.0));
         let excess = lost - p * sent;
-        let significant = excess > STARTUP_LOSS_THRESH * sent + STARTUP_LOSS_SIGMAS * variance.sqrt()
-            && excess >= STARTUP_LOSS_MIN_DATAGRAMS as f64;
+        let significant = sent >= STARTUP_LOSS_MIN_SAMPLE as f64
+            && excess >= STARTUP_LOSS_MIN_DATAGRAMS as f64
+            && excess > STARTUP_LOSS_THRESH * sent + STARTUP_LOSS_SIGMAS * variance.sqrt();
         if !significant && !self.is_queueing() {
             return;
         }

@@ -610,21 +610,24 @@ fn random_loss_alone_does_not_end_startup() {
 #[test]
 fn h6_scratch_seeds() {
     for loss in [0.01, 0.02, 0.05, 0.10, 0.20, 0.30] {
-        for (qname, qf) in [("1bdp", 1.0), ("4bdp", 4.0)] {
+        for (qname, qf) in [("1/4bdp", 0.25), ("4bdp", 4.0)] {
             let mut early = 0;
             let mut worst = f64::MAX;
+            let mut drops = Vec::new();
             for seed in 1..=100u64 {
                 let mut link = wan().queue((wan().bdp() as f64 * qf) as u64).loss(loss);
                 link.seed = seed;
                 let o = simulate(link, CongestionConfig::default(), Duration::from_secs(2));
                 let e = o.startup_exit_bw.unwrap_or(0) as f64 * 8.0 / link.rate_bps as f64;
                 worst = worst.min(e);
+                drops.push(o.startup_queue_drops as f64 / link.bdp() as f64);
                 if e < 0.8 {
                     println!("early: loss {loss} seed {seed} exit {e:.2}");
                     early += 1;
                 }
             }
-            println!("loss {loss} queue {qname}: early exits {early}/100, worst exit bw {worst:.2}");
+            drops.sort_by(f64::total_cmp);
+            println!("loss {loss} queue {qname}: early exits {early}/100, worst exit bw {worst:.2}, startup drops median {:.2} max {:.2} BDP", drops[50], drops[99]);
         }
     }
 }

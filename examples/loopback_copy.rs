@@ -38,6 +38,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Two engines on ephemeral loopback ports: one receives, one sends.
     let mut config = EngineConfig::default();
     config.bind("127.0.0.1:0".parse()?);
+    // Tuning knobs for experiments (defaults otherwise).
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = env("JETSTREAM_ACK_EVERY") {
+        config.transport_mut().ack_every(n as u32);
+    }
+    if let Some(us) = env("JETSTREAM_ACK_DELAY_US") {
+        config
+            .transport_mut()
+            .max_ack_delay(Duration::from_micros(us));
+    }
+    if let Some(mib) = env("JETSTREAM_WINDOW_MIB") {
+        config.transport_mut().recv_window(mib << 20);
+    }
     let receiver = Engine::spawn(config.clone())?;
     let sender = Engine::spawn(config)?;
     let info = receiver.handle().info()?;
@@ -55,7 +68,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("cipher {}", keys.cipher().name());
     let start = Instant::now();
     let incoming = receiver.handle().receive(keys.clone(), &dst)?;
-    let outgoing = sender.handle().send(Destination::new(receiver.local_addr()), keys, manifest)?;
+    let outgoing = sender
+        .handle()
+        .send(Destination::new(receiver.local_addr()), keys, manifest)?;
     // With JETSTREAM_VERBOSE set, print the sender's view every 100 ms.
     if std::env::var_os("JETSTREAM_VERBOSE").is_some() {
         let watch = outgoing.clone();

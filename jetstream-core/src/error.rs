@@ -59,9 +59,9 @@ impl From<&TransferError> for CloseCode {
             TransferError::BadManifest(_) => Self::BadManifest,
             TransferError::Disk(_) => Self::Disk,
             TransferError::Shutdown => Self::Shutdown,
-            TransferError::PeerClosed { .. } | TransferError::TimedOut | TransferError::Internal(_) => {
-                Self::Internal
-            }
+            TransferError::PeerClosed { .. }
+            | TransferError::TimedOut
+            | TransferError::Internal(_) => Self::Internal,
         }
     }
 }

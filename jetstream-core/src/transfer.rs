@@ -24,7 +24,10 @@ pub struct Destination {
 impl Destination {
     /// The receiver's UDP data address (its `receiverPort`, 8886 by default).
     pub fn new(address: SocketAddr) -> Self {
-        Self { address, send_rate_max: None }
+        Self {
+            address,
+            send_rate_max: None,
+        }
     }
     /// Caps the sending rate to this destination (`sendRateMax`).
     pub fn send_rate_max(mut self, rate: Option<BitsPerSecond>) -> Self {
@@ -57,8 +60,10 @@ impl TransferKeys {
         let rng = SystemRandom::new();
         let mut secret = [0u8; 32];
         let mut id = [0u8; 8];
-        rng.fill(&mut secret).map_err(|_| Error::Config("OS random generator failed".into()))?;
-        rng.fill(&mut id).map_err(|_| Error::Config("OS random generator failed".into()))?;
+        rng.fill(&mut secret)
+            .map_err(|_| Error::Config("OS random generator failed".into()))?;
+        rng.fill(&mut id)
+            .map_err(|_| Error::Config("OS random generator failed".into()))?;
         Ok(Self {
             session_id: SessionId(u64::from_be_bytes(id)),
             secret: SessionSecret::from_bytes(secret),
@@ -67,7 +72,11 @@ impl TransferKeys {
     }
     /// Keys from parts agreed elsewhere.
     pub fn new(session_id: SessionId, secret: SessionSecret, cipher: Cipher) -> Self {
-        Self { session_id, secret, cipher }
+        Self {
+            session_id,
+            secret,
+            cipher,
+        }
     }
     /// The wire session id.
     pub fn session_id(&self) -> SessionId {
@@ -215,7 +224,9 @@ impl TransferStatus {
 
     /// Time from request to end (or until now if still running).
     pub fn elapsed(&self) -> Duration {
-        self.ended.unwrap_or_else(Instant::now).saturating_duration_since(self.started)
+        self.ended
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(self.started)
     }
 }
 
@@ -253,7 +264,9 @@ impl Transfer {
         let mut st = self.shared.status.lock();
         while !st.state.is_final() {
             if self.shared.ended.wait_until(&mut st, deadline).timed_out() && !st.state.is_final() {
-                return Err(Error::Transfer(TransferError::Internal("timed out waiting for the transfer")));
+                return Err(Error::Transfer(TransferError::Internal(
+                    "timed out waiting for the transfer",
+                )));
             }
         }
         match st.state {

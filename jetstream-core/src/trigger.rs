@@ -65,13 +65,28 @@ impl TriggerEvent {
     /// The event's name as used for trigger scripts.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::TransferStarted { role: Role::Sender, .. } => "send.transferStarted",
-            Self::TransferStarted { role: Role::Receiver, .. } => "recv.transferStarted",
+            Self::TransferStarted {
+                role: Role::Sender, ..
+            } => "send.transferStarted",
+            Self::TransferStarted {
+                role: Role::Receiver,
+                ..
+            } => "recv.transferStarted",
             Self::FileReceived { .. } => "recv.fileReceived",
-            Self::TransferComplete { role: Role::Sender, .. } => "send.transferComplete",
-            Self::TransferComplete { role: Role::Receiver, .. } => "recv.transferComplete",
-            Self::TransferFailed { role: Role::Sender, .. } => "send.transferFailed",
-            Self::TransferFailed { role: Role::Receiver, .. } => "recv.transferFailed",
+            Self::TransferComplete {
+                role: Role::Sender, ..
+            } => "send.transferComplete",
+            Self::TransferComplete {
+                role: Role::Receiver,
+                ..
+            } => "recv.transferComplete",
+            Self::TransferFailed {
+                role: Role::Sender, ..
+            } => "send.transferFailed",
+            Self::TransferFailed {
+                role: Role::Receiver,
+                ..
+            } => "recv.transferFailed",
         }
     }
 }

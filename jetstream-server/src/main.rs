@@ -2,6 +2,8 @@
 //! issue; for now the binary only reports that.
 
 fn main() {
-    eprintln!("jetstream server: not implemented yet (see the server issue); use the engine example");
+    eprintln!(
+        "jetstream server: not implemented yet (see the server issue); use the engine example"
+    );
     std::process::exit(2);
 }

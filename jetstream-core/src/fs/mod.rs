@@ -53,7 +53,11 @@ pub enum FsError {
 impl FsError {
     /// Wraps an `io::Error` with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, err: &io::Error) -> Self {
-        Self::Io { path: path.into(), kind: err.kind(), message: err.to_string() }
+        Self::Io {
+            path: path.into(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
     }
 }
 
@@ -64,10 +68,18 @@ impl fmt::Display for FsError {
             Self::Escape { path } => write!(f, "{path}: path escapes the destination directory"),
             Self::InvalidPath { path, reason } => write!(f, "{path}: invalid path: {reason}"),
             Self::SourceChanged { path } => {
-                write!(f, "{}: source file changed while it was being sent", path.display())
+                write!(
+                    f,
+                    "{}: source file changed while it was being sent",
+                    path.display()
+                )
             }
             Self::DigestMismatch { path } => {
-                write!(f, "{}: received data does not match the sender's BLAKE3 digest", path.display())
+                write!(
+                    f,
+                    "{}: received data does not match the sender's BLAKE3 digest",
+                    path.display()
+                )
             }
         }
     }

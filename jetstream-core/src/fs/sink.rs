@@ -184,6 +184,8 @@ enum Done {
         index: u64,
         len: u64,
         result: Result<SubtreeHash, FsError>,
+        /// The written buffer, handed back for reuse.
+        buf: Option<Vec<u8>>,
     },
     Finalized {
         file: FileIndex,
@@ -214,7 +216,12 @@ pub struct FileSink {
     workers: Vec<JoinHandle<()>>,
     checkpointer: Option<(Sender<()>, JoinHandle<()>)>,
     journaling: bool,
+    /// Full-size unit buffers returned by the workers, reused by `write`.
+    pool: Vec<Vec<u8>>,
 }
+
+/// Most unit buffers kept for reuse (64 × 256 KiB = 16 MiB).
+const POOL_BUFFERS: usize = 64;
 
 impl fmt::Debug for FileSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -310,6 +317,7 @@ impl FileSink {
             workers,
             checkpointer,
             journaling: config.journal,
+            pool: Vec::new(),
         };
         let mut resume = ResumeState::default();
         // `validate` only keeps records of existing entries, so the indexing below is in range.
@@ -376,11 +384,23 @@ impl FileSink {
             let unit_len = subtree_len(size, index);
             let piece_end = end.min(unit_start + unit_len);
             if !contains(&state.dispatched, index) {
+                let pool = &mut self.pool;
                 let partial = state.partial.entry(index).or_insert_with(|| {
                     self.buffered += unit_len;
-                    // unit_len <= SUBTREE_LEN, so it fits a usize.
+                    // Reuse a written buffer when one fits: no zeroing, no page faults. Its old
+                    // contents never leak: a unit is dispatched only once every byte of it has
+                    // been filled from received data.
+                    let data = match pool.pop() {
+                        Some(b) if unit_len == SUBTREE_LEN => b,
+                        Some(b) => {
+                            pool.push(b);
+                            // unit_len <= SUBTREE_LEN, so it fits a usize.
+                            vec![0; unit_len as usize]
+                        }
+                        None => vec![0; unit_len as usize],
+                    };
                     Partial {
-                        data: vec![0; unit_len as usize],
+                        data,
                         filled: Vec::new(),
                         filled_len: 0,
                     }
@@ -492,8 +512,14 @@ impl FileSink {
                     index,
                     len,
                     result,
+                    buf,
                 } => {
                     self.buffered = self.buffered.saturating_sub(len);
+                    if let Some(b) = buf {
+                        if b.len() == SUBTREE_LEN as usize && self.pool.len() < POOL_BUFFERS {
+                            self.pool.push(b);
+                        }
+                    }
                     if self.status.get(file.0 as usize) != Some(&Status::Open) {
                         continue;
                     }
@@ -614,6 +640,7 @@ fn worker(ctx: &Ctx, jobs: &Receiver<Job>, done: &Sender<Done>) {
                     index,
                     len,
                     result,
+                    buf: Some(data),
                 }
             }
             Job::Rehash { file, index } => {
@@ -627,6 +654,7 @@ fn worker(ctx: &Ctx, jobs: &Receiver<Job>, done: &Sender<Done>) {
                     index,
                     len: 0,
                     result,
+                    buf: None,
                 }
             }
             Job::Finalize { file } => Done::Finalized {

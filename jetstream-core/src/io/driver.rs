@@ -99,7 +99,8 @@ impl Driver {
     ) -> Result<(Self, Arc<Waker>, Sender<Command>), Error> {
         let poll = Poll::new()?;
         let mut socket = UdpSocket::bind(config.bind, &config.socket)?;
-        poll.registry().register(&mut socket, UDP, Interest::READABLE | Interest::WRITABLE)?;
+        poll.registry()
+            .register(&mut socket, UDP, Interest::READABLE | Interest::WRITABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, commands) = bounded(1024);
         // One worker calls the trigger serially; the engine never waits for it.
@@ -135,7 +136,9 @@ impl Driver {
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.socket.local_addr().unwrap_or_else(|_| self.config.bind)
+        self.socket
+            .local_addr()
+            .unwrap_or_else(|_| self.config.bind)
     }
 
     /// A random first packet number (top bits clear), so that a session restarted with the same
@@ -195,7 +198,8 @@ impl Driver {
                 Ok(meta) => {
                     let seg = meta.segment_size.max(1);
                     for d in self.recv_buf[..meta.len].chunks_mut(seg) {
-                        self.endpoint.handle_datagram(now, meta.from, d, &mut self.sinks);
+                        self.endpoint
+                            .handle_datagram(now, meta.from, d, &mut self.sinks);
                     }
                     for (h, file, err) in std::mem::take(&mut self.sinks.errors) {
                         self.file_failed(now, h, file, &err);
@@ -271,7 +275,11 @@ impl Driver {
         let reader = match spawn_reader(c.manifest.clone(), self.config.reader.clone(), notify) {
             Ok(r) => r,
             Err(e) => {
-                self.endpoint.close(now, h, TransferError::Internal("cannot start the reader thread"));
+                self.endpoint.close(
+                    now,
+                    h,
+                    TransferError::Internal("cannot start the reader thread"),
+                );
                 let _ = c.reply.send(Err(Error::Io(e)));
                 return;
             }
@@ -342,7 +350,9 @@ impl Driver {
         let mut more = false;
         let handles: Vec<SessionHandle> = self.transfers.keys().copied().collect();
         for h in handles {
-            let Some(t) = self.transfers.get_mut(&h) else { continue };
+            let Some(t) = self.transfers.get_mut(&h) else {
+                continue;
+            };
             let Some((_, rx)) = &t.reader else { continue };
             let mut budget = 64;
             while self.endpoint.wants_data(h) {
@@ -354,8 +364,12 @@ impl Driver {
                     },
                 };
                 match ev {
-                    ReadEvent::Chunk { file, offset, data } => self.endpoint.handle_chunk(h, file, offset, data),
-                    ReadEvent::Digest { file, digest } => self.endpoint.handle_digest(h, file, digest),
+                    ReadEvent::Chunk { file, offset, data } => {
+                        self.endpoint.handle_chunk(h, file, offset, data)
+                    }
+                    ReadEvent::Digest { file, digest } => {
+                        self.endpoint.handle_digest(h, file, digest)
+                    }
                     ReadEvent::Done => {
                         t.reader = None;
                         break;
@@ -364,10 +378,10 @@ impl Driver {
                         // The receiver would wait forever for this entry: end the transfer
                         // with the reason (resume picks up once the source is fixed).
                         t.reader = None;
-                        self.endpoint.close(Instant::now(), h, TransferError::Disk(error));
+                        self.endpoint
+                            .close(Instant::now(), h, TransferError::Disk(error));
                         break;
                     }
-                    _ => {}
                 }
                 budget -= 1;
                 if budget == 0 {
@@ -382,15 +396,18 @@ impl Driver {
     fn pump_sinks(&mut self, now: Instant) {
         let handles: Vec<SessionHandle> = self.sinks.map.keys().copied().collect();
         for h in handles {
-            loop {
-                let Some(sink) = self.sinks.map.get_mut(&h) else { break };
-                let Some(ev) = sink.poll() else { break };
+            while let Some(ev) = self.sinks.map.get_mut(&h).and_then(FileSink::poll) {
                 match ev {
-                    SinkEvent::FileDone { file, result: Ok(()) } => {
+                    SinkEvent::FileDone {
+                        file,
+                        result: Ok(()),
+                    } => {
                         self.endpoint.file_done(now, h, file, true, 0);
                     }
-                    SinkEvent::FileDone { file, result: Err(e) } => self.file_failed(now, h, file, &e),
-                    _ => {}
+                    SinkEvent::FileDone {
+                        file,
+                        result: Err(e),
+                    } => self.file_failed(now, h, file, &e),
                 }
             }
         }
@@ -398,16 +415,22 @@ impl Driver {
 
     fn file_failed(&mut self, now: Instant, h: SessionHandle, file: FileIndex, err: &FsError) {
         if let Some(t) = self.transfers.get_mut(&h) {
-            t.file_errors.entry(file.0).or_insert_with(|| err.to_string());
+            t.file_errors
+                .entry(file.0)
+                .or_insert_with(|| err.to_string());
         }
-        self.endpoint.file_done(now, h, file, false, FILE_ERROR_CODE);
+        self.endpoint
+            .file_done(now, h, file, false, FILE_ERROR_CODE);
     }
 
     fn flush(&mut self, now: Instant) {
         let max_segments = self.socket.max_gso_segments();
         loop {
             if let Some((dest, at, len, seg)) = self.pending {
-                match self.socket.send_segments(dest, &self.send_buf[at..len], seg) {
+                match self
+                    .socket
+                    .send_segments(dest, &self.send_buf[at..len], seg)
+                {
                     Ok(n) if at + n >= len => self.pending = None,
                     Ok(n) => {
                         self.pending = Some((dest, at + n, len, seg));
@@ -420,7 +443,10 @@ impl Driver {
                     Err(_) => self.pending = None,
                 }
             }
-            match self.endpoint.poll_transmit(now, &mut self.send_buf, max_segments, &self.sinks) {
+            match self
+                .endpoint
+                .poll_transmit(now, &mut self.send_buf, max_segments, &self.sinks)
+            {
                 Some(t) => self.pending = Some((t.destination, 0, t.len, t.segment_size)),
                 None => return,
             }
@@ -432,7 +458,9 @@ impl Driver {
             match ev {
                 Event::ManifestReceived(h) => self.open_sink(now, h),
                 Event::FileFinished(h, file) => {
-                    let Some(t) = self.transfers.get(&h) else { continue };
+                    let Some(t) = self.transfers.get(&h) else {
+                        continue;
+                    };
                     t.shared.status.lock().files_done += 1;
                     if let (Some(root), Some(m)) = (&t.root, &t.manifest) {
                         if let Some(e) = m.entries().get(file.0 as usize) {
@@ -451,21 +479,28 @@ impl Driver {
                         self.by_id.remove(&t.id);
                         // A session that vanished without an outcome (should not happen).
                         if !t.shared.status.lock().state.is_final() {
-                            self.finish_status(&t, TransferState::Error, Some("session closed".into()));
+                            self.finish_status(
+                                &t,
+                                TransferState::Error,
+                                Some("session closed".into()),
+                            );
                         }
                     }
                     if let Some(s) = self.sinks.map.remove(&h) {
                         s.close();
                     }
                 }
-                _ => {}
             }
         }
     }
 
     fn open_sink(&mut self, now: Instant, h: SessionHandle) {
-        let Some(manifest) = self.endpoint.manifest(h) else { return };
-        let Some(t) = self.transfers.get_mut(&h) else { return };
+        let Some(manifest) = self.endpoint.manifest(h) else {
+            return;
+        };
+        let Some(t) = self.transfers.get_mut(&h) else {
+            return;
+        };
         let Some(root) = t.root.clone() else { return };
         t.manifest = Some(manifest.clone());
         {
@@ -483,27 +518,46 @@ impl Driver {
         match FileSink::open(root, manifest, tag, self.config.sink.clone(), notify) {
             Ok((sink, resume)) => {
                 self.sinks.map.insert(h, sink);
-                self.endpoint.storage_ready(now, h, &resume.held, &resume.complete, &mut self.sinks);
+                self.endpoint.storage_ready(
+                    now,
+                    h,
+                    &resume.held,
+                    &resume.complete,
+                    &mut self.sinks,
+                );
             }
             Err(e) => self.endpoint.close(now, h, TransferError::Disk(e)),
         }
     }
 
     fn complete(&mut self, h: SessionHandle, failed: &[(FileIndex, u64)]) {
-        let Some(t) = self.transfers.get(&h) else { return };
+        let Some(t) = self.transfers.get(&h) else {
+            return;
+        };
         let mut failed_files = Vec::new();
         let mut files = Vec::new();
         if let Some(m) = &t.manifest {
             for &(f, code) in failed {
-                let path = m.entries().get(f.0 as usize).map_or_else(String::new, |e| e.dest_path().to_owned());
-                let why = t.file_errors.get(&f.0).cloned().unwrap_or_else(|| format!("refused by the receiver (code {code})"));
+                let path = m
+                    .entries()
+                    .get(f.0 as usize)
+                    .map_or_else(String::new, |e| e.dest_path().to_owned());
+                let why = t
+                    .file_errors
+                    .get(&f.0)
+                    .cloned()
+                    .unwrap_or_else(|| format!("refused by the receiver (code {code})"));
                 failed_files.push((path, why));
             }
             for (i, e) in m.entries().iter().enumerate() {
                 if failed.iter().any(|(f, _)| f.0 as usize == i) {
                     continue;
                 }
-                let written = t.root.as_ref().map(|r| r.join(e.dest_path())).unwrap_or_default();
+                let written = t
+                    .root
+                    .as_ref()
+                    .map(|r| r.join(e.dest_path()))
+                    .unwrap_or_default();
                 files.push((e.dest_path().to_owned(), written));
             }
         }
@@ -511,20 +565,43 @@ impl Driver {
             (TransferState::Complete, None)
         } else {
             let first = &failed_files[0];
-            (TransferState::Error, Some(format!("{} of {} entries failed; first: {}: {}", failed_files.len(), files.len() + failed_files.len(), first.0, first.1)))
+            (
+                TransferState::Error,
+                Some(format!(
+                    "{} of {} entries failed; first: {}: {}",
+                    failed_files.len(),
+                    files.len() + failed_files.len(),
+                    first.0,
+                    first.1
+                )),
+            )
         };
         t.shared.status.lock().failed_files = failed_files;
-        let _ = self.triggers.try_send(TriggerEvent::TransferComplete { transfer_id: t.id, role: t.role, files });
+        let _ = self.triggers.try_send(TriggerEvent::TransferComplete {
+            transfer_id: t.id,
+            role: t.role,
+            files,
+        });
         self.finish_status(t, state, msg);
     }
 
     fn failed(&mut self, h: SessionHandle, e: &TransferError) {
-        let Some(t) = self.transfers.get_mut(&h) else { return };
+        let Some(t) = self.transfers.get_mut(&h) else {
+            return;
+        };
         if let Some((mut r, _)) = t.reader.take() {
             r.stop();
         }
-        let state = if *e == TransferError::Cancelled { TransferState::Cancelled } else { TransferState::Error };
-        let _ = self.triggers.try_send(TriggerEvent::TransferFailed { transfer_id: t.id, role: t.role, message: e.to_string() });
+        let state = if *e == TransferError::Cancelled {
+            TransferState::Cancelled
+        } else {
+            TransferState::Error
+        };
+        let _ = self.triggers.try_send(TriggerEvent::TransferFailed {
+            transfer_id: t.id,
+            role: t.role,
+            message: e.to_string(),
+        });
         let t = &self.transfers[&h];
         self.finish_status(t, state, Some(e.to_string()));
         if let Some(s) = self.sinks.map.remove(&h) {
@@ -533,7 +610,10 @@ impl Driver {
     }
 
     fn finish_status(&self, t: &Active, state: TransferState, msg: Option<String>) {
-        let stats = self.by_id.get(&t.id).and_then(|h| self.endpoint.session_stats(*h));
+        let stats = self
+            .by_id
+            .get(&t.id)
+            .and_then(|h| self.endpoint.session_stats(*h));
         let mut st = t.shared.status.lock();
         if st.state.is_final() {
             return;
@@ -558,7 +638,10 @@ impl Driver {
                 }
                 if !t.started_reported && s.packets_recv > 0 {
                     t.started_reported = true;
-                    let _ = self.triggers.try_send(TriggerEvent::TransferStarted { transfer_id: t.id, role: t.role });
+                    let _ = self.triggers.try_send(TriggerEvent::TransferStarted {
+                        transfer_id: t.id,
+                        role: t.role,
+                    });
                 }
             }
         }
@@ -583,7 +666,10 @@ impl Driver {
 }
 
 fn total_blocks(m: &Manifest, block: u64) -> u64 {
-    m.entries().iter().map(|e| e.size().div_ceil(block.max(1))).sum()
+    m.entries()
+        .iter()
+        .map(|e| e.size().div_ceil(block.max(1)))
+        .sum()
 }
 
 fn apply_stats(st: &mut crate::transfer::TransferStatus, s: &crate::proto::SessionStats) {

@@ -102,19 +102,35 @@ impl EngineHandle {
     ///
     /// # Errors
     /// If the engine has stopped or the session id is in use.
-    pub fn send(&self, destination: Destination, keys: TransferKeys, manifest: Manifest) -> Result<Transfer, Error> {
+    pub fn send(
+        &self,
+        destination: Destination,
+        keys: TransferKeys,
+        manifest: Manifest,
+    ) -> Result<Transfer, Error> {
         let shared = Self::new_shared(Role::Sender)?;
         let mut config = self.config.transport.clone();
         if destination.send_rate_max.is_some() {
             config.max_rate = destination.send_rate_max;
         }
         let (reply, rx) = bounded(1);
-        let cmd = SendCommand { destination, keys, manifest: Arc::new(manifest), shared: shared.clone(), config, reply };
+        let cmd = SendCommand {
+            destination,
+            keys,
+            manifest: Arc::new(manifest),
+            shared: shared.clone(),
+            config,
+            reply,
+        };
         if !self.command(Command::Send(Box::new(cmd))) {
             return Err(Error::EngineStopped);
         }
-        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| Error::EngineStopped)??;
-        Ok(Transfer { shared, engine: self.clone() })
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::EngineStopped)??;
+        Ok(Transfer {
+            shared,
+            engine: self.clone(),
+        })
     }
 
     /// Expects a transfer with `keys` and writes what arrives under `root` (created if
@@ -128,12 +144,22 @@ impl EngineHandle {
         let root = root.into();
         shared.status.lock().destination_path = Some(root.clone());
         let (reply, rx) = bounded(1);
-        let cmd = ReceiveCommand { keys, root, shared: shared.clone(), config: self.config.transport.clone(), reply };
+        let cmd = ReceiveCommand {
+            keys,
+            root,
+            shared: shared.clone(),
+            config: self.config.transport.clone(),
+            reply,
+        };
         if !self.command(Command::Receive(Box::new(cmd))) {
             return Err(Error::EngineStopped);
         }
-        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| Error::EngineStopped)??;
-        Ok(Transfer { shared, engine: self.clone() })
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::EngineStopped)??;
+        Ok(Transfer {
+            shared,
+            engine: self.clone(),
+        })
     }
 
     /// Facts about the engine (bound address, granted socket buffers, offloads).
@@ -145,7 +171,8 @@ impl EngineHandle {
         if !self.command(Command::Info(tx)) {
             return Err(Error::EngineStopped);
         }
-        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| Error::EngineStopped)
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::EngineStopped)
     }
 }
 
@@ -179,7 +206,11 @@ impl Engine {
             .name("jetstream-engine".into())
             .spawn(move || driver.run())
             .map_err(Error::Io)?;
-        Ok(Self { handle: EngineHandle { tx, waker, config }, thread: Some(thread), local_addr })
+        Ok(Self {
+            handle: EngineHandle { tx, waker, config },
+            thread: Some(thread),
+            local_addr,
+        })
     }
 
     /// A handle to start and control transfers.

@@ -151,8 +151,17 @@ impl Endpoint {
     ///
     /// # Errors
     /// If the session id is already in use on this endpoint.
-    pub fn start_send(&mut self, now: Instant, params: SendParams) -> Result<SessionHandle, TransferError> {
-        let keys = SessionKeys::derive(params.cipher, &params.secret, params.session_id, Role::Sender);
+    pub fn start_send(
+        &mut self,
+        now: Instant,
+        params: SendParams,
+    ) -> Result<SessionHandle, TransferError> {
+        let keys = SessionKeys::derive(
+            params.cipher,
+            &params.secret,
+            params.session_id,
+            Role::Sender,
+        );
         let bytes = Bytes::from(params.manifest.encode());
         let s = Sender::new(
             now,
@@ -171,8 +180,17 @@ impl Endpoint {
     ///
     /// # Errors
     /// If the session id is already in use on this endpoint.
-    pub fn expect_receive(&mut self, now: Instant, params: ReceiveParams) -> Result<SessionHandle, TransferError> {
-        let keys = SessionKeys::derive(params.cipher, &params.secret, params.session_id, Role::Receiver);
+    pub fn expect_receive(
+        &mut self,
+        now: Instant,
+        params: ReceiveParams,
+    ) -> Result<SessionHandle, TransferError> {
+        let keys = SessionKeys::derive(
+            params.cipher,
+            &params.secret,
+            params.session_id,
+            Role::Receiver,
+        );
         let r = Receiver::new(now, params.session_id, keys, params.first_pn, params.config);
         self.insert(params.session_id, Session::Receiver(Box::new(r)))
     }
@@ -182,13 +200,16 @@ impl Endpoint {
     }
 
     /// One received datagram (a GRO batch must be split by the caller). Decrypted in place.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8], storage: &mut dyn Storage) {
-        let header = match Header::parse(datagram) {
-            Ok(h) => h,
-            Err(_) => {
-                self.stats.malformed += 1;
-                return;
-            }
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        storage: &mut dyn Storage,
+    ) {
+        let Ok(header) = Header::parse(datagram) else {
+            self.stats.malformed += 1;
+            return;
         };
         let Some(&h) = self.by_id.get(&header.session_id) else {
             self.stats.unknown_session += 1;
@@ -205,7 +226,15 @@ impl Endpoint {
             Session::Sender(s) => s.handle_frames(now, plain),
             Session::Receiver(r) => {
                 let pn = header.packet_number;
-                r.handle_frames(now, pn, plain, &mut HandleStorage { inner: storage, handle: h })
+                r.handle_frames(
+                    now,
+                    pn,
+                    plain,
+                    &mut HandleStorage {
+                        inner: storage,
+                        handle: h,
+                    },
+                )
             }
         };
         if let Err(e) = res {
@@ -218,7 +247,9 @@ impl Endpoint {
     /// Handles expired timers of every session.
     pub fn handle_timeout(&mut self, now: Instant) {
         for i in 0..self.sessions.len() {
-            let Some(s) = self.sessions[i].as_mut() else { continue };
+            let Some(s) = self.sessions[i].as_mut() else {
+                continue;
+            };
             if s.next_timeout().is_some_and(|t| t <= now) {
                 match s {
                     Session::Sender(s) => s.handle_timeout(now),
@@ -231,7 +262,11 @@ impl Endpoint {
 
     /// The earliest timer of any session.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions.iter().flatten().filter_map(Session::next_timeout).min()
+        self.sessions
+            .iter()
+            .flatten()
+            .filter_map(Session::next_timeout)
+            .min()
     }
 
     /// Fills `buf` with up to `max_segments` datagrams for one destination. Sessions take turns.
@@ -245,8 +280,12 @@ impl Endpoint {
         let n = self.sessions.len();
         for k in 0..n {
             let i = (self.next_rr + k) % n;
-            let Some(s) = self.sessions[i].as_mut() else { continue };
-            let Some(dest) = s.common().peer else { continue };
+            let Some(s) = self.sessions[i].as_mut() else {
+                continue;
+            };
+            let Some(dest) = s.common().peer else {
+                continue;
+            };
             let mut len = 0;
             let mut segment = 0;
             let mut count = 0;
@@ -256,7 +295,11 @@ impl Endpoint {
                 if segment != 0 && room.len() < segment {
                     break;
                 }
-                let room = if segment != 0 { &mut room[..segment] } else { room };
+                let room = if segment != 0 {
+                    &mut room[..segment]
+                } else {
+                    room
+                };
                 let wrote = match s {
                     Session::Sender(s) => s.poll_transmit(now, room, count == 0),
                     Session::Receiver(r) => r.poll_transmit(now, room, storage.buffered_bytes(h)),
@@ -274,7 +317,11 @@ impl Endpoint {
             self.collect_events(h);
             if len > 0 {
                 self.next_rr = (i + 1) % n;
-                return Some(Transmit { destination: dest, len, segment_size: segment });
+                return Some(Transmit {
+                    destination: dest,
+                    len,
+                    segment_size: segment,
+                });
             }
         }
         None
@@ -286,7 +333,9 @@ impl Endpoint {
     }
 
     fn collect_events(&mut self, h: SessionHandle) {
-        let Some(s) = self.sessions.get_mut(h.0 as usize).and_then(Option::as_mut) else { return };
+        let Some(s) = self.sessions.get_mut(h.0 as usize).and_then(Option::as_mut) else {
+            return;
+        };
         let common = s.common_mut();
         while let Some(e) = common.events.pop_front() {
             self.events.push_back(match e {
@@ -344,13 +393,28 @@ impl Endpoint {
         storage: &mut dyn Storage,
     ) {
         if let Some(Session::Receiver(r)) = self.session_mut(h) {
-            r.handle_storage_ready(now, held, complete, &mut HandleStorage { inner: storage, handle: h });
+            r.handle_storage_ready(
+                now,
+                held,
+                complete,
+                &mut HandleStorage {
+                    inner: storage,
+                    handle: h,
+                },
+            );
         }
         self.collect_events(h);
     }
 
     /// Receiver: storage finished an entry (`ok`) or gave up on it with `code`.
-    pub fn file_done(&mut self, now: Instant, h: SessionHandle, file: FileIndex, ok: bool, code: u64) {
+    pub fn file_done(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        file: FileIndex,
+        ok: bool,
+        code: u64,
+    ) {
         if let Some(Session::Receiver(r)) = self.session_mut(h) {
             r.handle_file_done(now, file, ok, code);
         }
@@ -374,7 +438,10 @@ impl Endpoint {
 
     /// Counters of one session.
     pub fn session_stats(&self, h: SessionHandle) -> Option<SessionStats> {
-        self.sessions.get(h.0 as usize).and_then(Option::as_ref).map(Session::stats)
+        self.sessions
+            .get(h.0 as usize)
+            .and_then(Option::as_ref)
+            .map(Session::stats)
     }
 
     /// Number of live sessions.

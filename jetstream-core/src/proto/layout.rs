@@ -31,7 +31,12 @@ pub(crate) struct Layout {
 impl Layout {
     /// Only the manifest region is known (receiver before the manifest arrives).
     pub(crate) fn manifest_only(manifest_len: u64) -> Self {
-        Self { manifest_len, starts: Vec::new(), sizes: Vec::new(), data_end: manifest_len }
+        Self {
+            manifest_len,
+            starts: Vec::new(),
+            sizes: Vec::new(),
+            data_end: manifest_len,
+        }
     }
 
     pub(crate) fn new(manifest_len: u64, manifest: &Manifest) -> Self {
@@ -43,7 +48,12 @@ impl Layout {
             sizes.push(e.size());
             at += e.size();
         }
-        Self { manifest_len, starts, sizes, data_end: at }
+        Self {
+            manifest_len,
+            starts,
+            sizes,
+            data_end: at,
+        }
     }
 
     pub(crate) fn entry_count(&self) -> usize {
@@ -110,28 +120,6 @@ impl Layout {
         None
     }
 
-    /// Entries whose data (non-empty files) or digest slot intersects `r`, so the receiver
-    /// only re-checks completion of the entries a frame touched.
-    pub(crate) fn entries_touching(&self, r: Range<u64>) -> impl Iterator<Item = usize> + '_ {
-        let data = if r.start < self.data_end && r.end > self.manifest_len {
-            // Ends are non-decreasing because starts are and sizes are non-negative.
-            let lo = self.first_ending_after(r.start);
-            let hi = self.starts.partition_point(|&s| s < r.end);
-            lo..hi.max(lo)
-        } else {
-            0..0
-        };
-        let d = self.digest_range();
-        let digests = if r.start < d.end && r.end > d.start {
-            let lo = (r.start.max(d.start) - d.start) / DIGEST_LEN;
-            let hi = (r.end.min(d.end) - d.start).div_ceil(DIGEST_LEN);
-            lo as usize..hi as usize
-        } else {
-            0..0
-        };
-        data.filter(move |&i| self.sizes[i] > 0).chain(digests)
-    }
-
     /// Index of the first entry whose end is > `x`.
     fn first_ending_after(&self, x: u64) -> usize {
         let (mut lo, mut hi) = (0, self.starts.len());
@@ -186,16 +174,5 @@ mod tests {
         assert_eq!(l.to_global(FileIndex(0), 5, 6), None);
         assert_eq!(l.to_global(FileIndex(9), 0, 0), None);
         assert_eq!(l.to_global(FileIndex(0), u64::MAX, 2), None);
-    }
-
-    #[test]
-    fn entries_touching_finds_data_and_digest_slots() {
-        let l = layout(&[10, 0, 5]);
-        let got: Vec<_> = l.entries_touching(105..112).collect();
-        assert_eq!(got, vec![0, 2]);
-        let got: Vec<_> = l.entries_touching(l.digest_slot(1)).collect();
-        assert_eq!(got, vec![1]);
-        let got: Vec<_> = l.entries_touching(0..100).collect();
-        assert!(got.is_empty());
     }
 }

@@ -6,14 +6,16 @@ pub mod congestion;
 pub mod crypto;
 mod endpoint;
 pub(crate) mod layout;
-pub mod packet;
 pub mod pacing;
+pub mod packet;
 pub mod rangeset;
 pub mod rtt;
 pub(crate) mod session;
 pub(crate) mod timer;
 
-pub use endpoint::{Endpoint, EndpointStats, Event, ReceiveParams, SendParams, SessionHandle, Transmit};
+pub use endpoint::{
+    Endpoint, EndpointStats, Event, ReceiveParams, SendParams, SessionHandle, Transmit,
+};
 pub use session::SessionStats;
 
 use crate::types::{Digest, FileIndex};

@@ -69,7 +69,7 @@ impl Pacer {
                 self.credit = (self.credit + add as i128).min(cap);
             }
         }
-        if self.last.map_or(true, |l| now > l) {
+        if self.last.is_none_or(|l| now > l) {
             self.last = Some(now);
         }
         (self.credit.max(0) / NANOS_PER_SEC as i128) as u64

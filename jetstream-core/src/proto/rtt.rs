@@ -49,11 +49,7 @@ impl RttEstimator {
             Some(a) if a >= self.min => a,
             _ => rtt_sample,
         };
-        let deviation = if self.smoothed > adjusted {
-            self.smoothed - adjusted
-        } else {
-            adjusted - self.smoothed
-        };
+        let deviation = self.smoothed.abs_diff(adjusted);
         self.var = (self.var * 3 + deviation) / 4;
         self.smoothed = (self.smoothed * 7 + adjusted) / 8;
     }

@@ -32,9 +32,16 @@ fn assert_clean(p: &Pair) {
         p.sender.session_count(),
         p.receiver.session_count()
     );
-    assert!(p.outcome.failures.is_empty(), "failures: {:?}", p.outcome.failures);
+    assert!(
+        p.outcome.failures.is_empty(),
+        "failures: {:?}",
+        p.outcome.failures
+    );
     assert!(p.outcome.sender_done.is_some(), "sender did not complete");
-    assert!(p.outcome.receiver_done.is_some(), "receiver did not complete");
+    assert!(
+        p.outcome.receiver_done.is_some(),
+        "receiver did not complete"
+    );
     assert_eq!(p.storage.corrupt_bytes, 0);
 }
 
@@ -79,13 +86,25 @@ fn survives_random_loss_with_proportional_retransmission() {
         let t = p.outcome.sender_done.unwrap();
         let retx = p.sender_stats.bytes_retransmitted as f64 / size as f64;
         let goodput = size as f64 * 8.0 / t.as_secs_f64() / 1e6;
-        println!("{:4.0}%  {:7.2}  {:15.1}  {:.4}", loss * 100.0, t.as_secs_f64(), goodput, retx);
+        println!(
+            "{:4.0}%  {:7.2}  {:15.1}  {:.4}",
+            loss * 100.0,
+            t.as_secs_f64(),
+            goodput,
+            retx
+        );
         // Every lost datagram is resent once; the constant allows for losses of resends and
         // for the one queue overflow that ends start-up (real congestion, bounded).
-        assert!(retx <= loss * 1.5 + 0.02, "loss {loss}: retransmitted {retx}");
+        assert!(
+            retx <= loss * 1.5 + 0.02,
+            "loss {loss}: retransmitted {retx}"
+        );
         // 8 MiB at 100 Mbit/s is 0.67 s at line rate; at (1-p) of the link plus start-up.
         let bound = 0.67 / (1.0 - loss) * 1.6 + 1.0;
-        assert!(t.as_secs_f64() < bound, "loss {loss}: took {t:?} (bound {bound:.2} s)");
+        assert!(
+            t.as_secs_f64() < bound,
+            "loss {loss}: took {t:?} (bound {bound:.2} s)"
+        );
     }
 }
 
@@ -112,16 +131,31 @@ fn survives_reordering_duplication_and_corruption() {
 fn fills_a_bottleneck_without_overflowing_its_queue_much() {
     let size = 16 * MB;
     let m = manifest_of(&[size]);
-    let mut p = Pair::new(m, link(50, 50, 0.0, 5), link(50, 50, 0.0, 6), TransportConfig::default());
+    let mut p = Pair::new(
+        m,
+        link(50, 50, 0.0, 5),
+        link(50, 50, 0.0, 6),
+        TransportConfig::default(),
+    );
     p.run(Duration::from_secs(60));
     assert_clean(&p);
     let t = p.outcome.sender_done.unwrap().as_secs_f64();
     let ideal = size as f64 * 8.0 / 50e6;
-    println!("bottleneck: {t:.2} s vs {ideal:.2} s ideal, dropped {}", p.forward.dropped);
-    assert!(t < ideal * 1.5 + 1.0, "took {t:.2} s for {ideal:.2} s of data");
+    println!(
+        "bottleneck: {t:.2} s vs {ideal:.2} s ideal, dropped {}",
+        p.forward.dropped
+    );
+    assert!(
+        t < ideal * 1.5 + 1.0,
+        "took {t:.2} s for {ideal:.2} s of data"
+    );
     // Startup overshoot may overflow the queue once; steady state must not keep dropping.
     let packets = size / 1400;
-    assert!(p.forward.dropped < packets / 50, "dropped {} of {packets}", p.forward.dropped);
+    assert!(
+        p.forward.dropped < packets / 50,
+        "dropped {} of {packets}",
+        p.forward.dropped
+    );
 }
 
 #[test]
@@ -129,7 +163,12 @@ fn many_small_files_cost_a_few_round_trips_not_one_each() {
     let sizes: Vec<u64> = (0..2000).map(|i| 100 + (i % 7) * 300).collect();
     let total: u64 = sizes.iter().sum();
     let m = manifest_of(&sizes);
-    let mut p = Pair::new(m, link(50, 100, 0.0, 7), link(50, 100, 0.0, 8), TransportConfig::default());
+    let mut p = Pair::new(
+        m,
+        link(50, 100, 0.0, 7),
+        link(50, 100, 0.0, 8),
+        TransportConfig::default(),
+    );
     p.run(Duration::from_secs(60));
     assert_clean(&p);
     assert_eq!(p.storage.verified, 2000);
@@ -143,7 +182,12 @@ fn many_small_files_cost_a_few_round_trips_not_one_each() {
 fn resumed_transfer_sends_only_what_is_missing() {
     let size = 4 * MB;
     let m = manifest_of(&[size, size]);
-    let mut p = Pair::new(m, link(10, 200, 0.0, 9), link(10, 200, 0.0, 10), TransportConfig::default());
+    let mut p = Pair::new(
+        m,
+        link(10, 200, 0.0, 9),
+        link(10, 200, 0.0, 10),
+        TransportConfig::default(),
+    );
     // A previous run left file 0 entirely and the first half of file 1.
     p.resume_held = vec![(FileIndex(0), 0..size), (FileIndex(1), 0..size / 2)];
     p.run(Duration::from_secs(30));
@@ -157,12 +201,21 @@ fn resumed_transfer_sends_only_what_is_missing() {
 #[test]
 fn cancel_reaches_the_receiver() {
     let m = manifest_of(&[64 * MB]);
-    let mut p = Pair::new(m, link(10, 100, 0.0, 11), link(10, 100, 0.0, 12), TransportConfig::default());
+    let mut p = Pair::new(
+        m,
+        link(10, 100, 0.0, 11),
+        link(10, 100, 0.0, 12),
+        TransportConfig::default(),
+    );
     p.run(Duration::from_millis(500));
     p.cancel_sender();
     p.run(Duration::from_secs(10));
     assert!(p.outcome.sender_done.is_none());
-    assert!(p.outcome.failures.iter().any(|(r, e)| *r == "sender" && *e == TransferError::Cancelled));
+    assert!(p
+        .outcome
+        .failures
+        .iter()
+        .any(|(r, e)| *r == "sender" && *e == TransferError::Cancelled));
     assert!(p
         .outcome
         .failures
@@ -180,7 +233,12 @@ fn blackout_longer_than_idle_timeout_fails_both_sides_clearly() {
     p.forward.down = true;
     p.backward.down = true;
     p.run(Duration::from_secs(30));
-    let timed_out = p.outcome.failures.iter().filter(|(_, e)| *e == TransferError::TimedOut).count();
+    let timed_out = p
+        .outcome
+        .failures
+        .iter()
+        .filter(|(_, e)| *e == TransferError::TimedOut)
+        .count();
     assert_eq!(timed_out, 2, "{:?}", p.outcome.failures);
     assert_eq!(p.sender.session_count() + p.receiver.session_count(), 0);
 }
@@ -188,7 +246,12 @@ fn blackout_longer_than_idle_timeout_fails_both_sides_clearly() {
 #[test]
 fn blackout_shorter_than_idle_timeout_is_survived() {
     let m = manifest_of(&[8 * MB]);
-    let mut p = Pair::new(m, link(10, 100, 0.0, 15), link(10, 100, 0.0, 16), TransportConfig::default());
+    let mut p = Pair::new(
+        m,
+        link(10, 100, 0.0, 15),
+        link(10, 100, 0.0, 16),
+        TransportConfig::default(),
+    );
     p.run(Duration::from_millis(200));
     p.forward.down = true;
     p.backward.down = true;

@@ -56,12 +56,16 @@ pub struct Data;
 impl Data {
     /// The byte of `file` at `offset`.
     pub fn byte(file: u32, offset: u64) -> u8 {
-        let x = offset.wrapping_mul(0x9E37_79B9).wrapping_add(u64::from(file).wrapping_mul(0x85EB_CA6B));
+        let x = offset
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(u64::from(file).wrapping_mul(0x85EB_CA6B));
         (x >> 13) as u8 ^ (offset as u8)
     }
     /// `len` bytes of `file` from `offset`.
     pub fn at(file: u32, offset: u64, len: usize) -> Vec<u8> {
-        (0..len as u64).map(|i| Self::byte(file, offset + i)).collect()
+        (0..len as u64)
+            .map(|i| Self::byte(file, offset + i))
+            .collect()
     }
     /// BLAKE3 of a whole simulated file.
     pub fn digest(file: u32, size: u64) -> Digest {
@@ -146,7 +150,11 @@ impl Link {
             depart = busy + Duration::from_secs_f64(datagram.len() as f64 / rate as f64);
             self.busy_until = Some(depart);
         }
-        let copies = if self.rng.chance(self.duplicate) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.duplicate) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let mut d = datagram.to_vec();
             if self.rng.chance(self.corrupt) {
@@ -272,7 +280,9 @@ pub fn manifest_of(sizes: &[u64]) -> Manifest {
     let entries = sizes
         .iter()
         .enumerate()
-        .map(|(i, &s)| ManifestEntry::file(&format!("dir/f{i}"), s, 1_700_000_000_000_000, i % 2 == 0))
+        .map(|(i, &s)| {
+            ManifestEntry::file(&format!("dir/f{i}"), s, 1_700_000_000_000_000, i % 2 == 0)
+        })
         .collect::<Result<Vec<_>, _>>()
         .expect("valid generated names");
     Manifest::new(entries).expect("valid generated manifest")
@@ -290,10 +300,30 @@ impl Pair {
         let mut sender = Endpoint::new();
         let mut receiver = Endpoint::new();
         let recv_h = receiver
-            .expect_receive(now, ReceiveParams { session_id: id, secret: secret.clone(), cipher: Cipher::Aes256Gcm, first_pn: 1 << 40, config: config.clone() })
+            .expect_receive(
+                now,
+                ReceiveParams {
+                    session_id: id,
+                    secret: secret.clone(),
+                    cipher: Cipher::Aes256Gcm,
+                    first_pn: 1 << 40,
+                    config: config.clone(),
+                },
+            )
             .expect("fresh endpoint");
         let send_h = sender
-            .start_send(now, SendParams { session_id: id, peer: receiver_addr, secret, cipher: Cipher::Aes256Gcm, first_pn: 1 << 20, manifest: manifest.clone(), config })
+            .start_send(
+                now,
+                SendParams {
+                    session_id: id,
+                    peer: receiver_addr,
+                    secret,
+                    cipher: Cipher::Aes256Gcm,
+                    first_pn: 1 << 20,
+                    manifest: manifest.clone(),
+                    config,
+                },
+            )
             .expect("fresh endpoint");
         Self {
             now,
@@ -334,10 +364,15 @@ impl Pair {
             if off < size {
                 let n = (size - off).min(self.chunk);
                 let data = Bytes::from(Data::at(i as u32, off, n as usize));
-                self.sender.handle_chunk(self.send_h, FileIndex(i as u32), off, data);
+                self.sender
+                    .handle_chunk(self.send_h, FileIndex(i as u32), off, data);
                 self.next_chunk.1 += n;
             } else {
-                self.sender.handle_digest(self.send_h, FileIndex(i as u32), Data::digest(i as u32, size));
+                self.sender.handle_digest(
+                    self.send_h,
+                    FileIndex(i as u32),
+                    Data::digest(i as u32, size),
+                );
                 self.next_chunk = (i + 1, 0);
             }
         }
@@ -349,10 +384,16 @@ impl Pair {
         while self.now < deadline {
             self.pump_data();
             // Transmit everything both ends want to send now.
-            while let Some(t) = self.sender.poll_transmit(self.now, &mut self.buf, 1, &self.storage) {
+            while let Some(t) = self
+                .sender
+                .poll_transmit(self.now, &mut self.buf, 1, &self.storage)
+            {
                 self.forward.send(self.now, &self.buf[..t.len]);
             }
-            while let Some(t) = self.receiver.poll_transmit(self.now, &mut self.buf, 1, &self.storage) {
+            while let Some(t) =
+                self.receiver
+                    .poll_transmit(self.now, &mut self.buf, 1, &self.storage)
+            {
                 self.backward.send(self.now, &self.buf[..t.len]);
             }
             self.drain_events();
@@ -375,12 +416,30 @@ impl Pair {
             let Some(next) = next else { break };
             self.now = self.now.max(next);
             while self.forward.next_arrival().is_some_and(|t| t <= self.now) {
-                let (_, mut d) = self.forward.in_flight.pop_front().expect("checked non-empty");
-                self.receiver.handle_datagram(self.now, self.sender_addr, &mut d, &mut self.storage);
+                let (_, mut d) = self
+                    .forward
+                    .in_flight
+                    .pop_front()
+                    .expect("checked non-empty");
+                self.receiver.handle_datagram(
+                    self.now,
+                    self.sender_addr,
+                    &mut d,
+                    &mut self.storage,
+                );
             }
             while self.backward.next_arrival().is_some_and(|t| t <= self.now) {
-                let (_, mut d) = self.backward.in_flight.pop_front().expect("checked non-empty");
-                self.sender.handle_datagram(self.now, self.receiver_addr, &mut d, &mut self.storage);
+                let (_, mut d) = self
+                    .backward
+                    .in_flight
+                    .pop_front()
+                    .expect("checked non-empty");
+                self.sender.handle_datagram(
+                    self.now,
+                    self.receiver_addr,
+                    &mut d,
+                    &mut self.storage,
+                );
             }
             while let Some((h, f, ok)) = self.storage.finished.pop_front() {
                 self.receiver.file_done(self.now, h, f, ok, 9);
@@ -416,7 +475,8 @@ impl Pair {
                         }
                     }
                     self.storage.written_bytes = 0;
-                    self.receiver.storage_ready(self.now, h, &held, &[], &mut self.storage);
+                    self.receiver
+                        .storage_ready(self.now, h, &held, &[], &mut self.storage);
                 }
                 Event::Complete(_, _) => self.outcome.receiver_done = Some(self.elapsed()),
                 Event::Failed(_, err) => self.outcome.failures.push(("receiver", err)),
@@ -427,7 +487,8 @@ impl Pair {
 
     /// Closes the sending session (a user cancel).
     pub fn cancel_sender(&mut self) {
-        self.sender.close(self.now, self.send_h, TransferError::Cancelled);
+        self.sender
+            .close(self.now, self.send_h, TransferError::Cancelled);
     }
 
     /// Unused; keeps the receiver handle reachable for tests that need it.

@@ -7,15 +7,28 @@ use jetstream_core::{Destination, Manifest, TransferKeys};
 
 use super::util::{engine, hash_file, scratch, tree, write_random};
 
-fn copy(src: &[std::path::PathBuf], dst: &std::path::Path) -> (jetstream_core::TransferStatus, jetstream_core::TransferStatus) {
+fn copy(
+    src: &[std::path::PathBuf],
+    dst: &std::path::Path,
+) -> (
+    jetstream_core::TransferStatus,
+    jetstream_core::TransferStatus,
+) {
     let rx = engine();
     let tx = engine();
     let keys = TransferKeys::random().unwrap();
     let manifest = Manifest::from_sources(src).unwrap();
     let incoming = rx.handle().receive(keys.clone(), dst).unwrap();
-    let outgoing = tx.handle().send(Destination::new(rx.local_addr()), keys, manifest).unwrap();
-    let sent = outgoing.wait(Duration::from_secs(300)).expect("sender completes");
-    let received = incoming.wait(Duration::from_secs(60)).expect("receiver completes");
+    let outgoing = tx
+        .handle()
+        .send(Destination::new(rx.local_addr()), keys, manifest)
+        .unwrap();
+    let sent = outgoing
+        .wait(Duration::from_secs(300))
+        .expect("sender completes");
+    let received = incoming
+        .wait(Duration::from_secs(60))
+        .expect("receiver completes");
     (sent, received)
 }
 
@@ -29,19 +42,31 @@ fn copies_a_tree_with_unicode_spaces_empty_files_empty_dirs_and_exec_bits() {
     std::fs::write(src.join("zero bytes"), "").unwrap();
     write_random(&src.join("été/big.bin"), 3 * 1024 * 1024 + 17, 1);
     std::fs::write(src.join("run me.sh"), "#!/bin/sh\necho hi\n").unwrap();
-    std::fs::set_permissions(src.join("run me.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        src.join("run me.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
-    std::fs::File::options().write(true).open(src.join("zero bytes")).unwrap().set_modified(old).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(src.join("zero bytes"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
 
     let dst = dir.path().join("dst");
-    let (sent, received) = copy(&[src.clone()], &dst);
+    let (sent, received) = copy(std::slice::from_ref(&src), &dst);
     assert_eq!(sent.total_bytes, received.total_bytes);
     // 4 files and the one empty directory ("empty dir" itself holds "nested empty").
     assert_eq!(received.files_total, 5);
     // Same tree, same contents, same exec bits; nothing left behind (no .jspart, no journal).
     assert_eq!(tree(&src), tree(&dst.join("src tree")));
     assert_eq!(tree(&dst).len(), tree(&src).len() + 1);
-    let mtime = std::fs::metadata(dst.join("src tree/zero bytes")).unwrap().modified().unwrap();
+    let mtime = std::fs::metadata(dst.join("src tree/zero bytes"))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(mtime, old);
 }
 
@@ -58,8 +83,12 @@ fn copies_five_thousand_small_files() {
     }
     let dst = dir.path().join("dst");
     let t = std::time::Instant::now();
-    let (sent, received) = copy(&[src.clone()], &dst);
-    println!("5000 files: {:?}, {} datagrams", t.elapsed(), sent.packets_sent);
+    let (sent, received) = copy(std::slice::from_ref(&src), &dst);
+    println!(
+        "5000 files: {:?}, {} datagrams",
+        t.elapsed(),
+        sent.packets_sent
+    );
     assert_eq!(received.files_done, 5000);
     assert_eq!(tree(&src), tree(&dst.join("many")));
 }
@@ -70,7 +99,7 @@ fn copies_a_one_gib_random_file_byte_identical() {
     let src = dir.path().join("one-gib.bin");
     write_random(&src, 1 << 30, 42);
     let dst = dir.path().join("dst");
-    let (sent, _) = copy(&[src.clone()], &dst);
+    let (sent, _) = copy(std::slice::from_ref(&src), &dst);
     assert_eq!(hash_file(&src), hash_file(&dst.join("one-gib.bin")));
     assert_eq!(sent.bytes_acked, 1 << 30);
 }
@@ -83,7 +112,10 @@ fn forged_and_junk_datagrams_change_nothing() {
     let rx = engine();
     let tx = engine();
     let keys = TransferKeys::random().unwrap();
-    let incoming = rx.handle().receive(keys.clone(), dir.path().join("dst")).unwrap();
+    let incoming = rx
+        .handle()
+        .receive(keys.clone(), dir.path().join("dst"))
+        .unwrap();
     // A flood of junk: random bytes, truncated headers, forged session ids, and datagrams with
     // the right session id but no valid tag.
     let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -125,9 +157,20 @@ fn forged_and_junk_datagrams_change_nothing() {
             n
         })
     };
-    let outgoing = tx.handle().send(Destination::new(target), keys, Manifest::from_sources(&[&src]).unwrap()).unwrap();
-    outgoing.wait(Duration::from_secs(120)).expect("transfer completes under a flood");
-    incoming.wait(Duration::from_secs(30)).expect("receiver completes");
+    let outgoing = tx
+        .handle()
+        .send(
+            Destination::new(target),
+            keys,
+            Manifest::from_sources(&[&src]).unwrap(),
+        )
+        .unwrap();
+    outgoing
+        .wait(Duration::from_secs(120))
+        .expect("transfer completes under a flood");
+    incoming
+        .wait(Duration::from_secs(30))
+        .expect("receiver completes");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent_junk = flood.join().unwrap();
     let info = rx.handle().info().unwrap();
@@ -135,7 +178,8 @@ fn forged_and_junk_datagrams_change_nothing() {
     assert!(info.dropped.malformed + info.dropped.unknown_session + info.dropped.rejected > 0);
     let rxh = rx.handle();
     assert!(
-        super::util::wait_for(Duration::from_secs(10), || rxh.info().unwrap().sessions == 0),
+        super::util::wait_for(Duration::from_secs(10), || rxh.info().unwrap().sessions
+            == 0),
         "no state was created for junk"
     );
     assert_eq!(hash_file(&src), hash_file(&dir.path().join("dst/f.bin")));

@@ -59,7 +59,10 @@ pub fn hash_file(path: &Path) -> blake3::Hash {
 pub fn tree(root: &Path) -> Vec<(String, Option<blake3::Hash>, bool)> {
     let mut out = Vec::new();
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Option<blake3::Hash>, bool)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for p in entries {
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
@@ -69,7 +72,11 @@ pub fn tree(root: &Path) -> Vec<(String, Option<blake3::Hash>, bool)> {
                 walk(root, &p, out);
             } else {
                 use std::os::unix::fs::PermissionsExt;
-                out.push((rel, Some(hash_file(&p)), md.permissions().mode() & 0o100 != 0));
+                out.push((
+                    rel,
+                    Some(hash_file(&p)),
+                    md.permissions().mode() & 0o100 != 0,
+                ));
             }
         }
     }
@@ -83,7 +90,11 @@ pub fn keys_from_seed(seed: u64) -> TransferKeys {
     for (i, b) in secret.iter_mut().enumerate() {
         *b = (seed.wrapping_mul(31).wrapping_add(i as u64 * 7)) as u8;
     }
-    TransferKeys::new(SessionId(seed), SessionSecret::from_bytes(secret), Cipher::Aes256Gcm)
+    TransferKeys::new(
+        SessionId(seed),
+        SessionSecret::from_bytes(secret),
+        Cipher::Aes256Gcm,
+    )
 }
 
 /// A child process running one side of a transfer (see `resume::child_entry`).
@@ -97,7 +108,12 @@ impl ChildPeer {
     pub fn spawn(spec: &str) -> Self {
         let exe = std::env::current_exe().unwrap();
         let mut child = Command::new(exe)
-            .args(["--exact", "it::resume::child_entry", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "it::resume::child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("JETSTREAM_TEST_CHILD", spec)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -118,7 +134,10 @@ impl ChildPeer {
         assert_ne!(port, 0, "child did not report its port");
         // Keep draining the child's stdout so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child, udp_port: port }
+        Self {
+            child,
+            udp_port: port,
+        }
     }
 
     /// SIGKILL: a crash, no clean-up of any kind.

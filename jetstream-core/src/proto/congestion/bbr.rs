@@ -466,9 +466,6 @@ impl Bbr {
         if !significant && !self.is_queueing() {
             return;
         }
-        if std::env::var_os("H6_TRACE2").is_some() {
-            eprintln!("EXIT round={} lost={lost:.0} sent={sent:.1} bg=({bg_lost},{bg_sent}) p={p:.3} q={q:.3} var={variance:.1} excess={excess:.1} sig={significant} queue={} srtt={:?} min={:?} bw={}", self.round.count, self.is_queueing(), self.smoothed_rtt, self.min_rtt, self.btl_bw * 8 / 1000000);
-        }
         let flight = self.round.max_inflight.max(self.round.prev_max_inflight);
         self.inflight_hi = Some(((flight as f64 * BETA) as u64).max(MIN_CWND));
         self.full_bw.is_filled = true;
@@ -477,30 +474,17 @@ impl Bbr {
     /// Loss response, once per round: cap in-flight only on heavy loss with a standing queue.
     fn on_round_end(&mut self) {
         let lost = self.round.lost;
+        let delivered = self
+            .rate
+            .delivered()
+            .saturating_sub(self.round.delivered_at_start);
         if self.state == State::Startup {
-            let delivered = self
-                .rate
-                .delivered()
-                .saturating_sub(self.round.delivered_at_start);
             let (bg_lost, bg_sent) = self.startup_background;
             self.startup_background = (
                 bg_lost.saturating_add(lost),
                 bg_sent.saturating_add(lost).saturating_add(delivered),
             );
         }
-        if std::env::var_os("H6_TRACE").is_some() {
-            eprintln!(
-                "round {} {:?} bw={:.1}Mb lost={} deliv={} maxinf={} srtt={:?} minrtt={:?} cwnd={} hi={:?}",
-                self.round.count, self.state, self.btl_bw as f64 * 8e-6, lost / 1400,
-                (self.rate.delivered() - self.round.delivered_at_start) / 1400,
-                self.round.max_inflight / 1400, self.smoothed_rtt, self.min_rtt.map(|m| m.0),
-                self.cwnd / 1400, self.inflight_hi.map(|h| h / 1400)
-            );
-        }
-        let delivered = self
-            .rate
-            .delivered()
-            .saturating_sub(self.round.delivered_at_start);
         let heavy = lost >= self.mds().saturating_mul(LOSS_MIN_DATAGRAMS)
             && lost as f64 > LOSS_THRESH * lost.saturating_add(delivered) as f64;
         if heavy && self.is_queueing() {

@@ -592,42 +592,61 @@ fn startup_exits_on_loss_from_a_shallow_queue() {
         assert!(o.startup_queue_drops <= link.bdp(), "{o:?}");
         let exit_bw = o.startup_exit_bw.unwrap_or(0) * 8;
         assert!(exit_bw >= link.rate_bps * 8 / 10, "{o:?}");
-        assert!(o.late_delivered_bps >= 0.90 * (1.0 - loss) * link.rate_bps as f64, "{o:?}");
+        assert!(
+            o.late_delivered_bps >= 0.90 * (1.0 - loss) * link.rate_bps as f64,
+            "{o:?}"
+        );
     }
 }
 
 #[test]
-fn random_loss_alone_does_not_end_startup() {
-    // 20 % random loss, a deep queue: no standing queue until the link is full, so Startup runs
-    // until the estimate reaches the link rate.
-    let link = wan().queue(wan().bdp() * 4).loss(0.20);
-    let o = simulate(link, CongestionConfig::default(), Duration::from_secs(5));
-    report("(l) 20% random loss, 4 BDP queue", &link, &o);
-    let exit_bw = o.startup_exit_bw.unwrap_or(0) * 8;
-    assert!(exit_bw >= link.rate_bps * 7 / 10, "{o:?}");
-}
-
-#[test]
-fn h6_scratch_seeds() {
-    for loss in [0.01, 0.02, 0.05, 0.10, 0.20, 0.30] {
-        for (qname, qf) in [("1/4bdp", 0.25), ("4bdp", 4.0)] {
-            let mut early = 0;
-            let mut worst = f64::MAX;
-            let mut drops = Vec::new();
-            for seed in 1..=100u64 {
-                let mut link = wan().queue((wan().bdp() as f64 * qf) as u64).loss(loss);
-                link.seed = seed;
-                let o = simulate(link, CongestionConfig::default(), Duration::from_secs(2));
-                let e = o.startup_exit_bw.unwrap_or(0) as f64 * 8.0 / link.rate_bps as f64;
-                worst = worst.min(e);
-                drops.push(o.startup_queue_drops as f64 / link.bdp() as f64);
-                if e < 0.8 {
-                    println!("early: loss {loss} seed {seed} exit {e:.2}");
-                    early += 1;
-                }
-            }
-            drops.sort_by(f64::total_cmp);
-            println!("loss {loss} queue {qname}: early exits {early}/100, worst exit bw {worst:.2}, startup drops median {:.2} max {:.2} BDP", drops[50], drops[99]);
+fn random_loss_does_not_end_startup_early() {
+    // Random loss, even 30 % and in bursts (this generator's early outputs are bursty), with a
+    // deep queue: Startup runs until the estimate is near the link rate, whatever the seed.
+    for loss in [0.02, 0.05, 0.20, 0.30] {
+        let mut worst = f64::MAX;
+        for seed in 1..=20 {
+            let mut link = wan().queue(wan().bdp() * 4).loss(loss);
+            link.seed = seed;
+            let o = simulate(link, CongestionConfig::default(), Duration::from_secs(2));
+            let exit = o.startup_exit_bw.unwrap_or(0) as f64 * 8.0 / link.rate_bps as f64;
+            assert!(
+                exit >= 0.8,
+                "loss {loss} seed {seed}: Startup ended at {exit:.2} of the link"
+            );
+            worst = worst.min(exit);
         }
+        println!(
+            "(l) {:>2.0}% random loss, 4 BDP queue, 20 seeds: Startup ends at >= {worst:.2} of the link",
+            loss * 100.0
+        );
     }
+}
+
+#[test]
+fn h6_matrix() {
+    use crate::config::TransportConfig;
+    use crate::testing::{manifest_of, Link as SimLink, Pair};
+    fn link(one_way_ms: u64, rate_mbit: u64, loss: f64, seed: u64) -> SimLink {
+        let mut l = SimLink::new(Duration::from_millis(one_way_ms), seed);
+        l.rate = Some(rate_mbit * 1_000_000 / 8);
+        l.queue = (rate_mbit * 1_000_000 / 8 * one_way_ms * 2 / 1000).max(64 * 1024);
+        l.loss = loss;
+        l
+    }
+    const MB: u64 = 1 << 20;
+    for (i, &loss) in [0.0, 0.01, 0.05, 0.20].iter().enumerate() {
+        let size = 8 * MB;
+        let mut p = Pair::new(manifest_of(&[size]), link(25, 100, loss, 10 + i as u64), link(25, 100, loss, 20 + i as u64), TransportConfig::default());
+        p.run(Duration::from_secs(120));
+        let t = p.outcome.sender_done.unwrap();
+        let retx = p.sender_stats.bytes_retransmitted as f64 / size as f64;
+        let goodput = size as f64 * 8.0 / t.as_secs_f64() / 1e6;
+        println!("H6M {:4.0}%  {:7.2}  {:15.1}  {:.4}  queue drops {}", loss * 100.0, t.as_secs_f64(), goodput, retx, p.forward.dropped);
+    }
+    let size = 16 * MB;
+    let mut p = Pair::new(manifest_of(&[size]), link(50, 50, 0.0, 5), link(50, 50, 0.0, 6), TransportConfig::default());
+    p.run(Duration::from_secs(60));
+    let t = p.outcome.sender_done.unwrap().as_secs_f64();
+    println!("H6M bottleneck: {t:.2} s vs {:.2} s ideal, dropped {}", size as f64 * 8.0 / 50e6, p.forward.dropped);
 }

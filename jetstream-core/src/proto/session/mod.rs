@@ -67,7 +67,11 @@ pub struct SessionStats {
 pub(crate) enum Lifecycle {
     Open,
     /// We sent CLOSE and wait for CLOSE_ACK (retransmitting on the Control timer).
-    Closing { code: u64, reason: String, sends: u32 },
+    Closing {
+        code: u64,
+        reason: String,
+        sends: u32,
+    },
     /// The exchange is over; answer stray CLOSE/COMPLETE until the Drain timer fires.
     Draining,
     /// Free the session.
@@ -180,7 +184,11 @@ impl Common {
             packet_number: self.next_pn,
         };
         header.emit(&mut buf[..Header::LEN]);
-        let len = self.keys.seal_key().seal(self.next_pn, buf, Header::LEN, payload_len).ok()?;
+        let len = self
+            .keys
+            .seal_key()
+            .seal(self.next_pn, buf, Header::LEN, payload_len)
+            .ok()?;
         self.next_pn += 1;
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
@@ -195,8 +203,17 @@ impl Common {
         let code = CloseCode::from(&error) as u64;
         let mut reason = error.to_string();
         reason.truncate(200);
-        self.lifecycle = Lifecycle::Closing { code, reason, sends: 0 };
-        for t in [Timer::Ack, Timer::LossDetection, Timer::Pacing, Timer::KeepAlive] {
+        self.lifecycle = Lifecycle::Closing {
+            code,
+            reason,
+            sends: 0,
+        };
+        for t in [
+            Timer::Ack,
+            Timer::LossDetection,
+            Timer::Pacing,
+            Timer::KeepAlive,
+        ] {
             self.timers.stop(t);
         }
         self.timers.set(Timer::Control, now);
@@ -208,10 +225,11 @@ impl Common {
     pub(crate) fn on_peer_close(&mut self, now: Instant, code: u64, reason: &str) {
         self.owe_close_ack = true;
         if matches!(self.lifecycle, Lifecycle::Open) {
-            self.events.push_back(SessionEvent::Failed(TransferError::PeerClosed {
-                code,
-                reason: reason.to_owned(),
-            }));
+            self.events
+                .push_back(SessionEvent::Failed(TransferError::PeerClosed {
+                    code,
+                    reason: reason.to_owned(),
+                }));
         }
         if !matches!(self.lifecycle, Lifecycle::Closed) {
             self.enter_draining(now);
@@ -220,7 +238,13 @@ impl Common {
 
     pub(crate) fn enter_draining(&mut self, now: Instant) {
         self.lifecycle = Lifecycle::Draining;
-        for t in [Timer::Ack, Timer::LossDetection, Timer::Pacing, Timer::KeepAlive, Timer::Control] {
+        for t in [
+            Timer::Ack,
+            Timer::LossDetection,
+            Timer::Pacing,
+            Timer::KeepAlive,
+            Timer::Control,
+        ] {
             self.timers.stop(t);
         }
         self.timers.set(Timer::Drain, now + self.drain_period());
@@ -235,7 +259,12 @@ impl Common {
     pub(crate) fn handle_common_timeouts(&mut self, now: Instant) {
         if !matches!(self.lifecycle, Lifecycle::Open) {
             // Only the close handshake's timers matter once closing.
-            for t in [Timer::Ack, Timer::LossDetection, Timer::Pacing, Timer::KeepAlive] {
+            for t in [
+                Timer::Ack,
+                Timer::LossDetection,
+                Timer::Pacing,
+                Timer::KeepAlive,
+            ] {
                 self.timers.stop(t);
             }
         }
@@ -251,7 +280,8 @@ impl Common {
         if self.timers.is_expired(Timer::Idle, now) {
             self.timers.stop(Timer::Idle);
             if matches!(self.lifecycle, Lifecycle::Open) {
-                self.events.push_back(SessionEvent::Failed(TransferError::TimedOut));
+                self.events
+                    .push_back(SessionEvent::Failed(TransferError::TimedOut));
             }
             self.lifecycle = Lifecycle::Closed;
         }
@@ -266,13 +296,22 @@ impl Common {
                 self.owe_close_ack = false;
             }
         }
-        if let Lifecycle::Closing { code, reason, sends } = &mut self.lifecycle {
+        if let Lifecycle::Closing {
+            code,
+            reason,
+            sends,
+        } = &mut self.lifecycle
+        {
             if self.timers.is_expired(Timer::Control, now) {
-                let frame = Frame::Close(packet::CloseFrame { code: *code, reason });
+                let frame = Frame::Close(packet::CloseFrame {
+                    code: *code,
+                    reason,
+                });
                 if let Some(w) = frame.encode(&mut out[n..]) {
                     n += w;
                     *sends += 1;
-                    let backoff = self.config.initial_rtt.max(Duration::from_millis(50)) * (*sends).min(8);
+                    let backoff =
+                        self.config.initial_rtt.max(Duration::from_millis(50)) * (*sends).min(8);
                     self.timers.set(Timer::Control, now + backoff);
                 }
             }

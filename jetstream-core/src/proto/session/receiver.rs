@@ -133,7 +133,9 @@ impl Receiver {
                     }
                 }
                 Frame::Ack(_) | Frame::Complete(_) => {
-                    return Err(TransferError::ProtocolViolation("sender sent a receiver frame"));
+                    return Err(TransferError::ProtocolViolation(
+                        "sender sent a receiver frame",
+                    ));
                 }
             }
         }
@@ -147,7 +149,9 @@ impl Receiver {
             if self.unacked_packets >= self.common.config.ack_every {
                 self.ack_now = true;
             } else if self.common.timers.get(Timer::Ack).is_none() {
-                self.common.timers.set(Timer::Ack, now + self.common.config.max_ack_delay);
+                self.common
+                    .timers
+                    .set(Timer::Ack, now + self.common.config.max_ack_delay);
             }
         }
         Ok(())
@@ -185,9 +189,14 @@ impl Receiver {
         };
         let len = d.payload.len() as u64;
         if d.file == FileIndex::MANIFEST {
-            let end = d.offset.checked_add(len).filter(|&e| e <= hello.manifest_len);
+            let end = d
+                .offset
+                .checked_add(len)
+                .filter(|&e| e <= hello.manifest_len);
             let Some(end) = end else {
-                return Err(TransferError::ProtocolViolation("manifest data out of bounds"));
+                return Err(TransferError::ProtocolViolation(
+                    "manifest data out of bounds",
+                ));
             };
             if self.manifest.is_some() {
                 return Ok(());
@@ -223,10 +232,16 @@ impl Receiver {
             }
             storage.write(d.file, d.offset, d.payload);
         }
-        self.received.insert(r.clone());
-        let touched: Vec<usize> = self.layout.entries_touching(r).collect();
-        for i in touched {
-            self.try_finish(now, i, storage);
+        self.received.insert(r);
+        // Only the entry written to, or the entries whose digest slots arrived, can be done.
+        if d.file == FileIndex::DIGESTS {
+            let first = d.offset / DIGEST_LEN;
+            let last = (d.offset + len).div_ceil(DIGEST_LEN);
+            for i in first..last {
+                self.try_finish(now, i as usize, storage);
+            }
+        } else {
+            self.try_finish(now, d.file.0 as usize, storage);
         }
         Ok(())
     }
@@ -262,7 +277,10 @@ impl Receiver {
         }
         self.storage_ready = true;
         for (file, r) in held {
-            if let Some(g) = self.layout.to_global(*file, r.start, r.end.saturating_sub(r.start)) {
+            if let Some(g) = self
+                .layout
+                .to_global(*file, r.start, r.end.saturating_sub(r.start))
+            {
                 self.received.insert(g);
             }
         }
@@ -302,13 +320,17 @@ impl Receiver {
     /// Storage finished (or failed) an entry.
     pub(crate) fn handle_file_done(&mut self, now: Instant, file: FileIndex, ok: bool, code: u64) {
         let i = file.0 as usize;
-        let Some(state) = self.entries.get(i).copied() else { return };
+        let Some(state) = self.entries.get(i).copied() else {
+            return;
+        };
         if matches!(state, EntryState::Done | EntryState::Failed) {
             return;
         }
         if ok {
             self.entries[i] = EntryState::Done;
-            self.common.events.push_back(SessionEvent::FileFinished { file });
+            self.common
+                .events
+                .push_back(SessionEvent::FileFinished { file });
         } else {
             self.entries[i] = EntryState::Failed;
             self.failed.push((file, code));
@@ -325,9 +347,14 @@ impl Receiver {
             return;
         }
         self.complete = true;
-        self.common.events.push_back(SessionEvent::Complete { failed: self.failed.clone() });
+        self.common.events.push_back(SessionEvent::Complete {
+            failed: self.failed.clone(),
+        });
         self.common.timers.set(Timer::Control, now);
-        self.common.timers.set(Timer::Drain, now + self.common.config.idle_timeout.min(Duration::from_secs(30)));
+        self.common.timers.set(
+            Timer::Drain,
+            now + self.common.config.idle_timeout.min(Duration::from_secs(30)),
+        );
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
@@ -370,12 +397,16 @@ impl Receiver {
             }
             Lifecycle::Open => {}
         }
-        if self.complete {
-            if self.common.timers.is_expired(Timer::Control, now) {
+        if self.complete && self.common.timers.is_expired(Timer::Control, now) {
+            {
                 let (written, _listed) = packet::encode_complete(out, self.failed.iter().copied());
                 n += written;
                 self.complete_sends += 1;
-                let backoff = self.common.config.initial_rtt.max(Duration::from_millis(50))
+                let backoff = self
+                    .common
+                    .config
+                    .initial_rtt
+                    .max(Duration::from_millis(50))
                     * self.complete_sends.min(16);
                 self.common.timers.set(Timer::Control, now + backoff);
             }
@@ -399,7 +430,9 @@ impl Receiver {
                 self.unacked_packets = 0;
                 self.common.timers.stop(Timer::Ack);
                 if blocked {
-                    self.common.timers.set(Timer::Ack, now + Duration::from_millis(1));
+                    self.common
+                        .timers
+                        .set(Timer::Ack, now + Duration::from_millis(1));
                 }
             } else {
                 self.ack_now = false;

@@ -22,8 +22,8 @@ use crate::manifest::Manifest;
 use crate::proto::congestion::{Bbr, CongestionConfig, SendSnapshot};
 use crate::proto::crypto::SessionKeys;
 use crate::proto::layout::{Layout, DIGEST_LEN};
-use crate::proto::packet::{self, AckFrame, Frame, HelloFrame};
 use crate::proto::pacing::Pacer;
+use crate::proto::packet::{self, AckFrame, Frame, HelloFrame};
 use crate::proto::rangeset::RangeSet;
 use crate::proto::rtt::RttEstimator;
 use crate::proto::timer::Timer;
@@ -166,7 +166,9 @@ impl Sender {
         if self.finished || !matches!(self.common.lifecycle, Lifecycle::Open) {
             return false;
         }
-        let floor = self.acked.first_missing_from(self.layout.data_range().start);
+        let floor = self
+            .acked
+            .first_missing_from(self.layout.data_range().start);
         self.read_frontier < floor + self.common.config.recv_window + (8 << 20)
     }
 
@@ -195,13 +197,16 @@ impl Sender {
             return;
         }
         let slot = self.layout.digest_slot(file.0 as usize);
-        self.read_frontier = self.read_frontier.max(self.layout.file_range(file.0 as usize).end);
+        self.read_frontier = self
+            .read_frontier
+            .max(self.layout.file_range(file.0 as usize).end);
         if self.acked.contains_range(slot.clone()) {
             return;
         }
         self.unsent.insert(slot.clone());
         self.chunk_bytes += DIGEST_LEN;
-        self.chunks.insert(slot.start, Bytes::copy_from_slice(&digest.0));
+        self.chunks
+            .insert(slot.start, Bytes::copy_from_slice(&digest.0));
     }
 
     pub(crate) fn set_max_rate(&mut self, rate: Option<BitsPerSecond>) {
@@ -209,7 +214,11 @@ impl Sender {
         self.cc.set_max_rate(rate);
     }
 
-    pub(crate) fn handle_frames(&mut self, now: Instant, payload: &[u8]) -> Result<(), TransferError> {
+    pub(crate) fn handle_frames(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+    ) -> Result<(), TransferError> {
         for frame in packet::frames(payload) {
             let frame = frame.map_err(|_| TransferError::ProtocolViolation("undecodable frame"))?;
             match frame {
@@ -219,7 +228,9 @@ impl Sender {
                     if !self.finished && matches!(self.common.lifecycle, Lifecycle::Open) {
                         self.finished = true;
                         let failed = c.failures().collect();
-                        self.common.events.push_back(SessionEvent::Complete { failed });
+                        self.common
+                            .events
+                            .push_back(SessionEvent::Complete { failed });
                         self.common.enter_draining(now);
                     }
                 }
@@ -231,7 +242,9 @@ impl Sender {
                 }
                 Frame::Padding { .. } | Frame::Ping => {}
                 Frame::Hello(_) | Frame::Data(_) | Frame::CompleteAck => {
-                    return Err(TransferError::ProtocolViolation("receiver sent a sender frame"));
+                    return Err(TransferError::ProtocolViolation(
+                        "receiver sent a sender frame",
+                    ));
                 }
             }
         }
@@ -246,26 +259,43 @@ impl Sender {
         self.hello_acked = true;
         let mut rtt_sample = None;
         let end = self.sent_base + self.sent.len() as u64;
+        // Consecutive packets carry adjacent data: coalesce before touching the range sets.
+        let mut run: Option<Range<u64>> = None;
         for r in ack.pn_ranges() {
             let lo = r.start.max(self.sent_base);
             let hi = r.end.min(end);
             for pn in lo..hi {
                 let idx = (pn - self.sent_base) as usize;
-                let Some(p) = self.sent[idx].take() else { continue };
+                let Some(p) = self.sent[idx].take() else {
+                    continue;
+                };
                 for range in p.ranges() {
-                    self.mark_acked(range.clone());
+                    match &mut run {
+                        Some(cur) if cur.end == range.start => cur.end = range.end,
+                        Some(cur) if range.end == cur.start => cur.start = range.start,
+                        _ => {
+                            if let Some(done) = run.replace(range.clone()) {
+                                self.mark_acked(done);
+                            }
+                        }
+                    }
                 }
                 self.bytes_in_flight -= u64::from(p.size);
-                self.cc.on_packet_acked(now, p.time, &p.snapshot, u64::from(p.size));
+                self.cc
+                    .on_packet_acked(now, p.time, &p.snapshot, u64::from(p.size));
                 if pn == largest {
                     rtt_sample = Some(now.saturating_duration_since(p.time));
                 }
             }
         }
+        if let Some(done) = run {
+            self.mark_acked(done);
+        }
         if self.largest_acked.is_none_or(|l| largest > l) {
             self.largest_acked = Some(largest);
             if let Some(sample) = rtt_sample {
-                self.rtt.update(sample, Duration::from_micros(ack.ack_delay_us()));
+                self.rtt
+                    .update(sample, Duration::from_micros(ack.ack_delay_us()));
             }
         }
         // The receiver's view of the byte space (resume holdings, and a safety net for
@@ -299,7 +329,9 @@ impl Sender {
     }
 
     fn detect_lost(&mut self, now: Instant) {
-        let Some(largest) = self.largest_acked else { return };
+        let Some(largest) = self.largest_acked else {
+            return;
+        };
         let loss_delay = self.loss_delay();
         let threshold = self.common.config.packet_threshold;
         let mut lost_bytes = 0;
@@ -315,7 +347,9 @@ impl Sender {
                 continue;
             }
             // Checked just above that the slot is occupied.
-            let Some(p) = self.sent[idx].take() else { continue };
+            let Some(p) = self.sent[idx].take() else {
+                continue;
+            };
             lost_bytes += u64::from(p.size);
             lost_packets += 1;
             self.bytes_in_flight -= u64::from(p.size);
@@ -332,7 +366,8 @@ impl Sender {
         }
         if lost_bytes > 0 {
             self.common.stats.packets_lost += lost_packets;
-            self.cc.on_packets_lost(now, lost_bytes, self.bytes_in_flight);
+            self.cc
+                .on_packets_lost(now, lost_bytes, self.bytes_in_flight);
         }
     }
 
@@ -424,23 +459,21 @@ impl Sender {
         let data = self.layout.data_range();
         let limit = self.window_end.min(data.end);
         // Ranges coalesce across regions: clip each to the region it starts in.
-        for r in self.unsent.iter() {
-            if r.start < data.start {
-                return Some((r.start..r.end.min(data.start), false)); // Manifest.
-            }
-            if !self.manifest_acked {
-                return None;
-            }
-            if r.start >= data.end {
-                return Some((r, false)); // Digests.
-            }
-            if r.start < limit {
-                return Some((r.start..r.end.min(limit), false));
-            }
-            // Blocked by the window: digests above may still go.
-            return self.unsent.iter_from(data.end).next().map(|r| (r, false));
+        let r = self.unsent.iter().next()?;
+        if r.start < data.start {
+            return Some((r.start..r.end.min(data.start), false)); // Manifest.
         }
-        None
+        if !self.manifest_acked {
+            return None;
+        }
+        if r.start >= data.end {
+            return Some((r, false)); // Digests.
+        }
+        if r.start < limit {
+            return Some((r.start..r.end.min(limit), false));
+        }
+        // Blocked by the window: digests above may still go.
+        self.unsent.iter_from(data.end).next().map(|r| (r, false))
     }
 
     /// Builds the next datagram into `buf`. Returns its length.
@@ -449,7 +482,12 @@ impl Sender {
     /// pacer allows a burst of [`BURST_DATAGRAMS`] (or its whole capacity, on slow links):
     /// one `sendmsg` then carries many datagrams, which is what makes GSO pay off. The burst is
     /// at most ~23 KB, or 2 ms of the target rate.
-    pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8], batch_start: bool) -> Option<usize> {
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        batch_start: bool,
+    ) -> Option<usize> {
         let payload = self.common.payload_range(buf.len())?;
         match self.common.lifecycle {
             Lifecycle::Closed => return None,
@@ -474,7 +512,13 @@ impl Sender {
                 return None;
             }
             let rate = self.cc.pacing_rate();
-            let need = if batch_start { (BURST_DATAGRAMS * mds).min(self.pacer.capacity(rate)).max(mds) } else { mds };
+            let need = if batch_start {
+                (BURST_DATAGRAMS * mds)
+                    .min(self.pacer.capacity(rate))
+                    .max(mds)
+            } else {
+                mds
+            };
             if self.pacer.budget(now, rate) < need {
                 if let Some(at) = self.pacer.ready_at(rate, need) {
                     self.common.timers.set(Timer::Pacing, at);
@@ -490,7 +534,9 @@ impl Sender {
         let mut ranges: [Range<u64>; MAX_RANGES] = Default::default();
         let mut n_ranges = 0usize;
         while out.len() - n > packet::DATA_HEADER_MAX_LEN {
-            let Some((r, is_retransmit)) = self.next_range() else { break };
+            let Some((r, is_retransmit)) = self.next_range() else {
+                break;
+            };
             let Some((file, offset, region_end)) = self.layout.locate(r.start) else {
                 // Cannot happen: ranges come from the layout. Drop it rather than loop.
                 self.lost.remove(r.clone());
@@ -550,7 +596,9 @@ impl Sender {
         }
         self.probes = self.probes.saturating_sub(1);
         let len = self.common.seal(buf, n)?;
-        let snapshot = self.cc.on_packet_sent(now, len as u64, self.bytes_in_flight);
+        let snapshot = self
+            .cc
+            .on_packet_sent(now, len as u64, self.bytes_in_flight);
         self.pacer.consume(len as u64);
         self.bytes_in_flight += len as u64;
         self.last_ack_eliciting = Some(now);
@@ -572,7 +620,9 @@ impl Sender {
     fn on_idle(&mut self, now: Instant) {
         self.cc.on_app_limited(self.bytes_in_flight);
         if self.bytes_in_flight == 0 && self.common.timers.get(Timer::KeepAlive).is_none() {
-            self.common.timers.set(Timer::KeepAlive, now + self.common.config.keep_alive);
+            self.common
+                .timers
+                .set(Timer::KeepAlive, now + self.common.config.keep_alive);
         }
     }
 }

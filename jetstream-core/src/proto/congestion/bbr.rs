@@ -387,8 +387,12 @@ impl Bbr {
         } else {
             // Startup's gain already leaves a BDP of room for aggregated ACKs (Linux BBR adds
             // its aggregation allowance only once the pipe is full, too): adding the allowance on
-            // top would overflow a one-BDP queue by that much every round.
-            ((self.cwnd_gain * self.bdp() as f64) as u64).max(self.inflight(1.0))
+            // top would overflow a one-BDP queue by that much every round. With a background
+            // loss rate p, a fraction p of the window is data lost before the bottleneck (it
+            // occupies neither pipe nor queue until declared lost), so the gain is raised to
+            // 2 / (1 - p), at most Startup's pacing gain: the ramp keeps doubling per round.
+            let gain = (self.cwnd_gain / (1.0 - self.startup_loss_rate())).min(STARTUP_GAIN);
+            ((gain * self.bdp() as f64) as u64).max(self.inflight(1.0))
         };
         w.max(MIN_CWND)
     }
@@ -407,6 +411,16 @@ impl Bbr {
         self.round.lost = 0;
         self.round.prev_max_inflight = self.round.max_inflight;
         self.round.max_inflight = bytes_in_flight;
+    }
+
+    /// Loss rate of the completed Startup rounds (0 before the first).
+    fn startup_loss_rate(&self) -> f64 {
+        let (lost, sent) = self.startup_background;
+        if sent == 0 {
+            0.0
+        } else {
+            lost as f64 / sent as f64
+        }
     }
 
     /// Whether the smoothed RTT shows a standing queue: above min-RTT by a quarter of it (at
@@ -447,11 +461,7 @@ impl Bbr {
             return;
         }
         let (bg_lost, bg_sent) = self.startup_background;
-        let p = if bg_sent > 0 {
-            bg_lost as f64 / bg_sent as f64
-        } else {
-            0.0
-        };
+        let p = self.startup_loss_rate();
         // Variance of `lost - p × sent`: the round's own binomial noise, plus that of `p`
         // (measured over `bg_datagrams`) scaled to the round. The variance uses Laplace's
         // estimate of the rate, so that a background of a few datagrams without loss (or none

@@ -622,31 +622,3 @@ fn random_loss_does_not_end_startup_early() {
         );
     }
 }
-
-#[test]
-fn h6_matrix() {
-    use crate::config::TransportConfig;
-    use crate::testing::{manifest_of, Link as SimLink, Pair};
-    fn link(one_way_ms: u64, rate_mbit: u64, loss: f64, seed: u64) -> SimLink {
-        let mut l = SimLink::new(Duration::from_millis(one_way_ms), seed);
-        l.rate = Some(rate_mbit * 1_000_000 / 8);
-        l.queue = (rate_mbit * 1_000_000 / 8 * one_way_ms * 2 / 1000).max(64 * 1024);
-        l.loss = loss;
-        l
-    }
-    const MB: u64 = 1 << 20;
-    for (i, &loss) in [0.0, 0.01, 0.05, 0.20].iter().enumerate() {
-        let size = 8 * MB;
-        let mut p = Pair::new(manifest_of(&[size]), link(25, 100, loss, 10 + i as u64), link(25, 100, loss, 20 + i as u64), TransportConfig::default());
-        p.run(Duration::from_secs(120));
-        let t = p.outcome.sender_done.unwrap();
-        let retx = p.sender_stats.bytes_retransmitted as f64 / size as f64;
-        let goodput = size as f64 * 8.0 / t.as_secs_f64() / 1e6;
-        println!("H6M {:4.0}%  {:7.2}  {:15.1}  {:.4}  queue drops {}", loss * 100.0, t.as_secs_f64(), goodput, retx, p.forward.dropped);
-    }
-    let size = 16 * MB;
-    let mut p = Pair::new(manifest_of(&[size]), link(50, 50, 0.0, 5), link(50, 50, 0.0, 6), TransportConfig::default());
-    p.run(Duration::from_secs(60));
-    let t = p.outcome.sender_done.unwrap().as_secs_f64();
-    println!("H6M bottleneck: {t:.2} s vs {:.2} s ideal, dropped {}", size as f64 * 8.0 / 50e6, p.forward.dropped);
-}

@@ -581,7 +581,7 @@ impl Bbr {
         let phase = self.min_rtt_or_initial().max(MIN_PHASE);
         let elapsed = self
             .cycle_stamp
-            .map_or(true, |s| now.saturating_duration_since(s) > phase);
+            .is_none_or(|s| now.saturating_duration_since(s) > phase);
         let next = if self.pacing_gain < 1.0 {
             // Leave the drain phase early once the queue is gone.
             elapsed || bytes_in_flight <= self.inflight(1.0)

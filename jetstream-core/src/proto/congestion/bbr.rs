@@ -6,8 +6,9 @@
 //! `cwnd_gain × BDP + btl_bw × ACK_AGGREGATION` in flight (ACKs are deferred and aggregated by
 //! the receiver, so the window must cover the data delivered but not yet acknowledged).
 //!
-//! States: Startup (gain 2/ln 2 until the bandwidth stops growing by 25 % for 3 rounds, or a
-//! round shows heavy congestive loss), Drain (inverse gain until the queue is gone), ProbeBW
+//! States: Startup (pacing gain 2/ln 2, window 2 BDP, until the bandwidth stops growing by 25 %
+//! for 3 rounds, or at once when the round's loss looks congestive: see
+//! [`Bbr::check_startup_loss`]), Drain (inverse gain until the queue is gone), ProbeBW
 //! (gain cycle 1.25, 0.75, 1 × 6, one phase per `min_rtt`), ProbeRTT (half a BDP in flight for
 //! 200 ms and one round, when `min_rtt` has not been refreshed for 10 s).
 //!

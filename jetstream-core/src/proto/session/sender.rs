@@ -33,6 +33,9 @@ use crate::types::{BitsPerSecond, Digest, FileIndex, SessionId};
 /// than one).
 const MAX_RANGES: usize = 4;
 
+/// Upper bound of the adaptive packet-reordering threshold.
+const MAX_PACKET_THRESHOLD: u64 = 1024;
+
 /// Datagrams the pacer must allow before a new send batch starts.
 const BURST_DATAGRAMS: u64 = 16;
 
@@ -83,6 +86,12 @@ pub(crate) struct Sender {
     probes: u32,
     owe_complete_ack: bool,
     finished: bool,
+    /// Packet numbers recently declared lost; an ACK for one of them means the loss was
+    /// spurious (reordering), and the thresholds grow (RFC 9002 §6.1 allows adapting them).
+    recently_lost: RangeSet,
+    packet_threshold: u64,
+    /// Time threshold in eighths of an RTT (9/8 to start, at most 2 RTT).
+    time_threshold_eighths: u32,
 }
 
 impl Sender {
@@ -110,6 +119,7 @@ impl Sender {
             .initial_rtt(config.initial_rtt)
             .max_datagram_size(config.max_datagram_size as u64);
         let cc = Bbr::new(cc_config);
+        let packet_threshold = config.packet_threshold;
         let rtt = RttEstimator::new(config.initial_rtt);
         let pacer = Pacer::new(config.max_datagram_size as u64);
         let mut unsent = RangeSet::default();
@@ -145,6 +155,9 @@ impl Sender {
             probes: 0,
             owe_complete_ack: false,
             finished: false,
+            recently_lost: RangeSet::default(),
+            packet_threshold,
+            time_threshold_eighths: 9,
         }
     }
 
@@ -262,6 +275,12 @@ impl Sender {
         // Consecutive packets carry adjacent data: coalesce before touching the range sets.
         let mut run: Option<Range<u64>> = None;
         for r in ack.pn_ranges() {
+            if self.recently_lost.covered_len(r.clone()) > 0 {
+                // A packet we called lost arrived after all: reordering, not loss.
+                self.recently_lost.remove(r.clone());
+                self.packet_threshold = (self.packet_threshold * 2).min(MAX_PACKET_THRESHOLD);
+                self.time_threshold_eighths = (self.time_threshold_eighths + 2).min(16);
+            }
             let lo = r.start.max(self.sent_base);
             let hi = r.end.min(end);
             for pn in lo..hi {
@@ -333,7 +352,7 @@ impl Sender {
             return;
         };
         let loss_delay = self.loss_delay();
-        let threshold = self.common.config.packet_threshold;
+        let threshold = self.packet_threshold;
         let mut lost_bytes = 0;
         let mut lost_packets = 0;
         let end = (largest.saturating_sub(self.sent_base) as usize).min(self.sent.len());
@@ -350,9 +369,15 @@ impl Sender {
             let Some(p) = self.sent[idx].take() else {
                 continue;
             };
+            self.bytes_in_flight -= u64::from(p.size);
+            let ranges = p.ranges();
+            if !ranges.is_empty() && ranges.iter().all(|r| self.acked.contains_range(r.clone())) {
+                // Its data was reported held through the ACK's byte ranges: delivered.
+                continue;
+            }
             lost_bytes += u64::from(p.size);
             lost_packets += 1;
-            self.bytes_in_flight -= u64::from(p.size);
+            self.recently_lost.insert(pn..pn + 1);
             for r in p.ranges() {
                 let gaps: Vec<_> = self.acked.gaps(r.clone()).collect();
                 for g in gaps {
@@ -360,6 +385,7 @@ impl Sender {
                 }
             }
         }
+        self.recently_lost.pop_front_ranges_beyond(256);
         while let Some(None) = self.sent.front() {
             self.sent.pop_front();
             self.sent_base += 1;
@@ -373,7 +399,7 @@ impl Sender {
 
     fn loss_delay(&self) -> Duration {
         let rtt = self.rtt.smoothed().max(self.rtt.latest());
-        (rtt * 9 / 8).max(Duration::from_millis(1))
+        (rtt * self.time_threshold_eighths / 8).max(Duration::from_millis(1))
     }
 
     fn set_loss_timer(&mut self) {

@@ -101,6 +101,10 @@ pub enum Error {
     EngineStopped,
     /// No transfer with that id.
     UnknownTransfer,
+    /// A transfer ended in error; the message says why (as in its status).
+    TransferFailed(String),
+    /// Waiting for a transfer timed out (the transfer goes on).
+    WaitTimedOut,
 }
 
 impl fmt::Display for Error {
@@ -112,6 +116,8 @@ impl fmt::Display for Error {
             Self::Config(e) => write!(f, "invalid configuration: {e}"),
             Self::EngineStopped => f.write_str("the engine has stopped"),
             Self::UnknownTransfer => f.write_str("no such transfer"),
+            Self::TransferFailed(why) => write!(f, "transfer failed: {why}"),
+            Self::WaitTimedOut => f.write_str("timed out waiting for the transfer"),
         }
     }
 }

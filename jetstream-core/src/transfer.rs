@@ -258,24 +258,22 @@ impl Transfer {
     /// Blocks until the transfer ends or `timeout` passes, and returns its final status.
     ///
     /// # Errors
-    /// `Error::Transfer` if it failed, was cancelled, or `timeout` passed.
+    /// `Error::TransferFailed` with the reason if it failed, `Error::Transfer(Cancelled)` if it
+    /// was cancelled, `Error::WaitTimedOut` if `timeout` passed first (it keeps running).
     pub fn wait(&self, timeout: Duration) -> Result<TransferStatus, Error> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.status.lock();
         while !st.state.is_final() {
             if self.shared.ended.wait_until(&mut st, deadline).timed_out() && !st.state.is_final() {
-                return Err(Error::Transfer(TransferError::Internal(
-                    "timed out waiting for the transfer",
-                )));
+                return Err(Error::WaitTimedOut);
             }
         }
         match st.state {
             TransferState::Complete => Ok(st.clone()),
             TransferState::Cancelled => Err(Error::Transfer(TransferError::Cancelled)),
-            _ => Err(Error::Transfer(TransferError::PeerClosed {
-                code: 0,
-                reason: st.error_message.clone().unwrap_or_default(),
-            })),
+            _ => Err(Error::TransferFailed(
+                st.error_message.clone().unwrap_or_default(),
+            )),
         }
     }
 

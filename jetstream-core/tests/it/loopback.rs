@@ -184,3 +184,88 @@ fn forged_and_junk_datagrams_change_nothing() {
     );
     assert_eq!(hash_file(&src), hash_file(&dir.path().join("dst/f.bin")));
 }
+
+#[test]
+fn an_entry_behind_a_symlink_fails_alone_and_the_rest_arrives() {
+    let dir = scratch();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("evil")).unwrap();
+    std::fs::write(src.join("evil/x.txt"), "must not escape").unwrap();
+    std::fs::write(src.join("good.txt"), "fine").unwrap();
+    let dst = dir.path().join("dst");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(dst.join("src")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    // The destination has a symlink where the manifest wants a directory.
+    std::os::unix::fs::symlink(&outside, dst.join("src/evil")).unwrap();
+
+    let rx = engine();
+    let tx = engine();
+    let keys = TransferKeys::random().unwrap();
+    let incoming = rx.handle().receive(keys.clone(), &dst).unwrap();
+    let m = Manifest::from_sources(std::slice::from_ref(&src)).unwrap();
+    let outgoing = tx
+        .handle()
+        .send(Destination::new(rx.local_addr()), keys, m)
+        .unwrap();
+    let err = outgoing.wait(Duration::from_secs(60)).unwrap_err();
+    assert!(
+        matches!(err, jetstream_core::Error::TransferFailed(_)),
+        "{err}"
+    );
+    let st = incoming.status();
+    assert!(incoming.wait(Duration::from_secs(30)).is_err());
+    assert_eq!(st.failed_files.len(), 1, "{:?}", st.failed_files);
+    assert_eq!(st.failed_files[0].0, "src/evil/x.txt");
+    assert!(
+        st.failed_files[0].1.contains("escapes"),
+        "{}",
+        st.failed_files[0].1
+    );
+    assert_eq!(
+        std::fs::read_to_string(dst.join("src/good.txt")).unwrap(),
+        "fine"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+    // The sender learns which entry failed from the receiver.
+    assert_eq!(outgoing.status().failed_files.len(), 1);
+}
+
+#[test]
+fn a_source_that_changes_during_the_transfer_fails_clearly_and_nothing_partial_appears() {
+    let dir = scratch();
+    let src = dir.path().join("changing.bin");
+    write_random(&src, 8 << 20, 5);
+    let manifest = Manifest::from_sources(std::slice::from_ref(&src)).unwrap();
+    // The file shrinks after the manifest was built (an editor saving over it, say).
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+
+    let rx = engine();
+    let tx = engine();
+    let keys = TransferKeys::random().unwrap();
+    let dst = dir.path().join("dst");
+    let incoming = rx.handle().receive(keys.clone(), &dst).unwrap();
+    let outgoing = tx
+        .handle()
+        .send(Destination::new(rx.local_addr()), keys, manifest)
+        .unwrap();
+    let err = outgoing.wait(Duration::from_secs(60)).unwrap_err();
+    assert!(err.to_string().contains("changed"), "{err}");
+    assert!(
+        incoming.wait(Duration::from_secs(30)).is_err(),
+        "the receiver is told"
+    );
+    assert!(
+        !dst.join("changing.bin").exists(),
+        "no partial file at the final path"
+    );
+}

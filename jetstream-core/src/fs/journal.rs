@@ -572,10 +572,37 @@ fn open_part(part: &Path, size: u64) -> Result<File, FsError> {
         return Err(FsError::io(part, &io::Error::other("not a regular file")));
     }
     if meta.len() != size {
-        // Sparse preallocation; also trims a stale part file of another length.
-        f.set_len(size).map_err(|e| FsError::io(part, &e))?;
+        // Real preallocation where the filesystem supports it: blocks allocated up front make
+        // the later fdatasync much cheaper, and a full disk shows up now, not midway. Sparse
+        // `set_len` otherwise; it also trims a stale part file of another length.
+        // (fallocate with mode 0 also sets the file size.)
+        let allocated = meta.len() == 0 && preallocate(&f, size);
+        if !allocated {
+            f.set_len(size).map_err(|e| FsError::io(part, &e))?;
+        }
     }
     Ok(f)
+}
+
+/// `fallocate(2)` the whole file. Returns false where unsupported (the caller falls back).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn preallocate(f: &File, size: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(size) else {
+        return false;
+    };
+    if len == 0 {
+        return false;
+    }
+    // SAFETY: the descriptor is owned by `f`, which outlives the call; fallocate does not
+    // touch user memory.
+    unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(_: &File, _: u64) -> bool {
+    false
 }
 
 fn internal(path: &Path, what: &str) -> FsError {

@@ -98,6 +98,25 @@ impl EngineHandle {
         }))
     }
 
+    /// Hands a start command to the engine and waits for its verdict.
+    fn start(
+        &self,
+        cmd: Command,
+        reply: &crossbeam_channel::Receiver<Result<(), Error>>,
+        shared: Arc<Shared>,
+    ) -> Result<Transfer, Error> {
+        if !self.command(cmd) {
+            return Err(Error::EngineStopped);
+        }
+        reply
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::EngineStopped)??;
+        Ok(Transfer {
+            shared,
+            engine: self.clone(),
+        })
+    }
+
     /// Sends `manifest` to `destination`, which must expect `keys` (see [`Self::receive`]).
     ///
     /// # Errors
@@ -122,15 +141,7 @@ impl EngineHandle {
             config,
             reply,
         };
-        if !self.command(Command::Send(Box::new(cmd))) {
-            return Err(Error::EngineStopped);
-        }
-        rx.recv_timeout(Duration::from_secs(10))
-            .map_err(|_| Error::EngineStopped)??;
-        Ok(Transfer {
-            shared,
-            engine: self.clone(),
-        })
+        self.start(Command::Send(Box::new(cmd)), &rx, shared)
     }
 
     /// Expects a transfer with `keys` and writes what arrives under `root` (created if
@@ -151,15 +162,7 @@ impl EngineHandle {
             config: self.config.transport.clone(),
             reply,
         };
-        if !self.command(Command::Receive(Box::new(cmd))) {
-            return Err(Error::EngineStopped);
-        }
-        rx.recv_timeout(Duration::from_secs(10))
-            .map_err(|_| Error::EngineStopped)??;
-        Ok(Transfer {
-            shared,
-            engine: self.clone(),
-        })
+        self.start(Command::Receive(Box::new(cmd)), &rx, shared)
     }
 
     /// Facts about the engine (bound address, granted socket buffers, offloads).

@@ -208,14 +208,7 @@ impl Common {
             reason,
             sends: 0,
         };
-        for t in [
-            Timer::Ack,
-            Timer::LossDetection,
-            Timer::Pacing,
-            Timer::KeepAlive,
-        ] {
-            self.timers.stop(t);
-        }
+        self.stop_data_timers();
         self.timers.set(Timer::Control, now);
         self.timers.set(Timer::Drain, now + self.drain_period());
         self.events.push_back(SessionEvent::Failed(error));
@@ -238,15 +231,8 @@ impl Common {
 
     pub(crate) fn enter_draining(&mut self, now: Instant) {
         self.lifecycle = Lifecycle::Draining;
-        for t in [
-            Timer::Ack,
-            Timer::LossDetection,
-            Timer::Pacing,
-            Timer::KeepAlive,
-            Timer::Control,
-        ] {
-            self.timers.stop(t);
-        }
+        self.stop_data_timers();
+        self.timers.stop(Timer::Control);
         self.timers.set(Timer::Drain, now + self.drain_period());
     }
 
@@ -254,19 +240,24 @@ impl Common {
         (self.config.initial_rtt * 3).max(Duration::from_millis(300))
     }
 
+    /// Stops the timers that only matter while data flows.
+    fn stop_data_timers(&mut self) {
+        for t in [
+            Timer::Ack,
+            Timer::LossDetection,
+            Timer::Pacing,
+            Timer::KeepAlive,
+        ] {
+            self.timers.stop(t);
+        }
+    }
+
     /// Handles the timers common to both roles. Returns true if the session should stop
     /// processing this round (closed).
     pub(crate) fn handle_common_timeouts(&mut self, now: Instant) {
         if !matches!(self.lifecycle, Lifecycle::Open) {
             // Only the close handshake's timers matter once closing.
-            for t in [
-                Timer::Ack,
-                Timer::LossDetection,
-                Timer::Pacing,
-                Timer::KeepAlive,
-            ] {
-                self.timers.stop(t);
-            }
+            self.stop_data_timers();
         }
         if self.timers.is_expired(Timer::Control, now)
             && matches!(self.lifecycle, Lifecycle::Draining | Lifecycle::Closed)

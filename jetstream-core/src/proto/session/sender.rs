@@ -240,6 +240,9 @@ impl Sender {
                     self.owe_complete_ack = true;
                     if !self.finished && matches!(self.common.lifecycle, Lifecycle::Open) {
                         self.finished = true;
+                        // COMPLETE means the receiver holds everything (or gave up on the
+                        // listed entries), even if its last ACK has not arrived.
+                        self.mark_acked(0..self.layout.total());
                         let failed = c.failures().collect();
                         self.common
                             .events

@@ -6,7 +6,7 @@
 //! in front of a bottleneck of fixed rate, then one-way delay plus jitter (non-reordering unless
 //! asked for). Duplication and single-bit corruption can be added.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -261,7 +261,6 @@ pub struct Pair {
     pub storage: CheckingStorage,
     manifest: Arc<Manifest>,
     send_h: SessionHandle,
-    recv_h: SessionHandle,
     next_chunk: (usize, u64),
     chunk: u64,
     /// Ranges the receiver holds from a "previous run" (resume).
@@ -299,7 +298,7 @@ impl Pair {
         let manifest = Arc::new(manifest);
         let mut sender = Endpoint::new();
         let mut receiver = Endpoint::new();
-        let recv_h = receiver
+        receiver
             .expect_receive(
                 now,
                 ReceiveParams {
@@ -335,7 +334,6 @@ impl Pair {
             storage: CheckingStorage::default(),
             manifest,
             send_h,
-            recv_h,
             next_chunk: (0, 0),
             chunk: 1 << 20,
             resume_held: Vec::new(),
@@ -489,18 +487,5 @@ impl Pair {
     pub fn cancel_sender(&mut self) {
         self.sender
             .close(self.now, self.send_h, TransferError::Cancelled);
-    }
-
-    /// Unused; keeps the receiver handle reachable for tests that need it.
-    pub fn receiver_handle(&self) -> SessionHandle {
-        self.recv_h
-    }
-
-    /// Sent-bytes ledger helper for tests.
-    pub fn ledger(&self) -> BTreeMap<&'static str, u64> {
-        let mut m = BTreeMap::new();
-        m.insert("forward_dropped", self.forward.dropped);
-        m.insert("backward_dropped", self.backward.dropped);
-        m
     }
 }

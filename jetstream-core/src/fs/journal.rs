@@ -24,7 +24,7 @@
 //! rewritten (atomically, via a temporary file and a rename) with only the records that still
 //! hold, which also drops a torn tail before anything is appended after it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -443,7 +443,13 @@ pub(crate) struct Disk {
     pub(crate) tag: String,
     pub(crate) fsync: bool,
     pub(crate) journal: Mutex<JournalState>,
+    /// Part files already resolved and opened, so that a unit write is one `pwrite` rather
+    /// than a path walk, an open and a close (and the path is not re-resolved between units).
+    pub(crate) open: Mutex<HashMap<FileIndex, (PathBuf, Arc<File>)>>,
 }
+
+/// Most part files kept open at once by one sink.
+const OPEN_PART_FILES: usize = 128;
 
 impl Disk {
     fn entry(&self, file: FileIndex) -> Result<&ManifestEntry, FsError> {
@@ -472,14 +478,12 @@ impl Disk {
         data: &[u8],
     ) -> Result<SubtreeHash, FsError> {
         let size = self.entry(file)?.size();
-        let (_, part) = self.paths_of(file)?;
+        let (part, f) = self.part_file(file, size)?;
         let hash = subtree_hash(size, index, data)
             .ok_or_else(|| internal(&part, "unit of the wrong length"))?;
-        let f = open_part(&part, size)?;
         let offset = index * SUBTREE_LEN;
         f.write_all_at(data, offset)
             .map_err(|e| FsError::io(&part, &e))?;
-        drop(f);
         self.journal
             .lock()
             .note_written(file, &part, offset..offset + data.len() as u64);
@@ -502,9 +506,25 @@ impl Disk {
         subtree_hash(size, index, &data).ok_or_else(|| internal(&part, "unit out of range"))
     }
 
+    /// The part file of `file`, resolved, created and preallocated on first use.
+    fn part_file(&self, file: FileIndex, size: u64) -> Result<(PathBuf, Arc<File>), FsError> {
+        if let Some((part, f)) = self.open.lock().get(&file) {
+            return Ok((part.clone(), f.clone()));
+        }
+        let (_, part) = self.paths_of(file)?;
+        let f = Arc::new(open_part(&part, size)?);
+        let mut open = self.open.lock();
+        if open.len() >= OPEN_PART_FILES {
+            open.clear();
+        }
+        open.insert(file, (part.clone(), f.clone()));
+        Ok((part, f))
+    }
+
     /// Puts a verified entry in place: sync, mtime, mode, rename (or creates the empty
     /// directory), then journals its completion.
     pub(crate) fn finalize(&self, file: FileIndex) -> Result<(), FsError> {
+        self.open.lock().remove(&file);
         let e = self.entry(file)?;
         if e.is_empty_dir() {
             let dir = resolve_for_write(&self.root, e.dest_path())?;
@@ -549,6 +569,7 @@ impl Disk {
     /// Deletes the part file of an entry whose digest did not match; always returns the
     /// [`FsError::DigestMismatch`] to report.
     pub(crate) fn reject(&self, file: FileIndex) -> Result<(), FsError> {
+        self.open.lock().remove(&file);
         let (final_path, part) = self.paths_of(file)?;
         // Best effort: the bad data must not be mistaken for progress on a later resume either.
         let _ = std::fs::remove_file(&part);

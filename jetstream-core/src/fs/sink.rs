@@ -281,6 +281,7 @@ impl FileSink {
                 tag,
                 fsync: config.fsync,
                 journal: Mutex::new(journal_state),
+                open: Mutex::new(HashMap::new()),
             },
             cancelled: AtomicBool::new(false),
             notify,

@@ -40,7 +40,6 @@ struct Active {
     role: Role,
     shared: Arc<Shared>,
     reader: Option<(ReaderHandle, Receiver<ReadEvent>)>,
-    held_event: Option<ReadEvent>,
     root: Option<PathBuf>,
     manifest: Option<Arc<Manifest>>,
     file_errors: HashMap<u32, String>,
@@ -300,7 +299,6 @@ impl Driver {
                 role: Role::Sender,
                 shared: c.shared,
                 reader: Some(reader),
-                held_event: None,
                 root: None,
                 manifest: Some(c.manifest),
                 file_errors: HashMap::new(),
@@ -329,7 +327,6 @@ impl Driver {
                         role: Role::Receiver,
                         shared: c.shared,
                         reader: None,
-                        held_event: None,
                         root: Some(c.root),
                         manifest: None,
                         file_errors: HashMap::new(),
@@ -356,13 +353,7 @@ impl Driver {
             let Some((_, rx)) = &t.reader else { continue };
             let mut budget = 64;
             while self.endpoint.wants_data(h) {
-                let ev = match t.held_event.take() {
-                    Some(ev) => ev,
-                    None => match rx.try_recv() {
-                        Ok(ev) => ev,
-                        Err(_) => break,
-                    },
-                };
+                let Ok(ev) = rx.try_recv() else { break };
                 match ev {
                     ReadEvent::Chunk { file, offset, data } => {
                         self.endpoint.handle_chunk(h, file, offset, data)

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Common, Lifecycle, SessionEvent, SessionStats, PN_HISTORY_RANGES};
+use super::{Common, Lifecycle, SessionEvent, SessionStats};
 use crate::config::TransportConfig;
 use crate::error::TransferError;
 use crate::manifest::Manifest;
@@ -47,8 +47,6 @@ pub(crate) struct Receiver {
     entries: Vec<EntryState>,
     settled: usize,
     failed: Vec<(FileIndex, u64)>,
-    /// Packet numbers to acknowledge.
-    pn_ranges: RangeSet,
     largest: Option<(u64, Instant)>,
     unacked_packets: u32,
     ack_now: bool,
@@ -78,7 +76,6 @@ impl Receiver {
             entries: Vec::new(),
             settled: 0,
             failed: Vec::new(),
-            pn_ranges: RangeSet::default(),
             largest: None,
             unacked_packets: 0,
             ack_now: false,
@@ -117,7 +114,7 @@ impl Receiver {
                 }
                 Frame::Data(d) => {
                     ack_eliciting = true;
-                    self.on_data(now, &d, storage)?;
+                    self.on_data(&d, storage)?;
                 }
                 Frame::Ping => ack_eliciting = true,
                 Frame::Padding { .. } => {}
@@ -139,12 +136,12 @@ impl Receiver {
                 }
             }
         }
+        // The ACK lists `Common::pn_seen` (every authenticated packet), so its largest is the
+        // largest packet seen, whatever it carried.
+        if self.largest.is_none_or(|(l, _)| pn > l) {
+            self.largest = Some((pn, now));
+        }
         if ack_eliciting && matches!(self.common.lifecycle, Lifecycle::Open) {
-            self.pn_ranges.insert(pn..pn + 1);
-            self.pn_ranges.pop_front_ranges_beyond(PN_HISTORY_RANGES);
-            if self.largest.is_none_or(|(l, _)| pn > l) {
-                self.largest = Some((pn, now));
-            }
             self.unacked_packets += 1;
             if self.unacked_packets >= self.common.config.ack_every {
                 self.ack_now = true;
@@ -180,7 +177,6 @@ impl Receiver {
 
     fn on_data(
         &mut self,
-        now: Instant,
         d: &DataFrame<'_>,
         storage: &mut dyn SessionStorage,
     ) -> Result<(), TransferError> {
@@ -238,10 +234,10 @@ impl Receiver {
             let first = d.offset / DIGEST_LEN;
             let last = (d.offset + len).div_ceil(DIGEST_LEN);
             for i in first..last {
-                self.try_finish(now, i as usize, storage);
+                self.try_finish(i as usize, storage);
             }
         } else {
-            self.try_finish(now, d.file.0 as usize, storage);
+            self.try_finish(d.file.0 as usize, storage);
         }
         Ok(())
     }
@@ -297,12 +293,12 @@ impl Receiver {
         self.window_end = self.received.first_missing_from(0) + self.common.config.recv_window;
         self.ack_now = true;
         for i in 0..self.entries.len() {
-            self.try_finish(now, i, storage);
+            self.try_finish(i, storage);
         }
         self.check_complete(now);
     }
 
-    fn try_finish(&mut self, now: Instant, i: usize, storage: &mut dyn SessionStorage) {
+    fn try_finish(&mut self, i: usize, storage: &mut dyn SessionStorage) {
         if self.entries[i] != EntryState::Pending
             || !self.received.contains_range(self.layout.file_range(i))
             || !self.received.contains_range(self.layout.digest_slot(i))
@@ -314,7 +310,6 @@ impl Receiver {
         d.copy_from_slice(&self.digests[at..at + DIGEST_LEN as usize]);
         self.entries[i] = EntryState::Finishing;
         storage.finish(FileIndex(i as u32), Digest(d));
-        let _ = now;
     }
 
     /// Storage finished (or failed) an entry.
@@ -420,7 +415,7 @@ impl Receiver {
                     &mut out[n..],
                     largest,
                     delay,
-                    self.pn_ranges.iter().rev(),
+                    self.common.pn_seen.iter().rev(),
                     cum,
                     self.window_end,
                     self.received.iter_from(cum),

@@ -21,7 +21,7 @@ use crate::error::TransferError;
 use crate::manifest::Manifest;
 use crate::proto::congestion::{Bbr, CongestionConfig, SendSnapshot};
 use crate::proto::crypto::SessionKeys;
-use crate::proto::layout::{Layout, DIGEST_LEN};
+use crate::proto::layout::Layout;
 use crate::proto::pacing::Pacer;
 use crate::proto::packet::{self, AckFrame, Frame, HelloFrame};
 use crate::proto::rangeset::RangeSet;
@@ -70,7 +70,6 @@ pub(crate) struct Sender {
     lost: RangeSet,
     /// Data we may still need to (re)send, keyed by global start.
     chunks: BTreeMap<u64, Bytes>,
-    chunk_bytes: u64,
     /// Global end of the file data received from the reader so far.
     read_frontier: u64,
     window_end: u64,
@@ -128,7 +127,6 @@ impl Sender {
         let read_frontier = layout.data_range().start;
         let mut common = Common::new(id, Some(peer), keys, first_pn, config, now);
         common.stats.total_bytes = layout.data_range().end - layout.data_range().start;
-        let chunk_bytes = manifest_bytes.len() as u64;
         chunks.insert(0, manifest_bytes);
         Self {
             common,
@@ -140,7 +138,6 @@ impl Sender {
             unsent,
             lost: RangeSet::default(),
             chunks,
-            chunk_bytes,
             read_frontier,
             window_end: 0,
             sent: VecDeque::new(),
@@ -200,7 +197,6 @@ impl Sender {
         for gap in self.acked.gaps(r.clone()).collect::<Vec<_>>() {
             self.unsent.insert(gap);
         }
-        self.chunk_bytes += data.len() as u64;
         self.chunks.insert(r.start, data);
     }
 
@@ -217,7 +213,6 @@ impl Sender {
             return;
         }
         self.unsent.insert(slot.clone());
-        self.chunk_bytes += DIGEST_LEN;
         self.chunks
             .insert(slot.start, Bytes::copy_from_slice(&digest.0));
     }
@@ -433,7 +428,6 @@ impl Sender {
             if !self.acked.contains_range(r) {
                 break;
             }
-            self.chunk_bytes -= data.len() as u64;
             self.chunks.pop_first();
         }
         // Digest slots sit far above the data; release them individually.
@@ -445,9 +439,7 @@ impl Sender {
             .map(|(s, _)| *s)
             .collect();
         for s in done {
-            if let Some(b) = self.chunks.remove(&s) {
-                self.chunk_bytes -= b.len() as u64;
-            }
+            self.chunks.remove(&s);
         }
     }
 

@@ -13,6 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 need=()
 command -v iperf3 >/dev/null || need+=(iperf3)
+[ -x /usr/bin/time ] || need+=(time)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v scp >/dev/null || need+=(openssh-client)
 if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
@@ -39,15 +40,26 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # --- the engine
-engine_run() { # $1 = destination dir
+engine_run() { # $1 = destination dir; also records max RSS (both engines, one process)
   rm -rf "$1/dst"
   local t0 t1
-  t0=$(now); "$BIN" "$WORK/src.bin" "$1/dst" >/dev/null 2>"$WORK/engine.log"; t1=$(now)
+  t0=$(now); /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" "$WORK/src.bin" "$1/dst" >/dev/null 2>"$WORK/engine.log"; t1=$(now)
+  RSS_KB=$(tail -1 "$WORK/rss")
   cmp -s "$WORK/src.bin" "$1/dst/src.bin" || { echo "MISMATCH"; exit 1; }
   elapsed "$t0" "$t1"
 }
-E_TMPFS=$(engine_run "$WORK")
-E_DISK=$(engine_run "$DISK")
+engine_run "$WORK" >"$WORK/t"; E_TMPFS=$(cat "$WORK/t"); RSS_TMPFS=$RSS_KB
+engine_run "$DISK" >"$WORK/t"; E_DISK=$(cat "$WORK/t"); RSS_DISK=$RSS_KB
+
+# Datagrams per sendmsg (GSO batching), when perf is available.
+BATCH=""
+if command -v perf >/dev/null && perf stat -e syscalls:sys_enter_sendmsg true >/dev/null 2>&1; then
+  rm -rf "$WORK/dst"
+  CALLS=$(perf stat -x, -e syscalls:sys_enter_sendmsg "$BIN" "$WORK/src.bin" "$WORK/dst" 2>&1 >/dev/null \
+    | awk -F, '/sys_enter_sendmsg/ { print $1 }')
+  DGRAMS=$(awk '/datagrams sent/ { print $4 }' "$WORK/engine.log")
+  [ -n "$CALLS" ] && [ -n "$DGRAMS" ] && BATCH=$(awk -v d="$DGRAMS" -v c="$CALLS" 'BEGIN { printf "%.1f", d / c }')
+fi
 
 # --- iperf3 TCP on loopback (memory to memory)
 iperf3 -s -1 -p 5299 -B 127.0.0.1 >/dev/null 2>&1 & IPERF_PID=$!
@@ -94,4 +106,6 @@ printf "%-34s %9s %10s %16s %12s\n" "engine -> tmpfs (AES-GCM+BLAKE3)" "$E_TMPFS
   "$(ratio "$(rate "$E_TMPFS")" "$IPERF_MBS")" "$(ratio "$S_TMPFS" "$E_TMPFS")"
 printf "%-34s %9s %10s %16s %12s\n" "engine -> disk (fdatasync)" "$E_DISK" "$(rate "$E_DISK")" \
   "$(ratio "$(rate "$E_DISK")" "$IPERF_MBS")" "$(ratio "$S_DISK" "$E_DISK")"
+echo "max RSS, both engines in one process: ${RSS_TMPFS} KB (tmpfs run), ${RSS_DISK} KB (disk run)"
+[ -n "$BATCH" ] && echo "datagrams per sendmsg (GSO batch, both directions): $BATCH"
 grep -E "socket buffers|cipher" "$WORK/engine.log" || true

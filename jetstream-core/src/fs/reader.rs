@@ -333,17 +333,10 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(30);
 
-    /// Deterministic content: a xorshift64 stream, so that misplaced chunks are detected.
+    /// Deterministic content, so that misplaced chunks are detected.
     fn pattern(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        let mut rng = crate::testing::Rng::new(seed);
+        (0..len).map(|_| rng.next_u64() as u8).collect()
     }
 
     fn entry(dir: &Path, name: &str, data: &[u8]) -> ManifestEntry {

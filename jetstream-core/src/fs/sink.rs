@@ -683,28 +683,17 @@ fn worker(ctx: &Ctx, jobs: &Receiver<Job>, done: &Sender<Done>) {
 pub(crate) mod tests {
     use super::*;
     use crate::fs::journal::{system_time, JOURNAL_DIR};
+    use crate::testing::Rng;
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
-
-    pub(crate) struct XorShift(pub(crate) u64);
-    impl XorShift {
-        pub(crate) fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-    }
 
     pub(crate) const TAG: &str = "0123456789abcdef";
     pub(crate) const MTIME_US: i64 = 1_700_000_000_123_456;
     const PIECE: u64 = 1400;
 
     pub(crate) fn content(len: u64, seed: u64) -> Vec<u8> {
-        let mut rng = XorShift(seed | 1);
-        (0..len).map(|_| rng.next() as u8).collect()
+        let mut rng = Rng::new(seed);
+        (0..len).map(|_| rng.next_u64() as u8).collect()
     }
 
     pub(crate) fn digest(data: &[u8]) -> Digest {
@@ -780,17 +769,17 @@ pub(crate) mod tests {
                     at += PIECE;
                 }
             }
-            let mut rng = XorShift(seed);
+            let mut rng = Rng::new(seed);
             // Mostly in order: swap neighbours within a small window.
             for i in 0..pieces.len() {
-                let j = i + (rng.next() % 8) as usize;
+                let j = i + (rng.next_u64() % 8) as usize;
                 if j < pieces.len() {
                     pieces.swap(i, j);
                 }
             }
             let (mut first, mut late) = (Vec::new(), Vec::new());
             for p in pieces {
-                match rng.next() % 10 {
+                match rng.next_u64() % 10 {
                     0 | 1 => late.push(p),
                     2 => {
                         first.push(p.clone());

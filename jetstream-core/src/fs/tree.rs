@@ -204,22 +204,11 @@ impl TreeHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-    }
+    use crate::testing::Rng;
 
     fn data(len: u64, seed: u64) -> Vec<u8> {
-        let mut rng = XorShift(seed | 1);
-        (0..len).map(|_| rng.next() as u8).collect()
+        let mut rng = Rng::new(seed);
+        (0..len).map(|_| rng.next_u64() as u8).collect()
     }
 
     fn root_via_tree(content: &[u8], order: &[u64]) -> Option<Digest> {
@@ -275,9 +264,9 @@ mod tests {
             );
             for seed in [1u64, 7, 0xDEAD_BEEF] {
                 let mut order = in_order.clone();
-                let mut rng = XorShift(seed);
+                let mut rng = Rng::new(seed);
                 for i in (1..order.len()).rev() {
-                    order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+                    order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
                 }
                 assert_eq!(
                     root_via_tree(&content, &order),

@@ -237,6 +237,7 @@ impl RangeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
     use std::collections::BTreeSet;
 
     fn ranges(s: &RangeSet) -> Vec<Range<u64>> {
@@ -384,23 +385,6 @@ mod tests {
         }
         assert_eq!(s.len(), 1);
         assert_eq!(s.total(), 1000 * (tb / 1000));
-    }
-
-    /// xorshift64 PRNG, deterministic per seed.
-    struct Rng(u64);
-    impl Rng {
-        fn new(seed: u64) -> Self {
-            Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-        }
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     /// Dense snapshot of the model over `0..DOMAIN + 8` (the model never holds values beyond

@@ -6,28 +6,8 @@ use std::ops::Range;
 use super::varint::{Reader, Writer};
 use super::*;
 use crate::proto::crypto::{Cipher, SessionKeys, SessionSecret};
+use crate::testing::Rng;
 use crate::types::{Digest, FileIndex, Role};
-
-/// xorshift64: deterministic randomness for the model and mutation tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
 
 fn parse_all(payload: &[u8]) -> Result<Vec<Frame<'_>>, DecodeError> {
     frames(payload).collect()
@@ -437,7 +417,7 @@ fn ack_parser_rejects_bad_ranges() {
 #[test]
 fn ack_encoder_output_always_parses_model() {
     for seed in 1..=300u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::new(seed);
         let scale = [4, 100, 1 << 20, 1 << 62][rng.below(4) as usize];
         let arb = |rng: &mut Rng| {
             let a = rng.below(scale);
@@ -452,7 +432,7 @@ fn ack_encoder_output_always_parses_model() {
         let n = encode_ack(
             &mut buf,
             largest,
-            rng.next(),
+            rng.next_u64(),
             pn.iter().cloned(),
             cum,
             cum,
@@ -649,11 +629,11 @@ fn seed_corpus_parses_fully_and_round_trips() {
 fn oracle_survives_random_and_mutated_inputs() {
     let seeds: Vec<Vec<u8>> = seeds().into_iter().map(|(_, b)| b).collect();
     for seed in 1..=4000u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+        let mut rng = Rng::new(seed ^ 0x2545_f491_4f6c_dd1d);
         let mut input = if seed % 4 == 0 {
             // Random bytes behind a valid header.
             let len = rng.below(64) as usize;
-            with_header(&(0..len).map(|_| rng.next() as u8).collect::<Vec<_>>())
+            with_header(&(0..len).map(|_| rng.next_u64() as u8).collect::<Vec<_>>())
         } else {
             seeds[rng.below(seeds.len() as u64) as usize].clone()
         };
@@ -661,8 +641,8 @@ fn oracle_survives_random_and_mutated_inputs() {
             let i = Header::LEN + rng.below((input.len() - Header::LEN) as u64 + 1) as usize;
             match rng.below(4) {
                 0 if i < input.len() => input[i] ^= 1 << rng.below(8),
-                1 if i < input.len() => input[i] = rng.next() as u8,
-                2 => input.insert(i, rng.next() as u8),
+                1 if i < input.len() => input[i] = rng.next_u64() as u8,
+                2 => input.insert(i, rng.next_u64() as u8),
                 _ => input.truncate(i.max(Header::LEN)),
             }
         }

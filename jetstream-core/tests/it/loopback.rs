@@ -213,8 +213,10 @@ fn an_entry_behind_a_symlink_fails_alone_and_the_rest_arrives() {
         matches!(err, jetstream_core::Error::TransferFailed(_)),
         "{err}"
     );
-    let st = incoming.status();
+    // The receiver's status is final once its own wait returns (it sends COMPLETE a moment
+    // before it records the outcome).
     assert!(incoming.wait(Duration::from_secs(30)).is_err());
+    let st = incoming.status();
     assert_eq!(st.failed_files.len(), 1, "{:?}", st.failed_files);
     assert_eq!(st.failed_files[0].0, "src/evil/x.txt");
     assert!(

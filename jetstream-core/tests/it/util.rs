@@ -111,6 +111,7 @@ impl ChildPeer {
             .args([
                 "--exact",
                 "it::resume::child_entry",
+                "--include-ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])

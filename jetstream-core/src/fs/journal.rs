@@ -28,14 +28,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use super::paths::{resolve, resolve_for_write, temp_path};
+use super::paths::{resolve, resolve_for_write_as, temp_path};
 use super::tree::{subtree_count, subtree_hash, subtree_len, SubtreeHash, SUBTREE_LEN};
 use super::FsError;
 use crate::manifest::{Manifest, ManifestEntry};
@@ -255,6 +255,7 @@ impl Journal {
         root: &Path,
         tag: &str,
         records: &JournalRecords,
+        owner: Option<(u32, u32)>,
     ) -> Result<Self, FsError> {
         let path = journal_path(root, tag);
         let dir = root.join(JOURNAL_DIR);
@@ -265,7 +266,10 @@ impl Journal {
                     path: JOURNAL_DIR.to_owned(),
                 })
             }
-            Err(_) => std::fs::create_dir(&dir).map_err(|e| FsError::io(&dir, &e))?,
+            Err(_) => {
+                std::fs::create_dir(&dir).map_err(|e| FsError::io(&dir, &e))?;
+                chown(&dir, owner)?;
+            }
         }
         let mut text = line(&format!("{VERSION} {tag}"));
         for (file, ranges) in &records.durable {
@@ -290,6 +294,9 @@ impl Journal {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, e))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| io_err(&tmp, e))?;
+        }
         f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
@@ -442,6 +449,8 @@ pub(crate) struct Disk {
     pub(crate) manifest: Arc<Manifest>,
     pub(crate) tag: String,
     pub(crate) fsync: bool,
+    /// Owner (uid, gid) of everything created, when receiving for another user.
+    pub(crate) owner: Option<(u32, u32)>,
     pub(crate) journal: Mutex<JournalState>,
     /// Part files already resolved and opened, so that a unit write is one `pwrite` rather
     /// than a path walk, an open and a close (and the path is not re-resolved between units).
@@ -464,7 +473,8 @@ impl Disk {
 
     /// The final path (parents created, symlinks refused) and the part path of `file`.
     pub(crate) fn paths_of(&self, file: FileIndex) -> Result<(PathBuf, PathBuf), FsError> {
-        let final_path = resolve_for_write(&self.root, self.entry(file)?.dest_path())?;
+        let final_path =
+            resolve_for_write_as(&self.root, self.entry(file)?.dest_path(), self.owner)?;
         let part = temp_path(&final_path, &self.tag);
         Ok((final_path, part))
     }
@@ -512,7 +522,7 @@ impl Disk {
             return Ok((part.clone(), f.clone()));
         }
         let (_, part) = self.paths_of(file)?;
-        let f = Arc::new(open_part(&part, size)?);
+        let f = Arc::new(open_part(&part, size, self.owner)?);
         let mut open = self.open.lock();
         if open.len() >= OPEN_PART_FILES {
             open.clear();
@@ -527,9 +537,9 @@ impl Disk {
         self.open.lock().remove(&file);
         let e = self.entry(file)?;
         if e.is_empty_dir() {
-            let dir = resolve_for_write(&self.root, e.dest_path())?;
+            let dir = resolve_for_write_as(&self.root, e.dest_path(), self.owner)?;
             match std::fs::create_dir(&dir) {
-                Ok(()) => {}
+                Ok(()) => chown(&dir, self.owner)?,
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                     let meta =
                         std::fs::symlink_metadata(&dir).map_err(|e| FsError::io(&dir, &e))?;
@@ -545,7 +555,7 @@ impl Disk {
         } else {
             let (final_path, part) = self.paths_of(file)?;
             // For an empty file this creates the part file; otherwise it exists at full length.
-            let f = open_part(&part, e.size())?;
+            let f = open_part(&part, e.size(), self.owner)?;
             if self.fsync {
                 f.sync_data().map_err(|e| FsError::io(&part, &e))?;
             }
@@ -578,8 +588,18 @@ impl Disk {
     }
 }
 
+/// Gives a directory the sink just created to `owner` (no-op without one).
+pub(crate) fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), FsError> {
+    match owner {
+        Some((uid, gid)) => {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| FsError::io(path, &e))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Opens (creating, `O_NOFOLLOW`) a part file and makes it exactly `size` bytes long.
-fn open_part(part: &Path, size: u64) -> Result<File, FsError> {
+fn open_part(part: &Path, size: u64, owner: Option<(u32, u32)>) -> Result<File, FsError> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -591,6 +611,12 @@ fn open_part(part: &Path, size: u64) -> Result<File, FsError> {
     let meta = f.metadata().map_err(|e| FsError::io(part, &e))?;
     if !meta.is_file() {
         return Err(FsError::io(part, &io::Error::other("not a regular file")));
+    }
+    if let Some((uid, gid)) = owner {
+        if (meta.uid(), meta.gid()) != (uid, gid) {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                .map_err(|e| FsError::io(part, &e))?;
+        }
     }
     if meta.len() != size {
         // Real preallocation where the filesystem supports it: blocks allocated up front make
@@ -679,7 +705,7 @@ mod tests {
         records.add_durable(FileIndex(3), 0..SUBTREE_LEN);
         records.add_durable(FileIndex(3), SUBTREE_LEN..2 * SUBTREE_LEN + 7);
         records.complete.insert(FileIndex(1));
-        let mut j = Journal::create(dir.path(), "abcd", &records).expect("create");
+        let mut j = Journal::create(dir.path(), "abcd", &records, None).expect("create");
         j.append_durable(FileIndex(5), &(0..100)).expect("append");
         j.sync().expect("sync");
         drop(j);

@@ -87,7 +87,7 @@ fn not_a_directory(path: PathBuf) -> FsError {
 /// [`FsError::Escape`] / [`FsError::InvalidPath`] from [`validate_relative`], `Escape` for a
 /// symlink, [`FsError::Io`] for a non-directory intermediate or a failed `lstat`.
 pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, FsError> {
-    walk(root, rel, false)
+    walk(root, rel, false, None)
 }
 
 /// Like [`resolve`], but also creates the missing parent directories, one component at a time.
@@ -97,7 +97,19 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, FsError> {
 /// # Errors
 /// As [`resolve`], plus [`FsError::Io`] when a directory cannot be created.
 pub fn resolve_for_write(root: &Path, rel: &str) -> Result<PathBuf, FsError> {
-    walk(root, rel, true)
+    walk(root, rel, true, None)
+}
+
+/// As [`resolve_for_write`], giving each directory it creates to `owner` (uid, gid).
+///
+/// # Errors
+/// As [`resolve_for_write`], plus [`FsError::Io`] when a directory cannot be given away.
+pub fn resolve_for_write_as(
+    root: &Path,
+    rel: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<PathBuf, FsError> {
+    walk(root, rel, true, owner)
 }
 
 /// What an existing path component turned out to be.
@@ -120,7 +132,12 @@ fn inspect(path: &Path, rel: &str) -> Result<Found, FsError> {
     }
 }
 
-fn walk(root: &Path, rel: &str, create: bool) -> Result<PathBuf, FsError> {
+fn walk(
+    root: &Path,
+    rel: &str,
+    create: bool,
+    owner: Option<(u32, u32)>,
+) -> Result<PathBuf, FsError> {
     validate_relative(rel)?;
     let mut components = rel.split('/').peekable();
     let mut current = root.to_path_buf();
@@ -139,7 +156,12 @@ fn walk(root: &Path, rel: &str, create: bool) -> Result<PathBuf, FsError> {
             Found::Missing if is_last => {}
             Found::Missing if !create => missing = true,
             Found::Missing => match std::fs::create_dir(&current) {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some((uid, gid)) = owner {
+                        std::os::unix::fs::lchown(&current, Some(uid), Some(gid))
+                            .map_err(|e| FsError::io(&current, &e))?;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     // Someone created it in between: it must be a real directory.
                     match inspect(&current, rel)? {

@@ -42,6 +42,8 @@ pub struct SinkConfig {
     pub(crate) fsync: bool,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) journal: bool,
+    /// Owner (uid, gid) given to every file and directory the sink creates.
+    pub(crate) owner: Option<(u32, u32)>,
 }
 
 impl Default for SinkConfig {
@@ -51,6 +53,7 @@ impl Default for SinkConfig {
             fsync: true,
             checkpoint_interval: Duration::from_secs(1),
             journal: true,
+            owner: None,
         }
     }
 }
@@ -70,6 +73,12 @@ impl SinkConfig {
     /// How often durable progress is journaled (default 1 s).
     pub fn checkpoint_interval(&mut self, interval: Duration) -> &mut Self {
         self.checkpoint_interval = interval;
+        self
+    }
+    /// Gives every file and directory the sink creates to `uid:gid` (a server running as
+    /// root receiving for a user). Default: the process's own ids.
+    pub fn owner(&mut self, owner: Option<(u32, u32)>) -> &mut Self {
+        self.owner = owner;
         self
     }
     /// Whether a resume journal is kept (default `true`).
@@ -269,7 +278,7 @@ impl FileSink {
             let previous = journal::read(&root, &tag);
             records = journal::validate(&root, &tag, &manifest, &previous);
             if records.complete.len() < count {
-                journal_state.journal = Some(Journal::create(&root, &tag, &records)?);
+                journal_state.journal = Some(Journal::create(&root, &tag, &records, config.owner)?);
             } else {
                 journal::remove(&root, &tag);
             }
@@ -280,6 +289,7 @@ impl FileSink {
                 manifest,
                 tag,
                 fsync: config.fsync,
+                owner: config.owner,
                 journal: Mutex::new(journal_state),
                 open: Mutex::new(HashMap::new()),
             },

@@ -41,6 +41,7 @@ struct Active {
     shared: Arc<Shared>,
     reader: Option<(ReaderHandle, Receiver<ReadEvent>)>,
     root: Option<PathBuf>,
+    owner: Option<(u32, u32)>,
     manifest: Option<Arc<Manifest>>,
     file_errors: HashMap<u32, String>,
     started_reported: bool,
@@ -300,6 +301,7 @@ impl Driver {
                 shared: c.shared,
                 reader: Some(reader),
                 root: None,
+                owner: None,
                 manifest: Some(c.manifest),
                 file_errors: HashMap::new(),
                 started_reported: false,
@@ -328,6 +330,7 @@ impl Driver {
                         shared: c.shared,
                         reader: None,
                         root: Some(c.root),
+                        owner: c.owner,
                         manifest: None,
                         file_errors: HashMap::new(),
                         started_reported: false,
@@ -506,7 +509,9 @@ impl Driver {
         let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
             let _ = waker.wake();
         });
-        match FileSink::open(root, manifest, tag, self.config.sink.clone(), notify) {
+        let mut sink_config = self.config.sink.clone();
+        sink_config.owner(t.owner);
+        match FileSink::open(root, manifest, tag, sink_config, notify) {
             Ok((sink, resume)) => {
                 self.sinks.map.insert(h, sink);
                 self.endpoint.storage_ready(

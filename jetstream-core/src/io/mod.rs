@@ -47,6 +47,7 @@ pub(crate) struct SendCommand {
 pub(crate) struct ReceiveCommand {
     pub(crate) keys: TransferKeys,
     pub(crate) root: PathBuf,
+    pub(crate) owner: Option<(u32, u32)>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) config: TransportConfig,
     pub(crate) reply: Sender<Result<(), Error>>,
@@ -151,6 +152,21 @@ impl EngineHandle {
     /// # Errors
     /// If the engine has stopped or the session id is in use.
     pub fn receive(&self, keys: TransferKeys, root: impl Into<PathBuf>) -> Result<Transfer, Error> {
+        self.receive_as(keys, root, None)
+    }
+
+    /// As [`Self::receive`], giving every file and directory created under `root` to `owner`
+    /// (uid, gid): a server running as root receives on behalf of a system user. `root`
+    /// itself is the caller's to create and own.
+    ///
+    /// # Errors
+    /// If the engine has stopped or the session id is in use.
+    pub fn receive_as(
+        &self,
+        keys: TransferKeys,
+        root: impl Into<PathBuf>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Transfer, Error> {
         let shared = Self::new_shared(Role::Receiver)?;
         let root = root.into();
         shared.status.lock().destination_path = Some(root.clone());
@@ -158,6 +174,7 @@ impl EngineHandle {
         let cmd = ReceiveCommand {
             keys,
             root,
+            owner,
             shared: shared.clone(),
             config: self.config.transport.clone(),
             reply,

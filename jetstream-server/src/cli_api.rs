@@ -1,0 +1,782 @@
+//! `jetstream api`: one control API command per invocation, from the console.
+//!
+//! ```text
+//! jetstream api [--host H] [--api-control-port P] [--user U] [--token T] [--superuser]
+//!               [--accept-new-host] [--json-params '{...}'] <command> [--param value ...]
+//! ```
+//!
+//! Parsing is two-stage (ripgrep style): `parse` turns argv into a typed `Invocation` (pure,
+//! tested), then `run` connects, authenticates and calls.
+#![allow(unsafe_code)] // getuid/getpwuid_r and termios; see the SAFETY comments.
+
+use std::fmt;
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+
+use serde_json::{Map, Value};
+
+use crate::client::{default_known_hosts, ApiClient, ClientError, ConnectOptions, Trust};
+
+/// The default API port.
+const DEFAULT_PORT: u16 = 8886;
+
+const HELP: &str = "\
+Usage: jetstream api [global options] <command> [--param value | --param=value ...]
+
+Calls one control API command and prints its JSON result on stdout.
+
+Global options (before the command):
+  --host H                 server to talk to (default: localhost)
+  --api-control-port P     its API port (default: 8886)
+  --user U                 log in as U (default: your login name); the password comes from
+                           $JETSTREAM_API_PASSWORD or is asked for on the terminal
+  --token T                log in with an API or shared token instead (password, if the token
+                           has one, from $JETSTREAM_API_PASSWORD)
+  --superuser              elevate to superuser after logging in
+  --accept-new-host        trust and remember a server not yet in the known hosts file
+                           ($JETSTREAM_KNOWN_HOSTS, default ~/.config/jetstream/known_hosts)
+  --json-params '{...}'    base parameters as a JSON object (--params override them)
+  -h, --help               this text
+
+Parameters: `--name value` or `--name=value`; a flag with no value is `true`. A value that
+parses as a JSON number, boolean, null, object or array is sent as that (write '\"123\"' to
+send a string of digits), anything else as a string. A repeated name becomes an array.
+`--fileMappings SRC:DST` (repeatable) builds the source -> destination map, split at the last
+':' (or at '::' when both sides carry a Windows drive letter); a JSON object is also accepted.
+
+Command names: send-side commands (createDestination, createManifest, createTransfer,
+getTransfer, ...) are sent as send.<name>, receive-side ones (getTransfersAsync,
+getSourcesAsync, addAuthorizedClientAsync, ...) as recv.<name>, all others (getServerInfo,
+echo, ...) unchanged; an already prefixed name is sent as written. getServerInfo and echo need
+no login unless --user is given.
+
+Exit status: 0 success, 1 the command failed, 2 usage error, 3 authentication failed,
+4 cannot connect (or TLS / host identity problem).
+
+Example:
+  jetstream api createDestination --destinationAddress=jetstream02.lan --sendRateMax=1500000
+  jetstream api createManifest --fileMappings /source/my_file:/target/my_file
+  jetstream api createTransfer --destinationId <destinationId> --manifestId <manifestId> \\
+      --destinationPath /project
+";
+
+/// Commands of the send interface, called as `send.<name>`.
+const SEND_COMMANDS: &[&str] = &[
+    "createDestination",
+    "getDestination",
+    "getDestinations",
+    "deleteDestination",
+    "createManifest",
+    "getManifest",
+    "getManifests",
+    "getManifestFiles",
+    "deleteManifest",
+    "createTransfer",
+    "getTransfer",
+    "getTransfers",
+    "deleteTransfer",
+    "failTransfer",
+    "suspendTransfer",
+    "resumeTransfer",
+    "cancelTransfer",
+    "setSendRateAsync",
+    "getConnection",
+    "getConnections",
+    "createSharedToken",
+    "getSharedToken",
+    "getSharedTokens",
+    "deleteSharedToken",
+];
+
+/// Commands of the receive interface, called as `recv.<name>`.
+const RECV_COMMANDS: &[&str] = &[
+    "getTransfersAsync",
+    "getSourcesAsync",
+    "addAuthorizedClientAsync",
+    "removeAuthorizedClientAsync",
+    "allowOnlyAuthorizedClientsAsync",
+];
+
+/// Exit status for each outcome.
+mod exit {
+    pub(super) const OK: i32 = 0;
+    pub(super) const COMMAND_FAILED: i32 = 1;
+    pub(super) const USAGE: i32 = 2;
+    pub(super) const AUTH: i32 = 3;
+    pub(super) const CONNECT: i32 = 4;
+    /// The password prompt was interrupted with Ctrl-C (128 + SIGINT, as a shell reports it).
+    pub(super) const INTERRUPTED: i32 = 130;
+}
+
+/// Runs `jetstream api` with `args` (the arguments after `api`); returns the exit status.
+pub fn main(args: &[String]) -> i32 {
+    let invocation = match parse(args) {
+        Ok(Parsed::Help) => {
+            print!("{HELP}");
+            return exit::OK;
+        }
+        Ok(Parsed::Run(inv)) => inv,
+        Err(e) => {
+            report(&e.to_string());
+            eprintln!("Try `jetstream api --help`.");
+            return exit::USAGE;
+        }
+    };
+    match run(&invocation) {
+        Ok(result) => print_result(&result),
+        Err(failure) => {
+            report(&failure.message);
+            failure.code
+        }
+    }
+}
+
+fn report(message: &str) {
+    eprintln!("jetstream api: {}", message.replace('\n', " "));
+}
+
+fn print_result(result: &Value) -> i32 {
+    let text = match serde_json::to_string_pretty(result) {
+        Ok(t) => t,
+        Err(e) => {
+            report(&format!("cannot format the result: {e}"));
+            return exit::COMMAND_FAILED;
+        }
+    };
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            report(&format!("cannot write the result: {e}"));
+            exit::COMMAND_FAILED
+        }
+    }
+}
+
+/// A command line that cannot be run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq)]
+enum Parsed {
+    Help,
+    Run(Invocation),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Invocation {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    token: Option<String>,
+    superuser: bool,
+    accept_new_host: bool,
+    /// The wire command name (prefixed).
+    command: String,
+    parameters: Map<String, Value>,
+}
+
+/// Parses the arguments after `api`.
+fn parse(args: &[String]) -> Result<Parsed, UsageError> {
+    let mut inv = Invocation {
+        host: "localhost".into(),
+        port: DEFAULT_PORT,
+        user: None,
+        token: None,
+        superuser: false,
+        accept_new_host: false,
+        command: String::new(),
+        parameters: Map::new(),
+    };
+    let mut i = 0;
+    let command = loop {
+        let Some(arg) = args.get(i) else {
+            return Err(usage("no command given"));
+        };
+        i += 1;
+        if arg == "-h" || arg == "--help" {
+            return Ok(Parsed::Help);
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            if arg.starts_with('-') {
+                return Err(usage(format!("unknown option {arg}")));
+            }
+            break arg.as_str();
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (flag, None),
+        };
+        match name {
+            "superuser" | "accept-new-host" => {
+                if inline.is_some() {
+                    return Err(usage(format!("--{name} takes no value")));
+                }
+                if name == "superuser" {
+                    inv.superuser = true;
+                } else {
+                    inv.accept_new_host = true;
+                }
+                continue;
+            }
+            "host" | "api-control-port" | "user" | "token" | "json-params" => {}
+            _ => {
+                return Err(usage(format!(
+                    "unknown option --{name} (command parameters go after the command)"
+                )))
+            }
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| usage(format!("--{name} needs a value")))?;
+                i += 1;
+                v.as_str()
+            }
+        };
+        match name {
+            "host" if !value.is_empty() => inv.host = value.to_owned(),
+            "api-control-port" => {
+                inv.port = value
+                    .parse()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| usage(format!("--api-control-port: bad port {value:?}")))?;
+            }
+            "user" if !value.is_empty() => inv.user = Some(value.to_owned()),
+            "token" if !value.is_empty() => inv.token = Some(value.to_owned()),
+            "json-params" => match serde_json::from_str(value) {
+                Ok(Value::Object(m)) => inv.parameters = m,
+                _ => return Err(usage("--json-params must be a JSON object")),
+            },
+            _ => return Err(usage(format!("--{name} needs a non-empty value"))),
+        }
+    };
+    inv.command = qualify(command);
+    parse_parameters(&args[i..], &mut inv.parameters)?;
+    Ok(Parsed::Run(inv))
+}
+
+/// Parses `--name value` / `--name=value` / bare `--name` pairs into `params` (over whatever
+/// `--json-params` put there).
+fn parse_parameters(args: &[String], params: &mut Map<String, Value>) -> Result<(), UsageError> {
+    let mut repeated: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut mappings: Option<Map<String, Value>> = None;
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        i += 1;
+        let flag = arg
+            .strip_prefix("--")
+            .filter(|f| !f.is_empty() && !f.starts_with('='))
+            .ok_or_else(|| {
+                usage(format!(
+                    "unexpected argument {arg:?}: parameters are written --name value"
+                ))
+            })?;
+        let (name, text) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => match args.get(i).filter(|next| !next.starts_with("--")) {
+                Some(next) => {
+                    i += 1;
+                    (flag, Some(next.as_str()))
+                }
+                None => (flag, None),
+            },
+        };
+        if name == "fileMappings" {
+            let text = text.ok_or_else(|| usage("--fileMappings needs SRC:DST"))?;
+            add_file_mapping(mappings.get_or_insert_with(Map::new), text)?;
+            continue;
+        }
+        let value = text.map_or(Value::Bool(true), typed_value);
+        match repeated.iter_mut().find(|(n, _)| n == name) {
+            Some((_, values)) => values.push(value),
+            None => repeated.push((name.to_owned(), vec![value])),
+        }
+    }
+    for (name, mut values) in repeated {
+        let value = if values.len() == 1 {
+            values.swap_remove(0)
+        } else {
+            Value::Array(values)
+        };
+        params.insert(name, value);
+    }
+    if let Some(new) = mappings {
+        match params.get_mut("fileMappings") {
+            Some(Value::Object(base)) => base.extend(new),
+            _ => {
+                params.insert("fileMappings".into(), Value::Object(new));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A parameter's text as a JSON value: a JSON number, boolean, null, object or array is used as
+/// such, a JSON string literal (`"123"`) as its string, anything else as the text itself.
+fn typed_value(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => v,
+        Err(_) => Value::String(text.to_owned()),
+    }
+}
+
+/// Adds one `--fileMappings` value: a JSON object, or `SRC:DST` split at the last `:` (at `::`
+/// when present, for Windows drive letters on both sides).
+fn add_file_mapping(map: &mut Map<String, Value>, text: &str) -> Result<(), UsageError> {
+    if text.trim_start().starts_with('{') {
+        return match serde_json::from_str(text) {
+            Ok(Value::Object(m)) => {
+                map.extend(m);
+                Ok(())
+            }
+            _ => Err(usage(format!("--fileMappings: bad JSON object {text:?}"))),
+        };
+    }
+    let (src, dst) = match text.rfind("::") {
+        Some(at) => (&text[..at], &text[at + 2..]),
+        None => match text.rfind(':') {
+            Some(at) => (&text[..at], &text[at + 1..]),
+            None => {
+                return Err(usage(format!(
+                    "--fileMappings {text:?}: expected SRC:DST (SRC::DST with drive letters)"
+                )))
+            }
+        },
+    };
+    if src.is_empty() || dst.is_empty() {
+        return Err(usage(format!(
+            "--fileMappings {text:?}: source and destination must not be empty"
+        )));
+    }
+    map.insert(src.to_owned(), Value::String(dst.to_owned()));
+    Ok(())
+}
+
+/// The wire name of a console command name.
+fn qualify(command: &str) -> String {
+    if command.contains('.') {
+        command.to_owned()
+    } else if SEND_COMMANDS.contains(&command) {
+        format!("send.{command}")
+    } else if RECV_COMMANDS.contains(&command) {
+        format!("recv.{command}")
+    } else {
+        command.to_owned()
+    }
+}
+
+/// Why `run` failed: the message for stderr and the exit status.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    code: i32,
+}
+
+impl Failure {
+    fn new(code: i32, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code,
+        }
+    }
+
+    /// A failed command: API errors are the command's failure, anything else is the
+    /// connection's.
+    fn of_command(e: ClientError) -> Self {
+        match e {
+            ClientError::Api(m) => Self::new(exit::COMMAND_FAILED, m),
+            other => Self::new(exit::CONNECT, other.to_string()),
+        }
+    }
+
+    /// A failed login step.
+    fn of_auth(e: ClientError) -> Self {
+        match e {
+            ClientError::Api(m) => Self::new(exit::AUTH, format!("authentication failed: {m}")),
+            other => Self::new(exit::CONNECT, other.to_string()),
+        }
+    }
+}
+
+fn run(inv: &Invocation) -> Result<Value, Failure> {
+    let mut client = connect(inv)?;
+    let password = std::env::var("JETSTREAM_API_PASSWORD").ok();
+    if let Some(token) = &inv.token {
+        let mut params = Map::new();
+        params.insert("token".into(), Value::String(token.clone()));
+        if let Some(p) = password {
+            params.insert("password".into(), Value::String(p));
+        }
+        client
+            .call("authToken", Value::Object(params))
+            .map_err(Failure::of_auth)?;
+    } else if inv.user.is_some() || !matches!(inv.command.as_str(), "getServerInfo" | "echo") {
+        let user = match &inv.user {
+            Some(u) => u.clone(),
+            None => login_name()
+                .ok_or_else(|| Failure::new(exit::USAGE, "cannot tell who you are: use --user"))?,
+        };
+        let password = match password {
+            Some(p) => p,
+            None => ask_password(&user, &inv.host)?,
+        };
+        let params = serde_json::json!({ "userName": user, "password": password });
+        client.call("auth", params).map_err(Failure::of_auth)?;
+    }
+    if inv.superuser {
+        client
+            .call("superuser", Value::Null)
+            .map_err(Failure::of_auth)?;
+    }
+    client
+        .call(&inv.command, Value::Object(inv.parameters.clone()))
+        .map_err(Failure::of_command)
+}
+
+/// Connects, asking on the terminal whether to trust a server not yet known.
+fn connect(inv: &Invocation) -> Result<ApiClient, Failure> {
+    let file = default_known_hosts();
+    let mut opts = ConnectOptions::new(Trust::KnownHosts {
+        file: file.clone(),
+        accept_new: inv.accept_new_host,
+    });
+    match ApiClient::connect(&inv.host, inv.port, &opts) {
+        Ok(c) => Ok(c),
+        Err(ClientError::UnknownHost { host, fingerprint })
+            if !inv.accept_new_host && io::stdin().is_terminal() =>
+        {
+            eprintln!("The identity of {host} is not known yet.");
+            eprintln!("Its key fingerprint is {fingerprint}.");
+            eprint!("Trust this server? [y/N] ");
+            let mut answer = String::new();
+            let _ = io::stdin().lock().read_line(&mut answer);
+            if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                return Err(Failure::new(
+                    exit::CONNECT,
+                    format!("{host} not trusted (fingerprint {fingerprint})"),
+                ));
+            }
+            opts.trust = Trust::KnownHosts {
+                file,
+                accept_new: true,
+            };
+            ApiClient::connect(&inv.host, inv.port, &opts)
+                .map_err(|e| Failure::new(exit::CONNECT, e.to_string()))
+        }
+        Err(e) => Err(Failure::new(exit::CONNECT, e.to_string())),
+    }
+}
+
+fn ask_password(user: &str, host: &str) -> Result<String, Failure> {
+    if !io::stdin().is_terminal() {
+        return Err(Failure::new(
+            exit::AUTH,
+            "no password: set JETSTREAM_API_PASSWORD",
+        ));
+    }
+    match read_password(&format!("Password for {user}@{host}: ")) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(Failure::new(exit::INTERRUPTED, "cancelled")),
+        Err(e) => Err(Failure::new(
+            exit::AUTH,
+            format!("cannot read the password: {e}"),
+        )),
+    }
+}
+
+/// Restores the terminal settings it saved, however the prompt ends.
+struct EchoGuard {
+    saved: libc::termios,
+}
+
+impl Drop for EchoGuard {
+    fn drop(&mut self) {
+        // SAFETY: `saved` is a termios filled by tcgetattr on the same fd; tcsetattr only
+        // reads it.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+/// Reads a line from the terminal on stdin without echo. Returns `None` on Ctrl-C / Ctrl-D.
+///
+/// The terminal is put in non-canonical mode without signals, so Ctrl-C is read here (and the
+/// settings restored) instead of killing the process with echo left off.
+fn read_password(prompt: &str) -> io::Result<Option<String>> {
+    // SAFETY: termios is a plain C struct for which all-zero bytes are a valid value; it is
+    // fully overwritten by tcgetattr before use.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: STDIN_FILENO is open (it is a terminal, checked by the caller) and `saved` is a
+    // valid, writable termios.
+    if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut raw = saved;
+    raw.c_lflag &= !(libc::ECHO | libc::ICANON | libc::ISIG);
+    raw.c_cc[libc::VMIN] = 1;
+    raw.c_cc[libc::VTIME] = 0;
+    eprint!("{prompt}");
+    // SAFETY: as above; `raw` is a valid termios derived from the current settings.
+    if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &raw) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let guard = EchoGuard { saved };
+    let mut bytes = Vec::new();
+    let mut stdin = io::stdin().lock();
+    let mut byte = [0u8; 1];
+    let outcome = loop {
+        if stdin.read(&mut byte)? == 0 {
+            break Some(());
+        }
+        match byte[0] {
+            b'\r' | b'\n' => break Some(()),
+            0x03 => break None,                     // Ctrl-C
+            0x04 if bytes.is_empty() => break None, // Ctrl-D
+            0x7f | 0x08 => {
+                // Backspace: drop one UTF-8 character.
+                while bytes.pop().is_some_and(|b| b & 0xc0 == 0x80) {}
+            }
+            0x15 => bytes.clear(), // Ctrl-U
+            b => bytes.push(b),
+        }
+    };
+    drop(guard);
+    eprintln!();
+    Ok(outcome.map(|()| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// The invoking user's login name (passwd entry of the real uid), else `$USER`.
+fn login_name() -> Option<String> {
+    passwd_name().or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+}
+
+fn passwd_name() -> Option<String> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mut buf_len = 1024usize;
+    while buf_len <= 1 << 20 {
+        let mut buf = vec![0u8; buf_len];
+        // SAFETY: all-zero is a valid passwd (null pointers, zero ids); getpwuid_r overwrites it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer refers to live, writable storage of the stated size; on success
+        // the strings in `pwd` point into `buf`, which outlives their use below.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE {
+            buf_len *= 4;
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: pw_name is non-null and points to a NUL-terminated string inside `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return name.to_str().ok().map(str::to_owned);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    fn run_of(s: &[&str]) -> Invocation {
+        match parse(&args(s)) {
+            Ok(Parsed::Run(inv)) => inv,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn params_of(s: &[&str]) -> Value {
+        Value::Object(run_of(s).parameters)
+    }
+
+    #[test]
+    fn seed_example_types_values_and_prefixes() {
+        let inv = run_of(&[
+            "createDestination",
+            "--destinationAddress=jetstream02.lan",
+            "--sendRateMax=1500000",
+        ]);
+        assert_eq!(inv.command, "send.createDestination");
+        assert_eq!((inv.host.as_str(), inv.port), ("localhost", 8886));
+        assert_eq!(
+            Value::Object(inv.parameters),
+            json!({"destinationAddress": "jetstream02.lan", "sendRateMax": 1_500_000})
+        );
+        assert_eq!(
+            params_of(&[
+                "createTransfer",
+                "--destinationPath",
+                "/project",
+                "--priority",
+                "-1",
+                "--ok",
+                "true",
+                "--x",
+                "null",
+                "--list",
+                "[1,2]",
+                "--id",
+                "\"123\"",
+                "--text",
+                "hello world",
+            ]),
+            json!({"destinationPath": "/project", "priority": -1, "ok": true, "x": null,
+                   "list": [1, 2], "id": "123", "text": "hello world"})
+        );
+    }
+
+    #[test]
+    fn command_names_map_to_their_interface() {
+        assert_eq!(qualify("getTransfers"), "send.getTransfers");
+        assert_eq!(qualify("getTransfersAsync"), "recv.getTransfersAsync");
+        assert_eq!(qualify("getServerInfo"), "getServerInfo");
+        assert_eq!(qualify("recv.getSourcesAsync"), "recv.getSourcesAsync");
+        assert_eq!(qualify("send.whatever"), "send.whatever");
+    }
+
+    #[test]
+    fn bare_flags_are_true_and_repeats_become_arrays() {
+        assert_eq!(
+            params_of(&[
+                "getTransfers",
+                "--all",
+                "--tag",
+                "a",
+                "--tag",
+                "b",
+                "--tag=3",
+                "--last"
+            ]),
+            json!({"all": true, "tag": ["a", "b", 3], "last": true})
+        );
+    }
+
+    #[test]
+    fn file_mappings_split_at_last_colon_or_double_colon() {
+        assert_eq!(
+            params_of(&[
+                "createManifest",
+                "--fileMappings",
+                "/source/my_file:/target/my_file",
+                "--fileMappings=/a:b:/c",
+                "--fileMappings",
+                "C:\\data\\x::D:\\y",
+                "--fileMappings",
+                r#"{"/j":"/k"}"#,
+            ]),
+            json!({"fileMappings": {"/source/my_file": "/target/my_file", "/a:b": "/c",
+                                    "C:\\data\\x": "D:\\y", "/j": "/k"}})
+        );
+        let inv = run_of(&[
+            "--json-params",
+            r#"{"fileMappings":{"/p":"/q"},"n":1}"#,
+            "createManifest",
+            "--fileMappings",
+            "/r:/s",
+            "--n",
+            "2",
+        ]);
+        assert_eq!(
+            Value::Object(inv.parameters),
+            json!({"fileMappings": {"/p": "/q", "/r": "/s"}, "n": 2})
+        );
+    }
+
+    #[test]
+    fn global_options_before_the_command() {
+        let inv = run_of(&[
+            "--host",
+            "jet.lan",
+            "--api-control-port=9000",
+            "--user",
+            "alice",
+            "--superuser",
+            "--accept-new-host",
+            "--token=t0k",
+            "getServerInfo",
+        ]);
+        assert_eq!(inv.host, "jet.lan");
+        assert_eq!(inv.port, 9000);
+        assert_eq!(inv.user.as_deref(), Some("alice"));
+        assert_eq!(inv.token.as_deref(), Some("t0k"));
+        assert!(inv.superuser && inv.accept_new_host);
+        assert_eq!(parse(&args(&["--help"])), Ok(Parsed::Help));
+        assert_eq!(parse(&args(&["--host", "h", "-h", "x"])), Ok(Parsed::Help));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            &[][..],
+            &["--host"],
+            &["--api-control-port", "99999", "echo"],
+            &["--api-control-port", "0", "echo"],
+            &["--bogus", "echo"],
+            &["-x", "echo"],
+            &["--superuser=yes", "echo"],
+            &["--json-params", "[1]", "echo"],
+            &["echo", "stray"],
+            &["echo", "--"],
+            &["createManifest", "--fileMappings"],
+            &["createManifest", "--fileMappings", "nocolon"],
+            &["createManifest", "--fileMappings", ":/dst"],
+            &["createManifest", "--fileMappings", "/src:"],
+            &["createManifest", "--fileMappings", "{bad json"],
+        ] {
+            assert!(
+                parse(&args(bad)).is_err(),
+                "{bad:?} should be a usage error"
+            );
+        }
+    }
+
+    #[test]
+    fn failures_map_to_exit_codes() {
+        assert_eq!(
+            Failure::of_command(ClientError::Api("no such transfer".into())).code,
+            exit::COMMAND_FAILED
+        );
+        assert_eq!(
+            Failure::of_auth(ClientError::Api("bad".into())).code,
+            exit::AUTH
+        );
+        assert_eq!(
+            Failure::of_command(ClientError::Protocol("closed".into())).code,
+            exit::CONNECT
+        );
+    }
+}

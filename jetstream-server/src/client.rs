@@ -1,0 +1,844 @@
+//! A blocking control API client: used by `jetstream api`, by the server to reach other
+//! servers, and by `jscp`.
+//!
+//! Loopback connections are plain TCP unless [`ConnectOptions::force_tls`]; everything else is
+//! TLS, trusted either like ssh's `known_hosts` ([`Trust::KnownHosts`], for people) or by a
+//! pinned public key ([`Trust::Pinned`], server to server). The pinned value is the hex of the
+//! server certificate's SubjectPublicKeyInfo, as reported by the server's `publicKey`.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use serde_json::Value;
+
+use crate::tls::{fingerprint_of, spki_hex};
+use crate::wire::{self, FrameError, Request, Response};
+
+/// Default time allowed for connecting, the handshake and each response.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the client decides to trust a TLS server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trust {
+    /// For people: a certificate that chains to a system root for the host name is accepted;
+    /// otherwise the server's public key is pinned per `host:port` in `file` (ssh style).
+    KnownHosts {
+        /// The known-hosts file (lines `host:port public_key_hex`).
+        file: PathBuf,
+        /// Record and accept a host that is not in the file yet.
+        accept_new: bool,
+    },
+    /// For server to server: `None` accepts any key (first contact; the caller records
+    /// [`ApiClient::peer_public_key`]), `Some(hex)` requires exactly that public key.
+    Pinned(Option<String>),
+}
+
+/// The default known-hosts file: `$JETSTREAM_KNOWN_HOSTS`, else
+/// `$HOME/.config/jetstream/known_hosts` (else `.jetstream_known_hosts` in the current
+/// directory when `HOME` is unset).
+pub fn default_known_hosts() -> PathBuf {
+    if let Some(p) = std::env::var_os("JETSTREAM_KNOWN_HOSTS").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".config/jetstream/known_hosts"),
+        None => PathBuf::from(".jetstream_known_hosts"),
+    }
+}
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// How to trust the server's certificate.
+    pub trust: Trust,
+    /// Time allowed to connect, to complete the handshake and for each response.
+    pub timeout: Duration,
+    /// Use TLS even to a loopback address.
+    pub force_tls: bool,
+}
+
+impl ConnectOptions {
+    /// Options with `trust`, the default timeout and no forced TLS.
+    pub fn new(trust: Trust) -> Self {
+        Self {
+            trust,
+            timeout: DEFAULT_TIMEOUT,
+            force_tls: false,
+        }
+    }
+}
+
+/// Why a connection or a call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The host name did not resolve.
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's reason.
+        reason: String,
+    },
+    /// No TCP connection could be made.
+    Connect {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The TLS handshake failed.
+    Tls(String),
+    /// The server is not in the known-hosts file.
+    UnknownHost {
+        /// `host:port`.
+        host: String,
+        /// The presented key's fingerprint (`SHA256:...`).
+        fingerprint: String,
+    },
+    /// The server presented a different key than the one recorded or pinned.
+    HostKeyChanged {
+        /// `host:port`.
+        host: String,
+        /// Fingerprint of the recorded / pinned key.
+        expected_fingerprint: String,
+        /// Fingerprint of the key the server presented.
+        presented_fingerprint: String,
+        /// The known-hosts file holding the old key (`None` for a pinned key).
+        file: Option<PathBuf>,
+        /// The 1-based line of `file` holding the old key.
+        line: Option<usize>,
+    },
+    /// The server sent something that is not a response, or closed the connection.
+    Protocol(String),
+    /// The server answered `status: "error"` with this message.
+    Api(String),
+    /// A socket or file error.
+    Io(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resolve { host, reason } => write!(f, "cannot resolve host {host}: {reason}"),
+            Self::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: ")?;
+                match source.kind() {
+                    io::ErrorKind::ConnectionRefused => write!(
+                        f,
+                        "connection refused: is `jetstream server` running on port {}?",
+                        addr.port()
+                    ),
+                    io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                        f.write_str("host unreachable")
+                    }
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                        f.write_str("timed out (is a firewall dropping the API port?)")
+                    }
+                    _ => write!(f, "{source}"),
+                }
+            }
+            Self::Tls(e) => write!(f, "TLS error: {e}"),
+            Self::UnknownHost { host, fingerprint } => write!(
+                f,
+                "the identity of {host} is not known (key fingerprint {fingerprint}); if this \
+                 is the right server, trust it with --accept-new-host"
+            ),
+            Self::HostKeyChanged {
+                host,
+                expected_fingerprint,
+                presented_fingerprint,
+                file,
+                line,
+            } => {
+                write!(
+                    f,
+                    "THE KEY OF {host} HAS CHANGED: expected {expected_fingerprint}, the server \
+                     presented {presented_fingerprint}; someone may be intercepting the \
+                     connection"
+                )?;
+                match (file, line) {
+                    (Some(file), Some(line)) => write!(
+                        f,
+                        ". If the change is expected, delete line {line} of {} and connect again",
+                        file.display()
+                    ),
+                    _ => f.write_str(". If the change is expected, update the pinned key"),
+                }
+            }
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::Api(e) => f.write_str(e),
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect { source, .. } | Self::Io(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+#[derive(Debug)]
+enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection to a server's control API. Requests and responses alternate strictly.
+#[derive(Debug)]
+pub struct ApiClient {
+    stream: BufReader<ClientStream>,
+    peer_public_key: Option<String>,
+    line: Vec<u8>,
+}
+
+impl ApiClient {
+    /// Connects to `host:port` (IPv4 addresses tried first). The connection is plain TCP when
+    /// the address is loopback and `!opts.force_tls`, else TLS with SNI = `host` (an IP
+    /// address is allowed), trusted per `opts.trust`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; trust refusals are [`ClientError::UnknownHost`] and
+    /// [`ClientError::HostKeyChanged`].
+    pub fn connect(host: &str, port: u16, opts: &ConnectOptions) -> Result<Self, ClientError> {
+        let timeout = Some(opts.timeout).filter(|t| !t.is_zero());
+        let tcp = connect_tcp(host, port, timeout)?;
+        let _ = tcp.set_nodelay(true);
+        tcp.set_read_timeout(timeout)?;
+        tcp.set_write_timeout(timeout)?;
+        let loopback = tcp.peer_addr()?.ip().is_loopback();
+        let (stream, peer_public_key) = if loopback && !opts.force_tls {
+            (ClientStream::Plain(tcp), None)
+        } else {
+            let (tls, key) = handshake(tcp, host, port, &opts.trust)?;
+            (ClientStream::Tls(Box::new(tls)), Some(key))
+        };
+        Ok(Self {
+            stream: BufReader::new(stream),
+            peer_public_key,
+            line: Vec::new(),
+        })
+    }
+
+    /// Calls `request` with `parameters` and returns its `result`.
+    ///
+    /// # Errors
+    /// [`ClientError::Api`] with the server's message when it answers `status: "error"`;
+    /// otherwise as [`ApiClient::call_raw`].
+    pub fn call(&mut self, request: &str, parameters: Value) -> Result<Value, ClientError> {
+        let response = self.call_raw(&Request {
+            request: request.to_owned(),
+            parameters,
+            id: None,
+        })?;
+        if response.is_success() {
+            Ok(response.result)
+        } else {
+            Err(ClientError::Api(response.message))
+        }
+    }
+
+    /// Sends `request` and returns the server's response, whatever its status.
+    ///
+    /// # Errors
+    /// [`ClientError::Protocol`] when the connection closed or the answer is not a response;
+    /// [`ClientError::Io`] for socket errors (including the response timeout).
+    pub fn call_raw(&mut self, request: &Request) -> Result<Response, ClientError> {
+        wire::write_line(self.stream.get_mut(), request)?;
+        match wire::read_line(&mut self.stream, &mut self.line) {
+            Ok(()) => {}
+            Err(FrameError::Closed) => {
+                return Err(ClientError::Protocol(
+                    "the server closed the connection".into(),
+                ))
+            }
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(ClientError::Protocol(
+                    "the server closed the connection".into(),
+                ))
+            }
+            Err(FrameError::Io(e)) => return Err(ClientError::Io(e)),
+            Err(e @ FrameError::TooLong) => return Err(ClientError::Protocol(e.to_string())),
+        }
+        serde_json::from_slice(&self.line)
+            .map_err(|e| ClientError::Protocol(format!("not a JSON response: {e}")))
+    }
+
+    /// The server's public key (SPKI hex) on a TLS connection.
+    pub fn peer_public_key(&self) -> Option<&str> {
+        self.peer_public_key.as_deref()
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream.get_ref(), ClientStream::Tls(_))
+    }
+
+    /// RFC 5705 keying material exported from the TLS session; the server side
+    /// ([`crate::tls::ApiStream::export_keying_material`]) gets the same bytes for the same
+    /// `label` and `context`.
+    ///
+    /// # Errors
+    /// [`ClientError::Tls`] on a plain connection or when rustls refuses.
+    pub fn export_keying_material(
+        &self,
+        label: &[u8],
+        context: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), ClientError> {
+        match self.stream.get_ref() {
+            ClientStream::Plain(_) => Err(ClientError::Tls(
+                "no keying material on a plain connection".into(),
+            )),
+            ClientStream::Tls(s) => s
+                .conn
+                .export_keying_material(out, label, Some(context))
+                .map(|_| ())
+                .map_err(|e| ClientError::Tls(e.to_string())),
+        }
+    }
+}
+
+fn connect_tcp(host: &str, port: u16, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
+    let resolve_err = |reason: String| ClientError::Resolve {
+        host: host.to_owned(),
+        reason,
+    };
+    let mut addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| resolve_err(e.to_string()))?
+        .collect();
+    // Stable sort: IPv4 first (the product is IPv4-only), resolver order otherwise kept.
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    let mut last = None;
+    for addr in addrs {
+        let result = match timeout {
+            Some(t) => TcpStream::connect_timeout(&addr, t),
+            None => TcpStream::connect(addr),
+        };
+        match result {
+            Ok(s) => return Ok(s),
+            Err(source) => last = Some(ClientError::Connect { addr, source }),
+        }
+    }
+    Err(last.unwrap_or_else(|| resolve_err("no addresses".into())))
+}
+
+/// `host:port` as used in the known-hosts file and messages (IPv6 literals bracketed).
+fn host_key(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn handshake(
+    mut tcp: TcpStream,
+    host: &str,
+    port: u16,
+    trust: &Trust,
+) -> Result<(StreamOwned<ClientConnection, TcpStream>, String), ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let host_key = host_key(host, port);
+    let server_name = ServerName::try_from(host.to_owned())
+        .map_err(|e| ClientError::Tls(format!("{host} is not a valid server name: {e}")))?;
+    let policy = match trust {
+        Trust::Pinned(key) => Policy::Pinned(key.as_ref().map(|k| k.trim().to_ascii_lowercase())),
+        Trust::KnownHosts { file, accept_new } => Policy::KnownHosts {
+            ca: system_root_verifier(&provider),
+            known: read_known_hosts(file)?
+                .into_iter()
+                .filter(|e| e.host == host_key)
+                .collect(),
+            file: file.clone(),
+            accept_new: *accept_new,
+        },
+    };
+    let verifier = Arc::new(PinVerifier {
+        host_key: host_key.clone(),
+        policy,
+        algorithms: provider.signature_verification_algorithms,
+        outcome: Mutex::new(Outcome::default()),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
+        .with_no_client_auth();
+    // A resumed session skips `verify_server_cert`, i.e. the pin check. Each client builds
+    // its own config so nothing could be resumed anyway; make that explicit.
+    config.resumption = Resumption::disabled();
+    let mut conn = ClientConnection::new(Arc::new(config), server_name)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            if let Some(refusal) = verifier.outcome.lock().refusal.take() {
+                return Err(refusal);
+            }
+            return Err(ClientError::Tls(format!(
+                "handshake with {host_key} failed: {e}"
+            )));
+        }
+    }
+    let presented = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| ClientError::Tls("the server sent no certificate".into()))
+        .and_then(|c| spki_hex(c).map_err(ClientError::Tls))?;
+    let record_new = verifier.outcome.lock().record_new;
+    if record_new {
+        if let Trust::KnownHosts { file, .. } = trust {
+            append_known_host(file, &host_key, &presented).map_err(|e| {
+                ClientError::Io(io::Error::new(
+                    e.kind(),
+                    format!("cannot write known hosts file {}: {e}", file.display()),
+                ))
+            })?;
+        }
+    }
+    Ok((StreamOwned::new(conn, tcp), presented))
+}
+
+/// A WebPKI verifier over the system's root certificates, if there are any.
+fn system_root_verifier(provider: &Arc<CryptoProvider>) -> Option<Arc<WebPkiServerVerifier>> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        return None;
+    }
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+        .build()
+        .ok()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct KnownHost {
+    line: usize,
+    host: String,
+    key: String,
+}
+
+fn read_known_hosts(file: &Path) -> Result<Vec<KnownHost>, ClientError> {
+    let text = match fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ClientError::Io(io::Error::new(
+                e.kind(),
+                format!("cannot read known hosts file {}: {e}", file.display()),
+            )))
+        }
+    };
+    Ok(parse_known_hosts(&text))
+}
+
+fn parse_known_hosts(text: &str) -> Vec<KnownHost> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                return None;
+            }
+            let mut words = l.split_whitespace();
+            Some(KnownHost {
+                line: i + 1,
+                host: words.next()?.to_ascii_lowercase(),
+                key: words.next()?.to_ascii_lowercase(),
+            })
+        })
+        .collect()
+}
+
+fn append_known_host(file: &Path, host_key: &str, key: &str) -> io::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let needs_newline = fs::read(file)
+        .map(|b| b.last().is_some_and(|&c| c != b'\n'))
+        .unwrap_or(false);
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)?;
+    let sep = if needs_newline { "\n" } else { "" };
+    f.write_all(format!("{sep}{host_key} {key}\n").as_bytes())?;
+    f.sync_all()
+}
+
+#[derive(Debug)]
+enum Policy {
+    KnownHosts {
+        ca: Option<Arc<WebPkiServerVerifier>>,
+        known: Vec<KnownHost>,
+        file: PathBuf,
+        accept_new: bool,
+    },
+    Pinned(Option<String>),
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Why the certificate was refused, in the caller's terms.
+    refusal: Option<ClientError>,
+    /// The host was unknown and accepted: record it once the handshake completes.
+    record_new: bool,
+}
+
+/// Certificate verification by public key pin (or known-hosts entry).
+///
+/// Why this `danger` API use is sound: for self-signed server identities there is no CA, so
+/// the trust anchor IS the pinned public key (SPKI). `verify_server_cert` accepts the
+/// certificate only when its SPKI equals the pin (or the known-hosts entry, or it chains to a
+/// system root for the name), and the handshake signatures are still verified with the
+/// certificate's key below, so the peer must hold the private key matching the pin. Names and
+/// validity dates of a pinned certificate are deliberately not checked (ssh semantics); the
+/// key is the identity. Session resumption is disabled so the check is never skipped.
+#[derive(Debug)]
+struct PinVerifier {
+    host_key: String,
+    policy: Policy,
+    algorithms: WebPkiSupportedAlgorithms,
+    outcome: Mutex<Outcome>,
+}
+
+impl PinVerifier {
+    fn refuse(&self, refusal: ClientError) -> rustls::Error {
+        let message = refusal.to_string();
+        self.outcome.lock().refusal = Some(refusal);
+        rustls::Error::General(message)
+    }
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented = spki_hex(end_entity).map_err(rustls::Error::General)?;
+        match &self.policy {
+            Policy::Pinned(None) => Ok(ServerCertVerified::assertion()),
+            Policy::Pinned(Some(pin)) if *pin == presented => Ok(ServerCertVerified::assertion()),
+            Policy::Pinned(Some(pin)) => Err(self.refuse(ClientError::HostKeyChanged {
+                host: self.host_key.clone(),
+                expected_fingerprint: fingerprint_of(pin),
+                presented_fingerprint: fingerprint_of(&presented),
+                file: None,
+                line: None,
+            })),
+            Policy::KnownHosts {
+                ca,
+                known,
+                file,
+                accept_new,
+            } => {
+                let ca_ok = ca.as_ref().is_some_and(|v| {
+                    v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                        .is_ok()
+                });
+                if ca_ok || known.iter().any(|k| k.key == presented) {
+                    return Ok(ServerCertVerified::assertion());
+                }
+                if let Some(old) = known.first() {
+                    return Err(self.refuse(ClientError::HostKeyChanged {
+                        host: self.host_key.clone(),
+                        expected_fingerprint: fingerprint_of(&old.key),
+                        presented_fingerprint: fingerprint_of(&presented),
+                        file: Some(file.clone()),
+                        line: Some(old.line),
+                    }));
+                }
+                if *accept_new {
+                    self.outcome.lock().record_new = true;
+                    return Ok(ServerCertVerified::assertion());
+                }
+                Err(self.refuse(ClientError::UnknownHost {
+                    host: self.host_key.clone(),
+                    fingerprint: fingerprint_of(&presented),
+                }))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{accept, Identity};
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+
+    /// Serves one connection per config, in order: `echo` returns the parameters, `fail`
+    /// answers an error, `ekm` returns the exported keying material as hex.
+    fn serve(configs: Vec<Arc<rustls::ServerConfig>>) -> (u16, JoinHandle<Vec<bool>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let mut tls_flags = Vec::new();
+            for config in configs {
+                let (tcp, _) = listener.accept().unwrap();
+                let Ok(stream) = accept(tcp, &config, Duration::from_secs(10)) else {
+                    continue;
+                };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                tls_flags.push(stream.is_tls());
+                let mut r = io::BufReader::new(stream);
+                let mut buf = Vec::new();
+                while wire::read_line(&mut r, &mut buf).is_ok() {
+                    let req: Request = serde_json::from_slice(&buf).unwrap();
+                    let resp = match req.request.as_str() {
+                        "fail" => Response::error("nope"),
+                        "ekm" => {
+                            let mut out = [0u8; 32];
+                            r.get_ref()
+                                .export_keying_material(b"test label", b"ctx", &mut out)
+                                .unwrap();
+                            Response::success("", Value::from(crate::tls::hex_encode(&out)))
+                        }
+                        _ => Response::success("ok", req.parameters),
+                    };
+                    wire::write_line(r.get_mut(), &resp).unwrap();
+                }
+                let _ = r.fill_buf();
+            }
+            tls_flags
+        });
+        (port, handle)
+    }
+
+    fn identity() -> (tempfile::TempDir, Identity) {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Identity::load_or_create(dir.path()).unwrap();
+        (dir, id)
+    }
+
+    fn opts(trust: Trust, force_tls: bool) -> ConnectOptions {
+        ConnectOptions {
+            trust,
+            timeout: Duration::from_secs(10),
+            force_tls,
+        }
+    }
+
+    #[test]
+    fn plain_on_loopback_and_tls_when_forced_with_equal_keying_material() {
+        let (_d, a) = identity();
+        let (port, server) = serve(vec![a.server_config(), a.server_config()]);
+
+        let mut plain =
+            ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), false)).unwrap();
+        assert!(!plain.is_tls());
+        assert_eq!(plain.peer_public_key(), None);
+        let params = serde_json::json!({"x": 1});
+        assert_eq!(plain.call("echo", params.clone()).unwrap(), params);
+        match plain.call("fail", Value::Null) {
+            Err(ClientError::Api(m)) => assert_eq!(m, "nope"),
+            other => panic!("{other:?}"),
+        }
+        assert!(plain
+            .export_keying_material(b"l", b"c", &mut [0; 8])
+            .is_err());
+        drop(plain);
+
+        let mut tls =
+            ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), true)).unwrap();
+        assert!(tls.is_tls());
+        assert_eq!(tls.peer_public_key(), Some(a.public_key()));
+        assert_eq!(tls.call("echo", params.clone()).unwrap(), params);
+        let mut mine = [0u8; 32];
+        tls.export_keying_material(b"test label", b"ctx", &mut mine)
+            .unwrap();
+        let theirs = tls.call("ekm", Value::Null).unwrap();
+        assert_eq!(theirs, Value::from(crate::tls::hex_encode(&mine)));
+        drop(tls);
+
+        assert_eq!(server.join().unwrap(), vec![false, true]);
+    }
+
+    #[test]
+    fn pinned_key_mismatch_is_refused() {
+        let (_d, a) = identity();
+        let (_e, b) = identity();
+        let (port, server) = serve(vec![a.server_config(), a.server_config()]);
+        let wrong = Trust::Pinned(Some(b.public_key().to_owned()));
+        match ApiClient::connect("127.0.0.1", port, &opts(wrong, true)) {
+            Err(ClientError::HostKeyChanged {
+                expected_fingerprint,
+                presented_fingerprint,
+                file: None,
+                ..
+            }) => {
+                assert_eq!(expected_fingerprint, b.fingerprint());
+                assert_eq!(presented_fingerprint, a.fingerprint());
+            }
+            other => panic!("{other:?}"),
+        }
+        let right = Trust::Pinned(Some(a.public_key().to_uppercase()));
+        let mut c = ApiClient::connect("127.0.0.1", port, &opts(right, true)).unwrap();
+        assert_eq!(c.call("echo", Value::from(5)).unwrap(), Value::from(5));
+        drop(c);
+        assert_eq!(server.join().unwrap(), vec![true]);
+    }
+
+    #[test]
+    fn known_hosts_unknown_accept_new_then_changed() {
+        let (_d, a) = identity();
+        let (_e, b) = identity();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub/known_hosts");
+        let (port, server) = serve(vec![
+            a.server_config(),
+            a.server_config(),
+            a.server_config(),
+            b.server_config(),
+        ]);
+        let kh = |accept_new| Trust::KnownHosts {
+            file: file.clone(),
+            accept_new,
+        };
+
+        match ApiClient::connect("127.0.0.1", port, &opts(kh(false), true)) {
+            Err(e @ ClientError::UnknownHost { .. }) => {
+                let ClientError::UnknownHost { fingerprint, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(*fingerprint, a.fingerprint());
+                assert!(e.to_string().contains("--accept-new-host"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!file.exists());
+
+        let c = ApiClient::connect("127.0.0.1", port, &opts(kh(true), true)).unwrap();
+        drop(c);
+        let text = fs::read_to_string(&file).unwrap();
+        assert_eq!(text, format!("127.0.0.1:{port} {}\n", a.public_key()));
+
+        let c = ApiClient::connect("127.0.0.1", port, &opts(kh(false), true)).unwrap();
+        drop(c);
+
+        match ApiClient::connect("127.0.0.1", port, &opts(kh(true), true)) {
+            Err(e @ ClientError::HostKeyChanged { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&b.fingerprint()), "{msg}");
+                assert!(msg.contains(&a.fingerprint()), "{msg}");
+                assert!(msg.contains("delete line 1 of"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read_to_string(&file).unwrap(), text, "file unchanged");
+        assert_eq!(server.join().unwrap(), vec![true, true]);
+    }
+
+    #[test]
+    fn connection_refused_names_the_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), false))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("running on port {port}")), "{err}");
+    }
+
+    #[test]
+    fn known_hosts_parsing_skips_comments_and_keys_ipv6() {
+        let hosts = parse_known_hosts("# c\n\nA:1 AB\n  b:2 cd extra\nbroken\n");
+        assert_eq!(
+            hosts,
+            vec![
+                KnownHost {
+                    line: 3,
+                    host: "a:1".into(),
+                    key: "ab".into()
+                },
+                KnownHost {
+                    line: 4,
+                    host: "b:2".into(),
+                    key: "cd".into()
+                },
+            ]
+        );
+        assert_eq!(host_key("::1", 8886), "[::1]:8886");
+        assert_eq!(host_key("Jet.LAN", 8886), "jet.lan:8886");
+    }
+}

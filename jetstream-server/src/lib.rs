@@ -1,0 +1,12 @@
+//! The JetStream server: the control API, users, sandboxes, persistent state and the
+//! orchestration of server-to-server transfers around the `jetstream-core` engine.
+#![warn(missing_docs)]
+
+pub mod cli_api;
+pub mod client;
+pub mod pam;
+pub mod sandbox;
+pub mod server;
+pub mod tls;
+pub mod users;
+pub mod wire;

@@ -1,0 +1,751 @@
+//! A minimal binding to Linux-PAM: check a user name and password against a PAM service
+//! (`/etc/pam.d/jetstream`, see `packaging/pam.d/jetstream`).
+//!
+//! Only the few calls a password login needs are declared here: `pam_start`,
+//! `pam_authenticate`, `pam_acct_mgmt`, `pam_strerror` and `pam_end`. The conversation
+//! function answers every password prompt with the password it was given and nothing else, so
+//! modules that need a second factor or a password change fail with [`PamError`].
+//!
+//! PAM handles are not thread safe, but each [`authenticate`] call uses its own handle, so
+//! calls from several threads at once are fine.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::os::raw::{c_char, c_int, c_void};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+
+// Return codes and flags from <security/_pam_types.h> (Linux-PAM).
+const PAM_SUCCESS: c_int = 0;
+const PAM_SERVICE_ERR: c_int = 3;
+const PAM_BUF_ERR: c_int = 5;
+const PAM_PERM_DENIED: c_int = 6;
+const PAM_AUTH_ERR: c_int = 7;
+const PAM_CRED_INSUFFICIENT: c_int = 8;
+const PAM_USER_UNKNOWN: c_int = 10;
+const PAM_MAXTRIES: c_int = 11;
+const PAM_NEW_AUTHTOK_REQD: c_int = 12;
+const PAM_ACCT_EXPIRED: c_int = 13;
+const PAM_CONV_ERR: c_int = 19;
+const PAM_AUTHTOK_EXPIRED: c_int = 27;
+
+const PAM_DISALLOW_NULL_AUTHTOK: c_int = 0x0001;
+
+/// `pam_set_item` item type for the failure-delay callback (Linux-PAM).
+const PAM_FAIL_DELAY: c_int = 10;
+
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
+const PAM_ERROR_MSG: c_int = 3;
+const PAM_TEXT_INFO: c_int = 4;
+
+/// Most messages PAM may pass in one conversation call (`PAM_MAX_NUM_MSG`).
+const PAM_MAX_NUM_MSG: c_int = 32;
+
+/// `pam_handle_t`: opaque, only ever used behind a pointer.
+#[repr(C)]
+struct PamHandle {
+    _opaque: [u8; 0],
+}
+
+/// `struct pam_message`.
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+/// `struct pam_response`. PAM frees `resp` and the array itself with `free(3)`.
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+/// The conversation callback's C signature.
+type ConvFn = unsafe extern "C" fn(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int;
+
+/// `struct pam_conv`.
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_start(
+        service_name: *const c_char,
+        user: *const c_char,
+        pam_conversation: *const PamConv,
+        pamh: *mut *mut PamHandle,
+    ) -> c_int;
+    fn pam_end(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
+    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_strerror(pamh: *mut PamHandle, errnum: c_int) -> *const c_char;
+    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+}
+
+/// The `PAM_FAIL_DELAY` callback: does nothing, so that modules' own failure delays (pam_unix
+/// asks for about 2 s) do not add to the caller's, which is configurable
+/// (`Authenticator::set_failure_delay`).
+extern "C" fn no_fail_delay(
+    _retval: c_int,
+    _usec_delay: std::os::raw::c_uint,
+    _appdata: *mut c_void,
+) {
+}
+
+/// A PAM call failed: the PAM return code and its `pam_strerror` text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PamError {
+    /// The PAM return code (`PAM_AUTH_ERR`, `PAM_USER_UNKNOWN`, ...).
+    pub code: i32,
+    /// Human-readable text for `code`.
+    pub message: String,
+}
+
+impl PamError {
+    /// Whether the login was refused because of the credentials or the account (wrong
+    /// password, unknown user, expired or locked account), as opposed to a broken PAM setup or
+    /// an unreachable authentication service.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self.code,
+            PAM_PERM_DENIED
+                | PAM_AUTH_ERR
+                | PAM_CRED_INSUFFICIENT
+                | PAM_USER_UNKNOWN
+                | PAM_MAXTRIES
+                | PAM_NEW_AUTHTOK_REQD
+                | PAM_ACCT_EXPIRED
+                | PAM_AUTHTOK_EXPIRED
+        )
+    }
+
+    /// An error for `code` with PAM's own text for it.
+    fn from_code(handle: *mut PamHandle, code: c_int) -> Self {
+        // SAFETY: Linux-PAM's pam_strerror ignores `handle` (null is allowed) and returns a
+        // pointer to a static NUL-terminated string (or null, which we check).
+        let text = unsafe { pam_strerror(handle, code) };
+        let message = if text.is_null() {
+            format!("PAM error {code}")
+        } else {
+            // SAFETY: non-null, NUL-terminated, static (see above).
+            unsafe { CStr::from_ptr(text) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Self { code, message }
+    }
+}
+
+impl fmt::Display for PamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (PAM code {})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for PamError {}
+
+/// The password, NUL-free, zeroed when dropped. The conversation function reads it through
+/// `appdata_ptr`.
+struct Secret(Vec<u8>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference to a byte. The volatile
+            // write keeps the compiler from eliding the wipe of a buffer about to be freed.
+            unsafe { ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// Closes the PAM handle with the last status when dropped.
+struct Handle {
+    ptr: *mut PamHandle,
+    status: c_int,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from a successful pam_start and is ended exactly once, here.
+        unsafe { pam_end(self.ptr, self.status) };
+    }
+}
+
+/// Checks `user` / `password` with the PAM `service` (e.g. `"jetstream"`): `pam_start`,
+/// `pam_authenticate` and `pam_acct_mgmt` (both with `PAM_DISALLOW_NULL_AUTHTOK`), then
+/// `pam_end`.
+///
+/// Blocks for as long as the PAM modules take (pam_unix hashes the password; network
+/// modules may wait on a server). Modules' failure delays are disabled: the caller applies
+/// its own.
+///
+/// # Errors
+///
+/// The first failing PAM call's code and text. A user name that is empty or contains a NUL
+/// byte gives `PAM_USER_UNKNOWN`, a password with a NUL byte `PAM_AUTH_ERR` (neither reaches
+/// PAM). Use [`PamError::is_auth_failure`] to tell refused credentials from a broken setup.
+pub fn authenticate(service: &str, user: &str, password: &str) -> Result<(), PamError> {
+    let c_service = CString::new(service).map_err(|_| PamError {
+        code: PAM_SERVICE_ERR,
+        message: "PAM service name contains a NUL byte".into(),
+    })?;
+    let unknown_user = |why: &str| PamError {
+        code: PAM_USER_UNKNOWN,
+        message: format!("user name {why}"),
+    };
+    if user.is_empty() {
+        // An empty name would make modules prompt for one, and we would answer with the
+        // password.
+        return Err(unknown_user("is empty"));
+    }
+    let c_user = CString::new(user).map_err(|_| unknown_user("contains a NUL byte"))?;
+    if password.as_bytes().contains(&0) {
+        return Err(PamError {
+            code: PAM_AUTH_ERR,
+            message: "password contains a NUL byte".into(),
+        });
+    }
+    // Declared before `handle` so that it outlives it: `appdata_ptr` points here until
+    // pam_end has run.
+    let secret = Secret(password.as_bytes().to_vec());
+    let conv = PamConv {
+        conv: Some(converse),
+        appdata_ptr: &secret as *const Secret as *mut c_void,
+    };
+    let mut raw: *mut PamHandle = ptr::null_mut();
+    // SAFETY: all pointers are valid NUL-terminated strings / structs that live until the
+    // handle is ended (`conv` and `secret` are dropped after `handle`; Linux-PAM copies the
+    // pam_conv struct anyway). `raw` is a valid out-pointer.
+    let rc = unsafe { pam_start(c_service.as_ptr(), c_user.as_ptr(), &conv, &mut raw) };
+    if rc != PAM_SUCCESS {
+        let err = PamError::from_code(raw, rc);
+        if !raw.is_null() {
+            // SAFETY: pam_start handed out a handle despite failing; end it once.
+            unsafe { pam_end(raw, rc) };
+        }
+        return Err(err);
+    }
+    if raw.is_null() {
+        return Err(PamError {
+            code: PAM_BUF_ERR,
+            message: "pam_start returned no handle".into(),
+        });
+    }
+    let mut handle = Handle {
+        ptr: raw,
+        status: PAM_SUCCESS,
+    };
+    let delay_fn: extern "C" fn(c_int, std::os::raw::c_uint, *mut c_void) = no_fail_delay;
+    // SAFETY: live handle; for PAM_FAIL_DELAY Linux-PAM stores the item as a function pointer
+    // of exactly this signature. Failure only means the modules' delay stays in effect.
+    unsafe { pam_set_item(handle.ptr, PAM_FAIL_DELAY, delay_fn as *const c_void) };
+    // SAFETY: `handle.ptr` is a live handle used from this thread only.
+    let rc = unsafe { pam_authenticate(handle.ptr, PAM_DISALLOW_NULL_AUTHTOK) };
+    if rc != PAM_SUCCESS {
+        handle.status = rc;
+        return Err(PamError::from_code(handle.ptr, rc));
+    }
+    // SAFETY: as above.
+    let rc = unsafe { pam_acct_mgmt(handle.ptr, PAM_DISALLOW_NULL_AUTHTOK) };
+    if rc != PAM_SUCCESS {
+        handle.status = rc;
+        return Err(PamError::from_code(handle.ptr, rc));
+    }
+    Ok(())
+}
+
+/// The conversation callback: answers password prompts (echo off or on) with the password,
+/// ignores informational and error texts, and refuses anything else with `PAM_CONV_ERR`.
+///
+/// Never unwinds into C: the body runs under `catch_unwind` (and contains no panicking code).
+unsafe extern "C" fn converse(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: PAM passes the arguments of a pam_conv callback; converse_inner checks
+        // them for null and bounds before use.
+        unsafe { converse_inner(num_msg, msg, resp, appdata_ptr) }
+    }))
+    .unwrap_or(PAM_CONV_ERR)
+}
+
+/// The body of [`converse`].
+///
+/// # Safety
+///
+/// The arguments must be those of a PAM conversation call whose `appdata_ptr` is the
+/// `Secret` set up by [`authenticate`]. `msg` is read the Linux-PAM way: an array of
+/// `num_msg` pointers to messages.
+unsafe fn converse_inner(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int {
+    if num_msg <= 0
+        || num_msg > PAM_MAX_NUM_MSG
+        || msg.is_null()
+        || resp.is_null()
+        || appdata_ptr.is_null()
+    {
+        return PAM_CONV_ERR;
+    }
+    // SAFETY: `appdata_ptr` is the `&Secret` authenticate() registered; it outlives the handle.
+    let secret = unsafe { &*(appdata_ptr as *const Secret) };
+    // Lossless: 0 < num_msg <= 32.
+    let n = num_msg as usize;
+    // SAFETY: calloc with a small count; the result is checked for null. calloc zeroes, so
+    // every `resp` starts null and `resp_retcode` 0.
+    let replies =
+        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) } as *mut PamResponse;
+    if replies.is_null() {
+        return PAM_BUF_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: `msg` holds `n` message pointers (Linux-PAM convention), i < n.
+        let m = unsafe { *msg.add(i) };
+        if m.is_null() {
+            // SAFETY: `replies` is ours, holds `n` entries, filled by us so far.
+            unsafe { free_replies(replies, n) };
+            return PAM_CONV_ERR;
+        }
+        // SAFETY: non-null pointer to a pam_message supplied by PAM.
+        let style = unsafe { (*m).msg_style };
+        match style {
+            PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
+                let len = secret.0.len();
+                // SAFETY: allocation of len + 1 zeroed bytes, checked for null below; the
+                // trailing zero is the NUL terminator.
+                let copy = unsafe { libc::calloc(len + 1, 1) } as *mut c_char;
+                if copy.is_null() {
+                    // SAFETY: as above.
+                    unsafe { free_replies(replies, n) };
+                    return PAM_BUF_ERR;
+                }
+                // SAFETY: `copy` has len + 1 bytes, `secret` len bytes; no overlap.
+                unsafe { ptr::copy_nonoverlapping(secret.0.as_ptr(), copy.cast::<u8>(), len) };
+                // SAFETY: i < n entries in `replies`.
+                unsafe { (*replies.add(i)).resp = copy };
+            }
+            PAM_ERROR_MSG | PAM_TEXT_INFO => {}
+            _ => {
+                // SAFETY: as above.
+                unsafe { free_replies(replies, n) };
+                return PAM_CONV_ERR;
+            }
+        }
+    }
+    // SAFETY: `resp` is PAM's non-null out-pointer; PAM now owns (and frees) `replies`.
+    unsafe { *resp = replies };
+    PAM_SUCCESS
+}
+
+/// Wipes and frees a reply array that we allocated but will not hand to PAM.
+///
+/// # Safety
+///
+/// `replies` must come from `calloc(n, size_of::<PamResponse>())` with every `resp` either
+/// null or a NUL-terminated string from `calloc`.
+unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
+    for i in 0..n {
+        // SAFETY: i < n entries, per the contract.
+        let r = unsafe { (*replies.add(i)).resp };
+        if !r.is_null() {
+            // SAFETY: `r` is a NUL-terminated calloc'ed string we own.
+            unsafe {
+                let len = libc::strlen(r);
+                ptr::write_bytes(r, 0, len);
+                libc::free(r.cast::<c_void>());
+            }
+        }
+    }
+    // SAFETY: `replies` is our calloc'ed array, freed once.
+    unsafe { libc::free(replies.cast::<c_void>()) };
+}
+
+/// Helpers for tests that need real system users (root only): create and remove users and
+/// groups, install the PAM service file. Used by the unit tests and by `tests/`.
+#[doc(hidden)]
+pub mod test_support {
+    use std::io::{self, Write};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::Mutex;
+
+    use crate::users::{lookup, PAM_SERVICE};
+
+    /// Where PAM service files live.
+    const PAM_DIR: &str = "/etc/pam.d";
+
+    /// Serialises user database changes within this process (useradd and friends lock the
+    /// files and fail rather than wait).
+    static USERDB: Mutex<()> = Mutex::new(());
+
+    /// Whether the process runs as root (and so can create users).
+    pub fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// Installs `packaging/pam.d/jetstream` as `/etc/pam.d/jetstream` unless that exists.
+    ///
+    /// # Errors
+    ///
+    /// Reading the packaged file or writing `/etc/pam.d` failed.
+    pub fn ensure_pam_service() -> io::Result<()> {
+        let target = Path::new(PAM_DIR).join(PAM_SERVICE);
+        if target.exists() {
+            return Ok(());
+        }
+        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/pam.d/jetstream");
+        let text = std::fs::read(source)?;
+        // Write then rename, so that a concurrent test never sees a half-written file.
+        let tmp = Path::new(PAM_DIR).join(format!(".{PAM_SERVICE}.{}.tmp", random_hex()?));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &target).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+
+    /// 8 random hex digits.
+    fn random_hex() -> io::Result<String> {
+        use ring::rand::SecureRandom;
+        let mut b = [0u8; 4];
+        ring::rand::SystemRandom::new()
+            .fill(&mut b)
+            .map_err(|_| io::Error::other("no randomness"))?;
+        Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    }
+
+    /// Runs a user-administration command, retrying a few times (another process may hold
+    /// the lock on /etc/passwd).
+    fn run(program: &str, args: &[&str], stdin: Option<&str>) -> io::Result<()> {
+        let _guard = USERDB.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for attempt in 0..5u64 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+            }
+            let mut child = Command::new(program)
+                .args(args)
+                .stdin(if stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                pipe.write_all(text.as_bytes())?;
+            }
+            let out = child.wait_with_output()?;
+            if out.status.success() {
+                return Ok(());
+            }
+            last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        }
+        Err(io::Error::other(format!(
+            "{program} {args:?} failed: {last}"
+        )))
+    }
+
+    /// A system user `jstest_<random hex>` (no home, shell nologin), deleted when dropped.
+    #[derive(Debug)]
+    pub struct TestUser {
+        name: String,
+        uid: u32,
+        gid: u32,
+    }
+
+    impl TestUser {
+        /// Creates the user with `password`, or with an empty password (`passwd -d`: an
+        /// account without a password) for `None`.
+        ///
+        /// # Errors
+        ///
+        /// Not root, or useradd / chpasswd / passwd failed.
+        pub fn create(password: Option<&str>) -> io::Result<Self> {
+            let name = format!("jstest_{}", random_hex()?);
+            run("useradd", &["-M", "-s", "/usr/sbin/nologin", &name], None)?;
+            // From here on the guard deletes the user, whatever fails next.
+            let mut user = Self {
+                name,
+                uid: u32::MAX,
+                gid: u32::MAX,
+            };
+            let found = lookup(&user.name)?
+                .ok_or_else(|| io::Error::other("user created but not found"))?;
+            user.uid = found.uid;
+            user.gid = found.gid;
+            match password {
+                Some(pw) => {
+                    if pw.contains(['\n', '\0']) {
+                        return Err(io::Error::other("password with newline or NUL"));
+                    }
+                    run("chpasswd", &[], Some(&format!("{}:{pw}\n", user.name)))?;
+                }
+                None => run("passwd", &["-d", &user.name], None)?,
+            }
+            Ok(user)
+        }
+
+        /// The login name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        /// The user id.
+        pub fn uid(&self) -> u32 {
+            self.uid
+        }
+
+        /// The primary group id.
+        pub fn gid(&self) -> u32 {
+            self.gid
+        }
+    }
+
+    impl Drop for TestUser {
+        fn drop(&mut self) {
+            if let Err(e) = run("userdel", &[&self.name], None) {
+                eprintln!("test user {}: {e}", self.name);
+            }
+        }
+    }
+
+    /// A system group `jstestg_<random hex>`, deleted when dropped.
+    #[derive(Debug)]
+    pub struct TestGroup {
+        name: String,
+    }
+
+    impl TestGroup {
+        /// Creates the group.
+        ///
+        /// # Errors
+        ///
+        /// Not root, or groupadd failed.
+        pub fn create() -> io::Result<Self> {
+            let name = format!("jstestg_{}", random_hex()?);
+            run("groupadd", &[&name], None)?;
+            Ok(Self { name })
+        }
+
+        /// Adds `user` to the group (as a supplementary group).
+        ///
+        /// # Errors
+        ///
+        /// gpasswd failed.
+        pub fn add(&self, user: &TestUser) -> io::Result<()> {
+            run("gpasswd", &["-a", user.name(), &self.name], None)
+        }
+
+        /// The group name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+    }
+
+    impl Drop for TestGroup {
+        fn drop(&mut self) {
+            if let Err(e) = run("groupdel", &[&self.name], None) {
+                eprintln!("test group {}: {e}", self.name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the conversation function the way PAM would and returns the answers.
+    fn run_conv(password: &str, styles: &[c_int]) -> Result<Vec<Option<String>>, c_int> {
+        let secret = Secret(password.as_bytes().to_vec());
+        let text = CString::new("Password: ").expect("no NUL in literal");
+        let msgs: Vec<PamMessage> = styles
+            .iter()
+            .map(|&msg_style| PamMessage {
+                msg_style,
+                msg: text.as_ptr(),
+            })
+            .collect();
+        let mut ptrs: Vec<*const PamMessage> = msgs.iter().map(|m| m as *const _).collect();
+        let mut out: *mut PamResponse = ptr::null_mut();
+        // SAFETY: arguments shaped exactly as Linux-PAM passes them.
+        let rc = unsafe {
+            converse(
+                styles.len() as c_int,
+                ptrs.as_mut_ptr(),
+                &mut out,
+                &secret as *const Secret as *mut c_void,
+            )
+        };
+        if rc != PAM_SUCCESS {
+            assert!(out.is_null(), "no replies handed out on error");
+            return Err(rc);
+        }
+        let mut answers = Vec::new();
+        for i in 0..styles.len() {
+            // SAFETY: converse returned an array of styles.len() replies.
+            let r = unsafe { (*out.add(i)).resp };
+            answers.push(if r.is_null() {
+                None
+            } else {
+                // SAFETY: NUL-terminated string allocated by converse.
+                Some(unsafe { CStr::from_ptr(r) }.to_str().unwrap().to_owned())
+            });
+        }
+        // SAFETY: what PAM would do: free the array and its strings.
+        unsafe { free_replies(out, styles.len()) };
+        Ok(answers)
+    }
+
+    #[test]
+    fn conversation_answers_password_prompts_only() {
+        let answers = run_conv(
+            "s3cret",
+            &[
+                PAM_TEXT_INFO,
+                PAM_PROMPT_ECHO_OFF,
+                PAM_ERROR_MSG,
+                PAM_PROMPT_ECHO_ON,
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            answers,
+            vec![None, Some("s3cret".into()), None, Some("s3cret".into())]
+        );
+    }
+
+    #[test]
+    fn conversation_refuses_unknown_styles_and_bad_counts() {
+        assert_eq!(run_conv("x", &[PAM_PROMPT_ECHO_OFF, 5]), Err(PAM_CONV_ERR));
+        assert_eq!(run_conv("x", &[7]), Err(PAM_CONV_ERR));
+        assert_eq!(run_conv("x", &[]), Err(PAM_CONV_ERR));
+        let many = vec![PAM_TEXT_INFO; 33];
+        assert_eq!(run_conv("x", &many), Err(PAM_CONV_ERR));
+    }
+
+    #[test]
+    fn refuses_nul_and_empty_user_without_calling_pam() {
+        let e = authenticate("jetstream", "ro\0ot", "pw").unwrap_err();
+        assert_eq!(e.code, PAM_USER_UNKNOWN);
+        assert!(e.is_auth_failure());
+        let e = authenticate("jetstream", "", "pw").unwrap_err();
+        assert_eq!(e.code, PAM_USER_UNKNOWN);
+        let e = authenticate("jetstream", "root", "p\0w").unwrap_err();
+        assert_eq!(e.code, PAM_AUTH_ERR);
+        assert!(e.is_auth_failure());
+    }
+
+    #[test]
+    fn error_text_comes_from_pam_strerror() {
+        let e = PamError::from_code(ptr::null_mut(), PAM_AUTH_ERR);
+        assert_eq!(e.code, PAM_AUTH_ERR);
+        assert!(
+            e.message.to_lowercase().contains("authentication failure"),
+            "{e}"
+        );
+        assert!(!PamError::from_code(ptr::null_mut(), PAM_CONV_ERR).is_auth_failure());
+    }
+
+    /// Real PAM through /etc/pam.d/jetstream with throwaway system users (root only).
+    mod real {
+        use std::net::{IpAddr, Ipv4Addr};
+        use std::time::Duration;
+
+        use super::super::authenticate;
+        use crate::users::test_support::{ensure_pam_service, is_root, TestUser};
+        use crate::users::{AuthError, Authenticator, PAM_SERVICE};
+
+        fn setup() -> Option<Authenticator> {
+            if !is_root() {
+                println!("skipped: needs root");
+                return None;
+            }
+            ensure_pam_service().unwrap();
+            let mut a = Authenticator::new(PAM_SERVICE).unwrap();
+            a.set_failure_delay(Duration::ZERO);
+            Some(a)
+        }
+
+        const SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+        #[test]
+        fn right_password_logs_in_wrong_or_unknown_fail_alike() {
+            let Some(a) = setup() else { return };
+            let pw = "c0rrect horse:battery";
+            let tu = TestUser::create(Some(pw)).unwrap();
+            let u = a.login(tu.name(), pw, SOURCE).unwrap();
+            assert_eq!(
+                (u.name.as_str(), u.uid, u.gid),
+                (tu.name(), tu.uid(), tu.gid())
+            );
+            let wrong = a.login(tu.name(), "c0rrect horse", SOURCE).unwrap_err();
+            assert_eq!(wrong, AuthError::Failed);
+            let unknown = a.login("jstest_nobody_here", pw, SOURCE).unwrap_err();
+            assert_eq!(unknown, AuthError::Failed);
+            assert_eq!(
+                unknown.to_string(),
+                "authentication failed: wrong user name or password"
+            );
+            // PAM itself classifies both as credential failures.
+            let e = authenticate(PAM_SERVICE, tu.name(), "nope").unwrap_err();
+            assert!(e.is_auth_failure(), "{e}");
+            let e = authenticate(PAM_SERVICE, "jstest_nobody_here", "nope").unwrap_err();
+            assert!(e.is_auth_failure(), "{e}");
+            assert_eq!(authenticate(PAM_SERVICE, tu.name(), pw), Ok(()));
+        }
+
+        #[test]
+        fn account_without_password_cannot_log_in() {
+            let Some(a) = setup() else { return };
+            let tu = TestUser::create(None).unwrap();
+            assert_eq!(a.login(tu.name(), "", SOURCE), Err(AuthError::Failed));
+            assert_eq!(
+                a.login(tu.name(), "anything", SOURCE),
+                Err(AuthError::Failed)
+            );
+            // Directly through PAM too, bypassing the authenticator's own empty check.
+            let e = authenticate(PAM_SERVICE, tu.name(), "").unwrap_err();
+            assert!(e.is_auth_failure(), "{e}");
+        }
+
+        #[test]
+        fn parallel_logins_use_separate_handles() {
+            let Some(a) = setup() else { return };
+            let tu = TestUser::create(Some("par-pw")).unwrap();
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4u8)
+                    .map(|i| {
+                        let (a, name) = (&a, tu.name());
+                        s.spawn(move || {
+                            let src = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i));
+                            a.login(name, "par-pw", src).map(|u| u.uid)
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    assert_eq!(h.join().unwrap(), Ok(tu.uid()));
+                }
+            });
+        }
+    }
+}

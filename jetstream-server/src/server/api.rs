@@ -1,0 +1,166 @@
+//! The control API's connections: one thread per client, newline-delimited JSON requests, TLS
+//! for every non-loopback client (detected from the first byte), and the per-connection login
+//! state ([`Session`]).
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::Server;
+use crate::tls::{self, ApiStream};
+use crate::users::SystemUser;
+use crate::wire::{self, FrameError, Request, Response};
+
+/// Who is logged in on one API connection.
+#[derive(Debug)]
+pub struct Session {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The authenticated system user.
+    pub user: Option<SystemUser>,
+    /// The API token used to log in, if any.
+    pub token: Option<String>,
+    /// The token login session id.
+    pub token_session: Option<String>,
+    /// Whether `superuser` was called successfully.
+    pub superuser: bool,
+    /// Transfers this connection started on the receiving side; interrupted if it drops.
+    pub receiving: Vec<String>,
+}
+
+impl Session {
+    fn new(peer: SocketAddr, tls: bool) -> Self {
+        Self {
+            peer,
+            tls,
+            user: None,
+            token: None,
+            token_session: None,
+            superuser: false,
+            receiving: Vec::new(),
+        }
+    }
+}
+
+/// An error answer: its message goes back to the client; the connection stays usable.
+#[derive(Debug)]
+pub struct ApiError(pub String);
+
+impl<T: std::fmt::Display> From<T> for ApiError {
+    fn from(e: T) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// What a command handler gets.
+pub struct Ctx<'a> {
+    /// The server.
+    pub server: &'a Arc<Server>,
+    /// The connection's login state.
+    pub session: &'a mut Session,
+    /// The connection (for TLS key export).
+    pub stream: &'a ApiStream,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+/// Serves one client until it leaves.
+pub fn serve(server: &Arc<Server>, tcp: TcpStream) {
+    let Ok(peer) = tcp.peer_addr() else { return };
+    let _ = tcp.set_nodelay(true);
+    let stream = match tls::accept(tcp, &server.tls_config, Duration::from_secs(10)) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::log!("api: {peer}: TLS handshake failed: {e}");
+            return;
+        }
+    };
+    if !stream.is_tls() && !peer.ip().is_loopback() {
+        // Credentials must never cross a network in the clear.
+        let mut s = stream;
+        let _ = wire::write_line(
+            &mut s,
+            &Response::error("plain connections are accepted only from loopback: connect with TLS"),
+        );
+        return;
+    }
+    let mut session = Session::new(peer, stream.is_tls());
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        match wire::read_line(&mut reader, &mut line) {
+            Ok(()) => {}
+            Err(FrameError::TooLong) => {
+                let _ = wire::write_line(reader.get_mut(), &Response::error("request too long"));
+                break;
+            }
+            Err(_) => break,
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let response = handle_line(server, &mut session, reader.get_ref(), &line);
+        if wire::write_line(reader.get_mut(), &response).is_err() {
+            break;
+        }
+        if server.is_stopping() {
+            break;
+        }
+    }
+    let _ = reader.get_mut().flush();
+    super::receive::connection_closed(server, &session);
+}
+
+fn handle_line(
+    server: &Arc<Server>,
+    session: &mut Session,
+    stream: &ApiStream,
+    line: &[u8],
+) -> Response {
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return Response::error(format!("malformed JSON request: {e}")),
+    };
+    let id = value.get("id").cloned();
+    let req: Request = match serde_json::from_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = Response::error(format!(
+                "bad request: {e}; expected {{\"request\": \"command\", \"parameters\": {{...}}}}"
+            ));
+            r.id = id;
+            return r;
+        }
+    };
+    let params = if req.parameters.is_null() {
+        json!({})
+    } else {
+        req.parameters.clone()
+    };
+    let mut response = if params.is_object() {
+        let mut ctx = Ctx {
+            server,
+            session,
+            stream,
+        };
+        match super::commands::dispatch(&mut ctx, &req.request, &params) {
+            Ok((message, result)) => Response::success(message, result),
+            Err(ApiError(message)) => Response::error(message),
+        }
+    } else {
+        Response::error("bad request: \"parameters\" must be an object")
+    };
+    response.id = req.id;
+    response
+}

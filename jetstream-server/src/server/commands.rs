@@ -1,0 +1,803 @@
+//! The API commands (reference §3): server-level (un-prefixed), `send.*` and `recv.*`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::api::{ApiError, Ctx};
+use super::objects::{
+    new_id, now_us, Credentials, DestinationRec, ManifestRec, Owner, TokenRec, TransferRec,
+    TxStatus, PERMISSIONS,
+};
+use super::params::Params;
+use super::{manifests, receive, transfers};
+use crate::sandbox;
+
+type Reply = Result<(String, Value), ApiError>;
+
+fn ok(message: &str, result: Value) -> Reply {
+    Ok((message.to_owned(), result))
+}
+
+/// Commands that need no login.
+const OPEN: [&str; 5] = ["getServerInfo", "auth", "authAsync", "authToken", "echo"];
+
+/// Runs one command.
+///
+/// # Errors
+/// The error message for the client.
+pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
+    let p = Params(params);
+    if !OPEN.contains(&name) && ctx.session.user.is_none() {
+        if !known(name) {
+            return Err(ApiError(format!("unknown command {name:?}")));
+        }
+        return Err(ApiError(format!(
+            "{name}: not authenticated: call auth (user name and password) or authToken first"
+        )));
+    }
+    if let Some(base) = name.strip_suffix("Async") {
+        if !ASYNC_NATIVE.contains(&name) && known(base) {
+            return run_async(ctx, name, base, params);
+        }
+    }
+    match name {
+        "getServerInfo" => ok("Server information.", super::info::server_info(ctx)),
+        "auth" => auth(ctx, p),
+        "authToken" => auth_token(ctx, p),
+        "superuser" => superuser(ctx),
+        "echo" => ok(
+            "Echo.",
+            json!({ "text": p.value("text").cloned().unwrap_or(Value::Null) }),
+        ),
+        "sleep" => {
+            let ms = p.opt_u64("milliseconds")?.or(p.opt_u64("ms")?).unwrap_or(0);
+            if ms > 60_000 {
+                return Err(ApiError("sleep: at most 60000 milliseconds".into()));
+            }
+            std::thread::sleep(Duration::from_millis(ms));
+            ok("Slept.", Value::Null)
+        }
+        "terminate" => {
+            require_superuser(ctx, name)?;
+            let server = ctx.server.clone();
+            std::thread::spawn(move || server.stop("terminate command"));
+            ok("Server terminating.", Value::Null)
+        }
+        "getRequestStatus" => request_status(ctx, p, false),
+        "getRequestResult" => request_status(ctx, p, true),
+        "createAPIToken" => create_api_token(ctx, p),
+        "getAPIToken" => {
+            let t = p.str("token")?;
+            let objs = ctx.server.objects.lock();
+            let rec = objs
+                .tokens
+                .values()
+                .find(|r| r.token == t && visible(ctx, &r.owner))
+                .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
+            ok("API token.", rec.view())
+        }
+        "getAPITokens" => {
+            let objs = ctx.server.objects.lock();
+            let list: Vec<Value> = objs
+                .tokens
+                .values()
+                .filter(|r| visible(ctx, &r.owner))
+                .map(TokenRec::view)
+                .collect();
+            ok("API tokens.", Value::Array(list))
+        }
+        "deleteAPIToken" => {
+            let t = p.str("token")?;
+            let mut objs = ctx.server.objects.lock();
+            let key = objs
+                .tokens
+                .iter()
+                .find(|(_, r)| r.token == t && visible(ctx, &r.owner))
+                .map(|(k, _)| k.clone())
+                .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
+            objs.tokens.remove(&key);
+            drop(objs);
+            ctx.server.save();
+            ok("API token deleted.", Value::Null)
+        }
+        "send.createDestination" => create_destination(ctx, p),
+        "send.getDestination" => {
+            let id = p.id("destinationId")?;
+            let objs = ctx.server.objects.lock();
+            let d = objs
+                .destinations
+                .get(&id)
+                .filter(|d| visible(ctx, &d.owner))
+                .ok_or_else(|| not_found("destination", &id))?;
+            ok("Destination.", d.view(objs.queued(&id)))
+        }
+        "send.getDestinations" => {
+            let objs = ctx.server.objects.lock();
+            let list: Vec<Value> = objs
+                .destinations
+                .values()
+                .filter(|d| visible(ctx, &d.owner))
+                .map(|d| d.view(objs.queued(&d.id)))
+                .collect();
+            ok("Destinations.", Value::Array(list))
+        }
+        "send.deleteDestination" => delete_destination(ctx, p),
+        "send.createManifest" => manifests::create(ctx, p),
+        "send.getManifest" => {
+            let id = p.id("manifestId")?;
+            let objs = ctx.server.objects.lock();
+            let m = objs
+                .manifests
+                .get(&id)
+                .filter(|m| visible(ctx, &m.owner))
+                .ok_or_else(|| not_found("manifest", &id))?;
+            ok("Manifest.", m.view())
+        }
+        "send.getManifests" => {
+            let objs = ctx.server.objects.lock();
+            let list: Vec<Value> = objs
+                .manifests
+                .values()
+                .filter(|m| visible(ctx, &m.owner))
+                .map(ManifestRec::view)
+                .collect();
+            ok("Manifests.", Value::Array(list))
+        }
+        "send.getManifestFiles" => {
+            let id = p.id("manifestId")?;
+            let objs = ctx.server.objects.lock();
+            let m = objs
+                .manifests
+                .get(&id)
+                .filter(|m| visible(ctx, &m.owner))
+                .ok_or_else(|| not_found("manifest", &id))?;
+            ok("Manifest files.", m.files_view())
+        }
+        "send.deleteManifest" => {
+            let id = p.id("manifestId")?;
+            let mut objs = ctx.server.objects.lock();
+            objs.manifests
+                .get(&id)
+                .filter(|m| visible(ctx, &m.owner))
+                .ok_or_else(|| not_found("manifest", &id))?;
+            if objs
+                .transfers
+                .values()
+                .any(|t| t.manifest_id == id && !t.status.is_final())
+            {
+                return Err(ApiError(format!(
+                    "manifest {id} is used by a transfer that has not ended"
+                )));
+            }
+            objs.manifests.remove(&id);
+            drop(objs);
+            ctx.server.save();
+            ok("Manifest deleted.", Value::Null)
+        }
+        "send.createTransfer" => create_transfer(ctx, p),
+        "send.getTransfer" => {
+            let id = p.id("transferId")?;
+            let objs = ctx.server.objects.lock();
+            let t = objs
+                .transfers
+                .get(&id)
+                .filter(|t| visible(ctx, &t.owner))
+                .ok_or_else(|| not_found("transfer", &id))?;
+            ok("Transfer.", t.view())
+        }
+        "send.getTransfers" => {
+            let status = p.opt_str("status")?;
+            let objs = ctx.server.objects.lock();
+            let list: Vec<Value> = objs
+                .transfers
+                .values()
+                .filter(|t| visible(ctx, &t.owner))
+                .filter(|t| status.is_none_or(|s| s == t.status.as_str()))
+                .map(TransferRec::view)
+                .collect();
+            ok("Transfers.", Value::Array(list))
+        }
+        "send.suspendTransfer" => control(ctx, p, transfers::Stop::Suspend),
+        "send.resumeTransfer" => resume_transfer(ctx, p),
+        "send.cancelTransfer" => control(ctx, p, transfers::Stop::Cancel),
+        "send.failTransfer" => {
+            let msg = p
+                .opt_str("errorMessage")?
+                .unwrap_or("failed by request")
+                .to_owned();
+            control(ctx, p, transfers::Stop::Fail(msg))
+        }
+        "send.deleteTransfer" => {
+            let id = p.id("transferId")?;
+            let mut objs = ctx.server.objects.lock();
+            let t = objs
+                .transfers
+                .get(&id)
+                .filter(|t| visible(ctx, &t.owner))
+                .ok_or_else(|| not_found("transfer", &id))?;
+            if !t.status.is_final() && t.status != TxStatus::Suspended {
+                return Err(ApiError(format!(
+                    "transfer {id} is {}: cancel or suspend it before deleting it",
+                    t.status.as_str()
+                )));
+            }
+            objs.transfers.remove(&id);
+            drop(objs);
+            ctx.server.save();
+            ok("Transfer deleted.", Value::Null)
+        }
+        "send.setSendRateAsync" | "send.setSendRate" => set_send_rate(ctx, p),
+        "recv.startTransfer" => receive::start(ctx, p),
+        "recv.getTransfersAsync" | "recv.getTransfers" => ok(
+            "Receive transfers.",
+            receive::list(ctx.server, |o| visible(ctx, o)),
+        ),
+        "recv.getSourcesAsync" | "recv.getSources" => ok(
+            "Sources.",
+            receive::sources(ctx.server, |o| visible(ctx, o)),
+        ),
+        _ => Err(ApiError(format!("unknown command {name:?}"))),
+    }
+}
+
+/// Commands whose reference name itself ends in `Async` (handled directly).
+const ASYNC_NATIVE: [&str; 3] = [
+    "send.setSendRateAsync",
+    "recv.getTransfersAsync",
+    "recv.getSourcesAsync",
+];
+
+fn known(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "getServerInfo",
+        "auth",
+        "authToken",
+        "superuser",
+        "echo",
+        "sleep",
+        "terminate",
+        "getRequestStatus",
+        "getRequestResult",
+        "createAPIToken",
+        "getAPIToken",
+        "getAPITokens",
+        "deleteAPIToken",
+        "send.createDestination",
+        "send.getDestination",
+        "send.getDestinations",
+        "send.deleteDestination",
+        "send.createManifest",
+        "send.getManifest",
+        "send.getManifests",
+        "send.getManifestFiles",
+        "send.deleteManifest",
+        "send.createTransfer",
+        "send.getTransfer",
+        "send.getTransfers",
+        "send.suspendTransfer",
+        "send.resumeTransfer",
+        "send.cancelTransfer",
+        "send.failTransfer",
+        "send.deleteTransfer",
+        "send.setSendRateAsync",
+        "send.setSendRate",
+        "recv.startTransfer",
+        "recv.getTransfersAsync",
+        "recv.getTransfers",
+        "recv.getSourcesAsync",
+        "recv.getSources",
+    ];
+    NAMES.contains(&name)
+        || name
+            .strip_suffix("Async")
+            .is_some_and(|b| NAMES.contains(&b))
+}
+
+/// `xAsync`: runs `x` now and keeps its outcome for `getRequestStatus`/`getRequestResult`.
+fn run_async(ctx: &mut Ctx<'_>, name: &str, base: &str, params: &Value) -> Reply {
+    let outcome = dispatch(ctx, base, params);
+    let owner = ctx
+        .session
+        .user
+        .as_ref()
+        .map_or_else(String::new, |u| u.name.clone());
+    let id = ctx.server.requests.lock().insert(owner, outcome);
+    ok(&format!("{name} queued."), json!({ "requestId": id }))
+}
+
+fn request_status(ctx: &Ctx<'_>, p: Params<'_>, with_result: bool) -> Reply {
+    let id = p
+        .opt_u64("requestId")?
+        .ok_or_else(|| ApiError("missing parameter \"requestId\"".into()))?;
+    let user = ctx.session.user.as_ref().map_or("", |u| u.name.as_str());
+    let requests = ctx.server.requests.lock();
+    let r = requests
+        .get(id)
+        .filter(|r| r.owner == user || ctx.session.superuser)
+        .ok_or_else(|| ApiError(format!("no request {id} (results expire after an hour)")))?;
+    let error = r.outcome.as_ref().err().map(|e| e.0.clone());
+    if with_result {
+        return match &r.outcome {
+            Ok((message, result)) => Ok((message.clone(), result.clone())),
+            Err(e) => Err(ApiError(e.0.clone())),
+        };
+    }
+    ok(
+        "Request status.",
+        json!({
+            "requestId": id,
+            "processing": false,
+            "status": if error.is_some() { "error" } else { "complete" },
+            "errorMessage": error,
+        }),
+    )
+}
+
+fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError(format!("no {what} {id}"))
+}
+
+/// Whether the session may see an object of `owner` (reference §3.1 visibility rule).
+pub fn visible(ctx: &Ctx<'_>, owner: &Owner) -> bool {
+    if ctx.session.superuser {
+        return true;
+    }
+    let Some(user) = &ctx.session.user else {
+        return false;
+    };
+    owner.user == user.name && (ctx.session.token.is_none() || owner.token == ctx.session.token)
+}
+
+/// The owner stamp for objects this session creates.
+pub fn owner_of(ctx: &Ctx<'_>) -> Owner {
+    Owner {
+        user: ctx
+            .session
+            .user
+            .as_ref()
+            .map_or_else(String::new, |u| u.name.clone()),
+        token: ctx.session.token.clone(),
+        token_session: ctx.session.token_session.clone(),
+    }
+}
+
+fn require_superuser(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
+    if ctx.session.superuser {
+        Ok(())
+    } else {
+        Err(ApiError(format!(
+            "{name}: superuser rights needed: call superuser first"
+        )))
+    }
+}
+
+/// Refuses when the session logged in with a token that lacks `permission`.
+pub fn require_permission(ctx: &Ctx<'_>, permission: &str) -> Result<(), ApiError> {
+    let Some(token) = &ctx.session.token else {
+        return Ok(());
+    };
+    let objs = ctx.server.objects.lock();
+    match objs.tokens.values().find(|t| &t.token == token) {
+        Some(t) if t.permissions.iter().any(|p| p == permission) => Ok(()),
+        Some(_) => Err(ApiError(format!(
+            "this API token does not have the {permission:?} permission"
+        ))),
+        None => Err(ApiError("this API token no longer exists".into())),
+    }
+}
+
+fn auth(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let user = p
+        .opt_str("userName")?
+        .or(p.opt_str("username")?)
+        .ok_or_else(|| ApiError("missing parameter \"userName\"".into()))?;
+    let password = p.str("password")?;
+    match ctx.server.auth.login(user, password, ctx.session.peer.ip()) {
+        Ok(u) => {
+            crate::log!("api: {} logged in as {}", ctx.session.peer, u.name);
+            ctx.session.user = Some(u);
+            ctx.session.token = None;
+            ctx.session.token_session = None;
+            ctx.session.superuser = false;
+            ok("Authenticated.", Value::Null)
+        }
+        Err(e) => Err(ApiError(format!("auth: {e}"))),
+    }
+}
+
+fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    if ctx.server.args.api_disable_api_tokens {
+        return Err(ApiError(
+            "authToken: API tokens are disabled on this server".into(),
+        ));
+    }
+    let token = p.str("token")?;
+    let password = p.opt_str("password")?;
+    let now = now_us();
+    let found = {
+        let objs = ctx.server.objects.lock();
+        // Compare with every token in constant time: no early exit that would time the prefix.
+        let mut found = None;
+        for rec in objs.tokens.values() {
+            if ct_eq(rec.token.as_bytes(), token.as_bytes()) {
+                found = Some(rec.clone());
+            }
+        }
+        found
+    };
+    let refused = || {
+        ApiError("authToken: authentication failed: unknown, expired or deleted token, or wrong password".into())
+    };
+    let rec = found.ok_or_else(refused)?;
+    if rec.expired(now) {
+        return Err(refused());
+    }
+    if let Some(hash) = &rec.password_hash {
+        let given = password
+            .map(|pw| token_hash(&rec.salt, pw))
+            .unwrap_or_default();
+        if !ct_eq(hash.as_bytes(), given.as_bytes()) {
+            return Err(refused());
+        }
+    }
+    let user = crate::users::lookup(&rec.owner.user)
+        .map_err(|e| ApiError(format!("authToken: {e}")))?
+        .ok_or_else(refused)?;
+    ctx.session.user = Some(user);
+    ctx.session.token = Some(rec.token.clone());
+    ctx.session.token_session = Some(new_id());
+    ctx.session.superuser = false;
+    ok("Authenticated.", Value::Null)
+}
+
+/// Compares in time that depends only on the lengths (tokens and hashes have fixed lengths).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// SHA-256(salt ‖ password), hex.
+fn token_hash(salt: &str, password: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(salt.as_bytes());
+    ctx.update(password.as_bytes());
+    super::objects::hex(ctx.finish().as_ref())
+}
+
+fn superuser(ctx: &mut Ctx<'_>) -> Reply {
+    let Some(user) = &ctx.session.user else {
+        return Err(ApiError("superuser: not authenticated".into()));
+    };
+    if ctx.session.token.is_some() {
+        return Err(ApiError(
+            "superuser: not available to API token logins".into(),
+        ));
+    }
+    if !ctx.server.supers.is_superuser(user) {
+        return Err(ApiError(format!(
+            "superuser: {} is not a superuser (see --superuser and --supergroup)",
+            user.name
+        )));
+    }
+    ctx.session.superuser = true;
+    ok("Superuser rights granted.", Value::Null)
+}
+
+fn create_api_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    if ctx.server.args.api_disable_api_tokens {
+        return Err(ApiError(
+            "createAPIToken: API tokens are disabled on this server".into(),
+        ));
+    }
+    if ctx.session.token.is_some() {
+        return Err(ApiError(
+            "createAPIToken: an API token cannot create tokens".into(),
+        ));
+    }
+    let now = now_us();
+    let expiry = match (p.opt_i64("expiryTime")?, p.opt_i64("expirySeconds")?) {
+        (Some(t), _) => Some(t),
+        (None, Some(s)) => Some(now + s.saturating_mul(1_000_000)),
+        (None, None) => None,
+    };
+    if expiry.is_some_and(|t| t <= now) {
+        return Err(ApiError("createAPIToken: expiryTime is in the past".into()));
+    }
+    let path = match p.opt_str("path")? {
+        Some(path) => Some(format!("/{}", sandbox::clean_relative(path)?)),
+        None => None,
+    };
+    let permissions = match p.value("permissions") {
+        None => PERMISSIONS.iter().map(|s| (*s).to_owned()).collect(),
+        Some(Value::Array(list)) => {
+            let mut out = Vec::new();
+            for v in list {
+                let s = v
+                    .as_str()
+                    .filter(|s| PERMISSIONS.contains(s))
+                    .ok_or_else(|| {
+                        ApiError(format!(
+                            "createAPIToken: unknown permission {v}; known: {}",
+                            PERMISSIONS.join(", ")
+                        ))
+                    })?;
+                out.push(s.to_owned());
+            }
+            out
+        }
+        Some(_) => {
+            return Err(ApiError(
+                "parameter \"permissions\" must be an array".into(),
+            ))
+        }
+    };
+    let salt = new_id();
+    let rec = TokenRec {
+        token: new_id(),
+        owner: owner_of(ctx),
+        password_hash: p.opt_str("password")?.map(|pw| token_hash(&salt, pw)),
+        salt,
+        description: p.opt_str("description")?.unwrap_or("").to_owned(),
+        creation_time: now,
+        expiry_time: expiry,
+        path,
+        permissions,
+        user_data: Default::default(),
+    };
+    let view = rec.view();
+    ctx.server
+        .objects
+        .lock()
+        .tokens
+        .insert(rec.token.clone(), rec);
+    ctx.server.save();
+    ok("API token created.", view)
+}
+
+fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let address = p.str("destinationAddress")?.trim().to_owned();
+    if address.is_empty() || address.contains(char::is_whitespace) {
+        return Err(ApiError(
+            "parameter \"destinationAddress\" must be a host name or IP".into(),
+        ));
+    }
+    let port16 = |name: &str| -> Result<Option<u16>, ApiError> {
+        p.opt_u64(name)?
+            .map(|v| {
+                u16::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
+                    ApiError(format!(
+                        "parameter {name:?} must be a port number (1-65535)"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let port = port16("destinationPort")?;
+    let api_port = port16("destinationApiPort")?.unwrap_or(8886);
+    let credentials = match (p.opt_str("token")?, p.opt_str("userName")?) {
+        (Some(token), _) => Some(Credentials::Token {
+            token: token.to_owned(),
+            password: p
+                .opt_str("tokenPassword")?
+                .or(p.opt_str("password")?)
+                .map(str::to_owned),
+        }),
+        (None, Some(user)) => Some(Credentials::Password {
+            user: user.to_owned(),
+            password: p.str("password")?.to_owned(),
+        }),
+        (None, None) => None,
+    };
+    let send_rate_max = p.opt_u64("sendRateMax")?.filter(|&r| r > 0);
+    let pinned = p
+        .opt_str("permittedDestinationPublicKey")?
+        .map(str::to_owned);
+    let owner = owner_of(ctx);
+    let mut objs = ctx.server.objects.lock();
+    // Idempotent: identical parameters give the existing destination.
+    if let Some(d) = objs.destinations.values().find(|d| {
+        d.owner == owner
+            && d.address == address
+            && d.port == port
+            && d.api_port == api_port
+            && d.credentials == credentials
+            && d.send_rate_max == send_rate_max
+            && (pinned.is_none() || d.public_key == pinned)
+    }) {
+        let v = d.view(objs.queued(&d.id));
+        return ok("Destination exists.", v);
+    }
+    let rec = DestinationRec {
+        id: new_id(),
+        owner,
+        address,
+        api_port,
+        port,
+        credentials,
+        send_rate_max,
+        public_key: pinned,
+        creation_time: now_us(),
+        ip: None,
+        learned_port: None,
+        last_server_id: None,
+        last_server_uid: None,
+        last_error: None,
+        last_error_message: None,
+        last_send_time: None,
+        last_recv_time: None,
+        state: "disconnected",
+        user_data: Default::default(),
+    };
+    let view = rec.view(0);
+    crate::log!(
+        "api: destination {} ({}:{}) created by {}",
+        rec.id,
+        rec.address,
+        api_port,
+        rec.owner.user
+    );
+    objs.destinations.insert(rec.id.clone(), rec);
+    drop(objs);
+    ctx.server.save();
+    ok("Destination created.", view)
+}
+
+fn delete_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let id = p.id("destinationId")?;
+    let mut objs = ctx.server.objects.lock();
+    objs.destinations
+        .get(&id)
+        .filter(|d| visible(ctx, &d.owner))
+        .ok_or_else(|| not_found("destination", &id))?;
+    if objs
+        .transfers
+        .values()
+        .any(|t| t.destination_id == id && !t.status.is_final() && t.status != TxStatus::Suspended)
+    {
+        return Err(ApiError(format!(
+            "destination {id} has transfers queued or running: cancel them first"
+        )));
+    }
+    objs.destinations.remove(&id);
+    drop(objs);
+    ctx.server.save();
+    ok("Destination deleted.", Value::Null)
+}
+
+fn create_transfer(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    require_permission(ctx, "upload")?;
+    let destination_id = p.id("destinationId")?;
+    let manifest_id = p.id("manifestId")?;
+    let destination_path = p.opt_str("destinationPath")?.unwrap_or("");
+    let clean = sandbox::clean_relative(destination_path)
+        .map_err(|e| ApiError(format!("destinationPath: {e}")))?;
+    let priority = p.opt_i64("priority")?.unwrap_or(100);
+    let mut objs = ctx.server.objects.lock();
+    objs.destinations
+        .get(&destination_id)
+        .filter(|d| visible(ctx, &d.owner))
+        .ok_or_else(|| not_found("destination", &destination_id))?;
+    let m = objs
+        .manifests
+        .get(&manifest_id)
+        .filter(|m| visible(ctx, &m.owner))
+        .ok_or_else(|| not_found("manifest", &manifest_id))?;
+    if m.status != "complete" {
+        return Err(ApiError(format!(
+            "manifest {manifest_id} is {}{}: only a complete manifest can be sent",
+            m.status,
+            m.error_message
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )));
+    }
+    let now = now_us();
+    let rec = TransferRec {
+        id: new_id(),
+        owner: owner_of(ctx),
+        destination_id,
+        manifest_id,
+        destination_path: format!("/{clean}"),
+        priority,
+        status: TxStatus::Pending,
+        error_message: None,
+        request_time: now,
+        queue_time: now,
+        start_time: None,
+        end_time: None,
+        failed_files: Vec::new(),
+        done: Default::default(),
+        live: Default::default(),
+        total_bytes: m.total_size(),
+        total_files: m.files.len() as u64,
+        attempts: 0,
+        user_data: Default::default(),
+    };
+    let view = rec.view();
+    crate::log!("api: transfer {} queued by {}", rec.id, rec.owner.user);
+    objs.transfers.insert(rec.id.clone(), rec);
+    drop(objs);
+    ctx.server.save();
+    ctx.server.kick();
+    ok("Transfer created.", view)
+}
+
+fn control(ctx: &mut Ctx<'_>, p: Params<'_>, stop: transfers::Stop) -> Reply {
+    let id = p.id("transferId")?;
+    {
+        let objs = ctx.server.objects.lock();
+        objs.transfers
+            .get(&id)
+            .filter(|t| visible(ctx, &t.owner))
+            .ok_or_else(|| not_found("transfer", &id))?;
+    }
+    let view = transfers::stop(ctx.server, &id, stop)?;
+    ok("Transfer updated.", view)
+}
+
+fn resume_transfer(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let id = p.id("transferId")?;
+    let mut objs = ctx.server.objects.lock();
+    let t = objs
+        .transfers
+        .get_mut(&id)
+        .filter(|t| visible(ctx, &t.owner))
+        .ok_or_else(|| not_found("transfer", &id))?;
+    match t.status {
+        TxStatus::Suspended | TxStatus::Error | TxStatus::Cancelled => {
+            t.status = TxStatus::Pending;
+            t.error_message = None;
+            t.end_time = None;
+            t.failed_files.clear();
+        }
+        TxStatus::Pending | TxStatus::Sending => {}
+        TxStatus::Complete => {
+            return Err(ApiError(format!("transfer {id} is already complete")));
+        }
+    }
+    let view = t.view();
+    drop(objs);
+    ctx.server.save();
+    ctx.server.kick();
+    ok("Transfer resumed.", view)
+}
+
+fn set_send_rate(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let rate = p
+        .opt_u64("sendRateMax")?
+        .ok_or_else(|| ApiError("missing parameter \"sendRateMax\" (kbit/s)".into()))?;
+    let rate = (rate > 0).then_some(rate);
+    let mut objs = ctx.server.objects.lock();
+    let mut ids = Vec::new();
+    if let Some(tid) = p.opt_text("transferId")? {
+        let t = objs
+            .transfers
+            .get(&tid)
+            .filter(|t| visible(ctx, &t.owner))
+            .ok_or_else(|| not_found("transfer", &tid))?;
+        ids.push(t.id.clone());
+    } else {
+        let did = p.id("destinationId")?;
+        let d = objs
+            .destinations
+            .get_mut(&did)
+            .filter(|d| visible(ctx, &d.owner))
+            .ok_or_else(|| not_found("destination", &did))?;
+        d.send_rate_max = rate;
+        ids.extend(
+            objs.transfers
+                .values()
+                .filter(|t| t.destination_id == did)
+                .map(|t| t.id.clone()),
+        );
+    }
+    for id in &ids {
+        if let Some(run) = objs.running.get(id) {
+            run.set_rate(rate);
+        }
+    }
+    drop(objs);
+    ctx.server.save();
+    ok("Send rate set.", json!({ "sendRateMax": rate }))
+}

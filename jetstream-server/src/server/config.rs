@@ -1,0 +1,149 @@
+//! `jetstream server` flags (reference §2) and the configuration they give.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+/// The JetStream server: one process that sends and receives files, serves the JSON control
+/// API on TCP (default 8886) and carries every transfer on one UDP port (default 8886).
+#[derive(FromArgs, Debug, Clone)]
+pub struct ServerArgs {
+    /// TCP port of the control API (default 8886)
+    #[argh(option, default = "8886")]
+    pub api_port: u16,
+    /// address the API listens on (default: all interfaces, 0.0.0.0)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    pub api_host: String,
+    /// accept API clients from other hosts, over TLS (true|false, default true); with false
+    /// only loopback clients are served
+    #[argh(option, default = "true")]
+    pub api_allow_remote_control: bool,
+    /// UDP port that receives (and sends) transfer data (default 8886; may be repeated)
+    #[argh(option)]
+    pub recv_port: Vec<u16>,
+    /// host:port advertised to clients as serverExternalAddress (behind NAT)
+    #[argh(option)]
+    pub external_address: Option<String>,
+    /// directory for keys, certificate, identity and persisted objects
+    /// (default /var/lib/jetstream/state)
+    #[argh(option, default = "PathBuf::from(\"/var/lib/jetstream/state\")")]
+    pub persistent_state_dir: PathBuf,
+    /// sandbox root for every user (%u user name, %d domain, %f full name, %% a percent
+    /// sign); default: none (the whole filesystem)
+    #[argh(option)]
+    pub sandbox_dir: Option<String>,
+    /// a user who may become superuser (repeatable); the account running the server always may
+    #[argh(option)]
+    pub superuser: Vec<String>,
+    /// a group whose members may become superuser (repeatable; default sudo, wheel, admin)
+    #[argh(option)]
+    pub supergroup: Vec<String>,
+    /// write the log to this file instead of stderr
+    #[argh(option)]
+    pub log: Option<PathBuf>,
+    /// accepted for compatibility: this server collects and sends no telemetry
+    #[argh(switch)]
+    pub disable_telemetry: bool,
+    /// keep destinations across restarts (true|false, default true)
+    #[argh(option, default = "true")]
+    pub persistent_destinations: bool,
+    /// keep transfers across restarts and resume interrupted ones (true|false, default true)
+    #[argh(option, default = "true")]
+    pub persistent_transfers: bool,
+    /// disable API tokens (APITokensAvailable false)
+    #[argh(switch)]
+    pub api_disable_api_tokens: bool,
+    /// disable shared tokens (sharedTokensAvailable false)
+    #[argh(switch)]
+    pub api_disable_shared_tokens: bool,
+    /// PEM certificate chain for the API (CA-issued); default: a self-signed certificate
+    /// generated at first start and kept in the state dir
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
+    /// friendly name of this server (serverName; default: the host name)
+    #[argh(option)]
+    pub server_name: Option<String>,
+    /// UDP address to bind the data port on (default 0.0.0.0)
+    #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
+    pub recv_host: IpAddr,
+}
+
+impl ServerArgs {
+    /// The receive ports, 8886 when none was given.
+    pub fn recv_ports(&self) -> Vec<u16> {
+        if self.recv_port.is_empty() {
+            vec![8886]
+        } else {
+            self.recv_port.clone()
+        }
+    }
+}
+
+/// Splits `--name=value` into `--name value` (argh wants them apart) so that both spellings
+/// of the reference's examples work.
+pub fn split_equals(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    for a in args {
+        match a.split_once('=') {
+            Some((name, value)) if a.starts_with("--") => {
+                out.push(name.to_owned());
+                out.push(value.to_owned());
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, argh::EarlyExit> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let args = split_equals(&args);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ServerArgs::from_args(&["jetstream server"], &refs)
+    }
+
+    #[test]
+    fn defaults_follow_the_reference() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.api_port, 8886);
+        assert_eq!(a.recv_ports(), vec![8886]);
+        assert!(a.api_allow_remote_control && a.persistent_transfers && a.persistent_destinations);
+        assert_eq!(
+            a.persistent_state_dir,
+            PathBuf::from("/var/lib/jetstream/state")
+        );
+    }
+
+    #[test]
+    fn both_spellings_and_repeats_parse() {
+        let a = parse(&[
+            "--api-allow-remote-control=false",
+            "--recv-port",
+            "9000",
+            "--recv-port=9001",
+            "--sandbox-dir=/storage/%u",
+            "--superuser",
+            "alice",
+        ])
+        .unwrap();
+        assert!(!a.api_allow_remote_control);
+        assert_eq!(a.recv_ports(), vec![9000, 9001]);
+        assert_eq!(a.sandbox_dir.as_deref(), Some("/storage/%u"));
+        assert_eq!(a.superuser, vec!["alice"]);
+    }
+
+    #[test]
+    fn unknown_flags_and_bad_values_are_refused() {
+        assert!(parse(&["--no-such-flag"]).is_err());
+        assert!(parse(&["--api-port", "http"]).is_err());
+        assert!(parse(&["--api-allow-remote-control", "maybe"]).is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! `send.createManifest`: turns source → target mappings into a manifest, in the background,
+//! reading the sources with the requesting user's rights.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jetstream_core::manifest::ManifestEntry;
+use jetstream_core::Manifest;
+use serde_json::Value;
+
+use super::api::{ApiError, Ctx};
+use super::commands::{owner_of, require_permission};
+use super::objects::{new_id, now_us, FileMapping, ManifestRec};
+use super::params::Params;
+use super::Server;
+use crate::sandbox;
+
+type Reply = Result<(String, Value), ApiError>;
+
+/// Parses `fileMappings`: an object `{src: dst}`, a list of `[src, dst]` pairs, or a list of
+/// `{srcPath, destPath}` objects.
+///
+/// # Errors
+/// Any other shape.
+pub fn parse_mappings(v: Option<&Value>) -> Result<Vec<(String, String)>, ApiError> {
+    let bad = || {
+        ApiError(
+            "parameter \"fileMappings\" must be an object {\"/src\": \"/dst\"}, a list of \
+             [src, dst] pairs or a list of {srcPath, destPath} objects"
+                .into(),
+        )
+    };
+    let mut out = Vec::new();
+    match v {
+        None => return Err(ApiError("missing parameter \"fileMappings\"".into())),
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                out.push((k.clone(), v.as_str().ok_or_else(bad)?.to_owned()));
+            }
+        }
+        Some(Value::Array(list)) => {
+            for item in list {
+                match item {
+                    Value::Array(pair) if pair.len() == 2 => out.push((
+                        pair[0].as_str().ok_or_else(bad)?.to_owned(),
+                        pair[1].as_str().ok_or_else(bad)?.to_owned(),
+                    )),
+                    Value::Object(o) => out.push((
+                        o.get("srcPath")
+                            .and_then(Value::as_str)
+                            .ok_or_else(bad)?
+                            .to_owned(),
+                        o.get("destPath")
+                            .and_then(Value::as_str)
+                            .ok_or_else(bad)?
+                            .to_owned(),
+                    )),
+                    _ => return Err(bad()),
+                }
+            }
+        }
+        Some(_) => return Err(bad()),
+    }
+    if out.is_empty() {
+        return Err(ApiError("parameter \"fileMappings\" is empty".into()));
+    }
+    Ok(out)
+}
+
+/// `send.createManifest`.
+///
+/// # Errors
+/// Bad parameters or a mapping outside the user's sandbox (checked before anything is read).
+pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    require_permission(ctx, "upload")?;
+    let requested = parse_mappings(p.value("fileMappings"))?;
+    let sandbox_root = ctx.server.sandbox_of(ctx.session)?;
+    let mut plan = Vec::with_capacity(requested.len());
+    for (src, dst) in &requested {
+        let target = sandbox::clean_relative(dst)
+            .map_err(|e| ApiError(format!("target path {dst:?}: {e}")))?;
+        let source = match &sandbox_root {
+            Some(root) => {
+                let rel = sandbox::clean_relative(src)
+                    .map_err(|e| ApiError(format!("source path {src:?}: {e}")))?;
+                sandbox::join_under(root, &rel)
+            }
+            None if Path::new(src).is_absolute() => PathBuf::from(src),
+            None => return Err(ApiError(format!("source path {src:?} must be absolute"))),
+        };
+        plan.push((source, target));
+    }
+    let rec = ManifestRec {
+        id: new_id(),
+        owner: owner_of(ctx),
+        status: "pending".into(),
+        error_message: None,
+        requested,
+        files: Vec::new(),
+        creation_time: now_us(),
+        user_data: Default::default(),
+        built: None,
+    };
+    let id = rec.id.clone();
+    let view = rec.view();
+    ctx.server.objects.lock().manifests.insert(id.clone(), rec);
+    let server = ctx.server.clone();
+    let ids = ctx.session.user.as_ref().and_then(|u| server.user_ids(u));
+    std::thread::Builder::new()
+        .name("manifest".into())
+        .spawn(move || build(&server, &id, plan, ids))
+        .map_err(|e| ApiError(format!("cannot start the manifest builder: {e}")))?;
+    Ok(("Manifest requested.".into(), view))
+}
+
+fn build(
+    server: &Arc<Server>,
+    id: &str,
+    plan: Vec<(PathBuf, String)>,
+    ids: Option<sandbox::UserIds>,
+) {
+    let outcome = sandbox::run_as_user(ids, move || scan(&plan))
+        .map_err(|e| format!("cannot read the sources as the user: {e}"))
+        .and_then(|r| r);
+    let outcome = outcome.and_then(|files| {
+        let manifest = engine_manifest(&files)?;
+        Ok((files, manifest))
+    });
+    let mut objs = server.objects.lock();
+    let Some(rec) = objs.manifests.get_mut(id) else {
+        return;
+    };
+    match outcome {
+        Ok((files, manifest)) => {
+            rec.files = files;
+            rec.built = Some(Arc::new(manifest));
+            rec.status = "complete".into();
+        }
+        Err(e) => {
+            rec.status = "error".into();
+            rec.error_message = Some(e);
+        }
+    }
+}
+
+/// The engine's manifest for a list of mappings.
+///
+/// # Errors
+/// A duplicate or conflicting target, or a path the engine refuses.
+pub fn engine_manifest(files: &[FileMapping]) -> Result<Manifest, String> {
+    let mut entries = Vec::with_capacity(files.len());
+    for f in files {
+        let e = if f.is_empty_dir {
+            ManifestEntry::empty_dir(&f.dest)
+        } else {
+            ManifestEntry::file(&f.dest, f.size, f.mtime_us, f.executable)
+                .map(|e| e.with_source(f.src.clone()))
+        };
+        entries.push(e.map_err(|e| format!("{}: {e}", f.dest))?);
+    }
+    Manifest::new(entries).map_err(|e| e.to_string())
+}
+
+/// Walks the sources like `scp -r`: a file maps to its target; a directory's contents map
+/// below its target (empty directories included). Symbolic links are followed for files and
+/// skipped for directories (no loops).
+fn scan(plan: &[(PathBuf, String)]) -> Result<Vec<FileMapping>, String> {
+    let mut out = Vec::new();
+    for (src, target) in plan {
+        let meta = fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+        if meta.is_dir() {
+            let before = out.len();
+            walk_dir(src, target, &mut out)?;
+            if out.len() == before && !target.is_empty() {
+                out.push(dir_entry(src, target, &meta));
+            }
+        } else if meta.is_file() {
+            if target.is_empty() {
+                return Err(format!(
+                    "{}: the target path of a file cannot be /",
+                    src.display()
+                ));
+            }
+            // Opening proves the user may read it (this runs with the user's rights).
+            fs::File::open(src).map_err(|e| format!("{}: {e}", src.display()))?;
+            out.push(file_entry(src, target, &meta));
+        } else {
+            return Err(format!(
+                "{}: not a regular file or directory",
+                src.display()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn join(target: &str, name: &str) -> String {
+    if target.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{target}/{name}")
+    }
+}
+
+fn walk_dir(dir: &Path, target: &str, out: &mut Vec<FileMapping>) -> Result<(), String> {
+    let mut children: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    children.sort_by_key(fs::DirEntry::file_name);
+    for child in children {
+        let path = child.path();
+        let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+            return Err(format!("{}: file name is not UTF-8", path.display()));
+        };
+        let t = join(target, &name);
+        let lmeta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = if lmeta.file_type().is_symlink() {
+            match fs::metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                _ => {
+                    crate::log!("manifest: skipping symbolic link {}", path.display());
+                    continue;
+                }
+            }
+        } else {
+            lmeta
+        };
+        if meta.is_dir() {
+            let before = out.len();
+            walk_dir(&path, &t, out)?;
+            if out.len() == before {
+                out.push(dir_entry(&path, &t, &meta));
+            }
+        } else if meta.is_file() {
+            fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            out.push(file_entry(&path, &t, &meta));
+        } else {
+            crate::log!("manifest: skipping special file {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn mtime_us(meta: &fs::Metadata) -> i64 {
+    meta.modified().map_or(0, super::objects::to_us)
+}
+
+fn file_entry(src: &Path, target: &str, meta: &fs::Metadata) -> FileMapping {
+    FileMapping {
+        src: src.to_path_buf(),
+        dest: target.to_owned(),
+        size: meta.len(),
+        is_empty_dir: false,
+        executable: meta.permissions().mode() & 0o111 != 0,
+        mtime_us: mtime_us(meta),
+    }
+}
+
+fn dir_entry(src: &Path, target: &str, meta: &fs::Metadata) -> FileMapping {
+    FileMapping {
+        src: src.to_path_buf(),
+        dest: target.to_owned(),
+        size: 0,
+        is_empty_dir: true,
+        executable: false,
+        mtime_us: mtime_us(meta),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mappings_accept_the_three_shapes() {
+        let a = parse_mappings(Some(&json!({"/s/a": "/d/a"}))).unwrap();
+        assert_eq!(a, vec![("/s/a".to_owned(), "/d/a".to_owned())]);
+        let b = parse_mappings(Some(&json!([["/s/a", "/d/a"]]))).unwrap();
+        assert_eq!(a, b);
+        let c = parse_mappings(Some(&json!([{"srcPath": "/s/a", "destPath": "/d/a"}]))).unwrap();
+        assert_eq!(a, c);
+        assert!(parse_mappings(Some(&json!("x"))).is_err());
+        assert!(parse_mappings(Some(&json!({}))).is_err());
+        assert!(parse_mappings(None).is_err());
+    }
+
+    #[test]
+    fn a_tree_scans_like_scp_r() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir_all(src.join("sub/empty")).unwrap();
+        fs::write(src.join("a.txt"), b"hello").unwrap();
+        fs::write(src.join("sub/b.bin"), vec![7u8; 1000]).unwrap();
+        std::os::unix::fs::symlink("/etc", src.join("etc-link")).unwrap();
+        let files = scan(&[(src.clone(), "dst".into())]).unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.dest.as_str()).collect();
+        assert_eq!(names, ["dst/a.txt", "dst/sub/b.bin", "dst/sub/empty"]);
+        assert_eq!(files[1].size, 1000);
+        assert!(files[2].is_empty_dir);
+        let m = engine_manifest(&files).unwrap();
+        assert_eq!(m.len(), 3);
+        assert!(scan(&[(d.path().join("missing"), "x".into())]).is_err());
+        assert!(scan(&[(src.join("a.txt"), String::new())]).is_err());
+    }
+}

@@ -1,0 +1,450 @@
+//! `jetstream server`: the process. It binds the UDP data port(s) (one engine each) and the
+//! TCP API port, loads the persistent state, serves API clients (one thread each), runs the
+//! transfer scheduler, and on SIGTERM/SIGINT checkpoints and exits cleanly.
+
+pub mod api;
+pub mod commands;
+pub mod config;
+pub mod info;
+pub mod log;
+pub mod manifests;
+pub mod objects;
+pub mod params;
+pub mod receive;
+pub mod state;
+pub mod sys;
+pub mod transfers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jetstream_core::{Engine, EngineConfig, EngineHandle};
+use parking_lot::Mutex;
+
+use self::api::{ApiError, Session};
+use self::config::ServerArgs;
+use self::objects::{
+    new_id, now_us, DestinationRec, ManifestRec, Persisted, RecvRec, TokenRec, TransferRec,
+    TxStatus,
+};
+use self::state::StateDir;
+use self::transfers::{RunCtl, Stop};
+use crate::sandbox::{self, UserIds};
+use crate::tls::Identity;
+use crate::users::{Authenticator, SuperuserPolicy, SystemUser};
+
+/// The API compatibility version reported as `apiVersion`.
+pub const API_VERSION: u32 = 30;
+/// The integer revision reported as `revision`.
+pub const REVISION: u32 = 1;
+
+/// Everything the server knows, behind one lock (held briefly; never across I/O).
+#[derive(Debug, Default)]
+pub struct Objects {
+    /// Destinations by id.
+    pub destinations: BTreeMap<String, DestinationRec>,
+    /// Manifests by id.
+    pub manifests: BTreeMap<String, ManifestRec>,
+    /// Sending transfers by id.
+    pub transfers: BTreeMap<String, TransferRec>,
+    /// Receiving transfers by id.
+    pub receives: BTreeMap<String, RecvRec>,
+    /// API tokens by token.
+    pub tokens: BTreeMap<String, TokenRec>,
+    /// Control blocks of the transfers whose worker runs.
+    pub running: HashMap<String, Arc<RunCtl>>,
+}
+
+impl Objects {
+    /// Transfers queued or running to a destination.
+    pub fn queued(&self, destination: &str) -> usize {
+        self.transfers
+            .values()
+            .filter(|t| t.destination_id == destination && !t.status.is_final())
+            .count()
+    }
+}
+
+/// A finished `*Async` request.
+#[derive(Debug)]
+pub struct RequestRec {
+    /// The user who made it.
+    pub owner: String,
+    /// Its outcome.
+    pub outcome: Result<(String, serde_json::Value), ApiError>,
+    created: Instant,
+}
+
+/// The `*Async` request table; results expire after an hour.
+#[derive(Debug, Default)]
+pub struct Requests {
+    next: u64,
+    map: BTreeMap<u64, RequestRec>,
+}
+
+impl Requests {
+    /// Stores an outcome; returns its request id.
+    pub fn insert(
+        &mut self,
+        owner: String,
+        outcome: Result<(String, serde_json::Value), ApiError>,
+    ) -> u64 {
+        self.map
+            .retain(|_, r| r.created.elapsed() < Duration::from_secs(3600));
+        self.next += 1;
+        self.map.insert(
+            self.next,
+            RequestRec {
+                owner,
+                outcome,
+                created: Instant::now(),
+            },
+        );
+        self.next
+    }
+
+    /// A stored outcome.
+    pub fn get(&self, id: u64) -> Option<&RequestRec> {
+        self.map.get(&id)
+    }
+}
+
+/// The running server.
+#[derive(Debug)]
+pub struct Server {
+    /// Its flags.
+    pub args: ServerArgs,
+    /// Per launch.
+    pub server_id: String,
+    /// Kept in the state dir.
+    pub server_uid: String,
+    /// The OS host name.
+    pub host_name: String,
+    /// `--server-name` or the host name.
+    pub server_name: String,
+    /// TLS identity (its public key is the server's `publicKey`).
+    pub identity: Identity,
+    /// TLS configuration of the API.
+    pub tls_config: Arc<rustls::ServerConfig>,
+    /// Password checks.
+    pub auth: Authenticator,
+    /// Who may call `superuser`.
+    pub supers: SuperuserPolicy,
+    /// The bound API address.
+    pub api_addr: SocketAddr,
+    /// The bound UDP data addresses.
+    pub recv_addrs: Vec<SocketAddr>,
+    /// The state directory.
+    pub state: StateDir,
+    /// Objects.
+    pub objects: Mutex<Objects>,
+    /// `*Async` outcomes.
+    pub requests: Mutex<Requests>,
+    /// Start time (µs).
+    pub start_time: i64,
+    engines: Mutex<Vec<Engine>>,
+    handles: Vec<EngineHandle>,
+    next_engine: AtomicUsize,
+    kick: crossbeam_channel::Sender<()>,
+    stopping: AtomicBool,
+    save_lock: Mutex<()>,
+}
+
+impl Server {
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Wakes the scheduler.
+    pub fn kick(&self) {
+        let _ = self.kick.try_send(());
+    }
+
+    /// The engine that sends (the first port: `multiplexAvailable`).
+    pub fn send_engine(&self) -> &EngineHandle {
+        &self.handles[0]
+    }
+
+    /// The engine a new receive goes to (round robin over the receive ports).
+    pub fn receive_engine(&self) -> &EngineHandle {
+        let i = self.next_engine.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        &self.handles[i]
+    }
+
+    /// The directory a session's paths are confined to; `None` = the whole filesystem.
+    ///
+    /// # Errors
+    /// A bad `--sandbox-dir` template or token path.
+    pub fn sandbox_of(&self, session: &Session) -> Result<Option<PathBuf>, ApiError> {
+        let Some(user) = &session.user else {
+            return Err(ApiError("not authenticated".into()));
+        };
+        let base = match &self.args.sandbox_dir {
+            Some(t) => Some(sandbox::expand_sandbox(t, &user.name, &user.name)?),
+            None => None,
+        };
+        let token_path = session.token.as_ref().and_then(|t| {
+            self.objects
+                .lock()
+                .tokens
+                .values()
+                .find(|r| &r.token == t)
+                .and_then(|r| r.path.clone())
+        });
+        Ok(match token_path {
+            Some(p) => {
+                let rel = sandbox::clean_relative(&p)?;
+                Some(sandbox::join_under(
+                    base.as_deref().unwrap_or(std::path::Path::new("/")),
+                    &rel,
+                ))
+            }
+            None => base,
+        })
+    }
+
+    /// The ids to act with on a user's behalf: `Some` when this server runs as root and the
+    /// user is not root.
+    pub fn user_ids(&self, user: &SystemUser) -> Option<UserIds> {
+        (sys::euid() == 0 && user.uid != 0).then(|| UserIds {
+            uid: user.uid,
+            gid: user.gid,
+            groups: user.groups.clone(),
+        })
+    }
+
+    /// Writes the persistent objects (what the flags say to keep).
+    pub fn save(&self) {
+        let _serial = self.save_lock.lock();
+        let p = {
+            let objs = self.objects.lock();
+            let transfers: Vec<TransferRec> = if self.args.persistent_transfers {
+                objs.transfers.values().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            let manifests = objs
+                .manifests
+                .values()
+                .filter(|m| transfers.iter().any(|t| t.manifest_id == m.id))
+                .cloned()
+                .collect();
+            Persisted {
+                destinations: if self.args.persistent_destinations {
+                    objs.destinations.values().cloned().collect()
+                } else {
+                    Vec::new()
+                },
+                transfers,
+                manifests,
+                tokens: objs.tokens.values().cloned().collect(),
+            }
+        };
+        if let Err(e) = self.state.save(&p) {
+            crate::log!("state: cannot save {}: {e}", self.state.path().display());
+        }
+    }
+
+    /// Stops the server: running transfers are checkpointed and kept for the next start.
+    pub fn stop(&self, why: &str) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        crate::log!("server: stopping ({why})");
+        let running: Vec<Arc<RunCtl>> = self.objects.lock().running.values().cloned().collect();
+        for r in &running {
+            r.request(Stop::Shutdown);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.objects.lock().running.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.save();
+        for e in self.engines.lock().drain(..) {
+            e.shutdown();
+        }
+        crate::log!("server: stopped");
+        std::process::exit(0);
+    }
+}
+
+/// Runs `jetstream server` with `args`; returns the exit code on a start-up failure (a
+/// running server leaves through [`Server::stop`]).
+pub fn run(args: ServerArgs) -> i32 {
+    match start(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::log!("jetstream server: {e}");
+            1
+        }
+    }
+}
+
+fn start(args: ServerArgs) -> Result<(), String> {
+    if let Some(path) = &args.log {
+        log::to_file(path).map_err(|e| format!("--log {}: {e}", path.display()))?;
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
+    if let Some(t) = &args.sandbox_dir {
+        sandbox::expand_sandbox(t, "user", "user").map_err(|e| format!("--sandbox-dir: {e}"))?;
+    }
+    let state = StateDir::open(&args.persistent_state_dir)?;
+    let server_uid = state.server_uid()?;
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Identity::from_pem_files(c, k).map_err(|e| e.to_string())?,
+        _ => Identity::load_or_create(state.path()).map_err(|e| e.to_string())?,
+    };
+    let tls_config = identity.server_config();
+    let mut engines = Vec::new();
+    let mut recv_addrs = Vec::new();
+    for port in args.recv_ports() {
+        let mut cfg = EngineConfig::default();
+        cfg.bind(SocketAddr::new(args.recv_host, port));
+        let e = Engine::spawn(cfg).map_err(|e| {
+            format!(
+                "cannot open the UDP receive port {}:{port}: {e}",
+                args.recv_host
+            )
+        })?;
+        recv_addrs.push(e.local_addr());
+        engines.push(e);
+    }
+    let listener = TcpListener::bind((args.api_host.as_str(), args.api_port)).map_err(|e| {
+        format!(
+            "cannot listen on the API port {}:{}: {e}",
+            args.api_host, args.api_port
+        )
+    })?;
+    let api_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let persisted = state.load()?;
+    let auth = Authenticator::new("jetstream").map_err(|e| format!("users: {e}"))?;
+    let supers = SuperuserPolicy::new(args.superuser.clone(), args.supergroup.clone());
+    let host_name = sys::host_name();
+    let (kick, kicks) = crossbeam_channel::bounded(1);
+    let handles = engines.iter().map(Engine::handle).collect();
+    let server = Arc::new(Server {
+        server_id: new_id(),
+        server_uid,
+        server_name: args
+            .server_name
+            .clone()
+            .unwrap_or_else(|| host_name.clone()),
+        host_name,
+        identity,
+        tls_config,
+        auth,
+        supers,
+        api_addr,
+        recv_addrs,
+        state,
+        objects: Mutex::new(Objects::default()),
+        requests: Mutex::new(Requests::default()),
+        start_time: now_us(),
+        engines: Mutex::new(engines),
+        handles,
+        next_engine: AtomicUsize::new(0),
+        kick,
+        stopping: AtomicBool::new(false),
+        save_lock: Mutex::new(()),
+        args,
+    });
+    restore(&server, persisted);
+    let s = server.clone();
+    std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || transfers::scheduler(&s, &kicks))
+        .map_err(|e| e.to_string())?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("signals: {e}"))?;
+    let s = server.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                s.stop(if sig == signal_hook::consts::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                });
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    crate::log!(
+        "server: {} listening: API tcp {} (remote control {}), data udp {}; state {}; sandbox {}",
+        server.server_name,
+        server.api_addr,
+        if server.args.api_allow_remote_control {
+            "on, TLS"
+        } else {
+            "off"
+        },
+        server
+            .recv_addrs
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        server.state.path().display(),
+        server.args.sandbox_dir.as_deref().unwrap_or("none"),
+    );
+    for conn in listener.incoming() {
+        if server.is_stopping() {
+            break;
+        }
+        let Ok(tcp) = conn else { continue };
+        let Ok(peer) = tcp.peer_addr() else { continue };
+        if !server.args.api_allow_remote_control && !peer.ip().is_loopback() {
+            crate::log!("api: refused {peer}: remote control is off");
+            continue;
+        }
+        let s = server.clone();
+        let spawned = std::thread::Builder::new()
+            .name("api".into())
+            .stack_size(256 * 1024)
+            .spawn(move || api::serve(&s, tcp));
+        if let Err(e) = spawned {
+            crate::log!("api: cannot serve {peer}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Loads persisted objects; transfers that were running are queued again (they resume).
+fn restore(server: &Arc<Server>, p: Persisted) {
+    let mut objs = server.objects.lock();
+    if server.args.persistent_destinations {
+        for d in p.destinations {
+            objs.destinations.insert(d.id.clone(), d);
+        }
+    }
+    if server.args.persistent_transfers {
+        for m in p.manifests {
+            objs.manifests.insert(m.id.clone(), m);
+        }
+        for mut t in p.transfers {
+            if t.status == TxStatus::Sending {
+                t.status = TxStatus::Pending;
+                t.error_message = Some("interrupted by a server restart; resuming".into());
+            }
+            objs.transfers.insert(t.id.clone(), t);
+        }
+    }
+    for t in p.tokens {
+        objs.tokens.insert(t.token.clone(), t);
+    }
+    let n = objs.transfers.len();
+    drop(objs);
+    if n > 0 {
+        crate::log!("state: restored {n} transfers");
+    }
+}

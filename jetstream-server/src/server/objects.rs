@@ -1,0 +1,577 @@
+//! The server's objects (reference §4): destinations, manifests, transfers (both ends) and API
+//! tokens; their persisted form and their API views.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jetstream_core::Manifest;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Microseconds since the Unix epoch (the API's timestamps).
+pub type Micros = i64;
+
+/// Now, in µs.
+pub fn now_us() -> Micros {
+    to_us(SystemTime::now())
+}
+
+/// A time in µs.
+pub fn to_us(t: SystemTime) -> Micros {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A fresh 32-hex-character id from the OS generator.
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    // The OS generator failing is unrecoverable for a server that must mint unguessable ids.
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("OS random generator failed");
+    hex(&b)
+}
+
+/// Lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+/// Who owns an object: the user, and the API token (and token login) it was created through.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// System user name.
+    pub user: String,
+    /// The API token used, if any.
+    pub token: Option<String>,
+    /// The token login session, if any.
+    pub token_session: Option<String>,
+}
+
+impl Owner {
+    fn fields(&self, v: &mut Value) {
+        v["owner"] = json!(self.user);
+        v["ownerToken"] = json!(self.token);
+        v["ownerTokenSession"] = json!(self.token_session);
+    }
+}
+
+/// How the sending server logs in to a destination's server. Never shown by any command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credentials {
+    /// A system user and password.
+    Password {
+        /// User name on the receiving server.
+        user: String,
+        /// Its password.
+        password: String,
+    },
+    /// An API token (and its password, if it has one).
+    Token {
+        /// The token.
+        token: String,
+        /// The token's password.
+        password: Option<String>,
+    },
+}
+
+/// A destination: a receiving server and how to log in to it (reference §4.2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DestinationRec {
+    /// 32 hex chars.
+    pub id: String,
+    /// Owner.
+    pub owner: Owner,
+    /// Host name or IP as given.
+    pub address: String,
+    /// The receiver's API port (TCP, default 8886).
+    pub api_port: u16,
+    /// The receiver's UDP data port, when given; else learned from its server info.
+    pub port: Option<u16>,
+    /// Log-in for the receiving server.
+    pub credentials: Option<Credentials>,
+    /// Rate cap, kbit/s.
+    pub send_rate_max: Option<u64>,
+    /// Receiver public key pinned at first contact (or given up front).
+    pub public_key: Option<String>,
+    /// Creation time.
+    pub creation_time: Micros,
+    /// Last resolved IP.
+    pub ip: Option<String>,
+    /// Last receiver data port learned.
+    pub learned_port: Option<u16>,
+    /// serverId / serverUid of the receiver at last contact.
+    pub last_server_id: Option<String>,
+    /// As above.
+    pub last_server_uid: Option<String>,
+    /// Last error (short code) and message.
+    pub last_error: Option<String>,
+    /// As above.
+    pub last_error_message: Option<String>,
+    /// Last time data went out / came back.
+    pub last_send_time: Option<Micros>,
+    /// As above.
+    pub last_recv_time: Option<Micros>,
+    /// `disconnected | negotiating | connected`.
+    #[serde(skip, default = "disconnected")]
+    pub state: &'static str,
+    /// User data.
+    #[serde(default)]
+    pub user_data: BTreeMap<String, Value>,
+}
+
+fn disconnected() -> &'static str {
+    "disconnected"
+}
+
+impl DestinationRec {
+    /// The UDP port transfers go to.
+    pub fn data_port(&self) -> u16 {
+        self.port.or(self.learned_port).unwrap_or(8886)
+    }
+
+    /// The API view (no credentials).
+    pub fn view(&self, queued: usize) -> Value {
+        let mut v = json!({
+            "destinationId": self.id,
+            "connectionId": format!("{}:{}", self.address, self.data_port()),
+            "destinationAddress": self.address,
+            "destinationApiPort": self.api_port,
+            "destinationIP": self.ip,
+            "destinationPort": self.data_port(),
+            "destinationPublicKey": self.public_key,
+            "permittedDestinationPublicKey": self.public_key,
+            "encryptedConnectionState": self.state,
+            "encryptionEnabled": true,
+            "lastDestinationServerId": self.last_server_id,
+            "lastDestinationServerUid": self.last_server_uid,
+            "lastError": self.last_error,
+            "lastErrorMessage": self.last_error_message,
+            "lastRecvTime": self.last_recv_time,
+            "lastSendTime": self.last_send_time,
+            "numTransfersQueued": queued,
+            "sendRateMax": self.send_rate_max,
+            "authMethod": match &self.credentials {
+                Some(Credentials::Password { .. }) => "password",
+                Some(Credentials::Token { .. }) => "token",
+                None => "none",
+            },
+            "creationTime": self.creation_time,
+            "userData": self.user_data,
+        });
+        self.owner.fields(&mut v);
+        v
+    }
+}
+
+/// One mapping of a manifest, with what was found at the source.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileMapping {
+    /// Absolute source path on this server.
+    pub src: PathBuf,
+    /// Target path (clean, relative; shown with a leading `/`).
+    pub dest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Empty directory entry.
+    pub is_empty_dir: bool,
+    /// Executable bit.
+    pub executable: bool,
+    /// mtime, µs.
+    pub mtime_us: i64,
+}
+
+/// A manifest (reference §4.3).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManifestRec {
+    /// 32 hex chars.
+    pub id: String,
+    /// Owner.
+    pub owner: Owner,
+    /// `pending | complete | error`.
+    pub status: String,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// The requested mappings (source → target), as given.
+    pub requested: Vec<(String, String)>,
+    /// What was found (complete manifests).
+    pub files: Vec<FileMapping>,
+    /// Creation time.
+    pub creation_time: Micros,
+    /// User data.
+    #[serde(default)]
+    pub user_data: BTreeMap<String, Value>,
+    /// The engine's manifest, built on demand.
+    #[serde(skip)]
+    pub built: Option<Arc<Manifest>>,
+}
+
+impl ManifestRec {
+    /// Total bytes.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The API view.
+    pub fn view(&self) -> Value {
+        let mut v = json!({
+            "manifestId": self.id,
+            "status": self.status,
+            "processing": self.status == "pending",
+            "errorMessage": self.error_message,
+            "totalFiles": self.files.len(),
+            "totalSize": self.total_size(),
+            "creationTime": self.creation_time,
+            "userData": self.user_data,
+        });
+        self.owner.fields(&mut v);
+        v
+    }
+
+    /// The `getManifestFiles` view.
+    pub fn files_view(&self) -> Value {
+        let maps: Vec<Value> = self
+            .files
+            .iter()
+            .map(|f| {
+                json!({
+                    "srcPath": f.src,
+                    "destPath": format!("/{}", f.dest),
+                    "fileSize": f.size,
+                    "isEmptyDir": f.is_empty_dir,
+                    "executable": f.executable,
+                    "modificationTime": f.mtime_us,
+                })
+            })
+            .collect();
+        json!({ "manifestId": self.id, "fileMappings": maps })
+    }
+}
+
+/// A sending transfer's life (reference §4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxStatus {
+    /// Queued.
+    Pending,
+    /// Running.
+    Sending,
+    /// Stopped by the user; `resumeTransfer` continues it.
+    Suspended,
+    /// Done and verified at the receiver.
+    Complete,
+    /// Cancelled by the user.
+    Cancelled,
+    /// Failed (see errorMessage).
+    Error,
+}
+
+impl TxStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Suspended => "suspended",
+            Self::Complete => "complete",
+            Self::Cancelled => "cancelled",
+            Self::Error => "error",
+        }
+    }
+    /// Whether the transfer has ended for good.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Complete | Self::Cancelled | Self::Error)
+    }
+}
+
+/// The engine counters last seen for a transfer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// Blocks sent.
+    pub blocks_sent: u64,
+    /// Blocks acknowledged.
+    pub blocks_acked: u64,
+    /// Blocks sent again.
+    pub blocks_retransmitted: u64,
+    /// Total blocks.
+    pub total_blocks: u64,
+    /// Block size.
+    pub block_size: u64,
+    /// Bytes of file data acknowledged.
+    pub bytes_acked: u64,
+    /// UDP bytes sent / received.
+    pub bytes_sent: u64,
+    /// As above.
+    pub bytes_recv: u64,
+    /// Datagrams sent / received.
+    pub packets_sent: u64,
+    /// As above.
+    pub packets_recv: u64,
+    /// Smoothed RTT, µs.
+    pub rtt_us: u64,
+    /// Current pacing rate, kbit/s.
+    pub rate_kbps: u64,
+    /// Files the receiver finished (receiver side).
+    pub files_done: u64,
+}
+
+impl Counters {
+    /// Adds a finished attempt's counters (a resumed transfer runs several engine sessions).
+    pub fn accumulate(&mut self, other: &Self) {
+        self.blocks_sent += other.blocks_sent;
+        self.blocks_retransmitted += other.blocks_retransmitted;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_recv += other.bytes_recv;
+        self.packets_sent += other.packets_sent;
+        self.packets_recv += other.packets_recv;
+    }
+
+    /// From an engine status.
+    pub fn from_status(s: &jetstream_core::TransferStatus) -> Self {
+        Self {
+            blocks_sent: s.blocks_sent,
+            blocks_acked: s.blocks_acked,
+            blocks_retransmitted: s.blocks_retransmitted,
+            total_blocks: s.total_blocks,
+            block_size: s.block_size,
+            bytes_acked: s.bytes_acked,
+            bytes_sent: s.bytes_sent,
+            bytes_recv: s.bytes_recv,
+            packets_sent: s.packets_sent,
+            packets_recv: s.packets_recv,
+            rtt_us: u64::try_from(s.rtt.as_micros()).unwrap_or(u64::MAX),
+            rate_kbps: s.pacing_rate * 8 / 1000,
+            files_done: s.files_done,
+        }
+    }
+}
+
+/// A sending transfer (reference §4.5).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransferRec {
+    /// 32 hex chars.
+    pub id: String,
+    /// Owner.
+    pub owner: Owner,
+    /// Destination and manifest.
+    pub destination_id: String,
+    /// As above.
+    pub manifest_id: String,
+    /// Per-transfer path under the receiver's sandbox.
+    pub destination_path: String,
+    /// Lower first.
+    pub priority: i64,
+    /// Status.
+    pub status: TxStatus,
+    /// Why it failed, or the last interruption while retrying.
+    pub error_message: Option<String>,
+    /// Times (µs).
+    pub request_time: Micros,
+    /// As above.
+    pub queue_time: Micros,
+    /// As above.
+    pub start_time: Option<Micros>,
+    /// As above.
+    pub end_time: Option<Micros>,
+    /// Files that failed at the receiver: (target path, reason).
+    #[serde(default)]
+    pub failed_files: Vec<(String, String)>,
+    /// Counters of finished attempts.
+    #[serde(default)]
+    pub done: Counters,
+    /// Counters of the running attempt.
+    #[serde(skip)]
+    pub live: Counters,
+    /// Total bytes and files.
+    pub total_bytes: u64,
+    /// As above.
+    pub total_files: u64,
+    /// Engine sessions started (1 + resumes).
+    #[serde(default)]
+    pub attempts: u32,
+    /// User data.
+    #[serde(default)]
+    pub user_data: BTreeMap<String, Value>,
+}
+
+impl TransferRec {
+    /// The API view.
+    pub fn view(&self) -> Value {
+        let (d, l) = (&self.done, &self.live);
+        let block_size = if l.block_size > 0 { l.block_size } else { 1438 };
+        let mut v = json!({
+            "transferId": self.id,
+            "destinationId": self.destination_id,
+            "manifestId": self.manifest_id,
+            "destinationPath": self.destination_path,
+            "priority": self.priority,
+            "status": self.status.as_str(),
+            "processing": !self.status.is_final(),
+            "errorMessage": self.error_message,
+            "requestTime": self.request_time,
+            "queueTime": self.queue_time,
+            "startTime": self.start_time,
+            "endTime": self.end_time,
+            "snapshotTime": now_us(),
+            "checkpointFrequencySeconds": 1,
+            "blockSize": block_size,
+            "totalBlocks": self.total_bytes.div_ceil(block_size),
+            "totalBytes": self.total_bytes,
+            "totalFiles": self.total_files,
+            "blocksSent": d.blocks_sent + l.blocks_sent,
+            "blocksAcked": if self.status == TxStatus::Complete {
+                self.total_bytes.div_ceil(block_size)
+            } else {
+                l.blocks_acked
+            },
+            "blocksRetransmitted": d.blocks_retransmitted + l.blocks_retransmitted,
+            "bytesAcked": if self.status == TxStatus::Complete { self.total_bytes } else { l.bytes_acked },
+            "bytesSent": d.bytes_sent + l.bytes_sent,
+            "bytesRecv": d.bytes_recv + l.bytes_recv,
+            "packetsSent": d.packets_sent + l.packets_sent,
+            "packetsRecv": d.packets_recv + l.packets_recv,
+            "rttMicros": l.rtt_us,
+            "sendRateKbps": l.rate_kbps,
+            "attempts": self.attempts,
+            "failedFiles": self.failed_files.iter()
+                .map(|(p, e)| json!({"destPath": p, "errorMessage": e}))
+                .collect::<Vec<_>>(),
+            "userData": self.user_data,
+        });
+        self.owner.fields(&mut v);
+        v
+    }
+}
+
+/// A transfer this server receives (reference §4.6).
+#[derive(Clone, Debug)]
+pub struct RecvRec {
+    /// The sender's transfer id.
+    pub id: String,
+    /// The receiving user.
+    pub owner: Owner,
+    /// Directory the files go under (`<sandbox>/<destinationPath>`).
+    pub root: PathBuf,
+    /// As the sender gave it.
+    pub destination_path: String,
+    /// The sending server's API peer address.
+    pub source_ip: String,
+    /// As above.
+    pub source_port: u16,
+    /// `receiving | complete | error`.
+    pub status: String,
+    /// Bytes announced.
+    pub total_size: u64,
+    /// Times (µs).
+    pub last_recv_time: Option<Micros>,
+    /// As above.
+    pub last_send_time: Option<Micros>,
+    /// As above.
+    pub last_error_time: Option<Micros>,
+    /// Message of the last interruption or failure.
+    pub error_message: Option<String>,
+    /// Counters.
+    pub counters: Counters,
+    /// The sender's server public key.
+    pub source_public_key: Option<String>,
+    /// The engine transfer.
+    pub handle: Option<jetstream_core::Transfer>,
+}
+
+impl RecvRec {
+    /// The API view.
+    pub fn view(&self) -> Value {
+        let mut v = json!({
+            "transferId": self.id,
+            "destinationPath": self.destination_path,
+            "sourceIP": self.source_ip,
+            "sourcePort": self.source_port,
+            "status": self.status,
+            "totalSize": self.total_size,
+            "lastRecvTime": self.last_recv_time,
+            "lastSendTime": self.last_send_time,
+            "lastErrorTime": self.last_error_time,
+            "errorMessage": self.error_message,
+            "bytesRecv": self.counters.bytes_recv,
+            "bytesHeld": self.counters.bytes_acked,
+            "filesDone": self.counters.files_done,
+        });
+        self.owner.fields(&mut v);
+        v
+    }
+}
+
+/// An API token (reference §4.8, §6.3).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenRec {
+    /// The token string (32 hex chars from the OS generator).
+    pub token: String,
+    /// Owner (tokens impersonate their creator).
+    pub owner: Owner,
+    /// SHA-256 of salt‖password, hex, when a password is required.
+    pub password_hash: Option<String>,
+    /// Salt for the hash.
+    pub salt: String,
+    /// Free text.
+    pub description: String,
+    /// Creation / expiry (µs; expiry `None` = never).
+    pub creation_time: Micros,
+    /// As above.
+    pub expiry_time: Option<Micros>,
+    /// Sandbox path (below the owner's sandbox) the token is confined to.
+    pub path: Option<String>,
+    /// Permission subset.
+    pub permissions: Vec<String>,
+    /// User data.
+    #[serde(default)]
+    pub user_data: BTreeMap<String, Value>,
+}
+
+impl TokenRec {
+    /// The API view.
+    pub fn view(&self) -> Value {
+        let mut v = json!({
+            "token": self.token,
+            "description": self.description,
+            "creationTime": self.creation_time,
+            "expiryTime": self.expiry_time,
+            "passwordRequired": self.password_hash.is_some(),
+            "path": self.path,
+            "permissions": self.permissions,
+            "userData": self.user_data,
+        });
+        self.owner.fields(&mut v);
+        v
+    }
+
+    /// Whether it has expired at `now`.
+    pub fn expired(&self, now: Micros) -> bool {
+        self.expiry_time.is_some_and(|t| t <= now)
+    }
+}
+
+/// Every permission a user or token can hold (reference §6.6).
+pub const PERMISSIONS: [&str; 4] = ["upload", "download", "modify", "share"];
+
+/// Everything persisted, in one document.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Persisted {
+    /// Destinations (when persisted).
+    #[serde(default)]
+    pub destinations: Vec<DestinationRec>,
+    /// Transfers (when persisted).
+    #[serde(default)]
+    pub transfers: Vec<TransferRec>,
+    /// Manifests referenced by persisted transfers.
+    #[serde(default)]
+    pub manifests: Vec<ManifestRec>,
+    /// API tokens.
+    #[serde(default)]
+    pub tokens: Vec<TokenRec>,
+}

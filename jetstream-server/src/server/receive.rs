@@ -1,0 +1,269 @@
+//! The receiving side of server-to-server transfers: `recv.startTransfer` (called by the
+//! sending server over its TLS API connection, logged in as the receiving user), the receive
+//! records, and `recv.getTransfersAsync` / `recv.getSourcesAsync`.
+//!
+//! The data keys are never sent: both servers derive them from the TLS session they share
+//! ([`derive_keys`]), so only the two ends of that authenticated connection hold them.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use jetstream_core::proto::crypto::{Cipher, SessionSecret};
+use jetstream_core::transfer::TransferState;
+use jetstream_core::{Role, SessionId, TransferKeys};
+use serde_json::{json, Value};
+
+use super::api::{ApiError, Ctx, Session};
+use super::commands::require_permission;
+use super::objects::{now_us, to_us, Counters, Owner, RecvRec};
+use super::params::Params;
+use super::Server;
+use crate::sandbox;
+
+/// TLS exporter label of the data keys (RFC 5705 / RFC 8446 §7.5).
+pub const KEY_LABEL: &[u8] = b"EXPORTER-jetstream-data-v1";
+
+/// The exporter context: binds the keys to this transfer, session and cipher.
+pub fn key_context(transfer_id: &str, session_id: SessionId, cipher: Cipher) -> Vec<u8> {
+    format!("{transfer_id}:{:016x}:{}", session_id.0, cipher.name()).into_bytes()
+}
+
+/// The transfer keys both ends compute from their shared TLS session.
+///
+/// # Errors
+/// When the connection is not TLS (the exporter is the only key source).
+pub fn derive_keys(
+    export: impl FnOnce(&[u8], &[u8], &mut [u8]) -> io::Result<()>,
+    transfer_id: &str,
+    session_id: SessionId,
+    cipher: Cipher,
+) -> io::Result<TransferKeys> {
+    let mut secret = [0u8; 32];
+    export(
+        KEY_LABEL,
+        &key_context(transfer_id, session_id, cipher),
+        &mut secret,
+    )?;
+    Ok(TransferKeys::new(
+        session_id,
+        SessionSecret::from_bytes(secret),
+        cipher,
+    ))
+}
+
+type Reply = Result<(String, Value), ApiError>;
+
+/// `recv.startTransfer`: prepares `<sandbox>/<destinationPath>` and expects the data.
+///
+/// # Errors
+/// Not over TLS, a path outside the sandbox, or the engine refusing the session.
+pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    require_permission(ctx, "upload")?;
+    if !ctx.stream.is_tls() {
+        return Err(ApiError(
+            "recv.startTransfer: needs a TLS connection (the data keys come from it)".into(),
+        ));
+    }
+    let transfer_id = p.id("transferId")?;
+    let session_id = p
+        .str("sessionId")
+        .and_then(|s| {
+            u64::from_str_radix(s, 16)
+                .map_err(|_| ApiError("parameter \"sessionId\" must be 16 hex characters".into()))
+        })
+        .map(SessionId)?;
+    let cipher_name = p.opt_str("cipher")?.unwrap_or("aes-256-gcm");
+    let cipher = Cipher::from_name(cipher_name)
+        .ok_or_else(|| ApiError(format!("unknown cipher {cipher_name:?}")))?;
+    let destination_path = p.opt_str("destinationPath")?.unwrap_or("/").to_owned();
+    let rel = sandbox::clean_relative(&destination_path)
+        .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
+    let total_size = p.opt_u64("totalSize")?.unwrap_or(0);
+    let server = ctx.server;
+    let user = ctx
+        .session
+        .user
+        .clone()
+        .ok_or_else(|| ApiError("not authenticated".into()))?;
+    let base = server
+        .sandbox_of(ctx.session)?
+        .unwrap_or_else(|| "/".into());
+    let owner_ids = server.user_ids(&user).map(|ids| (ids.uid, ids.gid));
+    let root = sandbox::ensure_dir_under(&base, &rel, owner_ids)
+        .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
+    let stream = ctx.stream;
+    let keys = derive_keys(
+        |label, context, out| stream.export_keying_material(label, context, out),
+        &transfer_id,
+        session_id,
+        cipher,
+    )
+    .map_err(|e| ApiError(format!("cannot derive the data keys: {e}")))?;
+    // A sender retrying while our old session still runs: stop that one first (the engine
+    // handles commands in order, so its files are closed before the new session opens them).
+    if let Some(old) = server.objects.lock().receives.get(&transfer_id) {
+        if let Some(h) = &old.handle {
+            h.cancel();
+        }
+    }
+    let engine = server.receive_engine();
+    let handle = engine
+        .receive_as(keys, &root, owner_ids)
+        .map_err(|e| ApiError(format!("cannot start receiving: {e}")))?;
+    let rec = RecvRec {
+        id: transfer_id.clone(),
+        owner: Owner {
+            user: user.name.clone(),
+            token: ctx.session.token.clone(),
+            token_session: ctx.session.token_session.clone(),
+        },
+        root: root.clone(),
+        destination_path,
+        source_ip: ctx.session.peer.ip().to_string(),
+        source_port: ctx.session.peer.port(),
+        status: "receiving".into(),
+        total_size,
+        last_recv_time: None,
+        last_send_time: None,
+        last_error_time: None,
+        error_message: None,
+        counters: Counters::default(),
+        source_public_key: p.opt_str("sourcePublicKey")?.map(str::to_owned),
+        handle: Some(handle),
+    };
+    server
+        .objects
+        .lock()
+        .receives
+        .insert(transfer_id.clone(), rec);
+    ctx.session.receiving.push(transfer_id.clone());
+    crate::log!(
+        "recv: transfer {transfer_id} from {} as {} into {}",
+        ctx.session.peer,
+        user.name,
+        root.display()
+    );
+    let port = engine
+        .info()
+        .map(|i| i.local_addr.port())
+        .map_err(|e| ApiError(format!("engine: {e}")))?;
+    Ok((
+        "Receiving.".into(),
+        json!({ "transferId": transfer_id, "receiverPort": port }),
+    ))
+}
+
+/// When a sending server's connection ends, its unfinished receive sessions stop (they are
+/// checkpointed; the sender reconnects and resumes).
+pub fn connection_closed(server: &Arc<Server>, session: &Session) {
+    if session.receiving.is_empty() {
+        return;
+    }
+    let mut objs = server.objects.lock();
+    for id in &session.receiving {
+        let Some(rec) = objs.receives.get_mut(id) else {
+            continue;
+        };
+        refresh(rec);
+        if rec.status == "receiving" {
+            if let Some(h) = &rec.handle {
+                h.cancel();
+            }
+            rec.status = "error".into();
+            rec.last_error_time = Some(now_us());
+            rec.error_message =
+                Some("the sending server disconnected; it will resume the transfer".into());
+        }
+    }
+}
+
+/// Updates a record from its engine transfer.
+fn refresh(rec: &mut RecvRec) {
+    let Some(h) = &rec.handle else { return };
+    let st = h.status();
+    rec.counters = Counters::from_status(&st);
+    if st.packets_recv > 0 {
+        rec.last_recv_time = Some(now_us());
+    }
+    if st.packets_sent > 0 {
+        rec.last_send_time = Some(now_us());
+    }
+    if rec.status != "receiving" {
+        return;
+    }
+    match st.state {
+        TransferState::Complete => rec.status = "complete".into(),
+        TransferState::Error | TransferState::Cancelled => {
+            rec.status = "error".into();
+            rec.last_error_time = st.end_time.map(to_us).or(Some(now_us()));
+            rec.error_message = st.error_message.clone();
+        }
+        _ => {}
+    }
+    debug_assert_eq!(st.role, Role::Receiver);
+}
+
+/// `recv.getTransfersAsync`.
+pub fn list(server: &Arc<Server>, visible: impl Fn(&Owner) -> bool) -> Value {
+    let mut objs = server.objects.lock();
+    let list: Vec<Value> = objs
+        .receives
+        .values_mut()
+        .filter(|r| visible(&r.owner))
+        .map(|r| {
+            refresh(r);
+            r.view()
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// `recv.getSourcesAsync`: one entry per sending server address.
+pub fn sources(server: &Arc<Server>, visible: impl Fn(&Owner) -> bool) -> Value {
+    #[derive(Default)]
+    struct Agg {
+        active: u64,
+        complete: u64,
+        error: u64,
+        bytes: u64,
+        port: u16,
+        key: Option<String>,
+    }
+    let mut by_ip: BTreeMap<String, Agg> = BTreeMap::new();
+    let mut objs = server.objects.lock();
+    for r in objs.receives.values_mut().filter(|r| visible(&r.owner)) {
+        refresh(r);
+        let a = by_ip.entry(r.source_ip.clone()).or_default();
+        match r.status.as_str() {
+            "receiving" => a.active += 1,
+            "complete" => a.complete += 1,
+            _ => a.error += 1,
+        }
+        a.bytes += r.counters.bytes_recv;
+        a.port = r.source_port;
+        a.key = a.key.take().or_else(|| r.source_public_key.clone());
+    }
+    let since = server.start_time;
+    let secs = ((now_us() - since).max(1)) as f64 / 1e6;
+    let list: Vec<Value> = by_ip
+        .into_iter()
+        .map(|(ip, a)| {
+            let rate = (a.bytes as f64 * 8.0 / 1000.0 / secs) as u64;
+            json!({
+                "sourceIP": ip,
+                "sourcePort": a.port,
+                "activeTransferCount": a.active,
+                "completeTransferCount": a.complete,
+                "errorTransferCount": a.error,
+                "inactiveTransferCount": a.complete + a.error,
+                "aveRecvRate": rate,
+                "aveRecvRateWindow": rate,
+                "destinationPublicKey": a.key,
+                "encryptedConnectionState": if a.active > 0 { "connected" } else { "disconnected" },
+                "encryptionEnabled": true,
+            })
+        })
+        .collect();
+    Value::Array(list)
+}

@@ -1,0 +1,528 @@
+//! The sending side of server-to-server transfers: a scheduler that starts queued transfers
+//! (one at a time per destination, lowest `priority` first, then oldest), and one worker
+//! thread per running transfer that logs in to the receiving server over TLS, derives the data
+//! keys from that session, runs the engine, watches both, and resumes after interruptions.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jetstream_core::proto::crypto::Cipher;
+use jetstream_core::transfer::TransferState;
+use jetstream_core::{BitsPerSecond, Destination, Manifest, SessionId};
+use parking_lot::{Condvar, Mutex};
+use serde_json::{json, Value};
+
+use super::api::ApiError;
+use super::manifests::engine_manifest;
+use super::objects::{now_us, Counters, Credentials, DestinationRec, TxStatus};
+use super::receive::derive_keys;
+use super::Server;
+use crate::client::{ApiClient, ClientError, ConnectOptions, Trust};
+
+/// Why a running transfer is asked to stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// `send.suspendTransfer`: keep the progress, wait for `resumeTransfer`.
+    Suspend,
+    /// `send.cancelTransfer`.
+    Cancel,
+    /// `send.failTransfer` with its message.
+    Fail(String),
+    /// The server is shutting down: keep the status so the transfer resumes at the next start.
+    Shutdown,
+}
+
+/// The control block of a running transfer, shared by its worker and the API.
+#[derive(Debug, Default)]
+pub struct RunCtl {
+    stop: Mutex<Option<Stop>>,
+    wake: Condvar,
+    engine: Mutex<Option<jetstream_core::Transfer>>,
+}
+
+impl RunCtl {
+    /// Changes the running engine transfer's rate cap (kbit/s; `None` = uncapped).
+    pub fn set_rate(&self, kbps: Option<u64>) {
+        if let Some(t) = &*self.engine.lock() {
+            t.set_send_rate_max(kbps.map(BitsPerSecond::from_kbps));
+        }
+    }
+
+    /// Asks the worker to stop.
+    pub fn request(&self, stop: Stop) {
+        *self.stop.lock() = Some(stop);
+        if let Some(t) = &*self.engine.lock() {
+            t.cancel();
+        }
+        self.wake.notify_all();
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        self.stop.lock().clone()
+    }
+
+    /// Sleeps up to `d`; returns early with the stop request if one comes.
+    fn sleep(&self, d: Duration) -> Option<Stop> {
+        let deadline = Instant::now() + d;
+        let mut s = self.stop.lock();
+        while s.is_none() {
+            if self.wake.wait_until(&mut s, deadline).timed_out() {
+                break;
+            }
+        }
+        s.clone()
+    }
+}
+
+/// Applies a user's stop request to a transfer and returns its new view.
+///
+/// # Errors
+/// When the transfer has already ended.
+pub fn stop(server: &Arc<Server>, id: &str, stop: Stop) -> Result<Value, ApiError> {
+    let mut objs = server.objects.lock();
+    let run = objs.running.get(id).cloned();
+    let t = objs
+        .transfers
+        .get_mut(id)
+        .ok_or_else(|| ApiError(format!("no transfer {id}")))?;
+    if t.status.is_final() {
+        return Err(ApiError(format!(
+            "transfer {id} has already ended ({})",
+            t.status.as_str()
+        )));
+    }
+    match &stop {
+        Stop::Suspend => t.status = TxStatus::Suspended,
+        Stop::Cancel => {
+            t.status = TxStatus::Cancelled;
+            t.end_time = Some(now_us());
+        }
+        Stop::Fail(msg) => {
+            t.status = TxStatus::Error;
+            t.error_message = Some(msg.clone());
+            t.end_time = Some(now_us());
+        }
+        Stop::Shutdown => {}
+    }
+    let view = t.view();
+    drop(objs);
+    if let Some(run) = run {
+        run.request(stop);
+    }
+    server.save();
+    server.kick();
+    Ok(view)
+}
+
+/// The scheduler loop: runs until the server stops.
+pub fn scheduler(server: &Arc<Server>, kicks: &crossbeam_channel::Receiver<()>) {
+    while !server.is_stopping() {
+        start_due(server);
+        let _ = kicks.recv_timeout(Duration::from_secs(1));
+    }
+}
+
+fn start_due(server: &Arc<Server>) {
+    let mut objs = server.objects.lock();
+    let busy: Vec<String> = objs
+        .running
+        .keys()
+        .filter_map(|id| objs.transfers.get(id).map(|t| t.destination_id.clone()))
+        .collect();
+    let mut best: std::collections::BTreeMap<String, (i64, i64, String)> = Default::default();
+    for t in objs.transfers.values() {
+        if t.status != TxStatus::Pending || objs.running.contains_key(&t.id) {
+            continue;
+        }
+        if busy.contains(&t.destination_id) {
+            continue;
+        }
+        let key = (t.priority, t.queue_time, t.id.clone());
+        let slot = best
+            .entry(t.destination_id.clone())
+            .or_insert_with(|| key.clone());
+        if key < *slot {
+            *slot = key;
+        }
+    }
+    for (_, (_, _, id)) in best {
+        let ctl = Arc::new(RunCtl::default());
+        objs.running.insert(id.clone(), ctl.clone());
+        let server = server.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("transfer-{}", &id[..8]))
+            .spawn(move || worker(&server, &id, &ctl));
+        if let Err(e) = spawned {
+            crate::log!("transfers: cannot start a worker thread: {e}");
+        }
+    }
+}
+
+enum Outcome {
+    Complete,
+    Stopped,
+    Failed(String, Vec<(String, String)>),
+    Interrupted(String),
+}
+
+/// Longest time a transfer keeps retrying without getting data through.
+const RETRY_WINDOW: Duration = Duration::from_secs(3600);
+
+fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
+    let mut backoff = Duration::from_secs(1);
+    let mut last_progress = Instant::now();
+    loop {
+        if ctl.stopped().is_some() {
+            break;
+        }
+        let (outcome, progressed) = attempt(server, id, ctl);
+        if progressed {
+            last_progress = Instant::now();
+            backoff = Duration::from_secs(1);
+        }
+        let mut objs = server.objects.lock();
+        let Some(t) = objs.transfers.get_mut(id) else {
+            break;
+        };
+        let live = std::mem::take(&mut t.live);
+        t.done.accumulate(&live);
+        t.live.blocks_acked = live.blocks_acked;
+        t.live.bytes_acked = live.bytes_acked;
+        t.live.block_size = live.block_size;
+        if !matches!(t.status, TxStatus::Pending | TxStatus::Sending) {
+            // A user stopped it: stop() has set the status already.
+            break;
+        }
+        match outcome {
+            Outcome::Complete => {
+                t.status = TxStatus::Complete;
+                t.error_message = None;
+                t.end_time = Some(now_us());
+                crate::log!("transfers: {id} complete");
+                break;
+            }
+            Outcome::Stopped => break,
+            Outcome::Failed(msg, failed) => {
+                crate::log!("transfers: {id} failed: {msg}");
+                t.status = TxStatus::Error;
+                t.error_message = Some(msg);
+                t.failed_files = failed;
+                t.end_time = Some(now_us());
+                break;
+            }
+            Outcome::Interrupted(msg) => {
+                if last_progress.elapsed() > RETRY_WINDOW {
+                    t.status = TxStatus::Error;
+                    t.error_message = Some(format!("gave up after an hour of retries: {msg}"));
+                    t.end_time = Some(now_us());
+                    break;
+                }
+                crate::log!("transfers: {id} interrupted ({msg}); retrying in {backoff:?}");
+                t.error_message = Some(format!(
+                    "interrupted: {msg}; retrying in {} s",
+                    backoff.as_secs()
+                ));
+            }
+        }
+        drop(objs);
+        server.save();
+        if ctl.sleep(backoff).is_some() {
+            break;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+    let mut objs = server.objects.lock();
+    objs.running.remove(id);
+    drop(objs);
+    server.save();
+    server.kick();
+}
+
+fn resolve(host: &str, port: u16) -> Result<IpAddr, String> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(SocketAddr::ip)
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
+fn update_destination(server: &Arc<Server>, id: &str, f: impl FnOnce(&mut DestinationRec)) {
+    if let Some(d) = server.objects.lock().destinations.get_mut(id) {
+        f(d);
+    }
+}
+
+/// One engine session of a transfer. Returns the outcome and whether data got through.
+fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool) {
+    let fail = |m: String| (Outcome::Failed(m, Vec::new()), false);
+    let interrupted = |m: String| (Outcome::Interrupted(m), false);
+    // Snapshot what the attempt needs.
+    let (dest, manifest, destination_path) = {
+        let mut objs = server.objects.lock();
+        let Some(t) = objs.transfers.get(id).cloned() else {
+            return (Outcome::Stopped, false);
+        };
+        let Some(dest) = objs.destinations.get(&t.destination_id).cloned() else {
+            return fail("its destination was deleted".into());
+        };
+        let Some(m) = objs.manifests.get_mut(&t.manifest_id) else {
+            return fail("its manifest was deleted".into());
+        };
+        let manifest = match &m.built {
+            Some(b) => b.clone(),
+            None => match engine_manifest(&m.files) {
+                Ok(b) => {
+                    let b = Arc::new(b);
+                    m.built = Some(b.clone());
+                    b
+                }
+                Err(e) => return fail(format!("manifest: {e}")),
+            },
+        };
+        (dest, manifest, t.destination_path)
+    };
+    let ip = match resolve(&dest.address, dest.api_port) {
+        Ok(ip) => ip,
+        Err(e) => return interrupted(e),
+    };
+    update_destination(server, &dest.id, |d| {
+        d.ip = Some(ip.to_string());
+        d.state = "negotiating";
+    });
+    let opts = ConnectOptions {
+        trust: Trust::Pinned(dest.public_key.clone()),
+        timeout: Duration::from_secs(15),
+        force_tls: true,
+    };
+    let mut client = match ApiClient::connect(&ip.to_string(), dest.api_port, &opts) {
+        Ok(c) => c,
+        Err(e @ ClientError::HostKeyChanged { .. }) => {
+            let msg = format!("{e}");
+            update_destination(server, &dest.id, |d| {
+                d.last_error = Some("hostKeyChanged".into());
+                d.last_error_message = Some(msg.clone());
+                d.state = "disconnected";
+            });
+            return fail(msg);
+        }
+        Err(e) => {
+            let msg = format!("cannot reach {}:{}: {e}", dest.address, dest.api_port);
+            update_destination(server, &dest.id, |d| {
+                d.last_error = Some("connect".into());
+                d.last_error_message = Some(msg.clone());
+                d.state = "disconnected";
+            });
+            return interrupted(msg);
+        }
+    };
+    if dest.public_key.is_none() {
+        if let Some(key) = client.peer_public_key() {
+            let key = key.to_owned();
+            update_destination(server, &dest.id, |d| d.public_key = Some(key));
+            server.save();
+        }
+    }
+    let info = match client.call("getServerInfo", json!({})) {
+        Ok(v) => v,
+        Err(e) => return interrupted(format!("getServerInfo: {e}")),
+    };
+    let learned = info["receiver"]["receiverPort"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok());
+    update_destination(server, &dest.id, |d| {
+        d.last_server_id = info["serverId"].as_str().map(str::to_owned);
+        d.last_server_uid = info["serverUid"].as_str().map(str::to_owned);
+        d.learned_port = learned.or(d.learned_port);
+    });
+    let login = match &dest.credentials {
+        Some(Credentials::Password { user, password }) => {
+            client.call("auth", json!({ "userName": user, "password": password }))
+        }
+        Some(Credentials::Token { token, password }) => {
+            client.call("authToken", json!({ "token": token, "password": password }))
+        }
+        None => {
+            return fail(
+                "the destination has no credentials: give userName and password (or token) \
+                 to createDestination"
+                    .into(),
+            )
+        }
+    };
+    match login {
+        Ok(_) => {}
+        Err(ClientError::Api(m)) => {
+            return fail(format!("the receiving server refused the log-in: {m}"))
+        }
+        Err(e) => return interrupted(format!("log-in: {e}")),
+    }
+    let session_id = SessionId(random_u64());
+    let cipher = Cipher::preferred();
+    let started = client.call(
+        "recv.startTransfer",
+        json!({
+            "transferId": id,
+            "sessionId": format!("{:016x}", session_id.0),
+            "cipher": cipher.name(),
+            "destinationPath": destination_path,
+            "totalSize": manifest.total_bytes(),
+            "totalFiles": manifest.len(),
+            "sourcePublicKey": server.identity.public_key(),
+        }),
+    );
+    let receiver_port = match started {
+        Ok(v) => v["receiverPort"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok()),
+        Err(ClientError::Api(m)) => {
+            return fail(format!("the receiving server refused the transfer: {m}"))
+        }
+        Err(e) => return interrupted(format!("recv.startTransfer: {e}")),
+    };
+    let Some(port) = dest.port.or(receiver_port).or(learned) else {
+        return fail("the receiving server did not say which UDP port receives".into());
+    };
+    let keys = match derive_keys(
+        |label, context, out| {
+            client
+                .export_keying_material(label, context, out)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        },
+        id,
+        session_id,
+        cipher,
+    ) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("cannot derive the data keys: {e}")),
+    };
+    let rate = server
+        .objects
+        .lock()
+        .destinations
+        .get(&dest.id)
+        .and_then(|d| d.send_rate_max);
+    let target = Destination::new(SocketAddr::new(ip, port))
+        .send_rate_max(rate.map(BitsPerSecond::from_kbps));
+    let handle = match server.send_engine().send(target, keys, (*manifest).clone()) {
+        Ok(h) => h,
+        Err(e) => return fail(format!("engine: {e}")),
+    };
+    *ctl.engine.lock() = Some(handle.clone());
+    if ctl.stopped().is_some() {
+        handle.cancel();
+    }
+    {
+        let mut objs = server.objects.lock();
+        if let Some(t) = objs.transfers.get_mut(id) {
+            if t.status == TxStatus::Pending || t.status == TxStatus::Sending {
+                t.status = TxStatus::Sending;
+                t.start_time.get_or_insert(now_us());
+                t.attempts += 1;
+            }
+        }
+        if let Some(d) = objs.destinations.get_mut(&dest.id) {
+            d.state = "connected";
+            d.last_error = None;
+            d.last_error_message = None;
+        }
+    }
+    server.save();
+    crate::log!(
+        "transfers: {id} sending to {ip}:{port} (attempt via {})",
+        dest.address
+    );
+    let out = monitor(server, id, &dest.id, ctl, &handle, &mut client, &manifest);
+    *ctl.engine.lock() = None;
+    update_destination(server, &dest.id, |d| d.state = "disconnected");
+    out
+}
+
+fn monitor(
+    server: &Arc<Server>,
+    id: &str,
+    dest_id: &str,
+    ctl: &Arc<RunCtl>,
+    handle: &jetstream_core::Transfer,
+    client: &mut ApiClient,
+    _manifest: &Manifest,
+) -> (Outcome, bool) {
+    let mut last_ping = Instant::now();
+    let mut progressed = false;
+    loop {
+        let st = match handle.wait(Duration::from_millis(250)) {
+            Ok(st) => st,
+            Err(_) => handle.status(),
+        };
+        progressed |= st.bytes_acked > 0;
+        {
+            let mut objs = server.objects.lock();
+            if let Some(t) = objs.transfers.get_mut(id) {
+                t.live = Counters::from_status(&st);
+            }
+            if let Some(d) = objs.destinations.get_mut(dest_id) {
+                if st.packets_sent > 0 {
+                    d.last_send_time = Some(now_us());
+                }
+                if st.packets_recv > 0 {
+                    d.last_recv_time = Some(now_us());
+                }
+            }
+        }
+        if ctl.stopped().is_some() {
+            handle.cancel();
+            let _ = handle.wait(Duration::from_secs(5));
+            return (Outcome::Stopped, progressed);
+        }
+        if st.state.is_final() {
+            return match st.state {
+                TransferState::Complete => (Outcome::Complete, true),
+                _ if !st.failed_files.is_empty() => (
+                    Outcome::Failed(
+                        st.error_message
+                            .clone()
+                            .unwrap_or_else(|| "entries failed".into()),
+                        st.failed_files.clone(),
+                    ),
+                    progressed,
+                ),
+                _ => {
+                    let msg = st.error_message.clone().unwrap_or_else(|| "stopped".into());
+                    // The receiver going away (restart, crash) shows on the control
+                    // connection: that is an interruption to resume, not a failure.
+                    if client.call("echo", json!({})).is_err() || msg.contains("timed out") {
+                        (Outcome::Interrupted(msg), progressed)
+                    } else {
+                        (Outcome::Failed(msg, Vec::new()), progressed)
+                    }
+                }
+            };
+        }
+        if last_ping.elapsed() >= Duration::from_secs(2) {
+            last_ping = Instant::now();
+            if let Err(e) = client.call("echo", json!({})) {
+                handle.cancel();
+                let _ = handle.wait(Duration::from_secs(5));
+                return (
+                    Outcome::Interrupted(format!(
+                        "lost the connection to the receiving server: {e}"
+                    )),
+                    progressed,
+                );
+            }
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // The OS generator failing is unrecoverable for key material.
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("OS random generator failed");
+    u64::from_be_bytes(b)
+}

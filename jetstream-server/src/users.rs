@@ -654,7 +654,7 @@ impl Authenticator {
 /// client cannot flood the log.
 fn log_failure(user: &str, source: IpAddr) {
     let user = cut(user, 64);
-    eprintln!("auth: failed login for {user:?} from {source}");
+    crate::log!("auth: failed login for {user:?} from {source}");
 }
 
 /// Test fixtures (throwaway system users and groups, the PAM service file); they live in

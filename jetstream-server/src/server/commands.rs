@@ -445,7 +445,7 @@ fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .map_err(|e| ApiError(format!("authToken: {e}")))?
         .ok_or_else(refused)?;
     ctx.session.user = Some(user);
-    ctx.session.token = Some(rec.token.clone());
+    ctx.session.token = Some(rec.token);
     ctx.session.token_session = Some(new_id());
     ctx.session.superuser = false;
     ok("Authenticated.", Value::Null)

@@ -487,12 +487,12 @@ fn monitor(
                         st.error_message
                             .clone()
                             .unwrap_or_else(|| "entries failed".into()),
-                        st.failed_files.clone(),
+                        st.failed_files,
                     ),
                     progressed,
                 ),
                 _ => {
-                    let msg = st.error_message.clone().unwrap_or_else(|| "stopped".into());
+                    let msg = st.error_message.unwrap_or_else(|| "stopped".into());
                     // The receiver going away (restart, crash) shows on the control
                     // connection: that is an interruption to resume, not a failure.
                     if client.call("echo", json!({})).is_err() || msg.contains("timed out") {

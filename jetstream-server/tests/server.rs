@@ -1,0 +1,11 @@
+//! Integration tests: real `jetstream server` processes on loopback, driven through the API
+//! and `jetstream api`, with real system users (PAM) and real files.
+#![allow(unreachable_pub)]
+
+mod server {
+    pub mod api;
+    pub mod paths;
+    pub mod process;
+    pub mod restart;
+    pub mod util;
+}

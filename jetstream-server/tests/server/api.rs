@@ -1,0 +1,339 @@
+//! The control API: framing, errors, authentication, tokens, visibility, `jetstream api`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use jetstream_server::client::ClientError;
+use serde_json::{json, Value};
+
+use super::util::*;
+
+fn api_error(r: Result<Value, ClientError>) -> String {
+    match r {
+        Err(ClientError::Api(m)) => m,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_connection_stays_usable() {
+    if !can_run() {
+        return;
+    }
+    let dir = scratch();
+    let s = Srv::start(dir.path(), "s", &[]);
+    let tcp = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = BufReader::new(tcp);
+    let mut ask = |line: &str| -> Value {
+        w.write_all(line.as_bytes()).unwrap();
+        w.write_all(b"\n").unwrap();
+        let mut resp = String::new();
+        r.read_line(&mut resp).unwrap();
+        serde_json::from_str(&resp).unwrap_or_else(|e| panic!("{resp:?}: {e}"))
+    };
+    let v = ask("{not json");
+    assert_eq!(v["status"], "error");
+    assert!(
+        v["message"].as_str().unwrap().contains("malformed JSON"),
+        "{v}"
+    );
+    let v = ask(r#"{"parameters": {}}"#);
+    assert_eq!(v["status"], "error");
+    let v = ask(r#"{"request": "noSuchCommand", "id": 7}"#);
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["id"], 7);
+    assert!(
+        v["message"].as_str().unwrap().contains("unknown command"),
+        "{v}"
+    );
+    let v = ask(r#"{"request": "send.getTransfers"}"#);
+    assert!(
+        v["message"].as_str().unwrap().contains("not authenticated"),
+        "{v}"
+    );
+    let v = ask(r#"{"request": "auth", "parameters": {"userName": 5, "password": "x"}}"#);
+    assert!(
+        v["message"].as_str().unwrap().contains("must be a string"),
+        "{v}"
+    );
+    let v = ask(r#"{"request": "auth", "parameters": {"userName": "root"}}"#);
+    assert_eq!(v["message"], "missing parameter \"password\"");
+    let v = ask(r#"{"request": "echo", "parameters": {"text": "still here"}, "id": "x"}"#);
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["result"]["text"], "still here");
+    assert_eq!(v["id"], "x");
+    let v = ask(r#"{"request": "getServerInfo"}"#);
+    assert_eq!(v["status"], "success");
+    let info = &v["result"];
+    for key in [
+        "allowRemoteControl",
+        "apiControlPort",
+        "APITokensAvailable",
+        "apiVersion",
+        "authRequired",
+        "bandwidthLimits",
+        "certificateValidation",
+        "encryptionAvailable",
+        "eventLogAvailable",
+        "hostName",
+        "license",
+        "minCipher",
+        "multiplexAvailable",
+        "publicKey",
+        "receiver",
+        "revision",
+        "serverExternalAddress",
+        "serverId",
+        "serverName",
+        "serverPlatform",
+        "serverTime",
+        "serverUid",
+        "sharedTokensAvailable",
+        "user",
+        "version",
+    ] {
+        assert!(info.get(key).is_some(), "getServerInfo lacks {key}");
+    }
+    assert!(
+        info.get("configuration").is_none(),
+        "configuration is for superusers only"
+    );
+    assert_eq!(info["user"]["authed"], false);
+    assert_eq!(info["user"]["sandboxed"], Value::Null);
+    assert_eq!(info["receiver"]["receiverPort"], s.udp);
+    assert_eq!(info["serverId"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn passwords_tokens_superusers_and_visibility() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let (v, vpw) = user();
+    let dir = scratch();
+    let s = Srv::start(dir.path(), "s", &["--superuser", v.name()]);
+    let mut anon = s.client();
+    let e = api_error(anon.call("auth", json!({"userName": u.name(), "password": "wrong"})));
+    assert!(e.contains("authentication failed"), "{e}");
+    let e = api_error(anon.call(
+        "auth",
+        json!({"userName": "no-such-user-jst", "password": "x"}),
+    ));
+    assert!(e.contains("authentication failed"), "{e}");
+    assert!(
+        s.log_text().contains("failed login"),
+        "failed logins are logged"
+    );
+
+    let mut cu = s.login(u.name(), &pw);
+    let info = cu.call("getServerInfo", json!({})).unwrap();
+    assert_eq!(info["user"]["userName"], u.name());
+    assert_eq!(info["user"]["sandboxed"], false);
+    let e = api_error(cu.call("superuser", json!({})));
+    assert!(e.contains("is not a superuser"), "{e}");
+    let d = cu
+        .call(
+            "send.createDestination",
+            json!({"destinationAddress": "192.0.2.1", "sendRateMax": 1500000}),
+        )
+        .unwrap();
+    let did = d["destinationId"].as_str().unwrap().to_owned();
+    assert_eq!(did.len(), 32);
+    // Idempotent.
+    let again = cu
+        .call(
+            "send.createDestination",
+            json!({"destinationAddress": "192.0.2.1", "sendRateMax": 1500000}),
+        )
+        .unwrap();
+    assert_eq!(again["destinationId"], did.as_str());
+
+    // Another user sees nothing of it; a superuser (after `superuser`) does.
+    let mut cv = s.login(v.name(), &vpw);
+    assert_eq!(
+        cv.call("send.getDestinations", json!({})).unwrap(),
+        json!([])
+    );
+    let e = api_error(cv.call("send.getDestination", json!({"destinationId": did})));
+    assert!(e.contains("no destination"), "{e}");
+    cv.call("superuser", json!({})).unwrap();
+    assert_eq!(
+        cv.call("send.getDestinations", json!({}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(cv
+        .call("getServerInfo", json!({}))
+        .unwrap()
+        .get("configuration")
+        .is_some());
+
+    // API tokens: password, impersonation, deletion stops them at once.
+    let tok = cu
+        .call(
+            "createAPIToken",
+            json!({"password": "tpw", "description": "ci"}),
+        )
+        .unwrap();
+    let token = tok["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 32);
+    assert_eq!(tok["passwordRequired"], true);
+    let mut ct = s.client();
+    let e = api_error(ct.call("authToken", json!({"token": token, "password": "nope"})));
+    assert!(e.contains("authentication failed"), "{e}");
+    let e = api_error(ct.call(
+        "authToken",
+        json!({"token": "0".repeat(32), "password": "tpw"}),
+    ));
+    assert!(e.contains("authentication failed"), "{e}");
+    ct.call("authToken", json!({"token": token, "password": "tpw"}))
+        .unwrap();
+    let info = ct.call("getServerInfo", json!({})).unwrap();
+    assert_eq!(info["user"]["token"], token.as_str());
+    assert_eq!(info["user"]["tokenSession"].as_str().unwrap().len(), 32);
+    // The token's objects are its own; the owner's destination is not the token's.
+    assert_eq!(
+        ct.call("send.getDestinations", json!({})).unwrap(),
+        json!([])
+    );
+    cu.call("deleteAPIToken", json!({"token": token})).unwrap();
+    let mut ct2 = s.client();
+    api_error(ct2.call("authToken", json!({"token": token, "password": "tpw"})));
+    // Expired tokens do not work either.
+    let tok = cu
+        .call("createAPIToken", json!({"expirySeconds": 1}))
+        .unwrap();
+    let token = tok["token"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1100));
+    api_error(s.client().call("authToken", json!({"token": token})));
+
+    // Async requests.
+    let r = cu.call("recv.getTransfersAsync", json!({})).unwrap();
+    assert!(r.is_array());
+    let r = cu.call("send.getTransfersAsync", json!({})).unwrap();
+    let id = r["requestId"].as_u64().unwrap();
+    let st = cu
+        .call("getRequestStatus", json!({"requestId": id}))
+        .unwrap();
+    assert_eq!(st["processing"], false);
+    assert!(cu
+        .call("getRequestResult", json!({"requestId": id}))
+        .unwrap()
+        .is_array());
+    api_error(cv.call("getRequestResult", json!({"requestId": id + 100})));
+}
+
+#[test]
+fn the_seeds_three_command_example_works_through_jetstream_api() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let a = Srv::start(root, "a", &[]);
+    let storage = root.join("storage");
+    let b = Srv::start(root, "b", &["--sandbox-dir", storage.to_str().unwrap()]);
+    let src = root.join("source/my_file");
+    write(&src, &data(12345, 9));
+    let api = |args: &[&str]| -> (i32, Value, String) {
+        let out = Command::new(BIN)
+            .arg("api")
+            .args(["--api-control-port", &a.api.to_string(), "--user", u.name()])
+            .args(args)
+            .env("JETSTREAM_API_PASSWORD", &pw)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            v,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, d, err) = api(&[
+        "createDestination",
+        "--destinationAddress=127.0.0.1",
+        "--sendRateMax=1500000",
+        &format!("--destinationApiPort={}", b.api),
+        "--userName",
+        u.name(),
+        "--password",
+        &pw,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, m, err) = api(&[
+        "createManifest",
+        "--fileMappings",
+        &format!("{}:/target/my_file", src.display()),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mid = m["manifestId"].as_str().unwrap();
+    let mut c = a.login(u.name(), &pw);
+    wait_manifest(&mut c, mid);
+    let (code, t, err) = api(&[
+        "createTransfer",
+        "--destinationId",
+        d["destinationId"].as_str().unwrap(),
+        "--manifestId",
+        mid,
+        "--destinationPath",
+        "/project",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let end = wait_end(
+        &mut c,
+        t["transferId"].as_str().unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(end["status"], "complete", "{end}");
+    assert_eq!(
+        std::fs::read(storage.join("project/target/my_file")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    // A failing command: non-zero exit, the server's message on stderr, nothing on stdout.
+    let (code, v, err) = api(&["getTransfer", "--transferId", &"f".repeat(32)]);
+    assert_eq!(code, 1);
+    assert_eq!(v, Value::Null);
+    assert!(err.contains("no transfer"), "{err}");
+    // A wrong password is its own exit code.
+    let out = Command::new(BIN)
+        .arg("api")
+        .args([
+            "--api-control-port",
+            &a.api.to_string(),
+            "--user",
+            u.name(),
+            "getTransfers",
+        ])
+        .env("JETSTREAM_API_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_manifest(c: &mut jetstream_server::client::ApiClient, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while c
+        .call("send.getManifest", json!({"manifestId": id}))
+        .unwrap()["status"]
+        == "pending"
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,276 @@
+//! Real `jetstream server` processes on loopback, real system users, real files.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
+use jetstream_server::users::test_support::{self, TestUser};
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_jetstream");
+
+/// Whether this test can run (root, for PAM users and ownership); prints why not.
+pub fn can_run() -> bool {
+    if !test_support::is_root() {
+        eprintln!("skipped: needs root (system users, PAM)");
+        return false;
+    }
+    test_support::ensure_pam_service().expect("install /etc/pam.d/jetstream");
+    true
+}
+
+/// A user with a password.
+pub fn user() -> (TestUser, String) {
+    let pw = format!("pw-{}", std::process::id());
+    (TestUser::create(Some(&pw)).expect("useradd"), pw)
+}
+
+/// A scratch directory on tmpfs that any user can traverse.
+pub fn scratch() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("jstest-")
+        .tempdir_in("/dev/shm")
+        .expect("tempdir");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    d
+}
+
+fn free_tcp() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One server process.
+pub struct Srv {
+    child: Option<Child>,
+    pub api: u16,
+    pub udp: u16,
+    pub state: PathBuf,
+    pub log: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Srv {
+    /// Starts a server whose state and log live in `dir/<name>-*`.
+    pub fn start(dir: &Path, name: &str, extra: &[&str]) -> Self {
+        let mut s = Self {
+            child: None,
+            api: free_tcp(),
+            udp: free_udp(),
+            state: dir.join(format!("{name}-state")),
+            log: dir.join(format!("{name}.log")),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        s.launch();
+        s
+    }
+
+    /// The command line.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("server")
+            .args(["--api-host", "127.0.0.1", "--recv-host", "127.0.0.1"])
+            .args(["--api-port", &self.api.to_string()])
+            .args(["--recv-port", &self.udp.to_string()])
+            .arg("--persistent-state-dir")
+            .arg(&self.state)
+            .arg("--log")
+            .arg(&self.log)
+            .args(&self.extra);
+        c
+    }
+
+    fn launch(&mut self) {
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn jetstream server");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.api)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                panic!(
+                    "server exited at start ({status}): {err}\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not open its API port"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// Stops the process with `signal` and waits for it.
+    pub fn signal(&mut self, signal: i32) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        child.wait().expect("wait")
+    }
+
+    /// Starts it again with the same ports and state.
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A plain (loopback) API connection.
+    pub fn client(&self) -> ApiClient {
+        let opts = ConnectOptions::new(Trust::Pinned(None));
+        ApiClient::connect("127.0.0.1", self.api, &opts).expect("connect")
+    }
+
+    /// A connection logged in as `user`.
+    pub fn login(&self, user: &str, password: &str) -> ApiClient {
+        let mut c = self.client();
+        c.call("auth", json!({"userName": user, "password": password}))
+            .expect("auth");
+        c
+    }
+}
+
+impl Drop for Srv {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Creates a destination on `from` pointing at `to`, logging in there as `user`.
+pub fn destination(
+    c: &mut ApiClient,
+    to: &Srv,
+    user: &str,
+    password: &str,
+    extra: Value,
+) -> String {
+    let mut p = json!({
+        "destinationAddress": "127.0.0.1",
+        "destinationApiPort": to.api,
+        "userName": user,
+        "password": password,
+    });
+    if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    let d = c
+        .call("send.createDestination", p)
+        .expect("createDestination");
+    d["destinationId"].as_str().unwrap().to_owned()
+}
+
+/// Creates a manifest and waits until it is complete (or returns its error).
+pub fn manifest(c: &mut ApiClient, mappings: Value) -> Result<String, String> {
+    let m = c
+        .call("send.createManifest", json!({ "fileMappings": mappings }))
+        .map_err(|e| e.to_string())?;
+    let id = m["manifestId"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = c
+            .call("send.getManifest", json!({ "manifestId": id }))
+            .unwrap();
+        match m["status"].as_str().unwrap() {
+            "complete" => return Ok(id),
+            "error" => return Err(m["errorMessage"].as_str().unwrap_or("").to_owned()),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "manifest stuck: {m}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Creates a transfer; returns its id.
+pub fn transfer(c: &mut ApiClient, dest: &str, manifest: &str, path: Option<&str>) -> String {
+    let t = c
+        .call(
+            "send.createTransfer",
+            json!({"destinationId": dest, "manifestId": manifest, "destinationPath": path}),
+        )
+        .expect("createTransfer");
+    t["transferId"].as_str().unwrap().to_owned()
+}
+
+/// Polls until the transfer has ended; returns its final view.
+pub fn wait_end(c: &mut ApiClient, id: &str, timeout: Duration) -> Value {
+    wait_until(c, id, timeout, |t| {
+        matches!(
+            t["status"].as_str(),
+            Some("complete" | "error" | "cancelled")
+        )
+    })
+}
+
+/// Polls a transfer until `done` holds.
+pub fn wait_until(
+    c: &mut ApiClient,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let t = c
+            .call("send.getTransfer", json!({ "transferId": id }))
+            .expect("getTransfer");
+        if done(&t) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "transfer did not get there in time: {t}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Random bytes (seeded, incompressible enough).
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes a world-readable file (creating parents).
+pub fn write(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+}

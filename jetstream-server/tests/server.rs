@@ -4,8 +4,10 @@
 
 mod server {
     pub mod api;
+    pub mod control;
     pub mod paths;
     pub mod process;
+    pub mod remote;
     pub mod restart;
     pub mod util;
 }

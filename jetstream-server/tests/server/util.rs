@@ -6,6 +6,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
@@ -64,12 +65,19 @@ pub struct Srv {
     pub state: PathBuf,
     pub log: PathBuf,
     extra: Vec<String>,
+    netns: Option<String>,
 }
 
 impl Srv {
     /// Starts a server whose state and log live in `dir/<name>-*`.
     pub fn start(dir: &Path, name: &str, extra: &[&str]) -> Self {
+        Self::start_in(None, dir, name, extra)
+    }
+
+    /// Starts a server inside network namespace `netns` (API on all its interfaces).
+    pub fn start_in(netns: Option<&Netns>, dir: &Path, name: &str, extra: &[&str]) -> Self {
         let mut s = Self {
+            netns: netns.map(|n| n.name.clone()),
             child: None,
             api: free_tcp(),
             udp: free_udp(),
@@ -83,9 +91,21 @@ impl Srv {
 
     /// The command line.
     pub fn command(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let host = if self.netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
         c.arg("server")
-            .args(["--api-host", "127.0.0.1", "--recv-host", "127.0.0.1"])
+            .args(["--api-host", host, "--recv-host", host])
             .args(["--api-port", &self.api.to_string()])
             .args(["--recv-port", &self.udp.to_string()])
             .arg("--persistent-state-dir")
@@ -104,7 +124,7 @@ impl Srv {
             .spawn()
             .expect("spawn jetstream server");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.api)).is_err() {
+        while !self.ready() {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
                 let _ = child.stderr.take().unwrap().read_to_string(&mut err);
@@ -120,6 +140,20 @@ impl Srv {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.child = Some(child);
+    }
+
+    fn ready(&self) -> bool {
+        match &self.netns {
+            None => TcpStream::connect(("127.0.0.1", self.api)).is_ok(),
+            Some(ns) => Command::new("ip")
+                .args(["netns", "exec", ns, BIN, "api", "--api-control-port"])
+                .arg(self.api.to_string())
+                .arg("echo")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        }
     }
 
     /// Stops the process with `signal` and waits for it.
@@ -273,4 +307,63 @@ pub fn write(path: &Path, bytes: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, bytes).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// A network namespace made for one test, with the address [`Netns::ADDR`] on a veth pair
+/// (a non-loopback address on this host's side of nothing: traffic stays in the namespace).
+/// Deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub const ADDR: &'static str = "10.77.0.1";
+
+    pub fn new() -> Self {
+        let name = format!(
+            "jst{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let run = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().expect("ip");
+            assert!(st.success(), "ip {args:?} failed");
+        };
+        run(&["netns", "add", &name]);
+        let ns = Self { name };
+        let n = ns.name.as_str();
+        run(&["-n", n, "link", "set", "lo", "up"]);
+        run(&[
+            "-n", n, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ]);
+        run(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{}/24", Self::ADDR),
+            "dev",
+            "v0",
+        ]);
+        run(&["-n", n, "link", "set", "v0", "up"]);
+        run(&["-n", n, "link", "set", "v1", "up"]);
+        ns
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }

@@ -50,12 +50,11 @@ fn remote_clients_need_tls_and_a_known_or_ca_verified_server() {
 
     // Plain JSON from a non-loopback address is refused with an answer saying why.
     let out = ns
-        .command("python3")
+        .command("bash")
         .args([
             "-c",
             &format!(
-                "import socket; s=socket.create_connection(('{host}', {})); \
-                 s.sendall(b'{{\"request\": \"echo\"}}\\n'); print(s.makefile().readline())",
+                "exec 3<>/dev/tcp/{host}/{}; echo '{{\"request\": \"echo\"}}' >&3; head -n 1 <&3",
                 s.api
             ),
         ])

@@ -1,5 +1,6 @@
 //! The API commands (reference §3): server-level (un-prefixed), `send.*` and `recv.*`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -105,11 +106,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         "send.getDestination" => {
             let id = p.id("destinationId")?;
             let objs = ctx.server.objects.lock();
-            let d = objs
-                .destinations
-                .get(&id)
-                .filter(|d| visible(ctx, &d.owner))
-                .ok_or_else(|| not_found("destination", &id))?;
+            let d = find(ctx, &objs.destinations, &id)?;
             ok("Destination.", d.view(objs.queued(&id)))
         }
         "send.getDestinations" => {
@@ -127,11 +124,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         "send.getManifest" => {
             let id = p.id("manifestId")?;
             let objs = ctx.server.objects.lock();
-            let m = objs
-                .manifests
-                .get(&id)
-                .filter(|m| visible(ctx, &m.owner))
-                .ok_or_else(|| not_found("manifest", &id))?;
+            let m = find(ctx, &objs.manifests, &id)?;
             ok("Manifest.", m.view())
         }
         "send.getManifests" => {
@@ -147,20 +140,13 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         "send.getManifestFiles" => {
             let id = p.id("manifestId")?;
             let objs = ctx.server.objects.lock();
-            let m = objs
-                .manifests
-                .get(&id)
-                .filter(|m| visible(ctx, &m.owner))
-                .ok_or_else(|| not_found("manifest", &id))?;
+            let m = find(ctx, &objs.manifests, &id)?;
             ok("Manifest files.", m.files_view())
         }
         "send.deleteManifest" => {
             let id = p.id("manifestId")?;
             let mut objs = ctx.server.objects.lock();
-            objs.manifests
-                .get(&id)
-                .filter(|m| visible(ctx, &m.owner))
-                .ok_or_else(|| not_found("manifest", &id))?;
+            find(ctx, &objs.manifests, &id)?;
             if objs
                 .transfers
                 .values()
@@ -179,11 +165,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         "send.getTransfer" => {
             let id = p.id("transferId")?;
             let objs = ctx.server.objects.lock();
-            let t = objs
-                .transfers
-                .get(&id)
-                .filter(|t| visible(ctx, &t.owner))
-                .ok_or_else(|| not_found("transfer", &id))?;
+            let t = find(ctx, &objs.transfers, &id)?;
             ok("Transfer.", t.view())
         }
         "send.getTransfers" => {
@@ -211,11 +193,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         "send.deleteTransfer" => {
             let id = p.id("transferId")?;
             let mut objs = ctx.server.objects.lock();
-            let t = objs
-                .transfers
-                .get(&id)
-                .filter(|t| visible(ctx, &t.owner))
-                .ok_or_else(|| not_found("transfer", &id))?;
+            let t = find(ctx, &objs.transfers, &id)?;
             if !t.status.is_final() && t.status != TxStatus::Suspended {
                 return Err(ApiError(format!(
                     "transfer {id} is {}: cancel or suspend it before deleting it",
@@ -334,8 +312,48 @@ fn request_status(ctx: &Ctx<'_>, p: Params<'_>, with_result: bool) -> Reply {
     )
 }
 
-fn not_found(what: &str, id: &str) -> ApiError {
-    ApiError(format!("no {what} {id}"))
+/// An object with an owner, found by id.
+pub trait Owned {
+    /// What it is called in messages.
+    const KIND: &'static str;
+    /// Its owner.
+    fn owner(&self) -> &Owner;
+}
+
+macro_rules! owned {
+    ($($t:ty => $kind:literal),*) => {$(
+        impl Owned for $t {
+            const KIND: &'static str = $kind;
+            fn owner(&self) -> &Owner {
+                &self.owner
+            }
+        }
+    )*};
+}
+
+owned!(DestinationRec => "destination", ManifestRec => "manifest", TransferRec => "transfer", TokenRec => "API token");
+
+/// The object `id` if the session may see it. Someone else's object is reported exactly like
+/// one that does not exist.
+fn find<'a, T: Owned>(
+    ctx: &Ctx<'_>,
+    map: &'a BTreeMap<String, T>,
+    id: &str,
+) -> Result<&'a T, ApiError> {
+    map.get(id)
+        .filter(|o| visible(ctx, o.owner()))
+        .ok_or_else(|| ApiError(format!("no {} {id}", T::KIND)))
+}
+
+/// As [`find`], for changing it.
+fn find_mut<'a, T: Owned>(
+    ctx: &Ctx<'_>,
+    map: &'a mut BTreeMap<String, T>,
+    id: &str,
+) -> Result<&'a mut T, ApiError> {
+    map.get_mut(id)
+        .filter(|o| visible(ctx, o.owner()))
+        .ok_or_else(|| ApiError(format!("no {} {id}", T::KIND)))
 }
 
 /// Whether the session may see an object of `owner` (reference §3.1 visibility rule).
@@ -645,10 +663,7 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 fn delete_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let id = p.id("destinationId")?;
     let mut objs = ctx.server.objects.lock();
-    objs.destinations
-        .get(&id)
-        .filter(|d| visible(ctx, &d.owner))
-        .ok_or_else(|| not_found("destination", &id))?;
+    find(ctx, &objs.destinations, &id)?;
     if objs
         .transfers
         .values()
@@ -673,15 +688,8 @@ fn create_transfer(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .map_err(|e| ApiError(format!("destinationPath: {e}")))?;
     let priority = p.opt_i64("priority")?.unwrap_or(100);
     let mut objs = ctx.server.objects.lock();
-    objs.destinations
-        .get(&destination_id)
-        .filter(|d| visible(ctx, &d.owner))
-        .ok_or_else(|| not_found("destination", &destination_id))?;
-    let m = objs
-        .manifests
-        .get(&manifest_id)
-        .filter(|m| visible(ctx, &m.owner))
-        .ok_or_else(|| not_found("manifest", &manifest_id))?;
+    find(ctx, &objs.destinations, &destination_id)?;
+    let m = find(ctx, &objs.manifests, &manifest_id)?;
     if m.status != "complete" {
         return Err(ApiError(format!(
             "manifest {manifest_id} is {}{}: only a complete manifest can be sent",
@@ -727,10 +735,7 @@ fn control(ctx: &mut Ctx<'_>, p: Params<'_>, stop: transfers::Stop) -> Reply {
     let id = p.id("transferId")?;
     {
         let objs = ctx.server.objects.lock();
-        objs.transfers
-            .get(&id)
-            .filter(|t| visible(ctx, &t.owner))
-            .ok_or_else(|| not_found("transfer", &id))?;
+        find(ctx, &objs.transfers, &id)?;
     }
     let view = transfers::stop(ctx.server, &id, stop)?;
     ok("Transfer updated.", view)
@@ -739,11 +744,7 @@ fn control(ctx: &mut Ctx<'_>, p: Params<'_>, stop: transfers::Stop) -> Reply {
 fn resume_transfer(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let id = p.id("transferId")?;
     let mut objs = ctx.server.objects.lock();
-    let t = objs
-        .transfers
-        .get_mut(&id)
-        .filter(|t| visible(ctx, &t.owner))
-        .ok_or_else(|| not_found("transfer", &id))?;
+    let t = find_mut(ctx, &mut objs.transfers, &id)?;
     match t.status {
         TxStatus::Suspended | TxStatus::Error | TxStatus::Cancelled => {
             t.status = TxStatus::Pending;
@@ -771,19 +772,11 @@ fn set_send_rate(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let mut objs = ctx.server.objects.lock();
     let mut ids = Vec::new();
     if let Some(tid) = p.opt_text("transferId")? {
-        let t = objs
-            .transfers
-            .get(&tid)
-            .filter(|t| visible(ctx, &t.owner))
-            .ok_or_else(|| not_found("transfer", &tid))?;
+        let t = find(ctx, &objs.transfers, &tid)?;
         ids.push(t.id.clone());
     } else {
         let did = p.id("destinationId")?;
-        let d = objs
-            .destinations
-            .get_mut(&did)
-            .filter(|d| visible(ctx, &d.owner))
-            .ok_or_else(|| not_found("destination", &did))?;
+        let d = find_mut(ctx, &mut objs.destinations, &did)?;
         d.send_rate_max = rate;
         ids.extend(
             objs.transfers

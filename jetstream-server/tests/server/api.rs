@@ -236,12 +236,15 @@ fn the_seeds_three_command_example_works_through_jetstream_api() {
     if !can_run() {
         return;
     }
-    let (u, pw) = user();
-    let dir = scratch();
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        a,
+        b,
+        storage,
+    } = Pair::new(false);
     let root = dir.path();
-    let a = Srv::start(root, "a", &[]);
-    let storage = root.join("storage");
-    let b = Srv::start(root, "b", &["--sandbox-dir", storage.to_str().unwrap()]);
     let src = root.join("source/my_file");
     write(&src, &data(12345, 9));
     let api = |args: &[&str]| -> (i32, Value, String) {

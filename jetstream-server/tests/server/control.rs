@@ -20,12 +20,15 @@ fn suspend_resume_cancel_fail_and_delete() {
     if !can_run() {
         return;
     }
-    let (u, pw) = user();
-    let dir = scratch();
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        a,
+        b,
+        storage,
+    } = Pair::new(false);
     let root = dir.path();
-    let a = Srv::start(root, "a", &[]);
-    let storage = root.join("storage");
-    let b = Srv::start(root, "b", &["--sandbox-dir", storage.to_str().unwrap()]);
     let src = root.join("src/big.bin");
     let size = 48 << 20;
     write(&src, &data(size, 5));
@@ -145,12 +148,15 @@ fn tokens_as_destination_credentials_secrets_stay_secret_and_keys_are_pinned() {
     if !can_run() {
         return;
     }
-    let (u, pw) = user();
-    let dir = scratch();
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        mut a,
+        mut b,
+        storage,
+    } = Pair::new(false);
     let root = dir.path();
-    let mut a = Srv::start(root, "a", &[]);
-    let storage = root.join("storage");
-    let mut b = Srv::start(root, "b", &["--sandbox-dir", storage.to_str().unwrap()]);
     let src = root.join("src/f.txt");
     write(&src, b"via a token");
     // A token on the receiver, confined to /inbox, with its own password.

@@ -92,15 +92,17 @@ fn no_path_escapes_the_sandbox() {
     if !can_run() {
         return;
     }
-    let (u, pw) = user();
-    let dir = scratch();
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        a,
+        b,
+        storage,
+    } = Pair::new(true);
     let root = dir.path();
-    let storage = root.join("storage");
     let outside = root.join("outside");
     fs::create_dir_all(&outside).unwrap();
-    let a = Srv::start(root, "a", &[]);
-    let sandbox = format!("{}/%u", storage.display());
-    let b = Srv::start(root, "b", &["--sandbox-dir", &sandbox]);
     let home = storage.join(u.name());
     let src = root.join("src");
     write(&src.join("ok.txt"), b"fine");

@@ -11,12 +11,15 @@ fn a_transfer_survives_a_restart_of_each_server() {
     if !can_run() {
         return;
     }
-    let (u, pw) = user();
-    let dir = scratch();
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        mut a,
+        mut b,
+        storage,
+    } = Pair::new(false);
     let root = dir.path();
-    let mut a = Srv::start(root, "a", &[]);
-    let storage = root.join("storage");
-    let mut b = Srv::start(root, "b", &["--sandbox-dir", storage.to_str().unwrap()]);
     let size = 96 << 20;
     let src = root.join("src");
     write(&src.join("big.bin"), &data(size, 3));

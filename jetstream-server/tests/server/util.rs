@@ -367,3 +367,36 @@ impl Drop for Netns {
             .status();
     }
 }
+
+/// The usual cast: a user, a scratch directory, a sending server `a` and a receiving server
+/// `b` sandboxed at `<dir>/storage` (or `<dir>/storage/%u`).
+pub struct Pair {
+    pub user: TestUser,
+    pub pw: String,
+    pub dir: tempfile::TempDir,
+    pub a: Srv,
+    pub b: Srv,
+    pub storage: PathBuf,
+}
+
+impl Pair {
+    pub fn new(per_user: bool) -> Self {
+        let (user, pw) = user();
+        let dir = scratch();
+        let storage = dir.path().join("storage");
+        let a = Srv::start(dir.path(), "a", &[]);
+        let mut sandbox = storage.display().to_string();
+        if per_user {
+            sandbox.push_str("/%u");
+        }
+        let b = Srv::start(dir.path(), "b", &["--sandbox-dir", &sandbox]);
+        Self {
+            user,
+            pw,
+            dir,
+            a,
+            b,
+            storage,
+        }
+    }
+}

@@ -340,3 +340,81 @@ fn wait_manifest(c: &mut jetstream_server::client::ApiClient, id: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn objects_list_describe_and_delete_and_a_superuser_can_terminate() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let mut s = Srv::start(dir.path(), "s", &["--superuser", u.name()]);
+    let src = dir.path().join("tree");
+    write(&src.join("a.txt"), b"aaa");
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    let mut c = s.login(u.name(), &pw);
+    let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/dst" })).unwrap();
+    let files = c
+        .call("send.getManifestFiles", json!({"manifestId": m}))
+        .unwrap();
+    let list = files["fileMappings"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{files}");
+    assert_eq!(list[0]["destPath"], "/dst/a.txt");
+    assert_eq!(list[0]["fileSize"], 3);
+    assert_eq!(list[1]["destPath"], "/dst/empty");
+    assert_eq!(list[1]["isEmptyDir"], true);
+    assert!(list[0]["modificationTime"].as_i64().unwrap() > 1_600_000_000_000_000);
+    let all = c.call("send.getManifests", json!({})).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(all[0]["totalSize"], 3);
+    c.call("send.deleteManifest", json!({"manifestId": m}))
+        .unwrap();
+    api_error(c.call("send.getManifest", json!({"manifestId": m})));
+    let missing = manifest(&mut c, json!({"/no/such/file": "/x"})).unwrap_err();
+    assert!(missing.contains("/no/such/file"), "{missing}");
+
+    let d = c
+        .call(
+            "send.createDestination",
+            json!({"destinationAddress": "192.0.2.7"}),
+        )
+        .unwrap();
+    let did = d["destinationId"].as_str().unwrap();
+    assert_eq!(d["encryptedConnectionState"], "disconnected");
+    c.call("send.deleteDestination", json!({"destinationId": did}))
+        .unwrap();
+    assert_eq!(
+        c.call("send.getDestinations", json!({})).unwrap(),
+        json!([])
+    );
+
+    let t = c
+        .call("createAPIToken", json!({"permissions": ["download"]}))
+        .unwrap();
+    let token = t["token"].as_str().unwrap();
+    let one = c.call("getAPIToken", json!({"token": token})).unwrap();
+    assert_eq!(one["permissions"], json!(["download"]));
+    assert_eq!(one["passwordRequired"], false);
+    assert_eq!(
+        c.call("getAPITokens", json!({}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let e = api_error(c.call("createAPIToken", json!({"permissions": ["root"]})));
+    assert!(e.contains("unknown permission"), "{e}");
+    // A token without `upload` cannot start sends.
+    let mut ct = s.client();
+    ct.call("authToken", json!({"token": token})).unwrap();
+    let e = api_error(ct.call("send.createManifest", json!({"fileMappings": {"/a": "/b"}})));
+    assert!(e.contains("upload"), "{e}");
+
+    let e = api_error(c.call("terminate", json!({})));
+    assert!(e.contains("superuser"), "{e}");
+    c.call("superuser", json!({})).unwrap();
+    c.call("terminate", json!({})).unwrap();
+    let status = s.wait();
+    assert!(status.success(), "{status}");
+}

@@ -166,6 +166,11 @@ impl Srv {
         child.wait().expect("wait")
     }
 
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.take().expect("running").wait().expect("wait")
+    }
+
     /// Starts it again with the same ports and state.
     pub fn restart(&mut self) {
         self.launch();

@@ -271,3 +271,47 @@ fn a_source_that_changes_during_the_transfer_fails_clearly_and_nothing_partial_a
         "no partial file at the final path"
     );
 }
+
+#[test]
+fn receive_as_gives_everything_it_creates_to_the_user() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = scratch();
+    let root_probe = dir.path().join("probe");
+    std::fs::write(&root_probe, "").unwrap();
+    if std::os::unix::fs::chown(&root_probe, Some(65534), Some(65534)).is_err() {
+        eprintln!("skipped: needs root to give files away");
+        return;
+    }
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    write_random(&src.join("a/b/f.bin"), 300_000, 4);
+    std::fs::write(src.join("top.txt"), "x").unwrap();
+    let dst = dir.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    let rx = engine();
+    let tx = engine();
+    let keys = TransferKeys::random().unwrap();
+    let incoming = rx
+        .handle()
+        .receive_as(keys.clone(), &dst, Some((65534, 65534)))
+        .unwrap();
+    let manifest = Manifest::from_sources(&[src]).unwrap();
+    tx.handle()
+        .send(Destination::new(rx.local_addr()), keys, manifest)
+        .unwrap()
+        .wait(Duration::from_secs(60))
+        .unwrap();
+    incoming.wait(Duration::from_secs(60)).unwrap();
+    let mut seen = 0;
+    let mut stack = vec![dst.join("src")];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{}", p.display());
+        seen += 1;
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert_eq!(seen, 6, "src, a, a/b, a/b/f.bin, empty, top.txt");
+}

@@ -7,14 +7,13 @@
 //!
 //! Parsing is two-stage (ripgrep style): `parse` turns argv into a typed `Invocation` (pure,
 //! tested), then `run` connects, authenticates and calls.
-#![allow(unsafe_code)] // getuid/getpwuid_r and termios; see the SAFETY comments.
 
 use std::fmt;
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use crate::client::{default_known_hosts, ApiClient, ClientError, ConnectOptions, Trust};
+use crate::login::{self, exit, Failure};
 
 /// The default API port.
 const DEFAULT_PORT: u16 = 8886;
@@ -95,17 +94,6 @@ const RECV_COMMANDS: &[&str] = &[
     "removeAuthorizedClientAsync",
     "allowOnlyAuthorizedClientsAsync",
 ];
-
-/// Exit status for each outcome.
-mod exit {
-    pub(super) const OK: i32 = 0;
-    pub(super) const COMMAND_FAILED: i32 = 1;
-    pub(super) const USAGE: i32 = 2;
-    pub(super) const AUTH: i32 = 3;
-    pub(super) const CONNECT: i32 = 4;
-    /// The password prompt was interrupted with Ctrl-C (128 + SIGINT, as a shell reports it).
-    pub(super) const INTERRUPTED: i32 = 130;
-}
 
 /// Runs `jetstream api` with `args` (the arguments after `api`); returns the exit status.
 pub fn main(args: &[String]) -> i32 {
@@ -383,63 +371,16 @@ fn qualify(command: &str) -> String {
     }
 }
 
-/// Why `run` failed: the message for stderr and the exit status.
-#[derive(Debug)]
-struct Failure {
-    message: String,
-    code: i32,
-}
-
-impl Failure {
-    fn new(code: i32, message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            code,
-        }
-    }
-
-    /// A failed command: API errors are the command's failure, anything else is the
-    /// connection's.
-    fn of_command(e: ClientError) -> Self {
-        match e {
-            ClientError::Api(m) => Self::new(exit::COMMAND_FAILED, m),
-            other => Self::new(exit::CONNECT, other.to_string()),
-        }
-    }
-
-    /// A failed login step.
-    fn of_auth(e: ClientError) -> Self {
-        match e {
-            ClientError::Api(m) => Self::new(exit::AUTH, format!("authentication failed: {m}")),
-            other => Self::new(exit::CONNECT, other.to_string()),
-        }
-    }
-}
-
 fn run(inv: &Invocation) -> Result<Value, Failure> {
-    let mut client = connect(inv)?;
-    let password = std::env::var("JETSTREAM_API_PASSWORD").ok();
-    if let Some(token) = &inv.token {
-        let mut params = Map::new();
-        params.insert("token".into(), Value::String(token.clone()));
-        if let Some(p) = password {
-            params.insert("password".into(), Value::String(p));
-        }
-        client
-            .call("authToken", Value::Object(params))
-            .map_err(Failure::of_auth)?;
-    } else if inv.user.is_some() || !matches!(inv.command.as_str(), "getServerInfo" | "echo") {
-        let user = match &inv.user {
-            Some(u) => u.clone(),
-            None => login_name()
-                .ok_or_else(|| Failure::new(exit::USAGE, "cannot tell who you are: use --user"))?,
-        };
-        let password = match password {
-            Some(p) => p,
-            None => ask_password(&user, &inv.host)?,
-        };
-        let params = serde_json::json!({ "userName": user, "password": password });
-        client.call("auth", params).map_err(Failure::of_auth)?;
+    let mut client = login::connect(&inv.host, inv.port, inv.accept_new_host, false)?;
+    let anonymous = inv.user.is_none() && matches!(inv.command.as_str(), "getServerInfo" | "echo");
+    if inv.token.is_some() || !anonymous {
+        login::authenticate(
+            &mut client,
+            &inv.host,
+            inv.user.as_deref(),
+            inv.token.as_deref(),
+        )?;
     }
     if inv.superuser {
         client
@@ -451,161 +392,10 @@ fn run(inv: &Invocation) -> Result<Value, Failure> {
         .map_err(Failure::of_command)
 }
 
-/// Connects, asking on the terminal whether to trust a server not yet known.
-fn connect(inv: &Invocation) -> Result<ApiClient, Failure> {
-    let file = default_known_hosts();
-    let mut opts = ConnectOptions::new(Trust::KnownHosts {
-        file: file.clone(),
-        accept_new: inv.accept_new_host,
-    });
-    match ApiClient::connect(&inv.host, inv.port, &opts) {
-        Ok(c) => Ok(c),
-        Err(ClientError::UnknownHost { host, fingerprint })
-            if !inv.accept_new_host && io::stdin().is_terminal() =>
-        {
-            eprintln!("The identity of {host} is not known yet.");
-            eprintln!("Its key fingerprint is {fingerprint}.");
-            eprint!("Trust this server? [y/N] ");
-            let mut answer = String::new();
-            let _ = io::stdin().lock().read_line(&mut answer);
-            if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-                return Err(Failure::new(
-                    exit::CONNECT,
-                    format!("{host} not trusted (fingerprint {fingerprint})"),
-                ));
-            }
-            opts.trust = Trust::KnownHosts {
-                file,
-                accept_new: true,
-            };
-            ApiClient::connect(&inv.host, inv.port, &opts)
-                .map_err(|e| Failure::new(exit::CONNECT, e.to_string()))
-        }
-        Err(e) => Err(Failure::new(exit::CONNECT, e.to_string())),
-    }
-}
-
-fn ask_password(user: &str, host: &str) -> Result<String, Failure> {
-    if !io::stdin().is_terminal() {
-        return Err(Failure::new(
-            exit::AUTH,
-            "no password: set JETSTREAM_API_PASSWORD",
-        ));
-    }
-    match read_password(&format!("Password for {user}@{host}: ")) {
-        Ok(Some(p)) => Ok(p),
-        Ok(None) => Err(Failure::new(exit::INTERRUPTED, "cancelled")),
-        Err(e) => Err(Failure::new(
-            exit::AUTH,
-            format!("cannot read the password: {e}"),
-        )),
-    }
-}
-
-/// Restores the terminal settings it saved, however the prompt ends.
-struct EchoGuard {
-    saved: libc::termios,
-}
-
-impl Drop for EchoGuard {
-    fn drop(&mut self) {
-        // SAFETY: `saved` is a termios filled by tcgetattr on the same fd; tcsetattr only
-        // reads it.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
-        }
-    }
-}
-
-/// Reads a line from the terminal on stdin without echo. Returns `None` on Ctrl-C / Ctrl-D.
-///
-/// The terminal is put in non-canonical mode without signals, so Ctrl-C is read here (and the
-/// settings restored) instead of killing the process with echo left off.
-fn read_password(prompt: &str) -> io::Result<Option<String>> {
-    // SAFETY: termios is a plain C struct for which all-zero bytes are a valid value; it is
-    // fully overwritten by tcgetattr before use.
-    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: STDIN_FILENO is open (it is a terminal, checked by the caller) and `saved` is a
-    // valid, writable termios.
-    if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut raw = saved;
-    raw.c_lflag &= !(libc::ECHO | libc::ICANON | libc::ISIG);
-    raw.c_cc[libc::VMIN] = 1;
-    raw.c_cc[libc::VTIME] = 0;
-    eprint!("{prompt}");
-    // SAFETY: as above; `raw` is a valid termios derived from the current settings.
-    if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &raw) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let guard = EchoGuard { saved };
-    let mut bytes = Vec::new();
-    let mut stdin = io::stdin().lock();
-    let mut byte = [0u8; 1];
-    let outcome = loop {
-        if stdin.read(&mut byte)? == 0 {
-            break Some(());
-        }
-        match byte[0] {
-            b'\r' | b'\n' => break Some(()),
-            0x03 => break None,                     // Ctrl-C
-            0x04 if bytes.is_empty() => break None, // Ctrl-D
-            0x7f | 0x08 => {
-                // Backspace: drop one UTF-8 character.
-                while bytes.pop().is_some_and(|b| b & 0xc0 == 0x80) {}
-            }
-            0x15 => bytes.clear(), // Ctrl-U
-            b => bytes.push(b),
-        }
-    };
-    drop(guard);
-    eprintln!();
-    Ok(outcome.map(|()| String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// The invoking user's login name (passwd entry of the real uid), else `$USER`.
-fn login_name() -> Option<String> {
-    passwd_name().or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-}
-
-fn passwd_name() -> Option<String> {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    let mut buf_len = 1024usize;
-    while buf_len <= 1 << 20 {
-        let mut buf = vec![0u8; buf_len];
-        // SAFETY: all-zero is a valid passwd (null pointers, zero ids); getpwuid_r overwrites it.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer refers to live, writable storage of the stated size; on success
-        // the strings in `pwd` point into `buf`, which outlives their use below.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE {
-            buf_len *= 4;
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: pw_name is non-null and points to a NUL-terminated string inside `buf`.
-        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        return name.to_str().ok().map(str::to_owned);
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ClientError;
     use serde_json::json;
 
     fn args(s: &[&str]) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 pub mod cli_api;
 pub mod client;
+pub mod login;
 pub mod pam;
 pub mod sandbox;
 pub mod server;

@@ -31,6 +31,8 @@ pub struct Session {
     pub superuser: bool,
     /// Transfers this connection started on the receiving side; interrupted if it drops.
     pub receiving: Vec<String>,
+    /// Downloads this connection asked for (`send.startDownload`); stopped if it drops.
+    pub downloads: Vec<jetstream_core::Transfer>,
 }
 
 impl Session {
@@ -43,6 +45,7 @@ impl Session {
             token_session: None,
             superuser: false,
             receiving: Vec::new(),
+            downloads: Vec::new(),
         }
     }
 }
@@ -120,6 +123,11 @@ pub fn serve(server: &Arc<Server>, tcp: TcpStream) {
     }
     let _ = reader.get_mut().flush();
     super::receive::connection_closed(server, &session);
+    for d in &session.downloads {
+        if !d.status().state.is_final() {
+            d.cancel();
+        }
+    }
 }
 
 fn handle_line(

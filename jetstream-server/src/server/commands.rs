@@ -207,6 +207,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         }
         "send.setSendRateAsync" | "send.setSendRate" => set_send_rate(ctx, p),
         "recv.startTransfer" => receive::start(ctx, p),
+        "send.startDownload" => super::download::start(ctx, p),
         "recv.getTransfersAsync" | "recv.getTransfers" => ok(
             "Receive transfers.",
             receive::list(ctx.server, |o| visible(ctx, o)),
@@ -261,6 +262,7 @@ fn known(name: &str) -> bool {
         "send.setSendRateAsync",
         "send.setSendRate",
         "recv.startTransfer",
+        "send.startDownload",
         "recv.getTransfersAsync",
         "recv.getTransfers",
         "recv.getSourcesAsync",

@@ -166,7 +166,11 @@ pub fn engine_manifest(files: &[FileMapping]) -> Result<Manifest, String> {
 /// Walks the sources like `scp -r`: a file maps to its target; a directory's contents map
 /// below its target (empty directories included). Symbolic links are followed for files and
 /// skipped for directories (no loops).
-fn scan(plan: &[(PathBuf, String)]) -> Result<Vec<FileMapping>, String> {
+///
+/// # Errors
+/// The first source that is missing, unreadable or not a file or directory, or a file
+/// mapped to the root.
+pub fn scan(plan: &[(PathBuf, String)]) -> Result<Vec<FileMapping>, String> {
     let mut out = Vec::new();
     for (src, target) in plan {
         let meta = fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod commands;
 pub mod config;
+pub mod download;
 pub mod info;
 pub mod log;
 pub mod manifests;

@@ -1,0 +1,549 @@
+//! The copies: `jscp` links the engine and talks to the remote server's API itself (no local
+//! daemon, like scp needs only sshd). Pushing, it asks the server to receive
+//! (`recv.startTransfer`) and sends from its own engine; pulling, it asks the server to build a
+//! manifest and send it (`send.startDownload`) to its own engine. Either way the keys come from
+//! the TLS session with the server, and the TLS connection is pinged while data flows so that
+//! either side notices the other going away.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jetstream_core::proto::crypto::Cipher;
+use jetstream_core::transfer::TransferState;
+use jetstream_core::{
+    BitsPerSecond, Destination, Engine, EngineConfig, SessionId, Transfer, TransferStatus,
+};
+use jetstream_server::client::{ApiClient, ClientError};
+use jetstream_server::login::{self, exit, Failure};
+use jetstream_server::sandbox;
+use jetstream_server::server::manifests::{engine_manifest, scan};
+use jetstream_server::server::objects::new_id;
+use jetstream_server::server::receive::derive_keys;
+use serde_json::{json, Value};
+
+use crate::args::{Location, Options, Remote};
+use crate::progress::{Progress, Snapshot};
+
+/// Runs the copy; `Ok` is success.
+pub(crate) fn run(
+    o: &Options,
+    progress: &mut Progress,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), Failure> {
+    match &o.target {
+        Location::Remote(r) => push(o, r, progress, stop),
+        Location::Local(target) => pull(o, target, progress, stop),
+    }
+}
+
+fn verbose(o: &Options, m: &str) {
+    if o.verbose {
+        eprintln!("jscp: {m}");
+    }
+}
+
+fn refused(e: ClientError) -> Failure {
+    match e {
+        ClientError::Api(m) => Failure::new(exit::REFUSED, format!("the server refused: {m}")),
+        other => Failure::new(exit::CONNECT, other.to_string()),
+    }
+}
+
+/// Connects (TLS always: the data keys come from the TLS session) and logs in.
+fn open(o: &Options, r: &Remote) -> Result<ApiClient, Failure> {
+    let port = r.port.or(o.port).unwrap_or(8886);
+    verbose(o, &format!("connecting to {}:{port}", r.host));
+    let mut c = login::connect(&r.host, port, o.accept_new_host, true)?;
+    login::authenticate(&mut c, &r.host, r.user.as_deref(), o.token.as_deref()).map_err(|f| {
+        if f.code == exit::AUTH && o.token.is_none() {
+            Failure::new(
+                f.code,
+                format!("{} (set JETSTREAM_API_PASSWORD, or use --token)", f.message),
+            )
+        } else {
+            f
+        }
+    })?;
+    verbose(o, "logged in");
+    Ok(c)
+}
+
+fn local_engine() -> Result<Engine, Failure> {
+    let mut cfg = EngineConfig::default();
+    cfg.bind("0.0.0.0:0".parse().expect("a valid socket address literal"));
+    Engine::spawn(cfg)
+        .map_err(|e| Failure::new(exit::LOCAL, format!("cannot open a UDP socket: {e}")))
+}
+
+fn random_session() -> SessionId {
+    let id = new_id();
+    SessionId(u64::from_str_radix(&id[..16], 16).unwrap_or(1))
+}
+
+/// Where each local source goes on the server, scp style: one file to a target that does not
+/// end in `/` is copied *as* the target; otherwise every source keeps its name below the
+/// target directory (a directory source needs `-r`; `dir/` copies its contents, like rsync).
+fn push_plan(o: &Options, target: &str) -> Result<Vec<(PathBuf, String)>, Failure> {
+    let target_clean = sandbox::clean_relative(target)
+        .map_err(|e| Failure::new(exit::REFUSED, format!("target {target:?}: {e}")))?;
+    let mut plan = Vec::new();
+    let into_dir = target.is_empty() || target.ends_with('/') || o.sources.len() > 1;
+    for s in &o.sources {
+        let Location::Local(path) = s else { continue };
+        let p = Path::new(path);
+        let meta =
+            std::fs::metadata(p).map_err(|e| Failure::new(exit::LOCAL, format!("{path}: {e}")))?;
+        if meta.is_dir() && !o.recursive {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("{path} is a directory (use -r)"),
+            ));
+        }
+        let abs = std::path::absolute(p)
+            .map_err(|e| Failure::new(exit::LOCAL, format!("{path}: {e}")))?;
+        let name = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = if meta.is_dir() && path.ends_with('/') {
+            target_clean.clone()
+        } else if into_dir || meta.is_dir() {
+            join(&target_clean, &name)
+        } else {
+            target_clean.clone()
+        };
+        plan.push((abs, dest));
+    }
+    Ok(plan)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn push(
+    o: &Options,
+    r: &Remote,
+    progress: &mut Progress,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), Failure> {
+    let plan = push_plan(o, &r.path)?;
+    let files = scan(&plan).map_err(|e| Failure::new(exit::LOCAL, e))?;
+    let manifest = engine_manifest(&files).map_err(|e| Failure::new(exit::LOCAL, e))?;
+    let mut client = open(o, r)?;
+    let transfer_id = new_id();
+    let session_id = random_session();
+    let cipher = Cipher::preferred();
+    let started = client
+        .call(
+            "recv.startTransfer",
+            json!({
+                "transferId": transfer_id,
+                "sessionId": format!("{:016x}", session_id.0),
+                "cipher": cipher.name(),
+                "destinationPath": o.dest_path.clone().unwrap_or_else(|| "/".into()),
+                "totalSize": manifest.total_bytes(),
+                "totalFiles": manifest.len(),
+            }),
+        )
+        .map_err(refused)?;
+    let port = started["receiverPort"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| {
+            Failure::new(
+                exit::CONNECT,
+                "the server did not say which UDP port receives",
+            )
+        })?;
+    let keys = derive_keys(
+        |l, c, out| {
+            client
+                .export_keying_material(l, c, out)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        },
+        &transfer_id,
+        session_id,
+        cipher,
+    )
+    .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
+    let ip = client_peer_ip(&r.host, r.port.or(o.port).unwrap_or(8886))?;
+    let engine = local_engine()?;
+    let dest = Destination::new(std::net::SocketAddr::new(ip, port))
+        .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps));
+    let files_total = manifest.len() as u64;
+    progress.event(
+        json!({"event": "start", "direction": "push", "transferId": transfer_id,
+        "totalBytes": manifest.total_bytes(), "totalFiles": files_total}),
+    );
+    verbose(
+        o,
+        &format!("transfer {transfer_id}: sending to {ip}:{port}"),
+    );
+    let t = engine
+        .handle()
+        .send(dest, keys, manifest)
+        .map_err(|e| Failure::new(exit::LOCAL, format!("engine: {e}")))?;
+    let mut files_done = 0;
+    let outcome = watch(&t, progress, stop, |st| {
+        // The receiver's view: files finished (also the liveness ping).
+        let list = client.call("recv.getTransfersAsync", json!({}))?;
+        if let Some(rt) = list
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["transferId"] == transfer_id.as_str()))
+        {
+            files_done = rt["filesDone"].as_u64().unwrap_or(files_done);
+        }
+        Ok(snapshot(st, files_done, files_total))
+    });
+    finish(outcome, &t, progress, "sent")?;
+    engine.shutdown();
+    Ok(())
+}
+
+/// The server's address as this machine reaches it (for the UDP data).
+fn client_peer_ip(host: &str, port: u16) -> Result<std::net::IpAddr, Failure> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Failure::new(exit::CONNECT, format!("cannot resolve {host}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(std::net::SocketAddr::ip)
+        .ok_or_else(|| Failure::new(exit::CONNECT, format!("{host} has no address")))
+}
+
+fn snapshot(st: &TransferStatus, files_done: u64, files_total: u64) -> Snapshot {
+    Snapshot {
+        bytes: st.bytes_acked,
+        total: st.total_bytes,
+        files_done,
+        files_total,
+        sent: st.bytes_sent,
+        resent: st.bytes_retransmitted,
+    }
+}
+
+enum Watched {
+    Ended(Box<TransferStatus>),
+    Interrupted,
+    Lost(ClientError),
+}
+
+/// Polls the transfer until it ends, drawing progress; `ping` runs about once a second and
+/// also proves the control connection is alive.
+fn watch(
+    t: &Transfer,
+    progress: &mut Progress,
+    stop: &Arc<AtomicBool>,
+    mut ping: impl FnMut(&TransferStatus) -> Result<Snapshot, ClientError>,
+) -> Watched {
+    let mut last_ping: Option<Instant> = None;
+    let mut snap = Snapshot::default();
+    loop {
+        let done = t.wait(Duration::from_millis(100)).is_ok();
+        let st = t.status();
+        if stop.load(Ordering::SeqCst) {
+            t.cancel();
+            let _ = t.wait(Duration::from_secs(3));
+            return Watched::Interrupted;
+        }
+        if last_ping.is_none_or(|p| p.elapsed() >= Duration::from_secs(1)) || st.state.is_final() {
+            last_ping = Some(Instant::now());
+            match ping(&st) {
+                Ok(s) => snap = s,
+                Err(e) if !st.state.is_final() => {
+                    t.cancel();
+                    let _ = t.wait(Duration::from_secs(3));
+                    return Watched::Lost(e);
+                }
+                Err(_) => {}
+            }
+        }
+        snap.bytes = st.bytes_acked;
+        snap.total = st.total_bytes;
+        snap.sent = st.bytes_sent;
+        snap.resent = st.bytes_retransmitted;
+        if st.state == TransferState::Complete {
+            snap.files_done = snap.files_total;
+        }
+        progress.update(&snap);
+        if done || st.state.is_final() {
+            return Watched::Ended(Box::new(st));
+        }
+    }
+}
+
+fn finish(w: Watched, t: &Transfer, progress: &mut Progress, verb: &str) -> Result<(), Failure> {
+    match w {
+        Watched::Interrupted => {
+            progress.finish_line();
+            Err(Failure::new(
+                exit::INTERRUPTED,
+                "interrupted; run the same command again to resume (what arrived is kept)",
+            ))
+        }
+        Watched::Lost(e) => {
+            progress.finish_line();
+            Err(Failure::new(
+                exit::CONNECT,
+                format!(
+                    "lost the connection to the server ({e}); run the same command again to resume"
+                ),
+            ))
+        }
+        Watched::Ended(st) => match st.state {
+            TransferState::Complete => {
+                let s = Snapshot {
+                    bytes: st.total_bytes,
+                    total: st.total_bytes,
+                    files_done: st.files_total.max(st.files_done),
+                    files_total: st.files_total.max(st.files_done),
+                    sent: st.bytes_sent,
+                    resent: st.bytes_retransmitted,
+                };
+                let s = if s.files_total == 0 {
+                    let n = t.status().files_total;
+                    Snapshot {
+                        files_done: n,
+                        files_total: n,
+                        ..s
+                    }
+                } else {
+                    s
+                };
+                progress.done(verb, &s);
+                Ok(())
+            }
+            _ => {
+                progress.finish_line();
+                let mut msg = st
+                    .error_message
+                    .clone()
+                    .unwrap_or_else(|| "the transfer failed".into());
+                if msg.contains("No space left") {
+                    msg.push_str(" (the receiving disk is full)");
+                }
+                if !st.failed_files.is_empty() {
+                    let list: Vec<String> = st
+                        .failed_files
+                        .iter()
+                        .take(5)
+                        .map(|(p, why)| format!("{p}: {why}"))
+                        .collect();
+                    msg = format!("partial copy: {msg}; failed: {}", list.join("; "));
+                }
+                Err(Failure::new(exit::COMMAND_FAILED, msg))
+            }
+        },
+    }
+}
+
+fn pull(
+    o: &Options,
+    target: &str,
+    progress: &mut Progress,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), Failure> {
+    let remotes: Vec<&Remote> = o
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            Location::Remote(r) => Some(r),
+            Location::Local(_) => None,
+        })
+        .collect();
+    let first = remotes[0];
+    let target_path = Path::new(target);
+    let into_dir = remotes.len() > 1 || target.ends_with('/') || target_path.is_dir();
+    // Local root, and each remote source's name below it.
+    let (root, mappings): (PathBuf, Vec<(String, String)>) = if into_dir {
+        let m = remotes
+            .iter()
+            .map(|r| {
+                let name = Path::new(r.path.trim_end_matches('/'))
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (
+                    r.path.clone(),
+                    if r.path.ends_with('/') {
+                        String::new()
+                    } else {
+                        name
+                    },
+                )
+            })
+            .collect();
+        (target_path.to_path_buf(), m)
+    } else {
+        let name = target_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Failure::new(exit::USAGE, format!("{target}: not a file name")))?;
+        let parent = target_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        (parent, vec![(first.path.clone(), name)])
+    };
+    std::fs::create_dir_all(&root)
+        .map_err(|e| Failure::new(exit::LOCAL, format!("{}: {e}", root.display())))?;
+    let mut client = open(o, first)?;
+    let fm: serde_json::Map<String, Value> = mappings
+        .iter()
+        .map(|(src, dst)| (src.clone(), Value::String(format!("/{dst}"))))
+        .collect();
+    let m = client
+        .call("send.createManifest", json!({ "fileMappings": fm }))
+        .map_err(refused)?;
+    let manifest_id = m["manifestId"].as_str().unwrap_or_default().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let m = loop {
+        let m = client
+            .call("send.getManifest", json!({ "manifestId": manifest_id }))
+            .map_err(refused)?;
+        match m["status"].as_str() {
+            Some("complete") => break m,
+            Some("error") => {
+                let why = m["errorMessage"].as_str().unwrap_or("manifest failed");
+                return Err(Failure::new(
+                    exit::REFUSED,
+                    format!("the server cannot read the sources: {why}"),
+                ));
+            }
+            _ if Instant::now() > deadline => {
+                return Err(Failure::new(
+                    exit::CONNECT,
+                    "the server took too long to list the sources",
+                ))
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    if !o.recursive {
+        let files = client
+            .call(
+                "send.getManifestFiles",
+                json!({ "manifestId": manifest_id }),
+            )
+            .map_err(refused)?;
+        let requested: Vec<&str> = remotes.iter().map(|r| r.path.as_str()).collect();
+        if let Some(f) = files["fileMappings"].as_array().and_then(|l| {
+            l.iter().find(|f| {
+                f["isEmptyDir"] == true
+                    || !requested.iter().any(|r| {
+                        f["srcPath"]
+                            .as_str()
+                            .is_some_and(|s| s.ends_with(r.trim_start_matches('/')))
+                    })
+            })
+        }) {
+            let _ = client.call("send.deleteManifest", json!({ "manifestId": manifest_id }));
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("a source is a directory (use -r): {}", f["srcPath"]),
+            ));
+        }
+    }
+    let files_total = m["totalFiles"].as_u64().unwrap_or(0);
+    let engine = local_engine()?;
+    let transfer_id = new_id();
+    let session_id = random_session();
+    let cipher = Cipher::preferred();
+    let keys = derive_keys(
+        |l, c, out| {
+            client
+                .export_keying_material(l, c, out)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        },
+        &transfer_id,
+        session_id,
+        cipher,
+    )
+    .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
+    let t = engine
+        .handle()
+        .receive(keys, &root)
+        .map_err(|e| Failure::new(exit::LOCAL, format!("engine: {e}")))?;
+    progress.event(
+        json!({"event": "start", "direction": "pull", "transferId": transfer_id,
+        "totalBytes": m["totalSize"], "totalFiles": files_total}),
+    );
+    let port = engine.local_addr().port();
+    client
+        .call(
+            "send.startDownload",
+            json!({
+                "manifestId": manifest_id,
+                "transferId": transfer_id,
+                "sessionId": format!("{:016x}", session_id.0),
+                "cipher": cipher.name(),
+                "receiverPort": port,
+                "sendRateMax": o.limit_kbps,
+            }),
+        )
+        .map_err(refused)?;
+    verbose(
+        o,
+        &format!("transfer {transfer_id}: receiving into {}", root.display()),
+    );
+    let outcome = watch(&t, progress, stop, |st| {
+        client.call("echo", json!({}))?;
+        Ok(snapshot(st, st.files_done, files_total))
+    });
+    let result = finish(outcome, &t, progress, "received");
+    let _ = client.call("send.deleteManifest", json!({ "manifestId": manifest_id }));
+    engine.shutdown();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{parse, Parsed};
+
+    fn plan(args: &[&str]) -> Vec<(PathBuf, String)> {
+        let Ok(Parsed::Copy(o)) = parse(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+        else {
+            panic!("parse {args:?}");
+        };
+        let Location::Remote(r) = &o.target else {
+            panic!()
+        };
+        push_plan(&o, &r.path).unwrap_or_else(|f| panic!("{}", f.message))
+    }
+
+    #[test]
+    fn targets_follow_scp_and_rsync() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("my_file");
+        std::fs::write(&f, b"x").unwrap();
+        let dir = d.path().join("tree");
+        std::fs::create_dir(&dir).unwrap();
+        let fs = f.to_str().unwrap();
+        let ds = dir.to_str().unwrap();
+        assert_eq!(plan(&[fs, "h:/target/my_file"])[0].1, "target/my_file");
+        assert_eq!(plan(&[fs, "h:/target/"])[0].1, "target/my_file");
+        assert_eq!(plan(&[fs, "h:"])[0].1, "my_file");
+        assert_eq!(
+            plan(&[fs, fs, "h:/t"])
+                .iter()
+                .map(|p| p.1.as_str())
+                .collect::<Vec<_>>(),
+            ["t/my_file", "t/my_file"]
+        );
+        assert_eq!(plan(&["-r", ds, "h:/t"])[0].1, "t/tree");
+        let with_slash = format!("{ds}/");
+        assert_eq!(plan(&["-r", &with_slash, "h:/t"])[0].1, "t");
+    }
+}

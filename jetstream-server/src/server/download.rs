@@ -1,0 +1,149 @@
+//! `send.startDownload`: a client that links the engine (`jscp` pulling files) asks this
+//! server to send a manifest to the client's own engine. The client's address is the API
+//! connection's peer address; the keys come from that TLS session, as for
+//! `recv.startTransfer`. The download is a transfer record of the user's, tied to the
+//! connection: if the client goes away, the sending stops (and resumes when it asks again).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jetstream_core::proto::crypto::Cipher;
+use jetstream_core::transfer::TransferState;
+use jetstream_core::{Destination, SessionId};
+use serde_json::{json, Value};
+
+use super::api::{ApiError, Ctx};
+use super::commands::{owner_of, require_permission, visible};
+use super::objects::{now_us, Counters, TransferRec, TxStatus};
+use super::params::Params;
+use super::receive::derive_keys;
+use super::Server;
+
+type Reply = Result<(String, Value), ApiError>;
+
+/// `send.startDownload {manifestId, transferId, sessionId, cipher, receiverPort}`.
+///
+/// # Errors
+/// Not TLS, an unknown manifest, a bad port, or the engine refusing.
+pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    require_permission(ctx, "download")?;
+    if !ctx.stream.is_tls() {
+        return Err(ApiError(
+            "send.startDownload: needs a TLS connection (the data keys come from it)".into(),
+        ));
+    }
+    let manifest_id = p.id("manifestId")?;
+    let transfer_id = p.id("transferId")?;
+    let session_id = p
+        .str("sessionId")
+        .and_then(|s| {
+            u64::from_str_radix(s, 16)
+                .map_err(|_| ApiError("parameter \"sessionId\" must be 16 hex characters".into()))
+        })
+        .map(SessionId)?;
+    let cipher_name = p.opt_str("cipher")?.unwrap_or("aes-256-gcm");
+    let cipher = Cipher::from_name(cipher_name)
+        .ok_or_else(|| ApiError(format!("unknown cipher {cipher_name:?}")))?;
+    let port = p
+        .opt_u64("receiverPort")?
+        .and_then(|v| u16::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .ok_or_else(|| ApiError("parameter \"receiverPort\" must be a UDP port".into()))?;
+    let rate = p.opt_u64("sendRateMax")?.filter(|&r| r > 0);
+    let (manifest, total_bytes, total_files) = {
+        let objs = ctx.server.objects.lock();
+        let m = objs
+            .manifests
+            .get(&manifest_id)
+            .filter(|m| visible(ctx, &m.owner))
+            .ok_or_else(|| ApiError(format!("no manifest {manifest_id}")))?;
+        if m.status != "complete" {
+            return Err(ApiError(format!("manifest {manifest_id} is {}", m.status)));
+        }
+        let built = m
+            .built
+            .clone()
+            .ok_or_else(|| ApiError(format!("manifest {manifest_id} is not loaded")))?;
+        (built, m.total_size(), m.files.len() as u64)
+    };
+    let stream = ctx.stream;
+    let keys = derive_keys(
+        |label, context, out| stream.export_keying_material(label, context, out),
+        &transfer_id,
+        session_id,
+        cipher,
+    )
+    .map_err(|e| ApiError(format!("cannot derive the data keys: {e}")))?;
+    let client = SocketAddr::new(ctx.session.peer.ip(), port);
+    let target =
+        Destination::new(client).send_rate_max(rate.map(jetstream_core::BitsPerSecond::from_kbps));
+    let handle = ctx
+        .server
+        .send_engine()
+        .send(target, keys, (*manifest).clone())
+        .map_err(|e| ApiError(format!("cannot start sending: {e}")))?;
+    let now = now_us();
+    let rec = TransferRec {
+        id: transfer_id.clone(),
+        owner: owner_of(ctx),
+        destination_id: format!("client:{client}"),
+        manifest_id,
+        destination_path: String::new(),
+        priority: 0,
+        status: TxStatus::Sending,
+        error_message: None,
+        request_time: now,
+        queue_time: now,
+        start_time: Some(now),
+        end_time: None,
+        failed_files: Vec::new(),
+        done: Counters::default(),
+        live: Counters::default(),
+        total_bytes,
+        total_files,
+        attempts: 1,
+        user_data: Default::default(),
+    };
+    let mut objs = ctx.server.objects.lock();
+    if let Some(old) = objs.transfers.get(&transfer_id) {
+        if !visible(ctx, &old.owner) {
+            handle.cancel();
+            return Err(ApiError(format!("transfer id {transfer_id} is taken")));
+        }
+    }
+    objs.transfers.insert(transfer_id.clone(), rec);
+    drop(objs);
+    ctx.session.downloads.push(handle.clone());
+    let server = ctx.server.clone();
+    let id = transfer_id.clone();
+    std::thread::Builder::new()
+        .name("download".into())
+        .spawn(move || watch(&server, &id, &handle))
+        .map_err(|e| ApiError(format!("cannot watch the download: {e}")))?;
+    crate::log!("send: download {transfer_id} to {client} started");
+    Ok(("Sending.".into(), json!({ "transferId": transfer_id })))
+}
+
+/// Keeps the download's record up to date until it ends.
+fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
+    loop {
+        let done = handle.wait(Duration::from_millis(250));
+        let st = handle.status();
+        let mut objs = server.objects.lock();
+        let Some(t) = objs.transfers.get_mut(id) else {
+            return;
+        };
+        t.live = Counters::from_status(&st);
+        if done.is_ok() || st.state.is_final() {
+            t.end_time = Some(now_us());
+            (t.status, t.error_message) = match st.state {
+                TransferState::Complete => (TxStatus::Complete, None),
+                TransferState::Cancelled => (TxStatus::Cancelled, None),
+                _ => (TxStatus::Error, st.error_message.clone()),
+            };
+            t.failed_files = st.failed_files;
+            return;
+        }
+    }
+}

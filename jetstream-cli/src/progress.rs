@@ -230,6 +230,7 @@ impl Progress {
             Mode::Json => self.event(json!({
                 "event": "complete",
                 "bytes": s.total,
+                "bytesSent": s.sent,
                 "files": s.files_total,
                 "seconds": elapsed.as_secs_f64(),
                 "bytesPerSecond": (s.total as f64 / elapsed.as_secs_f64().max(1e-3)).round(),

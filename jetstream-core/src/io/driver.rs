@@ -33,7 +33,48 @@ const RECV_BUDGET: usize = 64;
 /// Size of the receive and send buffers: one GRO/GSO batch.
 const BATCH_BUF: usize = 65536;
 /// Close code for an entry the receiver could not write or verify.
-const FILE_ERROR_CODE: u64 = 3;
+/// Why an entry failed at the receiver, as told to the sender (which has only this code).
+mod file_code {
+    pub(super) const ESCAPE: u64 = 1;
+    pub(super) const INVALID_PATH: u64 = 2;
+    pub(super) const IO: u64 = 3;
+    pub(super) const DISK_FULL: u64 = 4;
+    pub(super) const NOT_PERMITTED: u64 = 5;
+    pub(super) const CORRUPT: u64 = 6;
+}
+
+fn file_error_code(err: &FsError) -> u64 {
+    match err {
+        FsError::Escape { .. } => file_code::ESCAPE,
+        FsError::InvalidPath { .. } => file_code::INVALID_PATH,
+        FsError::Io { kind, .. } => match kind {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                file_code::DISK_FULL
+            }
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                file_code::NOT_PERMITTED
+            }
+            _ => file_code::IO,
+        },
+        FsError::DigestMismatch { .. } => file_code::CORRUPT,
+        _ => file_code::IO,
+    }
+}
+
+/// The sender's words for a receiver's failure code.
+fn describe_file_code(code: u64) -> String {
+    let why = match code {
+        file_code::ESCAPE => "the path leaves the destination or crosses a symbolic link",
+        file_code::INVALID_PATH => "the path is not valid there",
+        file_code::DISK_FULL => "the receiver's disk is full (No space left on device)",
+        file_code::NOT_PERMITTED => {
+            "the receiver may not write there (permission denied or read-only)"
+        }
+        file_code::CORRUPT => "the data arrived corrupted and was discarded",
+        _ => "an I/O error on the receiver",
+    };
+    format!("refused by the receiver: {why}")
+}
 
 struct Active {
     id: TransferId,
@@ -414,7 +455,7 @@ impl Driver {
                 .or_insert_with(|| err.to_string());
         }
         self.endpoint
-            .file_done(now, h, file, false, FILE_ERROR_CODE);
+            .file_done(now, h, file, false, file_error_code(err));
     }
 
     fn flush(&mut self, now: Instant) {
@@ -542,7 +583,7 @@ impl Driver {
                     .file_errors
                     .get(&f.0)
                     .cloned()
-                    .unwrap_or_else(|| format!("refused by the receiver (code {code})"));
+                    .unwrap_or_else(|| describe_file_code(code));
                 failed_files.push((path, why));
             }
             for (i, e) in m.entries().iter().enumerate() {

@@ -357,6 +357,9 @@ fn start(args: ServerArgs) -> Result<(), String> {
         args,
     });
     restore(&server, persisted);
+    if !server.args.api_disable_api_tokens {
+        local_token(&server)?;
+    }
     let s = server.clone();
     std::thread::Builder::new()
         .name("scheduler".into())
@@ -417,6 +420,48 @@ fn start(args: ServerArgs) -> Result<(), String> {
             crate::log!("api: cannot serve {peer}: {e}");
         }
     }
+    Ok(())
+}
+
+/// What marks the local token among the API tokens.
+pub const LOCAL_TOKEN_DESCRIPTION: &str = "local token of the server's own account";
+
+/// Writes `<state>/local.token`: a fresh API token (replaced at every start) that logs in as
+/// the account running the server. Only that account can read the file (mode 0600 in a 0700
+/// directory), so it grants nothing that account does not already have; it lets local scripts
+/// (and the README's first command) use the API without a password.
+fn local_token(server: &Arc<Server>) -> Result<(), String> {
+    let me = crate::users::by_uid(sys::euid())
+        .map_err(|e| format!("cannot look up the server's own user: {e}"))?
+        .ok_or("the server's own uid has no user name")?;
+    let rec = TokenRec {
+        token: new_id(),
+        owner: objects::Owner {
+            user: me.name,
+            token: None,
+            token_session: None,
+        },
+        password_hash: None,
+        salt: new_id(),
+        description: LOCAL_TOKEN_DESCRIPTION.into(),
+        creation_time: now_us(),
+        expiry_time: None,
+        path: None,
+        permissions: objects::PERMISSIONS
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect(),
+        user_data: Default::default(),
+    };
+    let path = server.state.path().join("local.token");
+    state::write_atomic(&path, format!("{}\n", rec.token).as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut objs = server.objects.lock();
+    objs.tokens
+        .retain(|_, t| t.description != LOCAL_TOKEN_DESCRIPTION);
+    objs.tokens.insert(rec.token.clone(), rec);
+    drop(objs);
+    server.save();
     Ok(())
 }
 

@@ -248,7 +248,7 @@ fn the_seeds_three_command_example_works_through_jetstream_api() {
     let src = root.join("source/my_file");
     write(&src, &data(12345, 9));
     let api = |args: &[&str]| -> (i32, Value, String) {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .arg("api")
             .args(["--api-control-port", &a.api.to_string(), "--user", u.name()])
             .args(args)
@@ -309,7 +309,7 @@ fn the_seeds_three_command_example_works_through_jetstream_api() {
     assert_eq!(v, Value::Null);
     assert!(err.contains("no transfer"), "{err}");
     // A wrong password is its own exit code.
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("api")
         .args([
             "--api-control-port",

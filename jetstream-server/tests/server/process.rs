@@ -8,7 +8,11 @@ use serde_json::json;
 use super::util::*;
 
 fn server(args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN).arg("server").args(args).output().unwrap();
+    let out = Command::new(bin())
+        .arg("server")
+        .args(args)
+        .output()
+        .unwrap();
     let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stdout));
     (out.status.code().unwrap_or(-1), text)
@@ -94,6 +98,38 @@ fn sigterm_stops_cleanly_and_the_identity_survives_a_restart() {
     assert_eq!(again["publicKey"], info["publicKey"]);
     assert_ne!(again["serverId"], info["serverId"]);
     assert!(again["certificateValidation"].as_i64().unwrap() > 30);
+    // The local token: private to the server's account, logs in as that account, and is
+    // replaced at every start.
+    let path = s.state.join("local.token");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+    let mut c = s.client();
+    c.call("authToken", json!({ "token": token })).unwrap();
+    let me = jetstream_server::users::current().unwrap();
+    let info = c.call("getServerInfo", json!({})).unwrap();
+    assert_eq!(info["user"]["authed"], true);
+    assert_eq!(info["user"]["token"], token.as_str());
+    let d = c
+        .call(
+            "send.createDestination",
+            json!({"destinationAddress": "192.0.2.9"}),
+        )
+        .unwrap();
+    assert_eq!(d["owner"], me.name.as_str());
     let status = s.signal(2);
     assert!(status.success(), "SIGINT: {status}");
+    s.restart();
+    let fresh = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+    assert_ne!(fresh, token);
+    assert!(
+        s.client()
+            .call("authToken", json!({ "token": token }))
+            .is_err(),
+        "the old one is gone"
+    );
+    s.client()
+        .call("authToken", json!({ "token": fresh }))
+        .unwrap();
 }

@@ -15,7 +15,7 @@ fn api(
     extra_env: &[(&str, &Path)],
     args: &[&str],
 ) -> Output {
-    let mut c = ns.command(BIN);
+    let mut c = ns.command(bin());
     c.args([
         "api",
         "--host",

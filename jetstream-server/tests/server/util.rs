@@ -13,7 +13,27 @@ use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
 use jetstream_server::users::test_support::{self, TestUser};
 use serde_json::{json, Value};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_jetstream");
+/// The `jetstream` binary. From this package's tests cargo says where it is; from another
+/// package's tests (jscp's) it is the workspace's, which `cargo test --workspace` builds.
+pub fn bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = option_env!("CARGO_BIN_EXE_jetstream") {
+            return p.to_owned();
+        }
+        // target/<profile>/deps/<test> -> target/<profile>/jetstream
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe.parent().and_then(Path::parent).expect("target dir");
+        let bin = dir.join("jetstream");
+        // Cargo holds the build lock while tests run, so it cannot be built from here.
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo test --workspace` (or `cargo build -p jetstream-server` first)",
+            bin.display()
+        );
+        bin.display().to_string()
+    })
+}
 
 /// Whether this test can run (root, for PAM users and ownership); prints why not.
 pub fn can_run() -> bool {
@@ -94,10 +114,10 @@ impl Srv {
         let mut c = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, BIN]);
+                c.args(["netns", "exec", ns, bin()]);
                 c
             }
-            None => Command::new(BIN),
+            None => Command::new(bin()),
         };
         let host = if self.netns.is_some() {
             "0.0.0.0"
@@ -146,7 +166,7 @@ impl Srv {
         match &self.netns {
             None => TcpStream::connect(("127.0.0.1", self.api)).is_ok(),
             Some(ns) => Command::new("ip")
-                .args(["netns", "exec", ns, BIN, "api", "--api-control-port"])
+                .args(["netns", "exec", ns, bin(), "api", "--api-control-port"])
                 .arg(self.api.to_string())
                 .arg("echo")
                 .stdout(Stdio::null())

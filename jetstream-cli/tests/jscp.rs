@@ -1,0 +1,372 @@
+//! `jscp` against real `jetstream server` processes on loopback, with real users and files.
+#![allow(unreachable_pub)]
+
+#[path = "../../jetstream-server/tests/server/util.rs"]
+#[allow(dead_code)]
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::*;
+
+const JSCP: &str = env!("CARGO_BIN_EXE_jscp");
+
+/// `jscp` with the test's password and known-hosts file.
+fn jscp(srv: &Srv, pw: &str, kh: &Path) -> Command {
+    let mut c = Command::new(JSCP);
+    c.env("JETSTREAM_API_PASSWORD", pw)
+        .env("JETSTREAM_KNOWN_HOSTS", kh)
+        .arg("-P")
+        .arg(srv.api.to_string())
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let o: Output = c.output().expect("run jscp");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn same_tree(a: &Path, b: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![a.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let rel = p.strip_prefix(a).unwrap();
+        let q = b.join(rel);
+        let meta = std::fs::metadata(&p).unwrap();
+        if meta.is_dir() {
+            assert!(q.is_dir(), "{} missing", q.display());
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert!(
+                std::fs::read(&p).unwrap() == std::fs::read(&q).unwrap(),
+                "{} differs",
+                q.display()
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn the_seed_examples_land_where_the_seed_says() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let kh = root.join("kh");
+    let src = root.join("source/my_file");
+    write(&src, &data(70_000, 11));
+    let user_at = |host_path: &str| format!("{}@127.0.0.1:{host_path}", u.name());
+
+    // No sandbox: the target path alone decides (kept inside the scratch dir here).
+    let open = Srv::start(root, "open", &[]);
+    let target = root.join("target/my_file");
+    let (code, out, err) = run(jscp(&open, &pw, &kh)
+        .arg("--accept-new-host")
+        .arg(&src)
+        .arg(user_at(target.to_str().unwrap())));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("sent 68.36 KiB in "),
+        "summary line: {out:?}"
+    );
+    assert!(std::fs::read(&target).unwrap() == std::fs::read(&src).unwrap());
+
+    // Sandboxed at /storage: sandbox + target; with -d /project: sandbox + path + target.
+    let storage = root.join("storage");
+    let boxed = Srv::start(root, "boxed", &["--sandbox-dir", storage.to_str().unwrap()]);
+    let (code, _, err) = run(jscp(&boxed, &pw, &kh)
+        .arg("--accept-new-host")
+        .arg(&src)
+        .arg(user_at("/target/my_file")));
+    assert_eq!(code, 0, "{err}");
+    assert!(storage.join("target/my_file").is_file());
+    let (code, _, err) = run(jscp(&boxed, &pw, &kh)
+        .args(["-d", "/project"])
+        .arg(&src)
+        .arg(user_at("/target/my_file")));
+    assert_eq!(code, 0, "{err}");
+    let landed = storage.join("project/target/my_file");
+    assert!(std::fs::read(&landed).unwrap() == std::fs::read(&src).unwrap());
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&landed).unwrap()),
+        u.uid()
+    );
+}
+
+#[test]
+fn push_and_pull_a_tree_of_two_thousand_files_with_json_progress() {
+    if !can_run() {
+        return;
+    }
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        b,
+        storage,
+        ..
+    } = Pair::new(false);
+    let root = dir.path();
+    let kh = root.join("kh");
+    let tree = root.join("tree");
+    for i in 0..2000u64 {
+        let len = (i * 997 % 20_000) as usize;
+        write(
+            &tree.join(format!("d{}/f{i:04}.bin", i % 17)),
+            &data(len, i),
+        );
+    }
+    std::fs::create_dir_all(tree.join("empty/inner")).unwrap();
+    let remote = format!("{}@127.0.0.1:/incoming/", u.name());
+    let (code, out, err) = run(jscp(&b, &pw, &kh)
+        .args(["--accept-new-host", "--json", "-r"])
+        .arg(&tree)
+        .arg(&remote));
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    assert_eq!(events[0]["event"], "start");
+    assert_eq!(events[0]["totalFiles"], 2001);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "complete", "{last}");
+    assert_eq!(last["files"], 2001);
+    assert!(events
+        .iter()
+        .all(|e| e["event"] != "progress" || e["bytes"].as_u64() <= e["totalBytes"].as_u64()));
+    assert_eq!(same_tree(&tree, &storage.join("incoming/tree")), 2000);
+    assert!(storage.join("incoming/tree/empty/inner").is_dir());
+
+    // Pull it back, into a new local directory name (like cp -r).
+    let back = root.join("back");
+    let (code, out, err) = run(jscp(&b, &pw, &kh)
+        .args(["-r", &format!("{}@127.0.0.1:/incoming/tree", u.name())])
+        .arg(&back));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("received "), "{out}");
+    assert_eq!(same_tree(&tree, &back), 2000);
+    // A single file, pulled to a new name.
+    let one = root.join("one.bin");
+    let (code, _, err) = run(jscp(&b, &pw, &kh)
+        .arg(format!(
+            "{}@127.0.0.1:/incoming/tree/d3/f0003.bin",
+            u.name()
+        ))
+        .arg(&one));
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::read(&one).unwrap() == std::fs::read(tree.join("d3/f0003.bin")).unwrap());
+    // -q: nothing on stdout.
+    let (code, out, _) = run(jscp(&b, &pw, &kh)
+        .arg("-q")
+        .arg(tree.join("d0/f0000.bin"))
+        .arg(&remote));
+    assert_eq!((code, out.as_str()), (0, ""));
+}
+
+/// Starts a rate-limited `--json` push and returns once it has moved `fraction` of the file.
+fn start_push(
+    b: &Srv,
+    pw: &str,
+    kh: &Path,
+    src: &Path,
+    remote: &str,
+    fraction: f64,
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = jscp(b, pw, kh)
+        .args(["--json", "-l", "150000"])
+        .arg(src)
+        .arg(remote)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(lines.read_line(&mut line).unwrap() > 0, "jscp ended early");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "progress" && v["percent"].as_f64().unwrap_or(0.0) >= fraction * 100.0 {
+            return (child, lines);
+        }
+        assert!(Instant::now() < deadline, "no progress");
+    }
+}
+
+#[test]
+fn ctrl_c_and_kill_leave_a_state_that_resumes() {
+    if !can_run() {
+        return;
+    }
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        b,
+        storage,
+        ..
+    } = Pair::new(false);
+    let root = dir.path();
+    let kh = root.join("kh");
+    // Trust the server once.
+    let small = root.join("small");
+    write(&small, b"hi");
+    let remote = format!("{}@127.0.0.1:/big.bin", u.name());
+    let (code, _, err) = run(jscp(&b, &pw, &kh)
+        .arg("--accept-new-host")
+        .arg(&small)
+        .arg(format!("{}@127.0.0.1:/s", u.name())));
+    assert_eq!(code, 0, "{err}");
+    let size = 64 << 20;
+    let src = root.join("big.bin");
+    write(&src, &data(size, 21));
+
+    // Ctrl-C: exits 130 with a hint, and nothing partial is at the final path.
+    let (mut child, _lines) = start_push(&b, &pw, &kh, &src, &remote, 0.2);
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("run the same command again"), "{err}");
+    assert!(
+        !storage.join("big.bin").exists(),
+        "a partial file is never presented as complete"
+    );
+
+    // SIGKILL further on.
+    let (mut child, _lines) = start_push(&b, &pw, &kh, &src, &remote, 0.3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!storage.join("big.bin").exists());
+
+    // Again, with --resume: completes, and sends only what is missing.
+    let (code, out, err) = run(jscp(&b, &pw, &kh)
+        .args(["--resume", "--json"])
+        .arg(&src)
+        .arg(&remote));
+    assert_eq!(code, 0, "{err}");
+    let done: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let sent = done["bytesSent"].as_u64().unwrap();
+    eprintln!("resumed run sent {sent} bytes for a {size}-byte file");
+    assert!(
+        sent < size as u64 * 85 / 100,
+        "resumed, not restarted: {sent}"
+    );
+    assert!(std::fs::read(storage.join("big.bin")).unwrap() == std::fs::read(&src).unwrap());
+}
+
+#[test]
+fn each_failure_has_its_exit_code_and_a_message_that_says_what_to_do() {
+    if !can_run() {
+        return;
+    }
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        b,
+        storage,
+        ..
+    } = Pair::new(false);
+    let root = dir.path();
+    let kh = root.join("kh");
+    let src = root.join("f.txt");
+    write(&src, b"data");
+    let remote = format!("{}@127.0.0.1:/f.txt", u.name());
+    // Unknown server key, not a terminal: refused (4) with the way to accept it.
+    let (code, _, err) = run(jscp(&b, &pw, &kh).arg(&src).arg(&remote));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("--accept-new-host"), "{err}");
+    run(jscp(&b, &pw, &kh)
+        .arg("--accept-new-host")
+        .arg(&src)
+        .arg(&remote));
+    // Usage (2).
+    let (code, _, err) = run(jscp(&b, &pw, &kh).arg("--bogus").arg(&src).arg(&remote));
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(jscp(&b, &pw, &kh).arg(root).arg(&remote));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("use -r"), "{err}");
+    // Wrong password (3).
+    let (code, _, err) = run(jscp(&b, "wrong", &kh).arg(&src).arg(&remote));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("authentication failed") && err.contains("JETSTREAM_API_PASSWORD"),
+        "{err}"
+    );
+    // Port closed (4).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (code, _, err) = run(Command::new(JSCP)
+        .env("JETSTREAM_API_PASSWORD", &pw)
+        .env("JETSTREAM_KNOWN_HOSTS", &kh)
+        .args(["-P", &port.to_string()])
+        .arg(&src)
+        .arg(&remote));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("refused") && err.contains(&port.to_string()),
+        "{err}"
+    );
+    // Outside the sandbox (5).
+    let (code, _, err) = run(jscp(&b, &pw, &kh)
+        .args(["-d", "/../../etc"])
+        .arg(&src)
+        .arg(&remote));
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("escapes the sandbox"), "{err}");
+    // A missing local source (6).
+    let (code, _, err) = run(jscp(&b, &pw, &kh).arg(root.join("nope")).arg(&remote));
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("nope"), "{err}");
+    // The receiver's disk is full (1): a 1 MiB tmpfs as the target directory.
+    let small = storage.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "jstest",
+            small.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap()
+        .success();
+    if mounted {
+        let big = root.join("big.bin");
+        write(&big, &data(3 << 20, 2));
+        let (code, _, err) = run(jscp(&b, &pw, &kh)
+            .arg(&big)
+            .arg(format!("{}@127.0.0.1:/small/big.bin", u.name())));
+        let _ = Command::new("umount").arg(&small).status();
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("disk is full") || err.contains("No space"),
+            "{err}"
+        );
+    } else {
+        eprintln!("disk-full case skipped: cannot mount a tmpfs");
+    }
+}

@@ -78,6 +78,9 @@ free_port() {
   done
 }
 
+# The machine's load before the runs: the figures mean little if something else is busy.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # --- test data
 echo "generating ${SIZE_MIB} MiB of random data and ${FILES} files of ${FILE_KIB} KiB in tmpfs..."
 head -c "${SIZE_MIB}M" /dev/urandom > "$WORK/big.bin"
@@ -225,7 +228,7 @@ done
 echo
 echo "jscp vs scp vs rsync on loopback, tmpfs to tmpfs, median of $RUNS runs"
 echo "machine: $(nproc) cores, $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "jscp $("$JSCP" --version | awk '{ print $2 }') (${JSCP_CIPHER}, BLAKE3-verified); $(ssh -V 2>&1 | cut -d, -f1) (cipher ${SSH_CIPHER:-unknown}; scp uses SFTP); $(rsync --version | head -n 1 | awk '{ print $1, $3 }') over that ssh"
 echo
 printf "%-6s %-16s %9s %10s %10s %12s   %s\n" tool case seconds MB/s jscp/scp jscp/rsync "runs (s)"

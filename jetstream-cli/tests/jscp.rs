@@ -178,6 +178,9 @@ fn push_and_pull_a_tree_of_two_thousand_files_with_json_progress() {
 }
 
 /// Starts a rate-limited `--json` push and returns once it has moved `fraction` of the file.
+/// The caller waits for the child; if an assertion fails first, the test ends and the copy
+/// ends with it (its server goes away).
+#[allow(clippy::zombie_processes)]
 fn start_push(
     b: &Srv,
     pw: &str,

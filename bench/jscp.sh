@@ -47,7 +47,7 @@ USER_MADE=""; PAM_MADE=""; SERVER_PID=""; SSHD_PID=""
 cleanup() {
   local rc=$?
   if [ "$rc" -ne 0 ] && [ -s "$STATE/server.log" ]; then
-    echo "--- last lines of the jetstream server log:" >&2
+    printf "\n--- last lines of the jetstream server log:\n" >&2
     tail -n 20 "$STATE/server.log" >&2 || true
   fi
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi

@@ -169,6 +169,36 @@ fn handle_line(
     } else {
         Response::error("bad request: \"parameters\" must be an object")
     };
+    if server.args.trigger_on_api {
+        api_trigger(server, &req, &response);
+    }
     response.id = req.id;
     response
+}
+
+/// `on.<command>` (with `--trigger-on-api`): the command as JSON (passwords masked), the
+/// status, the message and the result as JSON.
+fn api_trigger(server: &Server, req: &Request, response: &Response) {
+    let name = format!("on.{}", req.request);
+    if !server.triggers.has(&name) {
+        return;
+    }
+    let mut command = json!({ "request": req.request, "parameters": req.parameters });
+    if let Some(p) = command["parameters"].as_object_mut() {
+        for (k, v) in p.iter_mut() {
+            if k.to_ascii_lowercase().contains("password") || k == "token" {
+                *v = json!("********");
+            }
+        }
+    }
+    server.triggers.fire(
+        &name,
+        vec![
+            command.to_string(),
+            response.status.clone(),
+            response.message.clone(),
+            response.result.to_string(),
+        ],
+        None,
+    );
 }

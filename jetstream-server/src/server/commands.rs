@@ -65,6 +65,23 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             std::thread::spawn(move || server.stop("terminate command"));
             ok("Server terminating.", Value::Null)
         }
+        "getEventLog" => event_log(ctx, p),
+        "garbageCollect" => {
+            require_superuser(ctx, name)?;
+            let c = super::gc::collect(ctx.server, super::objects::now_us());
+            ok("Garbage collected.", json!(c))
+        }
+        "updateGarbageCollectSettings" => {
+            require_superuser(ctx, name)?;
+            let s = super::gc::updated(
+                ctx.server.gc_settings(),
+                p.opt_u64("intervalSeconds")?,
+                p.opt_u64("timeLimitSeconds")?,
+            )
+            .map_err(ApiError)?;
+            ctx.server.set_gc_settings(s);
+            ok("Garbage collection settings updated.", super::gc::view(s))
+        }
         "getRequestStatus" => request_status(ctx, p, false),
         "getRequestResult" => request_status(ctx, p, true),
         "createAPIToken" => create_api_token(ctx, p),
@@ -97,7 +114,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
                 .find(|(_, r)| r.token == t && visible(ctx, &r.owner))
                 .map(|(k, _)| k.clone())
                 .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
-            objs.tokens.remove(&key);
+            if let Some(t) = objs.tokens.remove(&key) {
+                ctx.server
+                    .events
+                    .record("tokenDeleted", token_event(&t.view()));
+            }
             drop(objs);
             ctx.server.save();
             ok("API token deleted.", Value::Null)
@@ -238,6 +259,9 @@ fn known(name: &str) -> bool {
         "terminate",
         "getRequestStatus",
         "getRequestResult",
+        "getEventLog",
+        "garbageCollect",
+        "updateGarbageCollectSettings",
         "createAPIToken",
         "getAPIToken",
         "getAPITokens",
@@ -471,6 +495,76 @@ fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     ok("Authenticated.", Value::Null)
 }
 
+/// The `send.destination*` trigger arguments: the destination and the API client that acted,
+/// each as `ip:port` (a host name that does not resolve at once is passed as given).
+fn destination_trigger_args(ctx: &Ctx<'_>, d: &DestinationRec) -> Vec<String> {
+    use std::net::ToSocketAddrs;
+    let port = d.data_port();
+    let ip = d.address.parse::<std::net::IpAddr>().ok().or_else(|| {
+        (d.address.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(|a| a.ip())
+    });
+    let destination = match ip {
+        Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+        None => format!("{}:{port}", d.address),
+    };
+    vec![destination, ctx.session.peer.to_string()]
+}
+
+/// A token's event-log entry: its structure without the secret itself.
+fn token_event(view: &Value) -> Value {
+    let mut v = view.clone();
+    if let Some(t) = v["token"].as_str() {
+        v["token"] = json!(format!("{}…", &t[..t.len().min(6)]));
+    }
+    v
+}
+
+/// `getEventLog {startTime?, endTime?, events? | event?, limit?}`: entries oldest first (the
+/// newest `limit`, default 1000). Users see the entries about their own objects and the
+/// server's own events; a superuser sees all.
+fn event_log(ctx: &Ctx<'_>, p: Params<'_>) -> Reply {
+    let mut names = Vec::new();
+    if let Some(e) = p.opt_str("event")? {
+        names.push(e.to_owned());
+    }
+    match p.value("events") {
+        None => {}
+        Some(Value::Array(list)) => {
+            for v in list {
+                let n = v.as_str().ok_or_else(|| {
+                    ApiError("parameter \"events\" must be a list of names".into())
+                })?;
+                names.push(n.to_owned());
+            }
+        }
+        Some(Value::String(one)) => names.push(one.clone()),
+        Some(_) => {
+            return Err(ApiError(
+                "parameter \"events\" must be a list of names".into(),
+            ))
+        }
+    }
+    let filter = super::events::Filter {
+        start_time: p.opt_i64("startTime")?,
+        end_time: p.opt_i64("endTime")?,
+        events: names,
+        limit: usize::try_from(p.opt_u64("limit")?.unwrap_or(1000)).unwrap_or(usize::MAX),
+    };
+    let me = ctx.session.user.as_ref().map(|u| u.name.clone());
+    let all = ctx.session.superuser;
+    let list = ctx.server.events.query(&filter, |e| {
+        all || match e.get("owner").and_then(Value::as_str) {
+            Some(o) => me.as_deref() == Some(o),
+            None => true,
+        }
+    });
+    ok("Event log.", Value::Array(list))
+}
+
 /// Compares in time that depends only on the lengths (tokens and hashes have fixed lengths).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -675,9 +769,16 @@ fn delete_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
             "destination {id} has transfers queued or running: cancel them first"
         )));
     }
-    objs.destinations.remove(&id);
+    let gone = objs.destinations.remove(&id);
     drop(objs);
     ctx.server.save();
+    if let Some(d) = gone {
+        ctx.server.events.record("destinationDeleted", d.view(0));
+        let args = destination_trigger_args(ctx, &d);
+        ctx.server
+            .triggers
+            .fire("send.destinationDeleted", args, None);
+    }
     ok("Destination deleted.", Value::Null)
 }
 

@@ -67,6 +67,16 @@ pub struct ServerArgs {
     /// friendly name of this server (serverName; default: the host name)
     #[argh(option)]
     pub server_name: Option<String>,
+    /// directory of trigger scripts, each named after its event
+    /// (default /var/lib/jetstream/triggers)
+    #[argh(option, default = "PathBuf::from(\"/var/lib/jetstream/triggers\")")]
+    pub trigger_dir: PathBuf,
+    /// print which triggers run, and their output, on stderr (not into --log)
+    #[argh(switch)]
+    pub trigger_log: bool,
+    /// also run the trigger on.<command> after every API command
+    #[argh(switch)]
+    pub trigger_on_api: bool,
     /// UDP address to bind the data port on (default 0.0.0.0)
     #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
     pub recv_host: IpAddr,

@@ -48,7 +48,7 @@ pub fn server_info(ctx: &Ctx<'_>) -> Value {
         },
         "certificateValidation": s.identity.days_to_expiry(std::time::SystemTime::now()),
         "encryptionAvailable": true,
-        "eventLogAvailable": false,
+        "eventLogAvailable": true,
         "hostName": s.host_name,
         "license": { "errorMessage": null, "expiry": null, "valid": true },
         "minCipher": "aes-256-gcm",
@@ -88,9 +88,10 @@ pub fn server_info(ctx: &Ctx<'_>) -> Value {
     if session.superuser {
         v["configuration"] = json!({
             "cloudFileCache": { "highWatermark": 0, "maximumSize": 0 },
-            "garbageCollect": { "intervalSeconds": 3600, "timeLimitSeconds": 172_800 },
+            "garbageCollect": super::gc::view(s.gc_settings()),
             "persistentStateDir": s.state.path(),
-            "triggersAvailable": false,
+            "triggersAvailable": a.trigger_dir.is_dir(),
+            "triggerDir": a.trigger_dir,
         });
     }
     v

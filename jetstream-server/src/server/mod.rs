@@ -6,6 +6,8 @@ pub mod api;
 pub mod commands;
 pub mod config;
 pub mod download;
+pub mod events;
+pub mod gc;
 pub mod info;
 pub mod log;
 pub mod manifests;
@@ -15,6 +17,7 @@ pub mod receive;
 pub mod state;
 pub mod sys;
 pub mod transfers;
+pub mod triggers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
@@ -147,6 +150,12 @@ pub struct Server {
     pub requests: Mutex<Requests>,
     /// Start time (µs).
     pub start_time: i64,
+    /// The event log.
+    pub events: events::EventLog,
+    /// Trigger scripts.
+    pub triggers: triggers::Triggers,
+    gc: Mutex<gc::GcSettings>,
+    gc_wake: crossbeam_channel::Sender<()>,
     engines: Mutex<Vec<Engine>>,
     handles: Vec<EngineHandle>,
     next_engine: AtomicUsize,
@@ -159,6 +168,18 @@ impl Server {
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The garbage-collection settings.
+    pub fn gc_settings(&self) -> gc::GcSettings {
+        *self.gc.lock()
+    }
+
+    /// Changes them (kept in the state dir) and runs a collection now.
+    pub fn set_gc_settings(&self, s: gc::GcSettings) {
+        *self.gc.lock() = s;
+        self.save();
+        let _ = self.gc_wake.try_send(());
     }
 
     /// Wakes the scheduler.
@@ -244,6 +265,7 @@ impl Server {
                 transfers,
                 manifests,
                 tokens: objs.tokens.values().cloned().collect(),
+                gc: Some(*self.gc.lock()),
             }
         };
         if let Err(e) = self.state.save(&p) {
@@ -257,6 +279,10 @@ impl Server {
             return;
         }
         crate::log!("server: stopping ({why})");
+        self.events.record(
+            "serverStopped",
+            serde_json::json!({ "serverId": self.server_id, "reason": why }),
+        );
         let running: Vec<Arc<RunCtl>> = self.objects.lock().running.values().cloned().collect();
         for r in &running {
             r.request(Stop::Shutdown);
@@ -305,15 +331,17 @@ fn start(args: ServerArgs) -> Result<(), String> {
     let tls_config = identity.server_config();
     let mut engines = Vec::new();
     let mut recv_addrs = Vec::new();
+    let (engine_events, engine_events_rx) = crossbeam_channel::unbounded();
     for port in args.recv_ports() {
         let mut cfg = EngineConfig::default();
         cfg.bind(SocketAddr::new(args.recv_host, port));
-        let e = Engine::spawn(cfg).map_err(|e| {
-            format!(
-                "cannot open the UDP receive port {}:{port}: {e}",
-                args.recv_host
-            )
-        })?;
+        let e =
+            Engine::spawn_with_trigger(cfg, EngineEvents(engine_events.clone())).map_err(|e| {
+                format!(
+                    "cannot open the UDP receive port {}:{port}: {e}",
+                    args.recv_host
+                )
+            })?;
         recv_addrs.push(e.local_addr());
         engines.push(e);
     }
@@ -329,6 +357,10 @@ fn start(args: ServerArgs) -> Result<(), String> {
     let supers = SuperuserPolicy::new(args.superuser.clone(), args.supergroup.clone());
     let host_name = sys::host_name();
     let (kick, kicks) = crossbeam_channel::bounded(1);
+    let (gc_wake, gc_woken) = crossbeam_channel::bounded(1);
+    let events = events::EventLog::open(state.path());
+    let triggers = triggers::Triggers::start(args.trigger_dir.clone(), args.trigger_log, 1000);
+    let gc_settings = persisted.gc.unwrap_or_default();
     let handles = engines.iter().map(Engine::handle).collect();
     let server = Arc::new(Server {
         server_id: new_id(),
@@ -348,6 +380,10 @@ fn start(args: ServerArgs) -> Result<(), String> {
         objects: Mutex::new(Objects::default()),
         requests: Mutex::new(Requests::default()),
         start_time: now_us(),
+        events,
+        triggers,
+        gc: Mutex::new(gc_settings),
+        gc_wake,
         engines: Mutex::new(engines),
         handles,
         next_engine: AtomicUsize::new(0),
@@ -360,6 +396,29 @@ fn start(args: ServerArgs) -> Result<(), String> {
     if !server.args.api_disable_api_tokens {
         local_token(&server)?;
     }
+    server.events.record(
+        "serverStarted",
+        serde_json::json!({
+            "serverId": server.server_id,
+            "serverUid": server.server_uid,
+            "apiControlPort": server.api_addr.port(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    );
+    let s = server.clone();
+    std::thread::Builder::new()
+        .name("housekeeping".into())
+        .spawn(move || gc::run(&s, &gc_woken))
+        .map_err(|e| e.to_string())?;
+    let s = server.clone();
+    std::thread::Builder::new()
+        .name("engine-events".into())
+        .spawn(move || {
+            for ev in engine_events_rx {
+                receive::engine_event(&s, &ev);
+            }
+        })
+        .map_err(|e| e.to_string())?;
     let s = server.clone();
     std::thread::Builder::new()
         .name("scheduler".into())
@@ -401,6 +460,9 @@ fn start(args: ServerArgs) -> Result<(), String> {
         server.state.path().display(),
         server.args.sandbox_dir.as_deref().unwrap_or("none"),
     );
+    server
+        .triggers
+        .fire("launch", vec![server.api_addr.port().to_string()], None);
     for conn in listener.incoming() {
         if server.is_stopping() {
             break;
@@ -421,6 +483,18 @@ fn start(args: ServerArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Forwards the engines' events to the server (the engine calls it on its trigger thread).
+#[derive(Debug)]
+struct EngineEvents(crossbeam_channel::Sender<jetstream_core::TriggerEvent>);
+
+impl jetstream_core::Trigger for EngineEvents {
+    fn on_event(&mut self, event: &jetstream_core::TriggerEvent) {
+        if matches!(event, jetstream_core::TriggerEvent::TransferComplete { .. }) {
+            let _ = self.0.send(event.clone());
+        }
+    }
 }
 
 /// What marks the local token among the API tokens.

@@ -574,4 +574,7 @@ pub struct Persisted {
     /// API tokens.
     #[serde(default)]
     pub tokens: Vec<TokenRec>,
+    /// Garbage-collection settings (`updateGarbageCollectSettings`).
+    #[serde(default)]
+    pub gc: Option<super::gc::GcSettings>,
 }

@@ -205,7 +205,7 @@ fn refresh(rec: &mut RecvRec) {
 }
 
 /// `recv.getTransfersAsync`.
-pub fn list(server: &Arc<Server>, visible: impl Fn(&Owner) -> bool) -> Value {
+pub fn list(server: &Server, visible: impl Fn(&Owner) -> bool) -> Value {
     let mut objs = server.objects.lock();
     let list: Vec<Value> = objs
         .receives
@@ -220,7 +220,7 @@ pub fn list(server: &Arc<Server>, visible: impl Fn(&Owner) -> bool) -> Value {
 }
 
 /// `recv.getSourcesAsync`: one entry per sending server address.
-pub fn sources(server: &Arc<Server>, visible: impl Fn(&Owner) -> bool) -> Value {
+pub fn sources(server: &Server, visible: impl Fn(&Owner) -> bool) -> Value {
     #[derive(Default)]
     struct Agg {
         active: u64,
@@ -266,4 +266,41 @@ pub fn sources(server: &Arc<Server>, visible: impl Fn(&Owner) -> bool) -> Value 
         })
         .collect();
     Value::Array(list)
+}
+
+/// An engine event: a receive that completed fires the `recv.transferComplete` trigger with
+/// the transfer id and the receiving user, and on stdin one line per file: the manifest path
+/// and the absolute path written, separated by a tab (the seed's reading loop).
+pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
+    let jetstream_core::TriggerEvent::TransferComplete {
+        transfer_id,
+        role: Role::Receiver,
+        files,
+    } = ev
+    else {
+        return;
+    };
+    let found = {
+        let objs = server.objects.lock();
+        objs.receives
+            .values()
+            .find(|r| r.handle.as_ref().is_some_and(|h| h.id() == *transfer_id))
+            .map(|r| (r.id.clone(), r.owner.user.clone()))
+    };
+    let Some((id, user)) = found else {
+        return;
+    };
+    let mut stdin = Vec::new();
+    for (manifest_path, written) in files {
+        stdin.extend_from_slice(format!("/{manifest_path}\t").as_bytes());
+        stdin.extend_from_slice(written.as_os_str().as_encoded_bytes());
+        stdin.push(b'\n');
+    }
+    crate::log!(
+        "recv: transfer {id} for {user} complete ({} files)",
+        files.len()
+    );
+    server
+        .triggers
+        .fire("recv.transferComplete", vec![id, user], Some(stdin));
 }

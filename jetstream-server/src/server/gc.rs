@@ -1,0 +1,172 @@
+//! Housekeeping (reference §7.3): ended transfers expire `timeLimitSeconds` (48 h) after they
+//! end, manifests that no transfer uses expire that long after creation, API tokens at their
+//! expiry, receive records that long after they end. Runs every `intervalSeconds` (an hour),
+//! or at once with `garbageCollect`. The same thread notices status changes and writes
+//! `transferUpdated` / `receiveUpdated` events to the event log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::objects::{now_us, Micros};
+use super::Server;
+
+/// `configuration.garbageCollect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GcSettings {
+    /// Seconds between collections.
+    pub interval_seconds: u64,
+    /// Grace period after an object is ready to go.
+    pub time_limit_seconds: u64,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 3600,
+            time_limit_seconds: 48 * 3600,
+        }
+    }
+}
+
+/// What one collection removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Collected {
+    /// Sending transfers.
+    pub transfers: usize,
+    /// Manifests.
+    pub manifests: usize,
+    /// API tokens.
+    pub tokens: usize,
+    /// Receive records.
+    pub receives: usize,
+}
+
+/// Removes what has expired at `now`.
+pub fn collect(server: &Server, now: Micros) -> Collected {
+    let limit = i64::try_from(server.gc_settings().time_limit_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000);
+    let expired = |t: Micros| t.saturating_add(limit) <= now;
+    let mut c = Collected::default();
+    let mut objs = server.objects.lock();
+    let running: Vec<String> = objs.running.keys().cloned().collect();
+    let before = objs.transfers.len();
+    objs.transfers.retain(|id, t| {
+        !(t.status.is_final() && !running.contains(id) && t.end_time.is_some_and(expired))
+    });
+    c.transfers = before - objs.transfers.len();
+    let used: Vec<String> = objs
+        .transfers
+        .values()
+        .map(|t| t.manifest_id.clone())
+        .collect();
+    let before = objs.manifests.len();
+    objs.manifests
+        .retain(|id, m| used.contains(id) || m.status == "pending" || !expired(m.creation_time));
+    c.manifests = before - objs.manifests.len();
+    let before = objs.tokens.len();
+    objs.tokens.retain(|_, t| !t.expired(now));
+    c.tokens = before - objs.tokens.len();
+    let before = objs.receives.len();
+    objs.receives.retain(|_, r| {
+        r.status == "receiving" || !expired(r.last_error_time.or(r.last_recv_time).unwrap_or(now))
+    });
+    c.receives = before - objs.receives.len();
+    drop(objs);
+    if c != Collected::default() {
+        crate::log!(
+            "gc: removed {} transfers, {} manifests, {} tokens, {} receive records",
+            c.transfers,
+            c.manifests,
+            c.tokens,
+            c.receives
+        );
+        server.save();
+    }
+    c
+}
+
+/// The housekeeping loop: status changes into the event log every 200 ms, collections on
+/// schedule (woken early by `wake` when the settings change).
+pub fn run(server: &Arc<Server>, wake: &crossbeam_channel::Receiver<()>) {
+    let mut last_gc = Instant::now();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut seen_recv: HashMap<String, String> = HashMap::new();
+    while !server.is_stopping() {
+        let woken = wake.recv_timeout(Duration::from_millis(200)).is_ok();
+        note_changes(server, &mut seen, &mut seen_recv);
+        let every = Duration::from_secs(server.gc_settings().interval_seconds.max(1));
+        if woken || last_gc.elapsed() >= every {
+            last_gc = Instant::now();
+            collect(server, now_us());
+        }
+    }
+}
+
+fn note_changes(
+    server: &Server,
+    seen: &mut HashMap<String, String>,
+    seen_recv: &mut HashMap<String, String>,
+) {
+    let mut changed: Vec<(&str, Value)> = Vec::new();
+    {
+        let objs = server.objects.lock();
+        for t in objs.transfers.values() {
+            let status = t.status.as_str();
+            if seen.get(&t.id).is_none_or(|s| s != status) {
+                seen.insert(t.id.clone(), status.to_owned());
+                changed.push(("transferUpdated", t.view()));
+            }
+        }
+        seen.retain(|id, _| objs.transfers.contains_key(id));
+    }
+    {
+        let ids: Vec<String> = server.objects.lock().receives.keys().cloned().collect();
+        let views = super::receive::list(server, |_| true);
+        for v in views.as_array().into_iter().flatten() {
+            let id = v["transferId"].as_str().unwrap_or_default();
+            let status = v["status"].as_str().unwrap_or_default();
+            if seen_recv.get(id).is_none_or(|s| s != status) {
+                seen_recv.insert(id.to_owned(), status.to_owned());
+                changed.push(("receiveUpdated", v.clone()));
+            }
+        }
+        seen_recv.retain(|id, _| ids.contains(id));
+    }
+    for (event, view) in changed {
+        server.events.record(event, view);
+    }
+}
+
+/// `updateGarbageCollectSettings` parameters applied to `current`.
+///
+/// # Errors
+/// A value of zero or one that does not fit.
+pub fn updated(
+    current: GcSettings,
+    interval: Option<u64>,
+    limit: Option<u64>,
+) -> Result<GcSettings, String> {
+    let mut s = current;
+    if let Some(i) = interval {
+        if i == 0 {
+            return Err("intervalSeconds must be at least 1".into());
+        }
+        s.interval_seconds = i;
+    }
+    if let Some(l) = limit {
+        s.time_limit_seconds = l;
+    }
+    Ok(s)
+}
+
+/// The `configuration.garbageCollect` view.
+pub fn view(s: GcSettings) -> Value {
+    json!({ "intervalSeconds": s.interval_seconds, "timeLimitSeconds": s.time_limit_seconds })
+}

@@ -403,18 +403,6 @@ impl<K: Hash + Eq> Table<K> {
         }
     }
 
-    /// Takes back one failure recorded at `at` (an attempt that turned out not to be one).
-    fn forget(&mut self, at: Instant, key: &K) {
-        if let Some(f) = self.0.get_mut(key) {
-            if let Some(pos) = f.0.iter().rposition(|&t| t == at) {
-                f.0.remove(pos);
-            }
-            if f.0.is_empty() {
-                self.0.remove(key);
-            }
-        }
-    }
-
     fn reset(&mut self, key: &K) {
         self.0.remove(key);
     }
@@ -486,6 +474,10 @@ pub struct Authenticator {
     check_service_file: bool,
     verify: VerifyFn,
     throttle: Mutex<Throttle>,
+    /// One login at a time per user name, so that concurrent attempts are counted one after
+    /// the other (and a burst of good logins, e.g. a server starting 20 transfers, is not
+    /// mistaken for guessing).
+    per_user: Mutex<std::collections::HashMap<String, std::sync::Arc<Mutex<()>>>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -519,6 +511,7 @@ impl Authenticator {
                 by_source: Table::new(),
                 by_user: Table::new(),
             }),
+            per_user: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -563,9 +556,20 @@ impl Authenticator {
         password: &str,
         source: IpAddr,
     ) -> Result<SystemUser, AuthError> {
-        let result = self.login_at(user, password, source, Instant::now());
-        if result == Err(AuthError::Failed) && !self.failure_delay.is_zero() {
-            std::thread::sleep(self.failure_delay);
+        let key = cut(user, MAX_USER_LEN).to_owned();
+        let slot = self.per_user.lock().entry(key.clone()).or_default().clone();
+        let result = {
+            let _one_at_a_time = slot.lock();
+            let result = self.login_at(user, password, source, Instant::now());
+            if result == Err(AuthError::Failed) && !self.failure_delay.is_zero() {
+                std::thread::sleep(self.failure_delay);
+            }
+            result
+        };
+        let mut map = self.per_user.lock();
+        // Ours and the map's: nobody else waits for this user.
+        if std::sync::Arc::strong_count(&slot) == 2 {
+            map.remove(&key);
         }
         result
     }
@@ -607,16 +611,7 @@ impl Authenticator {
                     self.service
                 )));
             }
-            // Count the attempt as a failure before asking PAM, so that concurrent attempts
-            // (several connections) cannot all pass the check above; taken back on success or
-            // on an internal error.
-            t.by_source.record(now, src);
-            t.by_user.record(now, user_key.clone());
         }
-        let forget = |t: &mut Throttle| {
-            t.by_source.forget(now, &src);
-            t.by_user.forget(now, &user_key);
-        };
         match (self.verify)(&self.service, user, password) {
             Ok(()) => match lookup(user) {
                 Ok(Some(u)) => {
@@ -625,27 +620,22 @@ impl Authenticator {
                     t.by_user.reset(&user_key);
                     Ok(u)
                 }
-                Ok(None) => {
-                    forget(&mut self.throttle.lock());
-                    Err(AuthError::Internal(format!(
-                        "user {user:?} passed PAM but is not in the user database"
-                    )))
-                }
-                Err(e) => {
-                    forget(&mut self.throttle.lock());
-                    Err(AuthError::Internal(format!(
-                        "looking up user {user:?}: {e}"
-                    )))
-                }
+                Ok(None) => Err(AuthError::Internal(format!(
+                    "user {user:?} passed PAM but is not in the user database"
+                ))),
+                Err(e) => Err(AuthError::Internal(format!(
+                    "looking up user {user:?}: {e}"
+                ))),
             },
             Err(e) if e.is_auth_failure() => {
+                let mut t = self.throttle.lock();
+                t.by_source.record(now, src);
+                t.by_user.record(now, user_key);
+                drop(t);
                 log_failure(user, source);
                 Err(AuthError::Failed)
             }
-            Err(e) => {
-                forget(&mut self.throttle.lock());
-                Err(AuthError::Internal(format!("PAM: {e}")))
-            }
+            Err(e) => Err(AuthError::Internal(format!("PAM: {e}"))),
         }
     }
 }

@@ -9,5 +9,6 @@ mod server {
     pub mod process;
     pub mod remote;
     pub mod restart;
+    pub mod triggers;
     pub mod util;
 }

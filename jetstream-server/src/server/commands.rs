@@ -659,6 +659,7 @@ fn create_api_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         user_data: Default::default(),
     };
     let view = rec.view();
+    ctx.server.events.record("tokenCreated", token_event(&view));
     ctx.server
         .objects
         .lock()
@@ -750,9 +751,14 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         api_port,
         rec.owner.user
     );
+    let args = destination_trigger_args(ctx, &rec);
     objs.destinations.insert(rec.id.clone(), rec);
     drop(objs);
     ctx.server.save();
+    ctx.server.events.record("destinationCreated", view.clone());
+    ctx.server
+        .triggers
+        .fire("send.destinationCreated", args, None);
     ok("Destination created.", view)
 }
 

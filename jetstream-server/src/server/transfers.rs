@@ -357,6 +357,9 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     };
     match login {
         Ok(_) => {}
+        Err(ClientError::Api(m)) if m.contains("too many failed logins") => {
+            return interrupted(format!("the receiving server is throttling log-ins: {m}"));
+        }
         Err(ClientError::Api(m)) => {
             return fail(format!("the receiving server refused the log-in: {m}"))
         }

@@ -20,7 +20,7 @@ use jetstream_server::login::{self, exit, Failure};
 use jetstream_server::sandbox;
 use jetstream_server::server::manifests::{engine_manifest, scan};
 use jetstream_server::server::objects::new_id;
-use jetstream_server::server::receive::derive_keys;
+use jetstream_server::server::receive::client_keys;
 use serde_json::{json, Value};
 
 use crate::args::{Location, Options, Remote};
@@ -162,17 +162,8 @@ fn push(
                 "the server did not say which UDP port receives",
             )
         })?;
-    let keys = derive_keys(
-        |l, c, out| {
-            client
-                .export_keying_material(l, c, out)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        },
-        &transfer_id,
-        session_id,
-        cipher,
-    )
-    .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
+    let keys = client_keys(&client, &transfer_id, session_id, cipher)
+        .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
     let ip = client_peer_ip(&r.host, r.port.or(o.port).unwrap_or(8886))?;
     let engine = local_engine()?;
     let dest = Destination::new(std::net::SocketAddr::new(ip, port))
@@ -460,17 +451,8 @@ fn pull(
     let transfer_id = new_id();
     let session_id = random_session();
     let cipher = Cipher::preferred();
-    let keys = derive_keys(
-        |l, c, out| {
-            client
-                .export_keying_material(l, c, out)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        },
-        &transfer_id,
-        session_id,
-        cipher,
-    )
-    .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
+    let keys = client_keys(&client, &transfer_id, session_id, cipher)
+        .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
     let t = engine
         .handle()
         .receive(keys, &root)

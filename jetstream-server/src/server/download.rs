@@ -8,16 +8,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
-use jetstream_core::{Destination, SessionId};
+use jetstream_core::Destination;
 use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
 use super::commands::{owner_of, require_permission, visible};
 use super::objects::{now_us, Counters, TransferRec, TxStatus};
 use super::params::Params;
-use super::receive::derive_keys;
+use super::receive::session_keys;
 use super::Server;
 
 type Reply = Result<(String, Value), ApiError>;
@@ -28,23 +27,8 @@ type Reply = Result<(String, Value), ApiError>;
 /// Not TLS, an unknown manifest, a bad port, or the engine refusing.
 pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     require_permission(ctx, "download")?;
-    if !ctx.stream.is_tls() {
-        return Err(ApiError(
-            "send.startDownload: needs a TLS connection (the data keys come from it)".into(),
-        ));
-    }
     let manifest_id = p.id("manifestId")?;
-    let transfer_id = p.id("transferId")?;
-    let session_id = p
-        .str("sessionId")
-        .and_then(|s| {
-            u64::from_str_radix(s, 16)
-                .map_err(|_| ApiError("parameter \"sessionId\" must be 16 hex characters".into()))
-        })
-        .map(SessionId)?;
-    let cipher_name = p.opt_str("cipher")?.unwrap_or("aes-256-gcm");
-    let cipher = Cipher::from_name(cipher_name)
-        .ok_or_else(|| ApiError(format!("unknown cipher {cipher_name:?}")))?;
+    let (transfer_id, keys) = session_keys(ctx, p, "send.startDownload")?;
     let port = p
         .opt_u64("receiverPort")?
         .and_then(|v| u16::try_from(v).ok())
@@ -67,14 +51,6 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
             .ok_or_else(|| ApiError(format!("manifest {manifest_id} is not loaded")))?;
         (built, m.total_size(), m.files.len() as u64)
     };
-    let stream = ctx.stream;
-    let keys = derive_keys(
-        |label, context, out| stream.export_keying_material(label, context, out),
-        &transfer_id,
-        session_id,
-        cipher,
-    )
-    .map_err(|e| ApiError(format!("cannot derive the data keys: {e}")))?;
     let client = SocketAddr::new(ctx.session.peer.ip(), port);
     let target =
         Destination::new(client).send_rate_max(rate.map(jetstream_core::BitsPerSecond::from_kbps));

@@ -52,18 +52,45 @@ pub fn derive_keys(
     ))
 }
 
-type Reply = Result<(String, Value), ApiError>;
-
-/// `recv.startTransfer`: prepares `<sandbox>/<destinationPath>` and expects the data.
+/// The keys the client side of an API connection derives (the sending server, `jscp`).
 ///
 /// # Errors
-/// Not over TLS, a path outside the sandbox, or the engine refusing the session.
-pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    require_permission(ctx, "upload")?;
+/// When the connection is not TLS.
+pub fn client_keys(
+    client: &crate::client::ApiClient,
+    transfer_id: &str,
+    session_id: SessionId,
+    cipher: Cipher,
+) -> io::Result<TransferKeys> {
+    derive_keys(
+        |label, context, out| {
+            client
+                .export_keying_material(label, context, out)
+                .map_err(|e| io::Error::other(e.to_string()))
+        },
+        transfer_id,
+        session_id,
+        cipher,
+    )
+}
+
+type Reply = Result<(String, Value), ApiError>;
+
+/// For a command that starts a data session (`recv.startTransfer`, `send.startDownload`):
+/// checks the connection is TLS, reads `transferId`, `sessionId` (16 hex) and `cipher`, and
+/// derives the session's keys from the connection.
+///
+/// # Errors
+/// A plain connection, a missing or malformed parameter, or a failed key export.
+pub fn session_keys(
+    ctx: &Ctx<'_>,
+    p: Params<'_>,
+    command: &str,
+) -> Result<(String, TransferKeys), ApiError> {
     if !ctx.stream.is_tls() {
-        return Err(ApiError(
-            "recv.startTransfer: needs a TLS connection (the data keys come from it)".into(),
-        ));
+        return Err(ApiError(format!(
+            "{command}: needs a TLS connection (the data keys come from it)"
+        )));
     }
     let transfer_id = p.id("transferId")?;
     let session_id = p
@@ -76,6 +103,24 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let cipher_name = p.opt_str("cipher")?.unwrap_or("aes-256-gcm");
     let cipher = Cipher::from_name(cipher_name)
         .ok_or_else(|| ApiError(format!("unknown cipher {cipher_name:?}")))?;
+    let stream = ctx.stream;
+    let keys = derive_keys(
+        |label, context, out| stream.export_keying_material(label, context, out),
+        &transfer_id,
+        session_id,
+        cipher,
+    )
+    .map_err(|e| ApiError(format!("cannot derive the data keys: {e}")))?;
+    Ok((transfer_id, keys))
+}
+
+/// `recv.startTransfer`: prepares `<sandbox>/<destinationPath>` and expects the data.
+///
+/// # Errors
+/// Not over TLS, a path outside the sandbox, or the engine refusing the session.
+pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    require_permission(ctx, "upload")?;
+    let (transfer_id, keys) = session_keys(ctx, p, "recv.startTransfer")?;
     let destination_path = p.opt_str("destinationPath")?.unwrap_or("/").to_owned();
     let rel = sandbox::clean_relative(&destination_path)
         .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
@@ -92,14 +137,6 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let owner_ids = server.user_ids(&user).map(|ids| (ids.uid, ids.gid));
     let root = sandbox::ensure_dir_under(&base, &rel, owner_ids)
         .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
-    let stream = ctx.stream;
-    let keys = derive_keys(
-        |label, context, out| stream.export_keying_material(label, context, out),
-        &transfer_id,
-        session_id,
-        cipher,
-    )
-    .map_err(|e| ApiError(format!("cannot derive the data keys: {e}")))?;
     // A sender retrying while our old session still runs: stop that one first (the engine
     // handles commands in order, so its files are closed before the new session opens them).
     if let Some(old) = server.objects.lock().receives.get(&transfer_id) {

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::api::ApiError;
 use super::manifests::engine_manifest;
 use super::objects::{now_us, Counters, Credentials, DestinationRec, TxStatus};
-use super::receive::derive_keys;
+use super::receive::client_keys;
 use super::Server;
 use crate::client::{ApiClient, ClientError, ConnectOptions, Trust};
 
@@ -391,16 +391,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     let Some(port) = dest.port.or(receiver_port).or(learned) else {
         return fail("the receiving server did not say which UDP port receives".into());
     };
-    let keys = match derive_keys(
-        |label, context, out| {
-            client
-                .export_keying_material(label, context, out)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        },
-        id,
-        session_id,
-        cipher,
-    ) {
+    let keys = match client_keys(&client, id, session_id, cipher) {
         Ok(k) => k,
         Err(e) => return fail(format!("cannot derive the data keys: {e}")),
     };

@@ -184,7 +184,7 @@ fn push(
     let mut files_done = 0;
     let outcome = watch(&t, progress, stop, |st| {
         // The receiver's view: files finished (also the liveness ping).
-        let list = client.call("recv.getTransfersAsync", json!({}))?;
+        let list = client.call("recv.getTransfers", json!({}))?;
         if let Some(rt) = list
             .as_array()
             .and_then(|l| l.iter().find(|x| x["transferId"] == transfer_id.as_str()))

@@ -387,9 +387,16 @@ fn run(inv: &Invocation) -> Result<Value, Failure> {
             .call("superuser", Value::Null)
             .map_err(Failure::of_auth)?;
     }
-    client
+    let result = client
         .call(&inv.command, Value::Object(inv.parameters.clone()))
-        .map_err(Failure::of_command)
+        .map_err(Failure::of_command)?;
+    // An `*Async` command answers with a request id; a console user wants its result.
+    match (&result, inv.command.ends_with("Async")) {
+        (Value::Object(m), true) if m.len() == 1 && m.contains_key("requestId") => client
+            .call("getRequestResult", result.clone())
+            .map_err(Failure::of_command),
+        _ => Ok(result),
+    }
 }
 
 #[cfg(test)]

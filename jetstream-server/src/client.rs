@@ -67,6 +67,9 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Use TLS even to a loopback address.
     pub force_tls: bool,
+    /// A certificate to present as the client (a server contacting another presents its own
+    /// identity, so that the receiver can check it against its authorized clients).
+    pub client_identity: Option<crate::tls::Identity>,
 }
 
 impl ConnectOptions {
@@ -76,6 +79,7 @@ impl ConnectOptions {
             trust,
             timeout: DEFAULT_TIMEOUT,
             force_tls: false,
+            client_identity: None,
         }
     }
 }
@@ -693,6 +697,7 @@ mod tests {
 
     fn opts(trust: Trust, force_tls: bool) -> ConnectOptions {
         ConnectOptions {
+            client_identity: None,
             trust,
             timeout: Duration::from_secs(10),
             force_tls,

@@ -21,6 +21,9 @@ pub struct Session {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The public key (hex SPKI) of the client's certificate, when it presented one (a
+    /// sending server does).
+    pub peer_key: Option<String>,
     /// The authenticated system user.
     pub user: Option<SystemUser>,
     /// The API token used to log in, if any.
@@ -40,6 +43,7 @@ impl Session {
         Self {
             peer,
             tls,
+            peer_key: None,
             user: None,
             token: None,
             token_session: None,

@@ -38,7 +38,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         )));
     }
     if let Some(base) = name.strip_suffix("Async") {
-        if !ASYNC_NATIVE.contains(&name) && known(base) {
+        if known(base) {
             return run_async(ctx, name, base, params);
         }
     }
@@ -226,27 +226,23 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             ctx.server.save();
             ok("Transfer deleted.", Value::Null)
         }
-        "send.setSendRateAsync" | "send.setSendRate" => set_send_rate(ctx, p),
+        "send.setSendRate" => set_send_rate(ctx, p),
         "recv.startTransfer" => receive::start(ctx, p),
+        "recv.addAuthorizedClient" => super::trust::add(ctx, p),
+        "recv.removeAuthorizedClient" => super::trust::remove(ctx, p),
+        "recv.allowOnlyAuthorizedClients" => super::trust::allow_only(ctx, p),
         "send.startDownload" => super::download::start(ctx, p),
-        "recv.getTransfersAsync" | "recv.getTransfers" => ok(
+        "recv.getTransfers" => ok(
             "Receive transfers.",
             receive::list(ctx.server, |o| visible(ctx, o)),
         ),
-        "recv.getSourcesAsync" | "recv.getSources" => ok(
+        "recv.getSources" => ok(
             "Sources.",
             receive::sources(ctx.server, |o| visible(ctx, o)),
         ),
         _ => Err(ApiError(format!("unknown command {name:?}"))),
     }
 }
-
-/// Commands whose reference name itself ends in `Async` (handled directly).
-const ASYNC_NATIVE: [&str; 3] = [
-    "send.setSendRateAsync",
-    "recv.getTransfersAsync",
-    "recv.getSourcesAsync",
-];
 
 fn known(name: &str) -> bool {
     const NAMES: &[&str] = &[
@@ -283,13 +279,13 @@ fn known(name: &str) -> bool {
         "send.cancelTransfer",
         "send.failTransfer",
         "send.deleteTransfer",
-        "send.setSendRateAsync",
         "send.setSendRate",
         "recv.startTransfer",
         "send.startDownload",
-        "recv.getTransfersAsync",
+        "recv.addAuthorizedClient",
+        "recv.removeAuthorizedClient",
+        "recv.allowOnlyAuthorizedClients",
         "recv.getTransfers",
-        "recv.getSourcesAsync",
         "recv.getSources",
     ];
     NAMES.contains(&name)

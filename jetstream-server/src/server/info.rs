@@ -57,7 +57,7 @@ pub fn server_info(ctx: &Ctx<'_>) -> Value {
         "receiver": {
             "authRequired": true,
             "encryptionEnabled": true,
-            "onlyAuthorizedClientsAllowed": false,
+            "onlyAuthorizedClientsAllowed": s.trust.only_authorized(),
             "receiverIP": a.recv_host.to_string(),
             "receiverPort": s.recv_addrs.first().map(|r| r.port()),
             "receiverPorts": s.recv_addrs.iter().map(|r| r.port()).collect::<Vec<_>>(),

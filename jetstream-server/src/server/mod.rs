@@ -18,6 +18,7 @@ pub mod state;
 pub mod sys;
 pub mod transfers;
 pub mod triggers;
+pub mod trust;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
@@ -154,6 +155,8 @@ pub struct Server {
     pub events: events::EventLog,
     /// Trigger scripts.
     pub triggers: triggers::Triggers,
+    /// Sending servers allowed to start transfers here.
+    pub trust: trust::AuthorizedClients,
     gc: Mutex<gc::GcSettings>,
     gc_wake: crossbeam_channel::Sender<()>,
     engines: Mutex<Vec<Engine>>,
@@ -361,6 +364,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
     let events = events::EventLog::open(state.path());
     let triggers = triggers::Triggers::start(args.trigger_dir.clone(), args.trigger_log, 1000);
     let gc_settings = persisted.gc.unwrap_or_default();
+    let trust = trust::AuthorizedClients::load(state.path())?;
     let handles = engines.iter().map(Engine::handle).collect();
     let server = Arc::new(Server {
         server_id: new_id(),
@@ -382,6 +386,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         start_time: now_us(),
         events,
         triggers,
+        trust,
         gc: Mutex::new(gc_settings),
         gc_wake,
         engines: Mutex::new(engines),

@@ -120,6 +120,7 @@ pub fn session_keys(
 /// Not over TLS, a path outside the sandbox, or the engine refusing the session.
 pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     require_permission(ctx, "upload")?;
+    ctx.server.trust.check(ctx.session.peer_key.as_deref())?;
     let (transfer_id, keys) = session_keys(ctx, p, "recv.startTransfer")?;
     let destination_path = p.opt_str("destinationPath")?.unwrap_or("/").to_owned();
     let rel = sandbox::clean_relative(&destination_path)

@@ -299,6 +299,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         trust: Trust::Pinned(dest.public_key.clone()),
         timeout: Duration::from_secs(15),
         force_tls: true,
+        client_identity: Some(server.identity.clone()),
     };
     let mut client = match ApiClient::connect(&ip.to_string(), dest.api_port, &opts) {
         Ok(c) => c,

@@ -216,8 +216,13 @@ fn passwords_tokens_superusers_and_visibility() {
     api_error(s.client().call("authToken", json!({"token": token})));
 
     // Async requests.
+    // `*Async` commands return a request; its result comes from getRequestResult.
     let r = cu.call("recv.getTransfersAsync", json!({})).unwrap();
-    assert!(r.is_array());
+    let id = r["requestId"].as_u64().unwrap();
+    assert!(cu
+        .call("getRequestResult", json!({"requestId": id}))
+        .unwrap()
+        .is_array());
     let r = cu.call("send.getTransfersAsync", json!({})).unwrap();
     let id = r["requestId"].as_u64().unwrap();
     let st = cu

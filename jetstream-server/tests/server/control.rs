@@ -47,7 +47,7 @@ fn suspend_resume_cancel_fail_and_delete() {
     let mut cb = b.login(u.name(), &pw);
     let deadline = std::time::Instant::now() + T;
     loop {
-        let list = cb.call("recv.getTransfersAsync", json!({})).unwrap();
+        let list = cb.call("recv.getTransfers", json!({})).unwrap();
         let r = list
             .as_array()
             .unwrap()
@@ -86,7 +86,7 @@ fn suspend_resume_cancel_fail_and_delete() {
         end["bytesSent"].as_u64().unwrap() < (size as u64) * 3 / 2,
         "{end}"
     );
-    let list = cb.call("recv.getTransfersAsync", json!({})).unwrap();
+    let list = cb.call("recv.getTransfers", json!({})).unwrap();
     let r = list
         .as_array()
         .unwrap()
@@ -95,7 +95,7 @@ fn suspend_resume_cancel_fail_and_delete() {
         .unwrap();
     assert_eq!(r["status"], "complete");
     assert_eq!(r["sourceIP"], "127.0.0.1");
-    let sources = cb.call("recv.getSourcesAsync", json!({})).unwrap();
+    let sources = cb.call("recv.getSources", json!({})).unwrap();
     assert!(
         sources[0]["completeTransferCount"].as_u64() >= Some(1),
         "{sources}"

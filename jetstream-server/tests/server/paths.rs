@@ -135,6 +135,7 @@ fn no_path_escapes_the_sandbox() {
         trust: Trust::Pinned(None),
         timeout: Duration::from_secs(10),
         force_tls: true,
+        client_identity: None,
     };
     let mut direct = ApiClient::connect("127.0.0.1", b.api, &opts).unwrap();
     direct

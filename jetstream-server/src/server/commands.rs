@@ -302,7 +302,7 @@ fn run_async(ctx: &mut Ctx<'_>, name: &str, base: &str, params: &Value) -> Reply
         .user
         .as_ref()
         .map_or_else(String::new, |u| u.name.clone());
-    let id = ctx.server.requests.lock().insert(owner, outcome);
+    let id = ctx.server.requests.lock().insert(owner, Some(outcome));
     ok(&format!("{name} queued."), json!({ "requestId": id }))
 }
 
@@ -310,28 +310,51 @@ fn request_status(ctx: &Ctx<'_>, p: Params<'_>, with_result: bool) -> Reply {
     let id = p
         .opt_u64("requestId")?
         .ok_or_else(|| ApiError("missing parameter \"requestId\"".into()))?;
+    let wait = Duration::from_millis(p.opt_u64("timeoutMs")?.unwrap_or(60_000));
     let user = ctx.session.user.as_ref().map_or("", |u| u.name.as_str());
-    let requests = ctx.server.requests.lock();
-    let r = requests
-        .get(id)
-        .filter(|r| r.owner == user || ctx.session.superuser)
-        .ok_or_else(|| ApiError(format!("no request {id} (results expire after an hour)")))?;
-    let error = r.outcome.as_ref().err().map(|e| e.0.clone());
-    if with_result {
-        return match &r.outcome {
-            Ok((message, result)) => Ok((message.clone(), result.clone())),
-            Err(e) => Err(ApiError(e.0.clone())),
-        };
+    let missing = || ApiError(format!("no request {id} (results expire after an hour)"));
+    let mut requests = ctx.server.requests.lock();
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let r = requests
+            .get(id)
+            .filter(|r| r.owner == user || ctx.session.superuser)
+            .ok_or_else(missing)?;
+        match (&r.outcome, with_result) {
+            (Some(Ok((message, result))), true) => return Ok((message.clone(), result.clone())),
+            (Some(Err(e)), true) => return Err(ApiError(e.0.clone())),
+            (outcome, false) => {
+                let error = outcome
+                    .as_ref()
+                    .and_then(|o| o.as_ref().err())
+                    .map(|e| e.0.clone());
+                return ok(
+                    "Request status.",
+                    json!({
+                        "requestId": id,
+                        "processing": outcome.is_none(),
+                        "status": match outcome {
+                            None => "processing",
+                            Some(Ok(_)) => "complete",
+                            Some(Err(_)) => "error",
+                        },
+                        "errorMessage": error,
+                    }),
+                );
+            }
+            (None, true) => {
+                // getRequestResult blocks until the request ends (up to `timeoutMs`).
+                if ctx
+                    .server
+                    .request_done
+                    .wait_until(&mut requests, deadline)
+                    .timed_out()
+                {
+                    return Err(ApiError(format!("request {id} is still processing")));
+                }
+            }
+        }
     }
-    ok(
-        "Request status.",
-        json!({
-            "requestId": id,
-            "processing": false,
-            "status": if error.is_some() { "error" } else { "complete" },
-            "errorMessage": error,
-        }),
-    )
 }
 
 /// An object with an owner, found by id.

@@ -79,8 +79,8 @@ impl Objects {
 pub struct RequestRec {
     /// The user who made it.
     pub owner: String,
-    /// Its outcome.
-    pub outcome: Result<(String, serde_json::Value), ApiError>,
+    /// Its outcome; `None` while it runs.
+    pub outcome: Option<Result<(String, serde_json::Value), ApiError>>,
     created: Instant,
 }
 
@@ -92,14 +92,14 @@ pub struct Requests {
 }
 
 impl Requests {
-    /// Stores an outcome; returns its request id.
+    /// Stores an outcome (`None`: still running); returns its request id.
     pub fn insert(
         &mut self,
         owner: String,
-        outcome: Result<(String, serde_json::Value), ApiError>,
+        outcome: Option<Result<(String, serde_json::Value), ApiError>>,
     ) -> u64 {
         self.map
-            .retain(|_, r| r.created.elapsed() < Duration::from_secs(3600));
+            .retain(|_, r| r.outcome.is_none() || r.created.elapsed() < Duration::from_secs(3600));
         self.next += 1;
         self.map.insert(
             self.next,
@@ -149,6 +149,8 @@ pub struct Server {
     pub objects: Mutex<Objects>,
     /// `*Async` outcomes.
     pub requests: Mutex<Requests>,
+    /// Signalled when a running request ends.
+    pub request_done: parking_lot::Condvar,
     /// Start time (µs).
     pub start_time: i64,
     /// The event log.
@@ -183,6 +185,32 @@ impl Server {
         *self.gc.lock() = s;
         self.save();
         let _ = self.gc_wake.try_send(());
+    }
+
+    /// Runs `work` on its own thread as an `*Async` request of `owner`; returns the request
+    /// id at once (for commands that wait, like `recvDiscoverPacketAsync`).
+    pub fn spawn_request(
+        self: &Arc<Self>,
+        owner: String,
+        work: impl FnOnce(&Arc<Self>) -> Result<(String, serde_json::Value), ApiError> + Send + 'static,
+    ) -> u64 {
+        let id = self.requests.lock().insert(owner, None);
+        let server = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("request".into())
+            .spawn(move || {
+                let outcome = work(&server);
+                if let Some(r) = server.requests.lock().map.get_mut(&id) {
+                    r.outcome = Some(outcome);
+                }
+                server.request_done.notify_all();
+            });
+        if let Err(e) = spawned {
+            if let Some(r) = self.requests.lock().map.get_mut(&id) {
+                r.outcome = Some(Err(ApiError(format!("cannot start the request: {e}"))));
+            }
+        }
+        id
     }
 
     /// Wakes the scheduler.
@@ -383,6 +411,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         state,
         objects: Mutex::new(Objects::default()),
         requests: Mutex::new(Requests::default()),
+        request_done: parking_lot::Condvar::new(),
         start_time: now_us(),
         events,
         triggers,

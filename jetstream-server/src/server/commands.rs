@@ -37,6 +37,23 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             "{name}: not authenticated: call auth (user name and password) or authToken first"
         )));
     }
+    if matches!(name, "sendDiscoverPacketAsync" | "recvDiscoverPacketAsync") {
+        let owner = ctx
+            .session
+            .user
+            .as_ref()
+            .map_or_else(String::new, |u| u.name.clone());
+        let params = params.clone();
+        let send = name.starts_with("send");
+        let id = ctx.server.spawn_request(owner, move |s| {
+            if send {
+                super::discover::send(s, &params)
+            } else {
+                super::discover::recv(s, &params)
+            }
+        });
+        return ok(&format!("{name} queued."), json!({ "requestId": id }));
+    }
     if let Some(base) = name.strip_suffix("Async") {
         if known(base) {
             return run_async(ctx, name, base, params);
@@ -287,6 +304,8 @@ fn known(name: &str) -> bool {
         "recv.allowOnlyAuthorizedClients",
         "recv.getTransfers",
         "recv.getSources",
+        "sendDiscoverPacketAsync",
+        "recvDiscoverPacketAsync",
     ];
     NAMES.contains(&name)
         || name

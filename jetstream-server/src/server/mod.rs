@@ -5,6 +5,7 @@
 pub mod api;
 pub mod commands;
 pub mod config;
+pub mod discover;
 pub mod download;
 pub mod events;
 pub mod gc;

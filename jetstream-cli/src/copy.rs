@@ -355,6 +355,30 @@ fn pull(
         .collect();
     let first = remotes[0];
     let target_path = Path::new(target);
+    if o.token.is_some() && remotes.iter().all(|r| r.path.is_empty()) {
+        // `jscp --token T HOST: DIR`: download what a shared token shares.
+        std::fs::create_dir_all(target_path)
+            .map_err(|e| Failure::new(exit::LOCAL, format!("{target}: {e}")))?;
+        let mut client = open(o, first)?;
+        let token = o.token.clone().unwrap_or_default();
+        let t = client
+            .call("send.getSharedToken", json!({ "token": token }))
+            .map_err(refused)?;
+        let manifest_id = t["manifestId"].as_str().unwrap_or_default().to_owned();
+        let m = client
+            .call("send.getManifest", json!({ "manifestId": manifest_id }))
+            .map_err(refused)?;
+        return receive_manifest(
+            o,
+            &mut client,
+            &manifest_id,
+            &m,
+            target_path,
+            progress,
+            stop,
+            false,
+        );
+    }
     let into_dir = remotes.len() > 1 || target.ends_with('/') || target_path.is_dir();
     // Local root, and each remote source's name below it.
     let (root, mappings): (PathBuf, Vec<(String, String)>) = if into_dir {
@@ -446,16 +470,41 @@ fn pull(
             ));
         }
     }
+    receive_manifest(
+        o,
+        &mut client,
+        &manifest_id,
+        &m,
+        &root,
+        progress,
+        stop,
+        true,
+    )
+}
+
+/// Downloads manifest `manifest_id` (described by `m`) into `root`; deletes the manifest
+/// afterwards when `owned` (made for this copy).
+#[allow(clippy::too_many_arguments)]
+fn receive_manifest(
+    o: &Options,
+    client: &mut ApiClient,
+    manifest_id: &str,
+    m: &Value,
+    root: &Path,
+    progress: &mut Progress,
+    stop: &Arc<AtomicBool>,
+    owned: bool,
+) -> Result<(), Failure> {
     let files_total = m["totalFiles"].as_u64().unwrap_or(0);
     let engine = local_engine()?;
     let transfer_id = new_id();
     let session_id = random_session();
     let cipher = Cipher::preferred();
-    let keys = client_keys(&client, &transfer_id, session_id, cipher)
+    let keys = client_keys(client, &transfer_id, session_id, cipher)
         .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
     let t = engine
         .handle()
-        .receive(keys, &root)
+        .receive(keys, root)
         .map_err(|e| Failure::new(exit::LOCAL, format!("engine: {e}")))?;
     progress.event(
         json!({"event": "start", "direction": "pull", "transferId": transfer_id,
@@ -484,7 +533,9 @@ fn pull(
         Ok(snapshot(st, st.files_done, files_total))
     });
     let result = finish(outcome, &t, progress, "received");
-    let _ = client.call("send.deleteManifest", json!({ "manifestId": manifest_id }));
+    if owned {
+        let _ = client.call("send.deleteManifest", json!({ "manifestId": manifest_id }));
+    }
     engine.shutdown();
     result
 }

@@ -373,3 +373,139 @@ fn each_failure_has_its_exit_code_and_a_message_that_says_what_to_do() {
         eprintln!("disk-full case skipped: cannot mount a tmpfs");
     }
 }
+
+#[test]
+fn a_shared_token_downloads_its_files_until_its_limit_or_expiry() {
+    if !can_run() {
+        return;
+    }
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        b,
+        storage,
+        ..
+    } = Pair::new(false);
+    let root = dir.path();
+    let kh = root.join("kh");
+    // On the sandboxed server, inside the user's sandbox.
+    let tree = storage.join("shared");
+    write(&tree.join("a.txt"), b"aaa");
+    write(&tree.join("sub/b.bin"), &data(100_000, 8));
+    let mut c = b.login(u.name(), &pw);
+    let info = c.call("getServerInfo", serde_json::json!({})).unwrap();
+    assert_eq!(info["sharedTokensAvailable"], true);
+    let m = manifest(&mut c, serde_json::json!({ "/shared": "/pub" })).unwrap();
+    let t = c
+        .call(
+            "send.createSharedToken",
+            serde_json::json!({"manifestId": m, "downloadLimit": 2, "password": "pp"}),
+        )
+        .unwrap();
+    let token = t["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (t["downloadCount"].as_u64(), t["downloadLimit"].as_u64()),
+        (Some(0), Some(2))
+    );
+
+    // A recipient with only the token (and its passphrase) pulls the files.
+    let fetch = |into: &str, passphrase: &str| {
+        run(Command::new(JSCP)
+            .env("JETSTREAM_API_PASSWORD", passphrase)
+            .env("JETSTREAM_KNOWN_HOSTS", &kh)
+            .args([
+                "--accept-new-host",
+                "-P",
+                &b.api.to_string(),
+                "--token",
+                &token,
+                "127.0.0.1:",
+            ])
+            .arg(root.join(into))
+            .stdin(Stdio::null()))
+    };
+    let (code, _, err) = fetch("one", "wrong");
+    assert_eq!(code, 3, "{err}");
+    for into in ["one", "two"] {
+        let (code, _, err) = fetch(into, "pp");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(same_tree(&tree, &root.join(into).join("pub")), 2);
+    }
+    let (code, _, err) = fetch("three", "pp");
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("limit"), "{err}");
+    let t = c
+        .call("send.getSharedToken", serde_json::json!({"token": token}))
+        .unwrap();
+    assert_eq!(t["downloadCount"], 2);
+
+    // The token reaches nothing else.
+    let mut r = b.client();
+    r.call(
+        "authToken",
+        serde_json::json!({"token": token, "password": "pp"}),
+    )
+    .unwrap();
+    let e = r
+        .call(
+            "send.createManifest",
+            serde_json::json!({"fileMappings": {"/etc": "/x"}}),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("only allows downloading"), "{e}");
+    assert!(r
+        .call("send.getDestinations", serde_json::json!({}))
+        .is_err());
+
+    // Expired and deleted tokens stop at once.
+    let t = c
+        .call(
+            "send.createSharedToken",
+            serde_json::json!({"manifestId": m, "expirySeconds": 1}),
+        )
+        .unwrap();
+    let short = t["token"].as_str().unwrap().to_owned();
+    let mut early = b.client();
+    early
+        .call("authToken", serde_json::json!({"token": short}))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(b
+        .client()
+        .call("authToken", serde_json::json!({"token": short}))
+        .is_err());
+    let e = early
+        .call("send.getManifest", serde_json::json!({"manifestId": m}))
+        .unwrap_err();
+    assert!(e.to_string().contains("expired or was deleted"), "{e}");
+    c.call(
+        "send.deleteSharedToken",
+        serde_json::json!({"token": token}),
+    )
+    .unwrap();
+    let (code, _, err) = fetch("four", "pp");
+    assert_eq!(code, 3, "{err}");
+}
+
+#[test]
+fn shared_tokens_can_be_switched_off() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let s = Srv::start(dir.path(), "s", &["--api-disable-shared-tokens"]);
+    let mut c = s.login(u.name(), &pw);
+    assert_eq!(
+        c.call("getServerInfo", serde_json::json!({})).unwrap()["sharedTokensAvailable"],
+        false
+    );
+    let e = c
+        .call(
+            "send.createSharedToken",
+            serde_json::json!({"manifestId": "0".repeat(32)}),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("disabled"), "{e}");
+}

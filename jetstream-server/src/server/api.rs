@@ -30,6 +30,8 @@ pub struct Session {
     pub token: Option<String>,
     /// The token login session id.
     pub token_session: Option<String>,
+    /// With a shared token: the manifest it shares (the only thing the session may reach).
+    pub shared_manifest: Option<String>,
     /// Whether `superuser` was called successfully.
     pub superuser: bool,
     /// Transfers this connection started on the receiving side; interrupted if it drops.
@@ -47,6 +49,7 @@ impl Session {
             user: None,
             token: None,
             token_session: None,
+            shared_manifest: None,
             superuser: false,
             receiving: Vec::new(),
             downloads: Vec::new(),
@@ -103,6 +106,7 @@ pub fn serve(server: &Arc<Server>, tcp: TcpStream) {
         return;
     }
     let mut session = Session::new(peer, stream.is_tls());
+    session.peer_key = stream.peer_public_key();
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {

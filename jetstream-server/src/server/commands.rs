@@ -37,6 +37,27 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             "{name}: not authenticated: call auth (user name and password) or authToken first"
         )));
     }
+    if let Some(token) = ctx.session.token.clone() {
+        // A token that expired or was deleted stops working at once, also for the sessions
+        // that logged in with it.
+        let alive = ctx
+            .server
+            .objects
+            .lock()
+            .tokens
+            .get(&token)
+            .is_some_and(|t| !t.expired(now_us()));
+        if !alive && !OPEN.contains(&name) {
+            ctx.session.user = None;
+            ctx.session.token = None;
+            ctx.session.token_session = None;
+            ctx.session.shared_manifest = None;
+            return Err(ApiError(format!(
+                "{name}: the token this session logged in with has expired or was deleted"
+            )));
+        }
+    }
+    super::shared::restrict(ctx, name, p)?;
     if matches!(name, "sendDiscoverPacketAsync" | "recvDiscoverPacketAsync") {
         let owner = ctx
             .session
@@ -108,7 +129,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             let rec = objs
                 .tokens
                 .values()
-                .find(|r| r.token == t && visible(ctx, &r.owner))
+                .find(|r| r.token == t && r.shared.is_none() && visible(ctx, &r.owner))
                 .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
             ok("API token.", rec.view())
         }
@@ -117,7 +138,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             let list: Vec<Value> = objs
                 .tokens
                 .values()
-                .filter(|r| visible(ctx, &r.owner))
+                .filter(|r| r.shared.is_none() && visible(ctx, &r.owner))
                 .map(TokenRec::view)
                 .collect();
             ok("API tokens.", Value::Array(list))
@@ -128,7 +149,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             let key = objs
                 .tokens
                 .iter()
-                .find(|(_, r)| r.token == t && visible(ctx, &r.owner))
+                .find(|(_, r)| r.token == t && r.shared.is_none() && visible(ctx, &r.owner))
                 .map(|(k, _)| k.clone())
                 .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
             if let Some(t) = objs.tokens.remove(&key) {
@@ -245,6 +266,10 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         }
         "send.setSendRate" => set_send_rate(ctx, p),
         "recv.startTransfer" => receive::start(ctx, p),
+        "send.createSharedToken" => super::shared::create(ctx, p),
+        "send.getSharedToken" => super::shared::get(ctx, p),
+        "send.getSharedTokens" => super::shared::list(ctx),
+        "send.deleteSharedToken" => super::shared::delete(ctx, p),
         "recv.addAuthorizedClient" => super::trust::add(ctx, p),
         "recv.removeAuthorizedClient" => super::trust::remove(ctx, p),
         "recv.allowOnlyAuthorizedClients" => super::trust::allow_only(ctx, p),
@@ -306,6 +331,10 @@ fn known(name: &str) -> bool {
         "recv.getSources",
         "sendDiscoverPacketAsync",
         "recvDiscoverPacketAsync",
+        "send.createSharedToken",
+        "send.getSharedToken",
+        "send.getSharedTokens",
+        "send.deleteSharedToken",
     ];
     NAMES.contains(&name)
         || name
@@ -428,7 +457,12 @@ pub fn visible(ctx: &Ctx<'_>, owner: &Owner) -> bool {
     let Some(user) = &ctx.session.user else {
         return false;
     };
-    owner.user == user.name && (ctx.session.token.is_none() || owner.token == ctx.session.token)
+    // A shared-token session sees its owner's objects, but `shared::restrict` lets it reach
+    // only the shared manifest.
+    owner.user == user.name
+        && (ctx.session.token.is_none()
+            || ctx.session.shared_manifest.is_some()
+            || owner.token == ctx.session.token)
 }
 
 /// The owner stamp for objects this session creates.
@@ -479,6 +513,7 @@ fn auth(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         Ok(u) => {
             crate::log!("api: {} logged in as {}", ctx.session.peer, u.name);
             ctx.session.user = Some(u);
+            ctx.session.shared_manifest = None;
             ctx.session.token = None;
             ctx.session.token_session = None;
             ctx.session.superuser = false;
@@ -489,11 +524,6 @@ fn auth(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 }
 
 fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    if ctx.server.args.api_disable_api_tokens {
-        return Err(ApiError(
-            "authToken: API tokens are disabled on this server".into(),
-        ));
-    }
     let token = p.str("token")?;
     let password = p.opt_str("password")?;
     let now = now_us();
@@ -512,6 +542,19 @@ fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         ApiError("authToken: authentication failed: unknown, expired or deleted token, or wrong password".into())
     };
     let rec = found.ok_or_else(refused)?;
+    match (&rec.shared, &ctx.server.args) {
+        (None, a) if a.api_disable_api_tokens => {
+            return Err(ApiError(
+                "authToken: API tokens are disabled on this server".into(),
+            ));
+        }
+        (Some(_), a) if a.api_disable_shared_tokens => {
+            return Err(ApiError(
+                "authToken: shared tokens are disabled on this server".into(),
+            ));
+        }
+        _ => {}
+    }
     if rec.expired(now) {
         return Err(refused());
     }
@@ -527,6 +570,7 @@ fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .map_err(|e| ApiError(format!("authToken: {e}")))?
         .ok_or_else(refused)?;
     ctx.session.user = Some(user);
+    ctx.session.shared_manifest = rec.shared.as_ref().map(|s| s.manifest_id.clone());
     ctx.session.token = Some(rec.token);
     ctx.session.token_session = Some(new_id());
     ctx.session.superuser = false;
@@ -553,7 +597,7 @@ fn destination_trigger_args(ctx: &Ctx<'_>, d: &DestinationRec) -> Vec<String> {
 }
 
 /// A token's event-log entry: its structure without the secret itself.
-fn token_event(view: &Value) -> Value {
+pub fn token_event(view: &Value) -> Value {
     let mut v = view.clone();
     if let Some(t) = v["token"].as_str() {
         v["token"] = json!(format!("{}…", &t[..t.len().min(6)]));
@@ -609,7 +653,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// SHA-256(salt ‖ password), hex.
-fn token_hash(salt: &str, password: &str) -> String {
+pub fn token_hash(salt: &str, password: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(salt.as_bytes());
     ctx.update(password.as_bytes());
@@ -695,6 +739,7 @@ fn create_api_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         path,
         permissions,
         user_data: Default::default(),
+        shared: None,
     };
     let view = rec.view();
     ctx.server.events.record("tokenCreated", token_event(&view));

@@ -29,6 +29,10 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     require_permission(ctx, "download")?;
     let manifest_id = p.id("manifestId")?;
     let (transfer_id, keys) = session_keys(ctx, p, "send.startDownload")?;
+    if ctx.session.shared_manifest.is_some() {
+        let token = ctx.session.token.clone().unwrap_or_default();
+        super::shared::count_download(ctx.server, &token, &manifest_id)?;
+    }
     let port = p
         .opt_u64("receiverPort")?
         .and_then(|v| u16::try_from(v).ok())

@@ -73,7 +73,7 @@ pub fn server_info(ctx: &Ctx<'_>) -> Value {
         "serverPlatform": "linux",
         "serverTime": now_us(),
         "serverUid": s.server_uid,
-        "sharedTokensAvailable": false,
+        "sharedTokensAvailable": !a.api_disable_shared_tokens,
         "user": {
             "authed": authed,
             "permissions": permissions,

@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod objects;
 pub mod params;
 pub mod receive;
+pub mod shared;
 pub mod state;
 pub mod sys;
 pub mod transfers;
@@ -285,7 +286,13 @@ impl Server {
             let manifests = objs
                 .manifests
                 .values()
-                .filter(|m| transfers.iter().any(|t| t.manifest_id == m.id))
+                .filter(|m| {
+                    transfers.iter().any(|t| t.manifest_id == m.id)
+                        || objs
+                            .tokens
+                            .values()
+                            .any(|t| t.shared.as_ref().is_some_and(|s| s.manifest_id == m.id))
+                })
                 .cloned()
                 .collect();
             Persisted {
@@ -561,6 +568,7 @@ fn local_token(server: &Arc<Server>) -> Result<(), String> {
             .map(|p| (*p).to_owned())
             .collect(),
         user_data: Default::default(),
+        shared: None,
     };
     let path = server.state.path().join("local.token");
     state::write_atomic(&path, format!("{}\n", rec.token).as_bytes())

@@ -531,6 +531,20 @@ pub struct TokenRec {
     /// User data.
     #[serde(default)]
     pub user_data: BTreeMap<String, Value>,
+    /// For a shared token (a download link): what it shares and how often it was used.
+    #[serde(default)]
+    pub shared: Option<SharedInfo>,
+}
+
+/// What a shared token (reference §6.3) gives access to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SharedInfo {
+    /// The manifest whose files it lets a recipient download.
+    pub manifest_id: String,
+    /// Downloads started with it.
+    pub download_count: u64,
+    /// At most this many (`None`: unlimited).
+    pub download_limit: Option<u64>,
 }
 
 impl TokenRec {
@@ -546,6 +560,14 @@ impl TokenRec {
             "permissions": self.permissions,
             "userData": self.user_data,
         });
+        if let Some(sh) = &self.shared {
+            v["manifestId"] = json!(sh.manifest_id);
+            v["downloadCount"] = json!(sh.download_count);
+            v["downloadLimit"] = json!(sh.download_limit);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("path");
+            }
+        }
         self.owner.fields(&mut v);
         v
     }

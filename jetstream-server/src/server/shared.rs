@@ -1,0 +1,230 @@
+//! Shared tokens (download links, reference §6.3): made for an existing manifest, with an
+//! optional expiry, download limit and passphrase. A recipient who has only the token logs in
+//! with `authToken` and may do nothing but look at that manifest and download it
+//! (`send.startDownload`, which `jscp --token T HOST: DIR` uses); each download counts, and an
+//! expired or exhausted token stops working at once.
+
+use serde_json::Value;
+
+use super::api::{ApiError, Ctx};
+use super::commands::{owner_of, require_permission, visible};
+use super::objects::{new_id, now_us, SharedInfo, TokenRec};
+use super::params::Params;
+use super::Server;
+
+type Reply = Result<(String, Value), ApiError>;
+
+fn enabled(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
+    if ctx.server.args.api_disable_shared_tokens {
+        Err(ApiError(format!(
+            "{name}: shared tokens are disabled on this server"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// `send.createSharedToken {manifestId, expiryTime | expirySeconds, downloadLimit, password,
+/// description}`.
+///
+/// # Errors
+/// Disabled, no `share` permission, an unknown or unfinished manifest, a past expiry.
+pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    enabled(ctx, "createSharedToken")?;
+    require_permission(ctx, "share")?;
+    let manifest_id = p.id("manifestId")?;
+    {
+        let objs = ctx.server.objects.lock();
+        let m = objs
+            .manifests
+            .get(&manifest_id)
+            .filter(|m| visible(ctx, &m.owner))
+            .ok_or_else(|| ApiError(format!("no manifest {manifest_id}")))?;
+        if m.status != "complete" {
+            return Err(ApiError(format!(
+                "manifest {manifest_id} is {}: only a complete manifest can be shared",
+                m.status
+            )));
+        }
+    }
+    let now = now_us();
+    let expiry = match (p.opt_i64("expiryTime")?, p.opt_i64("expirySeconds")?) {
+        (Some(t), _) => Some(t),
+        (None, Some(s)) => Some(now.saturating_add(s.saturating_mul(1_000_000))),
+        (None, None) => None,
+    };
+    if expiry.is_some_and(|t| t <= now) {
+        return Err(ApiError(
+            "createSharedToken: the expiry is in the past".into(),
+        ));
+    }
+    let limit = p.opt_u64("downloadLimit")?;
+    if limit == Some(0) {
+        return Err(ApiError(
+            "parameter \"downloadLimit\" must be at least 1".into(),
+        ));
+    }
+    let salt = new_id();
+    let rec = TokenRec {
+        token: new_id(),
+        owner: owner_of(ctx),
+        password_hash: p
+            .opt_str("password")?
+            .filter(|pw| !pw.is_empty())
+            .map(|pw| super::commands::token_hash(&salt, pw)),
+        salt,
+        description: p.opt_str("description")?.unwrap_or("").to_owned(),
+        creation_time: now,
+        expiry_time: expiry,
+        path: None,
+        permissions: vec!["download".into()],
+        user_data: Default::default(),
+        shared: Some(SharedInfo {
+            manifest_id,
+            download_count: 0,
+            download_limit: limit,
+        }),
+    };
+    let view = rec.view();
+    ctx.server
+        .events
+        .record("sharedTokenCreated", super::commands::token_event(&view));
+    ctx.server
+        .objects
+        .lock()
+        .tokens
+        .insert(rec.token.clone(), rec);
+    ctx.server.save();
+    Ok(("Shared token created.".into(), view))
+}
+
+/// A shared token the session may see: its owner's (or a superuser's), or the one the
+/// session logged in with.
+fn find(ctx: &Ctx<'_>, token: &str) -> Result<TokenRec, ApiError> {
+    let objs = ctx.server.objects.lock();
+    objs.tokens
+        .values()
+        .find(|t| {
+            t.shared.is_some()
+                && t.token == token
+                && (visible(ctx, &t.owner) || ctx.session.token.as_deref() == Some(token))
+        })
+        .cloned()
+        .ok_or_else(|| ApiError(format!("no shared token {token:?}")))
+}
+
+/// `send.getSharedToken {token}`.
+///
+/// # Errors
+/// Unknown or not visible.
+pub fn get(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    enabled(ctx, "getSharedToken")?;
+    let t = find(ctx, p.str("token")?)?;
+    Ok(("Shared token.".into(), t.view()))
+}
+
+/// `send.getSharedTokens`.
+///
+/// # Errors
+/// Disabled.
+pub fn list(ctx: &mut Ctx<'_>) -> Reply {
+    enabled(ctx, "getSharedTokens")?;
+    let objs = ctx.server.objects.lock();
+    let list: Vec<Value> = objs
+        .tokens
+        .values()
+        .filter(|t| t.shared.is_some() && visible(ctx, &t.owner))
+        .map(TokenRec::view)
+        .collect();
+    Ok(("Shared tokens.".into(), Value::Array(list)))
+}
+
+/// `send.deleteSharedToken {token}`: stops working at once.
+///
+/// # Errors
+/// Unknown or not the caller's.
+pub fn delete(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let token = p.str("token")?;
+    let mut objs = ctx.server.objects.lock();
+    let key = objs
+        .tokens
+        .iter()
+        .find(|(_, t)| t.shared.is_some() && t.token == token && visible(ctx, &t.owner))
+        .map(|(k, _)| k.clone())
+        .ok_or_else(|| ApiError(format!("no shared token {token:?}")))?;
+    let gone = objs.tokens.remove(&key);
+    drop(objs);
+    if let Some(t) = gone {
+        ctx.server.events.record(
+            "sharedTokenDeleted",
+            super::commands::token_event(&t.view()),
+        );
+    }
+    ctx.server.save();
+    Ok(("Shared token deleted.".into(), Value::Null))
+}
+
+/// What a session logged in with a shared token may call.
+const RECIPIENT_COMMANDS: [&str; 8] = [
+    "getServerInfo",
+    "echo",
+    "getRequestStatus",
+    "getRequestResult",
+    "send.getSharedToken",
+    "send.getManifest",
+    "send.getManifestFiles",
+    "send.startDownload",
+];
+
+/// Refuses anything but downloading its manifest to a session of a shared token.
+///
+/// # Errors
+/// Another command, or another manifest.
+pub fn restrict(ctx: &Ctx<'_>, name: &str, p: Params<'_>) -> Result<(), ApiError> {
+    let Some(manifest) = &ctx.session.shared_manifest else {
+        return Ok(());
+    };
+    if !RECIPIENT_COMMANDS.contains(&name) {
+        return Err(ApiError(format!(
+            "{name}: a shared token only allows downloading the files it shares"
+        )));
+    }
+    if let Some(m) = p.opt_text("manifestId")? {
+        if !m.eq_ignore_ascii_case(manifest) {
+            return Err(ApiError(format!("no manifest {m}")));
+        }
+    }
+    Ok(())
+}
+
+/// Counts one download with the session's shared token; refuses an expired or exhausted one.
+///
+/// # Errors
+/// The token is gone, expired, used up, or for another manifest.
+pub fn count_download(server: &Server, token: &str, manifest_id: &str) -> Result<(), ApiError> {
+    let mut objs = server.objects.lock();
+    let t = objs
+        .tokens
+        .values_mut()
+        .find(|t| t.token == token && t.shared.is_some())
+        .ok_or_else(|| ApiError("this shared token no longer exists".into()))?;
+    if t.expired(now_us()) {
+        return Err(ApiError("this shared token has expired".into()));
+    }
+    let Some(sh) = t.shared.as_mut() else {
+        return Err(ApiError("not a shared token".into()));
+    };
+    if sh.manifest_id != manifest_id {
+        return Err(ApiError(format!("no manifest {manifest_id}")));
+    }
+    if sh.download_limit.is_some_and(|l| sh.download_count >= l) {
+        return Err(ApiError(format!(
+            "this shared token has been used {} times, its limit",
+            sh.download_count
+        )));
+    }
+    sh.download_count += 1;
+    drop(objs);
+    server.save();
+    Ok(())
+}

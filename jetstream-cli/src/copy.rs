@@ -139,14 +139,14 @@ fn push(
     let mut client = open(o, r)?;
     let transfer_id = new_id();
     let session_id = random_session();
-    let cipher = Cipher::preferred();
+    let offered = jetstream_server::server::ciphers::offer(&[]);
     let started = client
         .call(
             "recv.startTransfer",
             json!({
                 "transferId": transfer_id,
                 "sessionId": format!("{:016x}", session_id.0),
-                "cipher": cipher.name(),
+                "ciphers": offered,
                 "destinationPath": o.dest_path.clone().unwrap_or_else(|| "/".into()),
                 "totalSize": manifest.total_bytes(),
                 "totalFiles": manifest.len(),
@@ -160,6 +160,16 @@ fn push(
             Failure::new(
                 exit::CONNECT,
                 "the server did not say which UDP port receives",
+            )
+        })?;
+    let cipher = started["cipher"]
+        .as_str()
+        .and_then(Cipher::from_name)
+        .filter(|c| offered.iter().any(|o| o == c.name()))
+        .ok_or_else(|| {
+            Failure::new(
+                exit::CONNECT,
+                "the server chose a cipher that was not offered",
             )
         })?;
     let keys = client_keys(&client, &transfer_id, session_id, cipher)
@@ -499,7 +509,19 @@ fn receive_manifest(
     let engine = local_engine()?;
     let transfer_id = new_id();
     let session_id = random_session();
-    let cipher = Cipher::preferred();
+    // The server sends as soon as it is asked, so the keys (and their cipher) must be ready
+    // first: use the fastest cipher here unless the server's floor is above it.
+    let floor = client
+        .call("getServerInfo", json!({}))
+        .ok()
+        .and_then(|i| i["minCipher"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let ranked = jetstream_server::server::ciphers::rank;
+    let cipher = if ranked(Cipher::preferred().name()) >= ranked(&floor) {
+        Cipher::preferred()
+    } else {
+        Cipher::Aes256Gcm
+    };
     let keys = client_keys(client, &transfer_id, session_id, cipher)
         .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
     let t = engine

@@ -77,6 +77,14 @@ pub struct ServerArgs {
     /// also run the trigger on.<command> after every API command
     #[argh(switch)]
     pub trigger_on_api: bool,
+    /// the weakest data cipher accepted: chacha20-poly1305 (any) or aes-256-gcm (the
+    /// FIPS-approved one only); reported as minCipher
+    #[argh(option, default = "String::from(\"chacha20-poly1305\")")]
+    pub min_cipher: String,
+    /// a data cipher this server offers when it sends (repeatable, best first; default both,
+    /// the fastest on this CPU first)
+    #[argh(option)]
+    pub cipher: Vec<String>,
     /// UDP address to bind the data port on (default 0.0.0.0)
     #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
     pub recv_host: IpAddr,

@@ -51,7 +51,7 @@ pub fn server_info(ctx: &Ctx<'_>) -> Value {
         "eventLogAvailable": true,
         "hostName": s.host_name,
         "license": { "errorMessage": null, "expiry": null, "valid": true },
-        "minCipher": "aes-256-gcm",
+        "minCipher": a.min_cipher,
         "multiplexAvailable": true,
         "publicKey": s.identity.public_key(),
         "receiver": {

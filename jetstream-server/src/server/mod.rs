@@ -3,6 +3,7 @@
 //! transfer scheduler, and on SIGTERM/SIGINT checkpoints and exits cleanly.
 
 pub mod api;
+pub mod ciphers;
 pub mod commands;
 pub mod config;
 pub mod discover;
@@ -357,6 +358,10 @@ fn start(args: ServerArgs) -> Result<(), String> {
     }
     if args.tls_cert.is_some() != args.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
+    }
+    ciphers::parse(&args.min_cipher).map_err(|e| format!("--min-cipher: {e}"))?;
+    for c in &args.cipher {
+        ciphers::parse(c).map_err(|e| format!("--cipher: {e}"))?;
     }
     if let Some(t) = &args.sandbox_dir {
         sandbox::expand_sandbox(t, "user", "user").map_err(|e| format!("--sandbox-dir: {e}"))?;

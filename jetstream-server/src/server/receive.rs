@@ -100,9 +100,25 @@ pub fn session_keys(
                 .map_err(|_| ApiError("parameter \"sessionId\" must be 16 hex characters".into()))
         })
         .map(SessionId)?;
-    let cipher_name = p.opt_str("cipher")?.unwrap_or("aes-256-gcm");
-    let cipher = Cipher::from_name(cipher_name)
-        .ok_or_else(|| ApiError(format!("unknown cipher {cipher_name:?}")))?;
+    // The peer offers `ciphers` (best first) or one `cipher`; take the first at or above our
+    // floor.
+    let offered: Vec<String> = match (p.value("ciphers"), p.opt_str("cipher")?) {
+        (Some(serde_json::Value::Array(list)), _) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        (Some(_), _) => {
+            return Err(ApiError(
+                "parameter \"ciphers\" must be a list of names".into(),
+            ))
+        }
+        (None, Some(one)) => vec![one.to_owned()],
+        (None, None) => vec!["aes-256-gcm".to_owned()],
+    };
+    let floor = ctx.server.args.min_cipher.as_str();
+    let cipher = super::ciphers::choose(&offered, floor).inspect_err(|e| {
+        crate::log!("{command}: refused {}: {}", ctx.session.peer, e.0);
+    })?;
     let stream = ctx.stream;
     let keys = derive_keys(
         |label, context, out| stream.export_keying_material(label, context, out),
@@ -114,6 +130,11 @@ pub fn session_keys(
     Ok((transfer_id, keys))
 }
 
+/// The cipher a session's keys use.
+pub fn cipher_of(keys: &TransferKeys) -> &'static str {
+    keys.cipher().name()
+}
+
 /// `recv.startTransfer`: prepares `<sandbox>/<destinationPath>` and expects the data.
 ///
 /// # Errors
@@ -122,6 +143,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     require_permission(ctx, "upload")?;
     ctx.server.trust.check(ctx.session.peer_key.as_deref())?;
     let (transfer_id, keys) = session_keys(ctx, p, "recv.startTransfer")?;
+    let cipher = cipher_of(&keys);
     let destination_path = p.opt_str("destinationPath")?.unwrap_or("/").to_owned();
     let rel = sandbox::clean_relative(&destination_path)
         .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
@@ -188,7 +210,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .map_err(|e| ApiError(format!("engine: {e}")))?;
     Ok((
         "Receiving.".into(),
-        json!({ "transferId": transfer_id, "receiverPort": port }),
+        json!({ "transferId": transfer_id, "receiverPort": port, "cipher": cipher }),
     ))
 }
 

@@ -367,27 +367,33 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         Err(e) => return interrupted(format!("log-in: {e}")),
     }
     let session_id = SessionId(random_u64());
-    let cipher = Cipher::preferred();
+    let offered = super::ciphers::offer(&server.args.cipher);
     let started = client.call(
         "recv.startTransfer",
         json!({
             "transferId": id,
             "sessionId": format!("{:016x}", session_id.0),
-            "cipher": cipher.name(),
+            "ciphers": offered,
             "destinationPath": destination_path,
             "totalSize": manifest.total_bytes(),
             "totalFiles": manifest.len(),
             "sourcePublicKey": server.identity.public_key(),
         }),
     );
-    let receiver_port = match started {
-        Ok(v) => v["receiverPort"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok()),
+    let (receiver_port, cipher) = match started {
+        Ok(v) => (
+            v["receiverPort"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok()),
+            v["cipher"].as_str().and_then(Cipher::from_name),
+        ),
         Err(ClientError::Api(m)) => {
             return fail(format!("the receiving server refused the transfer: {m}"))
         }
         Err(e) => return interrupted(format!("recv.startTransfer: {e}")),
+    };
+    let Some(cipher) = cipher.filter(|c| offered.iter().any(|o| o == c.name())) else {
+        return fail("the receiving server chose a cipher that was not offered".into());
     };
     let Some(port) = dest.port.or(receiver_port).or(learned) else {
         return fail("the receiving server did not say which UDP port receives".into());

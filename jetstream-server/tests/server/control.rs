@@ -260,3 +260,67 @@ fn tokens_as_destination_credentials_secrets_stay_secret_and_keys_are_pinned() {
     assert_eq!(c.call("send.getTransfers", json!({})).unwrap(), json!([]));
     off.signal(15);
 }
+
+#[test]
+fn a_cipher_floor_refuses_a_peer_that_offers_only_weaker_ciphers() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let storage = root.join("storage");
+    let b = Srv::start(
+        root,
+        "b",
+        &[
+            "--sandbox-dir",
+            storage.to_str().unwrap(),
+            "--min-cipher",
+            "aes-256-gcm",
+        ],
+    );
+    let weak = Srv::start(root, "weak", &["--cipher", "chacha20-poly1305"]);
+    let strong = Srv::start(root, "strong", &[]);
+    let info = b.client().call("getServerInfo", json!({})).unwrap();
+    assert_eq!(info["minCipher"], "aes-256-gcm");
+    let src = root.join("f.txt");
+    write(&src, b"secret");
+    for (sender, ok) in [(&weak, false), (&strong, true)] {
+        let mut c = sender.login(u.name(), &pw);
+        let d = destination(&mut c, &b, u.name(), &pw, json!({}));
+        let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/f.txt" })).unwrap();
+        let t = transfer(&mut c, &d, &m, None);
+        let end = wait_end(&mut c, &t, T);
+        if ok {
+            assert_eq!(status(&end), "complete", "{end}");
+        } else {
+            assert_eq!(status(&end), "error", "{end}");
+            let msg = end["errorMessage"].as_str().unwrap();
+            assert!(
+                msg.contains("aes-256-gcm or stronger") && msg.contains("chacha20-poly1305"),
+                "{msg}"
+            );
+            assert!(!storage.join("f.txt").exists());
+            assert!(
+                b.log_text().contains("no acceptable cipher"),
+                "the receiver says so too"
+            );
+        }
+    }
+    let (code, text) = {
+        let out = std::process::Command::new(bin())
+            .args(["server", "--min-cipher", "rot13"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("unknown cipher") && text.contains("aes-256-gcm"),
+        "{text}"
+    );
+}

@@ -62,7 +62,7 @@ pub mod types;
 
 pub use config::{EngineConfig, TransportConfig};
 pub use error::Error;
-pub use io::{Engine, EngineHandle};
+pub use io::{Discovery, Engine, EngineHandle};
 pub use manifest::Manifest;
 pub use transfer::{Destination, Transfer, TransferKeys, TransferStatus};
 pub use trigger::{Trigger, TriggerEvent};

@@ -182,6 +182,8 @@ pub struct TransferStatus {
     pub end_time: Option<SystemTime>,
     /// Where the receiver writes (receiver only).
     pub destination_path: Option<PathBuf>,
+    /// The peer's UDP address, once a datagram from it was authenticated.
+    pub peer: Option<SocketAddr>,
     pub(crate) started: Instant,
     pub(crate) ended: Option<Instant>,
 }
@@ -217,6 +219,7 @@ impl TransferStatus {
             request_time: SystemTime::now(),
             end_time: None,
             destination_path: None,
+            peer: None,
             started: Instant::now(),
             ended: None,
         }

@@ -6,6 +6,7 @@
 mod it {
     pub mod util;
 
+    mod discovery;
     mod loopback;
     mod resume;
 }

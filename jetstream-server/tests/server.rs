@@ -5,6 +5,7 @@
 mod server {
     pub mod api;
     pub mod control;
+    pub mod discover;
     pub mod paths;
     pub mod process;
     pub mod remote;

@@ -3,7 +3,7 @@
 //! keeps the batch for the next writable event; other threads reach the loop only through the
 //! command channel plus the waker; `now` is taken once per iteration.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::socket::UdpSocket;
-use super::{Command, EngineInfo, ReceiveCommand, SendCommand};
+use super::{Command, Discovery, DiscoveryStats, EngineInfo, ReceiveCommand, SendCommand};
 use crate::config::EngineConfig;
 use crate::error::{Error, TransferError};
 use crate::fs::reader::{spawn_reader, ReadEvent, ReaderHandle};
@@ -32,7 +32,6 @@ const WAKER: Token = Token(1);
 const RECV_BUDGET: usize = 64;
 /// Size of the receive and send buffers: one GRO/GSO batch.
 const BATCH_BUF: usize = 65536;
-/// Close code for an entry the receiver could not write or verify.
 /// Why an entry failed at the receiver, as told to the sender (which has only this code).
 mod file_code {
     pub(super) const ESCAPE: u64 = 1;
@@ -74,6 +73,123 @@ fn describe_file_code(code: u64) -> String {
         _ => "an I/O error on the receiver",
     };
     format!("refused by the receiver: {why}")
+}
+
+/// Discovery datagrams: reachability probes between engines, outside any session.
+///
+/// ```text
+/// discovery datagram = magic "JSDISC1\0" (8) | nonce (16) | kind u8 (1 = probe, 2 = echo)
+/// ```
+///
+/// It cannot be confused with a session packet, for two independent reasons: a session
+/// datagram is at least [`MIN_DATAGRAM_LEN`](crate::proto::packet::MIN_DATAGRAM_LEN) (18-byte header + 1 byte of frames + 16-byte AEAD
+/// tag = 35) bytes long, a discovery datagram exactly 25; and a session datagram starts with
+/// the protocol version byte (1), a discovery datagram with `'J'` (0x4A). So the driver
+/// recognises discovery by length and magic before the session lookup, and a session packet
+/// never matches. The reverse cannot happen either: anything that is not a well-formed
+/// discovery datagram goes to the endpoint, which drops (and counts) a 25-byte datagram as
+/// too short to be authenticated, creating no state.
+mod discovery {
+    use super::{Discovery, Duration, Instant, VecDeque};
+
+    pub(super) const MAGIC: [u8; 8] = *b"JSDISC1\0";
+    pub(super) const LEN: usize = 25;
+    pub(super) const PROBE: u8 = 1;
+    pub(super) const ECHO: u8 = 2;
+    /// How many received discovery datagrams are kept.
+    pub(super) const RING: usize = 64;
+    /// Echoes sent per second at most, in total (a bound on reflection abuse: a spoofed probe
+    /// makes us send 25 bytes to a victim, no amplification, and no more than this rate).
+    pub(super) const ECHOES_PER_SECOND: u32 = 100;
+
+    const _: () = assert!(LEN < crate::proto::packet::MIN_DATAGRAM_LEN);
+    const _: () = assert!(MAGIC[0] != crate::proto::packet::VERSION);
+
+    /// What a discovery datagram says.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Parsed {
+        /// Not discovery: hand it to the endpoint.
+        NotDiscovery,
+        /// Discovery magic with an unknown kind byte.
+        Invalid,
+        /// A probe (`false`) or echo (`true`) with its nonce.
+        Valid { nonce: [u8; 16], echo: bool },
+    }
+
+    pub(super) fn parse(d: &[u8]) -> Parsed {
+        if d.len() != LEN || d[..8] != MAGIC {
+            return Parsed::NotDiscovery;
+        }
+        let mut nonce = [0u8; 16];
+        nonce.copy_from_slice(&d[8..24]);
+        match d[24] {
+            PROBE => Parsed::Valid { nonce, echo: false },
+            ECHO => Parsed::Valid { nonce, echo: true },
+            _ => Parsed::Invalid,
+        }
+    }
+
+    pub(super) fn encode(nonce: &[u8; 16], kind: u8) -> [u8; LEN] {
+        let mut b = [0u8; LEN];
+        b[..8].copy_from_slice(&MAGIC);
+        b[8..24].copy_from_slice(nonce);
+        b[24] = kind;
+        b
+    }
+
+    /// The last [`RING`] discovery datagrams received; allocated once.
+    #[derive(Debug)]
+    pub(super) struct Ring(VecDeque<Discovery>);
+
+    impl Ring {
+        pub(super) fn new() -> Self {
+            Self(VecDeque::with_capacity(RING))
+        }
+
+        pub(super) fn push(&mut self, d: Discovery) {
+            if self.0.len() == RING {
+                self.0.pop_front();
+            }
+            self.0.push_back(d);
+        }
+
+        pub(super) fn to_vec(&self) -> Vec<Discovery> {
+            self.0.iter().cloned().collect()
+        }
+    }
+
+    /// A fixed one-second window of at most [`ECHOES_PER_SECOND`] echoes.
+    #[derive(Debug)]
+    pub(super) struct Limiter {
+        window: Option<Instant>,
+        used: u32,
+    }
+
+    impl Limiter {
+        pub(super) fn new() -> Self {
+            Self {
+                window: None,
+                used: 0,
+            }
+        }
+
+        /// Whether one more echo may go out at `now`.
+        pub(super) fn allow(&mut self, now: Instant) -> bool {
+            match self.window {
+                Some(start) if now.saturating_duration_since(start) < Duration::from_secs(1) => {}
+                _ => {
+                    self.window = Some(now);
+                    self.used = 0;
+                }
+            }
+            if self.used < ECHOES_PER_SECOND {
+                self.used += 1;
+                true
+            } else {
+                false
+            }
+        }
+    }
 }
 
 struct Active {
@@ -131,6 +247,9 @@ pub(crate) struct Driver {
     triggers: Sender<TriggerEvent>,
     shutting_down: bool,
     rng_state: u64,
+    discoveries: discovery::Ring,
+    echo_limit: discovery::Limiter,
+    discovery_stats: DiscoveryStats,
 }
 
 impl Driver {
@@ -172,6 +291,9 @@ impl Driver {
             triggers,
             shutting_down: false,
             rng_state: u64::from_le_bytes(seed) | 1,
+            discoveries: discovery::Ring::new(),
+            echo_limit: discovery::Limiter::new(),
+            discovery_stats: DiscoveryStats::default(),
         };
         Ok((driver, waker, tx))
     }
@@ -239,8 +361,28 @@ impl Driver {
                 Ok(meta) => {
                     let seg = meta.segment_size.max(1);
                     for d in self.recv_buf[..meta.len].chunks_mut(seg) {
-                        self.endpoint
-                            .handle_datagram(now, meta.from, d, &mut self.sinks);
+                        // Before the session lookup; see `mod discovery` for why the two
+                        // kinds of datagram cannot be mistaken for each other.
+                        match discovery::parse(d) {
+                            discovery::Parsed::NotDiscovery => {
+                                self.endpoint
+                                    .handle_datagram(now, meta.from, d, &mut self.sinks);
+                            }
+                            discovery::Parsed::Invalid => self.discovery_stats.invalid += 1,
+                            discovery::Parsed::Valid { nonce, echo } => Self::on_discovery(
+                                &self.socket,
+                                &mut self.discoveries,
+                                &mut self.echo_limit,
+                                &mut self.discovery_stats,
+                                now,
+                                Discovery {
+                                    from: meta.from,
+                                    nonce,
+                                    echo,
+                                    at: now,
+                                },
+                            ),
+                        }
                     }
                     for (h, file, err) in std::mem::take(&mut self.sinks.errors) {
                         self.file_failed(now, h, file, &err);
@@ -254,6 +396,37 @@ impl Driver {
             }
         }
         true
+    }
+
+    /// Records a discovery datagram and answers a probe with an echo, within the rate limit.
+    /// (An associated function: `receive` holds a borrow of the receive buffer.)
+    fn on_discovery(
+        socket: &UdpSocket,
+        ring: &mut discovery::Ring,
+        limit: &mut discovery::Limiter,
+        stats: &mut DiscoveryStats,
+        now: Instant,
+        d: Discovery,
+    ) {
+        if d.echo {
+            stats.echoes += 1;
+        } else {
+            stats.probes += 1;
+            let sent = limit.allow(now)
+                && socket
+                    .send_segments(
+                        d.from,
+                        &discovery::encode(&d.nonce, discovery::ECHO),
+                        discovery::LEN,
+                    )
+                    .is_ok_and(|n| n == discovery::LEN);
+            if sent {
+                stats.echoes_sent += 1;
+            } else {
+                stats.echoes_dropped += 1;
+            }
+        }
+        ring.push(d);
     }
 
     fn drain_commands(&mut self, now: Instant) {
@@ -281,7 +454,20 @@ impl Driver {
                         gro: self.socket.gro_enabled(),
                         dropped: self.endpoint.stats(),
                         sessions: self.endpoint.session_count(),
+                        discovery: self.discovery_stats,
                     });
+                }
+                Ok(Command::Discover(to, nonce, reply)) => {
+                    let probe = discovery::encode(&nonce, discovery::PROBE);
+                    let res = match self.socket.send_segments(to, &probe, discovery::LEN) {
+                        Ok(n) if n == discovery::LEN => Ok(()),
+                        Ok(_) => Err(Error::Io(io::ErrorKind::WouldBlock.into())),
+                        Err(e) => Err(Error::Io(e)),
+                    };
+                    let _ = reply.send(res);
+                }
+                Ok(Command::Discoveries(reply)) => {
+                    let _ = reply.send(self.discoveries.to_vec());
                 }
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => {
                     self.shutting_down = true;
@@ -725,4 +911,71 @@ fn apply_stats(st: &mut crate::transfer::TransferStatus, s: &crate::proto::Sessi
     st.bytes_in_flight = s.bytes_in_flight;
     st.bottleneck_bandwidth = s.bottleneck_bandwidth;
     st.min_rtt = Duration::from_micros(s.min_rtt_us);
+    if s.peer.is_some() {
+        st.peer = s.peer;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::discovery::{encode, parse, Limiter, Parsed, Ring, ECHO, PROBE, RING};
+    use super::*;
+
+    #[test]
+    fn discovery_datagrams_parse_and_nothing_else_does() {
+        let nonce = [7u8; 16];
+        assert_eq!(
+            parse(&encode(&nonce, PROBE)),
+            Parsed::Valid { nonce, echo: false }
+        );
+        assert_eq!(
+            parse(&encode(&nonce, ECHO)),
+            Parsed::Valid { nonce, echo: true }
+        );
+        assert_eq!(parse(&encode(&nonce, 3)), Parsed::Invalid);
+        let mut wrong_magic = encode(&nonce, PROBE);
+        wrong_magic[0] = b'K';
+        assert_eq!(parse(&wrong_magic), Parsed::NotDiscovery);
+        // One byte more or less: not discovery.
+        let mut long = encode(&nonce, PROBE).to_vec();
+        long.push(0);
+        assert_eq!(parse(&long), Parsed::NotDiscovery);
+        assert_eq!(parse(&long[..24]), Parsed::NotDiscovery);
+        // A session packet (version byte 1) of the minimum length is never discovery.
+        let mut session = vec![0u8; crate::proto::packet::MIN_DATAGRAM_LEN];
+        session[0] = crate::proto::packet::VERSION;
+        assert_eq!(parse(&session), Parsed::NotDiscovery);
+    }
+
+    #[test]
+    fn ring_keeps_the_last_64() {
+        let mut ring = Ring::new();
+        let at = Instant::now();
+        for i in 0..(RING as u8 + 10) {
+            ring.push(Discovery {
+                from: "127.0.0.1:1".parse().unwrap(),
+                nonce: [i; 16],
+                echo: false,
+                at,
+            });
+        }
+        let v = ring.to_vec();
+        assert_eq!(v.len(), RING);
+        assert_eq!(v[0].nonce, [10; 16]);
+        assert_eq!(v[RING - 1].nonce, [RING as u8 + 9; 16]);
+    }
+
+    #[test]
+    fn echoes_are_limited_to_100_per_second() {
+        let mut l = Limiter::new();
+        let t0 = Instant::now();
+        let allowed = (0..250).filter(|_| l.allow(t0)).count();
+        assert_eq!(allowed, 100);
+        assert!(!l.allow(t0 + Duration::from_millis(999)));
+        assert!(l.allow(t0 + Duration::from_secs(1)));
+        let allowed = (0..250)
+            .filter(|_| l.allow(t0 + Duration::from_millis(1500)))
+            .count();
+        assert_eq!(allowed, 99);
+    }
 }

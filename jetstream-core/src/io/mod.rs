@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -30,6 +30,10 @@ pub(crate) enum Command {
     Cancel(TransferId),
     SetRate(TransferId, Option<BitsPerSecond>),
     Info(Sender<EngineInfo>),
+    /// Send one discovery probe (to, nonce) and say whether the socket took it.
+    Discover(SocketAddr, [u8; 16], Sender<Result<(), Error>>),
+    /// A copy of the ring of received discovery datagrams, oldest first.
+    Discoveries(Sender<Vec<Discovery>>),
     Shutdown,
 }
 
@@ -71,6 +75,39 @@ pub struct EngineInfo {
     pub dropped: EndpointStats,
     /// Live sessions.
     pub sessions: usize,
+    /// Discovery datagrams (reachability probes and echoes) seen and sent.
+    pub discovery: DiscoveryStats,
+}
+
+/// A discovery datagram the engine received: a reachability probe from another engine, or
+/// the echo of one of ours. See [`EngineHandle::send_discovery`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Discovery {
+    /// Where it came from (as seen by this engine's socket).
+    pub from: SocketAddr,
+    /// The nonce the prober chose; an echo carries the probe's nonce back.
+    pub nonce: [u8; 16],
+    /// An echo of a probe of ours (`false`: a probe from `from`).
+    pub echo: bool,
+    /// When it was received.
+    pub at: Instant,
+}
+
+/// Counters of discovery traffic (part of [`EngineInfo`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveryStats {
+    /// Probes received.
+    pub probes: u64,
+    /// Echoes received.
+    pub echoes: u64,
+    /// Echoes sent in answer to probes.
+    pub echoes_sent: u64,
+    /// Probes not answered: over the echo rate limit, or the socket refused the echo.
+    pub echoes_dropped: u64,
+    /// Datagrams with the discovery magic but an unknown kind byte.
+    pub invalid: u64,
 }
 
 /// A cheap, cloneable, thread-safe handle on an engine.
@@ -189,6 +226,37 @@ impl EngineHandle {
     pub fn info(&self) -> Result<EngineInfo, Error> {
         let (tx, rx) = bounded(1);
         if !self.command(Command::Info(tx)) {
+            return Err(Error::EngineStopped);
+        }
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::EngineStopped)
+    }
+
+    /// Sends one discovery probe carrying `nonce` from the engine's socket to `to`. An engine
+    /// listening there records it and answers with an echo carrying the same nonce (at most
+    /// 100 echoes per second per engine), which shows up here in [`Self::discoveries`] with
+    /// `echo: true`. Discovery creates no session state at either end.
+    ///
+    /// # Errors
+    /// If the engine has stopped, or the socket refused the datagram (e.g. no route to `to`,
+    /// or the send buffer is full).
+    pub fn send_discovery(&self, to: SocketAddr, nonce: [u8; 16]) -> Result<(), Error> {
+        let (tx, rx) = bounded(1);
+        if !self.command(Command::Discover(to, nonce, tx)) {
+            return Err(Error::EngineStopped);
+        }
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::EngineStopped)?
+    }
+
+    /// The last 64 discovery datagrams (probes and echoes) this engine received, oldest
+    /// first.
+    ///
+    /// # Errors
+    /// If the engine has stopped.
+    pub fn discoveries(&self) -> Result<Vec<Discovery>, Error> {
+        let (tx, rx) = bounded(1);
+        if !self.command(Command::Discoveries(tx)) {
             return Err(Error::EngineStopped);
         }
         rx.recv_timeout(Duration::from_secs(10))

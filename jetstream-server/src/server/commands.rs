@@ -166,7 +166,8 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             let id = p.id("destinationId")?;
             let objs = ctx.server.objects.lock();
             let d = find(ctx, &objs.destinations, &id)?;
-            ok("Destination.", d.view(objs.queued(&id)))
+            let port = ctx.server.destination_send_port(&id);
+            ok("Destination.", d.view_with_port(objs.queued(&id), port))
         }
         "send.getDestinations" => {
             let objs = ctx.server.objects.lock();
@@ -787,6 +788,12 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         (None, None) => None,
     };
     let send_rate_max = p.opt_u64("sendRateMax")?.filter(|&r| r > 0);
+    let send_port = match p.opt_u64("sendPort")? {
+        None | Some(0) => None,
+        Some(v) => Some(u16::try_from(v).map_err(|_| {
+            ApiError("parameter \"sendPort\" must be a port number (1-65535, 0 = dynamic)".into())
+        })?),
+    };
     let pinned = p
         .opt_str("permittedDestinationPublicKey")?
         .map(str::to_owned);
@@ -800,6 +807,7 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
             && d.api_port == api_port
             && d.credentials == credentials
             && d.send_rate_max == send_rate_max
+            && d.send_port == send_port
             && (pinned.is_none() || d.public_key == pinned)
     }) {
         let v = d.view(objs.queued(&d.id));
@@ -813,6 +821,7 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         port,
         credentials,
         send_rate_max,
+        send_port,
         public_key: pinned,
         creation_time: now_us(),
         ip: None,
@@ -860,6 +869,7 @@ fn delete_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     }
     let gone = objs.destinations.remove(&id);
     drop(objs);
+    ctx.server.drop_destination_engine(&id);
     ctx.server.save();
     if let Some(d) = gone {
         ctx.server.events.record("destinationDeleted", d.view(0));

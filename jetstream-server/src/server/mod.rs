@@ -165,6 +165,8 @@ pub struct Server {
     gc: Mutex<gc::GcSettings>,
     gc_wake: crossbeam_channel::Sender<()>,
     engines: Mutex<Vec<Engine>>,
+    /// One engine (UDP socket) per destination that has sent: its own send port.
+    dest_engines: Mutex<HashMap<String, Engine>>,
     handles: Vec<EngineHandle>,
     next_engine: AtomicUsize,
     kick: crossbeam_channel::Sender<()>,
@@ -224,6 +226,58 @@ impl Server {
     /// The engine that sends (the first port: `multiplexAvailable`).
     pub fn send_engine(&self) -> &EngineHandle {
         &self.handles[0]
+    }
+
+    /// The engine transfers to destination `d` are sent from: its own UDP socket, on
+    /// `d.send_port` or a port the system chooses (the primer: one outgoing UDP port per
+    /// destination, pinned when created for outbound firewall rules).
+    ///
+    /// # Errors
+    /// The port cannot be bound (in use, permission).
+    pub fn destination_engine(&self, d: &DestinationRec) -> Result<EngineHandle, String> {
+        let mut map = self.dest_engines.lock();
+        if let Some(e) = map.get(&d.id) {
+            return Ok(e.handle());
+        }
+        let mut cfg = EngineConfig::default();
+        let port = d.send_port.unwrap_or(0);
+        cfg.bind(SocketAddr::new(self.args.recv_host, port));
+        let e = Engine::spawn(cfg).map_err(|e| {
+            format!(
+                "cannot open the send port {} of destination {}: {e}",
+                if port == 0 {
+                    "(dynamic)".to_owned()
+                } else {
+                    port.to_string()
+                },
+                d.id
+            )
+        })?;
+        let h = e.handle();
+        map.insert(d.id.clone(), e);
+        Ok(h)
+    }
+
+    /// The local send port of a destination's engine, once it has one.
+    pub fn destination_send_port(&self, id: &str) -> Option<u16> {
+        self.dest_engines
+            .lock()
+            .get(id)
+            .map(|e| e.local_addr().port())
+    }
+
+    /// Closes a deleted destination's engine (its transfers have ended).
+    pub fn drop_destination_engine(&self, id: &str) {
+        if let Some(e) = self.dest_engines.lock().remove(id) {
+            let _ = std::thread::Builder::new()
+                .name("engine-close".into())
+                .spawn(move || e.shutdown());
+        }
+    }
+
+    /// The engines of the receive ports, in `--recv-port` order.
+    pub fn receive_engines(&self) -> &[EngineHandle] {
+        &self.handles
     }
 
     /// The engine a new receive goes to (round robin over the receive ports).
@@ -332,6 +386,9 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.save();
+        for (_, e) in self.dest_engines.lock().drain() {
+            e.shutdown();
+        }
         for e in self.engines.lock().drain(..) {
             e.shutdown();
         }
@@ -432,6 +489,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         gc: Mutex::new(gc_settings),
         gc_wake,
         engines: Mutex::new(engines),
+        dest_engines: Mutex::new(HashMap::new()),
         handles,
         next_engine: AtomicUsize::new(0),
         kick,

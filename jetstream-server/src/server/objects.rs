@@ -98,6 +98,9 @@ pub struct DestinationRec {
     pub credentials: Option<Credentials>,
     /// Rate cap, kbit/s.
     pub send_rate_max: Option<u64>,
+    /// The local UDP port transfers to it are sent from (`None`: chosen by the system).
+    #[serde(default)]
+    pub send_port: Option<u16>,
     /// Receiver public key pinned at first contact (or given up front).
     pub public_key: Option<String>,
     /// Creation time.
@@ -136,6 +139,14 @@ impl DestinationRec {
         self.port.or(self.learned_port).unwrap_or(8886)
     }
 
+    /// The API view (no credentials). `local_send_port` is the port its engine is bound to,
+    /// once it has one.
+    pub fn view_with_port(&self, queued: usize, local_send_port: Option<u16>) -> Value {
+        let mut v = self.view(queued);
+        v["localSendPort"] = json!(local_send_port);
+        v
+    }
+
     /// The API view (no credentials).
     pub fn view(&self, queued: usize) -> Value {
         let mut v = json!({
@@ -157,6 +168,7 @@ impl DestinationRec {
             "lastSendTime": self.last_send_time,
             "numTransfersQueued": queued,
             "sendRateMax": self.send_rate_max,
+            "sendPort": self.send_port,
             "authMethod": match &self.credentials {
                 Some(Credentials::Password { .. }) => "password",
                 Some(Credentials::Token { .. }) => "token",

@@ -243,6 +243,12 @@ fn refresh(rec: &mut RecvRec) {
     let Some(h) = &rec.handle else { return };
     let st = h.status();
     rec.counters = Counters::from_status(&st);
+    // The sender's data address (its send port) once its datagrams arrive; until then the
+    // address of its API connection.
+    if let Some(peer) = st.peer {
+        rec.source_ip = peer.ip().to_string();
+        rec.source_port = peer.port();
+    }
     if st.packets_recv > 0 {
         rec.last_recv_time = Some(now_us());
     }

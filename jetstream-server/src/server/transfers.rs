@@ -410,7 +410,11 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         .and_then(|d| d.send_rate_max);
     let target = Destination::new(SocketAddr::new(ip, port))
         .send_rate_max(rate.map(BitsPerSecond::from_kbps));
-    let handle = match server.send_engine().send(target, keys, (*manifest).clone()) {
+    let engine = match server.destination_engine(&dest) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    let handle = match engine.send(target, keys, (*manifest).clone()) {
         Ok(h) => h,
         Err(e) => return fail(format!("engine: {e}")),
     };

@@ -324,3 +324,57 @@ fn a_cipher_floor_refuses_a_peer_that_offers_only_weaker_ciphers() {
         "{text}"
     );
 }
+
+#[test]
+fn each_destination_sends_from_its_own_port_fixed_when_asked() {
+    if !can_run() {
+        return;
+    }
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        a,
+        b,
+        ..
+    } = Pair::new(false);
+    let root = dir.path();
+    let src = root.join("f.txt");
+    write(&src, b"from a fixed port");
+    let fixed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = a.login(u.name(), &pw);
+    let pinned = destination(&mut c, &b, u.name(), &pw, json!({"sendPort": fixed}));
+    let dynamic = destination(&mut c, &b, u.name(), &pw, json!({"sendRateMax": 900_000}));
+    let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/f.txt" })).unwrap();
+    let mut cb = b.login(u.name(), &pw);
+    let mut ports = Vec::new();
+    for d in [&pinned, &dynamic] {
+        let t = transfer(&mut c, d, &m, Some(&format!("/{}", &d[..6])));
+        assert_eq!(status(&wait_end(&mut c, &t, T)), "complete");
+        // The receiver's view of the source port.
+        let list = cb.call("recv.getTransfers", json!({})).unwrap();
+        let r = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["transferId"] == t.as_str())
+            .unwrap()
+            .clone();
+        let shown = c
+            .call("send.getDestination", json!({"destinationId": d}))
+            .unwrap();
+        assert_eq!(r["sourcePort"], shown["localSendPort"], "{r} {shown}");
+        ports.push(r["sourcePort"].as_u64().unwrap());
+    }
+    assert_eq!(
+        ports[0],
+        u64::from(fixed),
+        "the pinned port is the one on the wire"
+    );
+    assert_ne!(ports[0], ports[1], "each destination has its own port");
+    assert_ne!(ports[1], u64::from(a.udp), "not the receive port");
+}

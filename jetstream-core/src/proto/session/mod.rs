@@ -60,6 +60,8 @@ pub struct SessionStats {
     pub bottleneck_bandwidth: u64,
     /// Minimum RTT seen, microseconds (sender).
     pub min_rtt_us: u64,
+    /// The peer's address (where its last authenticated datagram came from).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Life cycle of a session.

@@ -91,6 +91,7 @@ impl Receiver {
 
     pub(crate) fn stats(&self) -> SessionStats {
         let mut s = self.common.stats;
+        s.peer = self.common.peer;
         s.bytes_acked = self.received.covered_len(self.layout.data_range());
         s.total_bytes = self.layout.data_range().end - self.layout.data_range().start;
         s

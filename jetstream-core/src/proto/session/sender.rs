@@ -160,6 +160,7 @@ impl Sender {
 
     pub(crate) fn stats(&self) -> SessionStats {
         let mut s = self.common.stats;
+        s.peer = self.common.peer;
         s.bytes_acked = self.acked.covered_len(self.layout.data_range());
         s.srtt_us = self.rtt.smoothed().as_micros() as u64;
         s.pacing_rate = self.cc.pacing_rate();

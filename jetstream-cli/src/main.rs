@@ -54,6 +54,7 @@ Examples:
   jscp -d /project /source/my_file jetstream02.lan:/target/my_file
   jscp -r footage/ alice@jetstream02.lan:/incoming/day1/
   jscp jetstream02.lan:/target/my_file ./copy_of_my_file
+  jscp --token SHAREDTOKEN jetstream02.lan: ./downloads    (what a shared token shares)
 ";
 
 fn main() {

@@ -5,6 +5,8 @@
 //! TLS, trusted either like ssh's `known_hosts` ([`Trust::KnownHosts`], for people) or by a
 //! pinned public key ([`Trust::Pinned`], server to server). The pinned value is the hex of the
 //! server certificate's SubjectPublicKeyInfo, as reported by the server's `publicKey`.
+//! With [`ConnectOptions::client_identity`] the client presents that certificate on TLS
+//! connections, which the server reads with [`crate::tls::ApiStream::peer_public_key`].
 
 use std::fmt;
 use std::fs;
@@ -260,7 +262,8 @@ impl ApiClient {
         let (stream, peer_public_key) = if loopback && !opts.force_tls {
             (ClientStream::Plain(tcp), None)
         } else {
-            let (tls, key) = handshake(tcp, host, port, &opts.trust)?;
+            let client_identity = opts.client_identity.as_ref();
+            let (tls, key) = handshake(tcp, host, port, &opts.trust, client_identity)?;
             (ClientStream::Tls(Box::new(tls)), Some(key))
         };
         Ok(Self {
@@ -389,6 +392,7 @@ fn handshake(
     host: &str,
     port: u16,
     trust: &Trust,
+    client_identity: Option<&crate::tls::Identity>,
 ) -> Result<(StreamOwned<ClientConnection, TcpStream>, String), ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let host_key = host_key(host, port);
@@ -412,12 +416,22 @@ fn handshake(
         algorithms: provider.signature_verification_algorithms,
         outcome: Mutex::new(Outcome::default()),
     });
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ClientError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>);
+    // A server presents its own identity, so the receiver can check it against its
+    // authorized clients; people present none.
+    let mut config = match client_identity {
+        Some(identity) => {
+            let (chain, key) = identity.chain_and_key();
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::Tls(format!("cannot use the client certificate: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
     // A resumed session skips `verify_server_cert`, i.e. the pin check. Each client builds
     // its own config so nothing could be resumed anyway; make that explicit.
     config.resumption = Resumption::disabled();

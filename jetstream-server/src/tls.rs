@@ -18,10 +18,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::ParsedCertificate;
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, ServerConfig, ServerConnection, SignatureScheme,
+    StreamOwned,
+};
 
 /// Validity of a freshly issued self-signed certificate (the CA/Browser maximum of old).
 const SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(825 * 86_400);
@@ -99,6 +105,10 @@ impl std::error::Error for TlsError {
 #[derive(Clone)]
 pub struct Identity {
     config: Arc<ServerConfig>,
+    /// The certificate chain, leaf first (also presented as a client certificate).
+    chain: Vec<CertificateDer<'static>>,
+    /// The private key matching the leaf.
+    key: Arc<PrivateKeyDer<'static>>,
     public_key: String,
     /// The leaf certificate's notAfter, in seconds since the Unix epoch.
     not_after: i64,
@@ -162,18 +172,29 @@ impl Identity {
         let public_key = spki_hex(leaf).map_err(|e| invalid("certificate", cert_path, e))?;
         let not_after = not_after_of(leaf)
             .ok_or_else(|| invalid("certificate", cert_path, "cannot read its validity".into()))?;
-        let config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .map_err(|e| TlsError::Config(e.to_string()))?
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .map_err(|e| TlsError::Config(format!("{}: {e}", cert_path.display())))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_verifier = Arc::new(AnyClientCert {
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(client_verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| TlsError::Config(format!("{}: {e}", cert_path.display())))?;
         Ok(Self {
             config: Arc::new(config),
+            chain,
+            key: Arc::new(key),
             public_key,
             not_after,
         })
+    }
+
+    /// The certificate chain (leaf first) and a copy of the private key, to present as a
+    /// client certificate when this server connects to another one.
+    pub(crate) fn chain_and_key(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        (self.chain.clone(), self.key.clone_key())
     }
 
     /// Lowercase hex of the leaf certificate's SubjectPublicKeyInfo DER: the server's
@@ -192,7 +213,9 @@ impl Identity {
         (self.not_after - unix_seconds(now)).div_euclid(SECONDS_PER_DAY)
     }
 
-    /// The rustls server configuration (no client auth, TLS 1.2 and 1.3, ring provider).
+    /// The rustls server configuration (TLS 1.2 and 1.3, ring provider). Client certificates
+    /// are requested but optional, and any one is accepted provided the client proves it holds
+    /// its key: see [`ApiStream::peer_public_key`].
     pub fn server_config(&self) -> Arc<ServerConfig> {
         Arc::clone(&self.config)
     }
@@ -498,6 +521,70 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+// ---- client certificates ----
+
+/// Accepts any client certificate, verifying only that the client holds its private key.
+///
+/// Why this `danger` API use is sound: clients are not authenticated by a CA. A client
+/// certificate is only ever used as a *public key* (its SPKI, [`ApiStream::peer_public_key`])
+/// which the receiver compares with its list of authorized clients; names, issuers and dates
+/// mean nothing here, so the chain is deliberately not validated. What matters is that the
+/// client proves possession of the matching private key, and the handshake signatures
+/// (CertificateVerify) are verified against the certificate's key with the ring provider's
+/// algorithms below. A client without a certificate is still served (`client_auth_mandatory`
+/// is false): people log in with passwords; only `recv.startTransfer` looks at the key.
+#[derive(Debug)]
+struct AnyClientCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Only refuse what cannot be parsed: the key is what counts.
+        ParsedCertificate::try_from(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 // ---- the server side of the API socket ----
 
 /// An accepted API connection: plain TCP (the caller allows it for loopback peers only) or TLS.
@@ -575,6 +662,20 @@ impl ApiStream {
                 .export_keying_material(out, label, Some(context))
                 .map(|_| ())
                 .map_err(io::Error::other),
+        }
+    }
+
+    /// The public key (lowercase hex SPKI, as [`Identity::public_key`]) of the client's
+    /// certificate: `Some` only on a TLS connection where the client presented one and proved
+    /// it holds the key (the handshake signature was verified).
+    pub fn peer_public_key(&self) -> Option<String> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(s) => s
+                .conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| spki_hex(leaf).ok()),
         }
     }
 
@@ -706,6 +807,46 @@ mod tests {
             fs::read_to_string(dir.path().join("tls/server.key")).unwrap(),
             "garbage"
         );
+    }
+
+    /// A client presenting an identity is seen with that key; one presenting none, or on a
+    /// plain connection, is seen with no key; both are served.
+    #[test]
+    fn client_certificates_are_optional_and_reported() {
+        use crate::client::{ApiClient, ConnectOptions, Trust};
+        use std::net::TcpListener;
+
+        let (dir_s, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let server = Identity::load_or_create(dir_s.path()).unwrap();
+        let client = Identity::load_or_create(dir_c.path()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = server.server_config();
+        // Answers one request per connection with the key the client presented.
+        let thread = std::thread::spawn(move || {
+            for _ in 0..3 {
+                let (tcp, _) = listener.accept().unwrap();
+                let stream = accept(tcp, &config, Duration::from_secs(10)).unwrap();
+                let key = stream.peer_public_key();
+                let mut r = io::BufReader::new(stream);
+                let mut line = Vec::new();
+                crate::wire::read_line(&mut r, &mut line).unwrap();
+                let answer = crate::wire::Response::success("", serde_json::json!(key));
+                crate::wire::write_line(r.get_mut(), &answer).unwrap();
+            }
+        });
+        let ask = |identity: Option<&Identity>, force_tls: bool| {
+            let mut opts = ConnectOptions::new(Trust::Pinned(Some(server.public_key().into())));
+            opts.force_tls = force_tls;
+            opts.client_identity = identity.cloned();
+            let mut c = ApiClient::connect("127.0.0.1", port, &opts).unwrap();
+            c.call("whoami", serde_json::Value::Null).unwrap()
+        };
+        assert_eq!(ask(Some(&client), true), client.public_key());
+        assert_eq!(ask(None, true), serde_json::Value::Null);
+        assert_eq!(ask(Some(&client), false), serde_json::Value::Null);
+        thread.join().unwrap();
+        assert_ne!(client.public_key(), server.public_key());
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod server {
     pub mod remote;
     pub mod restart;
     pub mod triggers;
+    pub mod trust;
     pub mod util;
 }

@@ -1,60 +1,358 @@
-//! (placeholder, being written) Authorized clients: `recv.addAuthorizedClientAsync`,
+//! Authorized clients (reference §3.4, §6.7): `recv.addAuthorizedClientAsync`,
 //! `recv.removeAuthorizedClientAsync`, `recv.allowOnlyAuthorizedClientsAsync`.
+//!
+//! A sending server presents its own certificate as a TLS client certificate when it connects
+//! to a receiver ([`crate::tls::ApiStream::peer_public_key`]). When only authorized clients
+//! are allowed, `recv.startTransfer` is refused unless that key is on the list, whatever
+//! credentials the sender logged in with. The list and the switch are kept in
+//! `<state-dir>/authorized_clients.json` (mode 0600, written atomically).
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
 use super::params::Params;
+use crate::tls::fingerprint_of;
 
 type Reply = Result<(String, Value), ApiError>;
 
+const FILE: &str = "authorized_clients.json";
+/// Bounds on the hex length of a plausible SubjectPublicKeyInfo (20 to 1000 bytes: from a
+/// small EC key to a large RSA key).
+const MIN_KEY_HEX: usize = 40;
+const MAX_KEY_HEX: usize = 2000;
+
+/// What is persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct List {
+    only_authorized_clients_allowed: bool,
+    /// Lowercase hex SPKIs.
+    authorized_clients: BTreeSet<String>,
+}
+
 /// The authorized-client list and its switch, kept in the state dir.
 #[derive(Debug, Default)]
-pub struct AuthorizedClients;
+pub struct AuthorizedClients {
+    /// The file; `None` keeps the list in memory only.
+    path: Option<PathBuf>,
+    list: Mutex<List>,
+}
 
 impl AuthorizedClients {
-    /// Loads the list from `state_dir`.
+    /// Loads the list from `state_dir` (an absent file is an empty list, switch off).
     ///
     /// # Errors
-    /// A corrupt list file.
-    pub fn load(_state_dir: &Path) -> Result<Self, String> {
-        Ok(Self)
+    /// A corrupt or unreadable list file (never silently forgotten: that would open the
+    /// receiver to every sender).
+    pub fn load(state_dir: &Path) -> Result<Self, String> {
+        let path = state_dir.join(FILE);
+        let list = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<List>(&bytes)
+                .map_err(|e| format!("{}: corrupt authorized clients file: {e}", path.display()))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => List::default(),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        Ok(Self {
+            path: Some(path),
+            list: Mutex::new(list),
+        })
     }
+
     /// Whether only authorized clients may start transfers.
     pub fn only_authorized(&self) -> bool {
-        false
+        self.list.lock().only_authorized_clients_allowed
     }
+
     /// Refuses a transfer from a sending server presenting `peer_key` when it is not allowed.
     ///
     /// # Errors
     /// The message for the sending server.
-    pub fn check(&self, _peer_key: Option<&str>) -> Result<(), ApiError> {
-        Ok(())
+    pub fn check(&self, peer_key: Option<&str>) -> Result<(), ApiError> {
+        let list = self.list.lock();
+        if !list.only_authorized_clients_allowed {
+            return Ok(());
+        }
+        match peer_key {
+            Some(key) if list.authorized_clients.contains(&key.to_ascii_lowercase()) => Ok(()),
+            Some(key) => {
+                crate::log!("trust: refused a transfer from an unauthorized client, key {key}");
+                Err(ApiError(format!(
+                    "this server accepts transfers only from authorized clients, and the key \
+                     presented ({}) is not one of them: the receiver's administrator must add \
+                     it with addAuthorizedClientAsync",
+                    fingerprint_of(key)
+                )))
+            }
+            None => {
+                crate::log!("trust: refused a transfer from a client that presented no key");
+                Err(ApiError(
+                    "this server accepts transfers only from authorized clients, and no client \
+                     certificate was presented: connect with TLS as a server, and have the \
+                     receiver's administrator add its key with addAuthorizedClientAsync"
+                        .into(),
+                ))
+            }
+        }
     }
+
+    /// Applies `change` to the list and saves it; on a failed save the list is unchanged.
+    /// `change` returns `Ok(false)` when there is nothing to save.
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut List) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut list = self.list.lock();
+        let mut next = list.clone();
+        let out = change(&mut next)?;
+        if next == *list {
+            return Ok(out);
+        }
+        if let Some(path) = &self.path {
+            let bytes = serde_json::to_vec_pretty(&next).map_err(ApiError::from)?;
+            super::state::write_atomic(path, &bytes)
+                .map_err(|e| ApiError(format!("cannot save {}: {e}", path.display())))?;
+        }
+        *list = next;
+        Ok(out)
+    }
+}
+
+/// Refuses unless `superuser` was called on this connection.
+fn require_superuser(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
+    if ctx.session.superuser {
+        Ok(())
+    } else {
+        Err(ApiError(format!(
+            "{name}: superuser rights needed: call superuser first"
+        )))
+    }
+}
+
+/// `clientPublicKey`: a string, or an object holding `clientPublicKey` (reference §3.4);
+/// checked to be hex of a plausible SPKI, lowercased.
+fn client_key(p: Params<'_>) -> Result<String, ApiError> {
+    const NAME: &str = "clientPublicKey";
+    let text = match p.value(NAME) {
+        None => return Err(ApiError(format!("missing parameter {NAME:?}"))),
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Object(o)) => o.get(NAME).and_then(Value::as_str).ok_or_else(|| {
+            ApiError(format!(
+                "parameter {NAME:?}: an object must hold {NAME:?} as a string"
+            ))
+        })?,
+        Some(_) => {
+            return Err(ApiError(format!(
+                "parameter {NAME:?} must be a string (a server's publicKey) or an object \
+                 holding one"
+            )))
+        }
+    };
+    let key = text.trim();
+    let plausible = key.len() % 2 == 0
+        && (MIN_KEY_HEX..=MAX_KEY_HEX).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_hexdigit());
+    if plausible {
+        Ok(key.to_ascii_lowercase())
+    } else {
+        Err(ApiError(format!(
+            "parameter {NAME:?} must be a public key in hex (a server's publicKey from \
+             getServerInfo: {MIN_KEY_HEX} to {MAX_KEY_HEX} hex digits)"
+        )))
+    }
+}
+
+fn user_name(ctx: &Ctx<'_>) -> String {
+    ctx.session
+        .user
+        .as_ref()
+        .map(|u| u.name.clone())
+        .unwrap_or_default()
+}
+
+fn view(list: &List, key: &str) -> Value {
+    json!({
+        "clientPublicKey": key,
+        "fingerprint": fingerprint_of(key),
+        "onlyAuthorizedClientsAllowed": list.only_authorized_clients_allowed,
+        "authorizedClientCount": list.authorized_clients.len(),
+    })
 }
 
 /// `recv.addAuthorizedClientAsync`.
 ///
 /// # Errors
 /// Not a superuser, a bad key.
-pub fn add(_ctx: &mut Ctx<'_>, _p: Params<'_>) -> Reply {
-    Err(ApiError("not implemented yet".into()))
+pub fn add(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    require_superuser(ctx, "addAuthorizedClientAsync")?;
+    let key = client_key(p)?;
+    let (added, result) = ctx.server.trust.update(|list| {
+        let added = list.authorized_clients.insert(key.clone());
+        Ok((added, view(list, &key)))
+    })?;
+    if !added {
+        return Ok(("The client was already authorized.".into(), result));
+    }
+    let user = user_name(ctx);
+    crate::log!(
+        "trust: {user} authorized the client key {} ({key})",
+        fingerprint_of(&key)
+    );
+    ctx.server.events.record(
+        "authorizedClientAdded",
+        json!({ "clientPublicKey": key, "fingerprint": fingerprint_of(&key), "owner": user }),
+    );
+    Ok(("Client authorized.".into(), result))
 }
 
 /// `recv.removeAuthorizedClientAsync`.
 ///
 /// # Errors
-/// Not a superuser, a bad key.
-pub fn remove(_ctx: &mut Ctx<'_>, _p: Params<'_>) -> Reply {
-    Err(ApiError("not implemented yet".into()))
+/// Not a superuser, a bad key, a key not on the list.
+pub fn remove(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    require_superuser(ctx, "removeAuthorizedClientAsync")?;
+    let key = client_key(p)?;
+    let result = ctx.server.trust.update(|list| {
+        if list.authorized_clients.remove(&key) {
+            Ok(view(list, &key))
+        } else {
+            Err(ApiError(format!(
+                "the key {} is not an authorized client",
+                fingerprint_of(&key)
+            )))
+        }
+    })?;
+    let user = user_name(ctx);
+    crate::log!(
+        "trust: {user} removed the authorized client key {} ({key})",
+        fingerprint_of(&key)
+    );
+    ctx.server.events.record(
+        "authorizedClientRemoved",
+        json!({ "clientPublicKey": key, "fingerprint": fingerprint_of(&key), "owner": user }),
+    );
+    Ok(("Client no longer authorized.".into(), result))
 }
 
-/// `recv.allowOnlyAuthorizedClientsAsync`.
+/// `recv.allowOnlyAuthorizedClientsAsync {onlyAuthorizedClientsAllowed: bool}`.
 ///
 /// # Errors
 /// Not a superuser, a bad value.
-pub fn allow_only(_ctx: &mut Ctx<'_>, _p: Params<'_>) -> Reply {
-    Err(ApiError("not implemented yet".into()))
+pub fn allow_only(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    const NAME: &str = "onlyAuthorizedClientsAllowed";
+    require_superuser(ctx, "allowOnlyAuthorizedClientsAsync")?;
+    let on = p
+        .opt_bool(NAME)?
+        .ok_or_else(|| ApiError(format!("missing parameter {NAME:?}")))?;
+    let (changed, count) = ctx.server.trust.update(|list| {
+        let changed = list.only_authorized_clients_allowed != on;
+        list.only_authorized_clients_allowed = on;
+        Ok((changed, list.authorized_clients.len()))
+    })?;
+    if changed {
+        crate::log!(
+            "trust: {} set onlyAuthorizedClientsAllowed to {on} ({count} authorized)",
+            user_name(ctx)
+        );
+    }
+    let message = if on {
+        "Only authorized clients may start transfers."
+    } else {
+        "Any client may start transfers."
+    };
+    Ok((
+        message.into(),
+        json!({ NAME: on, "authorizedClientCount": count }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const KEY_A: &str = "3059301306072a8648ce3d020106082a8648ce3d03010703420004aa";
+    const KEY_B: &str = "3059301306072a8648ce3d020106082a8648ce3d03010703420004bb";
+
+    fn add_key(t: &AuthorizedClients, key: &str) {
+        t.update(|l| Ok(l.authorized_clients.insert(key.to_owned())))
+            .unwrap();
+    }
+
+    #[test]
+    fn check_persist_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = AuthorizedClients::load(dir.path()).unwrap();
+        assert!(!t.only_authorized());
+        assert!(t.check(None).is_ok() && t.check(Some(KEY_B)).is_ok());
+        assert!(!dir.path().join(FILE).exists(), "nothing to save yet");
+
+        add_key(&t, KEY_A);
+        t.update(|l| {
+            l.only_authorized_clients_allowed = true;
+            Ok(())
+        })
+        .unwrap();
+        assert!(t.check(Some(KEY_A)).is_ok());
+        assert!(t.check(Some(&KEY_A.to_uppercase())).is_ok());
+        let e = t.check(Some(KEY_B)).unwrap_err().0;
+        assert!(e.contains(&fingerprint_of(KEY_B)), "{e}");
+        assert!(e.contains("addAuthorizedClientAsync"), "{e}");
+        assert!(t
+            .check(None)
+            .unwrap_err()
+            .0
+            .contains("no client certificate"));
+
+        let mode = fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = AuthorizedClients::load(dir.path()).unwrap();
+        assert!(again.only_authorized());
+        assert!(again.check(Some(KEY_A)).is_ok() && again.check(Some(KEY_B)).is_err());
+
+        fs::write(dir.path().join(FILE), b"{oops").unwrap();
+        let e = AuthorizedClients::load(dir.path()).unwrap_err();
+        assert!(e.contains("corrupt"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_change_leaves_the_list_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = AuthorizedClients::load(dir.path()).unwrap();
+        add_key(&t, KEY_A);
+        let r: Result<(), _> = t.update(|l| {
+            l.authorized_clients.clear();
+            Err(ApiError("no".into()))
+        });
+        assert!(r.is_err());
+        assert!(t.list.lock().authorized_clients.contains(KEY_A));
+    }
+
+    #[test]
+    fn keys_are_validated_and_lowercased() {
+        let ok = json!({ "clientPublicKey": KEY_A.to_uppercase() });
+        assert_eq!(client_key(Params(&ok)).unwrap(), KEY_A);
+        let nested = json!({ "clientPublicKey": { "clientPublicKey": KEY_B, "x": 1 } });
+        assert_eq!(client_key(Params(&nested)).unwrap(), KEY_B);
+        for bad in [
+            json!({}),
+            json!({ "clientPublicKey": 5 }),
+            json!({ "clientPublicKey": "abc" }),
+            json!({ "clientPublicKey": format!("{KEY_A}0") }),
+            json!({ "clientPublicKey": KEY_A.replace('a', "g") }),
+            json!({ "clientPublicKey": "ab".repeat(1001) }),
+            json!({ "clientPublicKey": { "other": KEY_A } }),
+        ] {
+            assert!(client_key(Params(&bad)).is_err(), "{bad}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
 use super::objects::{
-    new_id, now_us, Credentials, DestinationRec, ManifestRec, Owner, TokenRec, TransferRec,
+    new_id, now_us, Credentials, DestinationRec, ManifestRec, Micros, Owner, TokenRec, TransferRec,
     TxStatus, PERMISSIONS,
 };
 use super::params::Params;
@@ -648,6 +648,22 @@ fn event_log(ctx: &Ctx<'_>, p: Params<'_>) -> Reply {
     ok("Event log.", Value::Array(list))
 }
 
+/// A token's expiry from `expiryTime` (µs) or `expirySeconds` (from now); `None` = never.
+///
+/// # Errors
+/// An expiry in the past.
+pub fn expiry(p: Params<'_>, now: Micros, command: &str) -> Result<Option<Micros>, ApiError> {
+    let expiry = match (p.opt_i64("expiryTime")?, p.opt_i64("expirySeconds")?) {
+        (Some(t), _) => Some(t),
+        (None, Some(s)) => Some(now.saturating_add(s.saturating_mul(1_000_000))),
+        (None, None) => None,
+    };
+    if expiry.is_some_and(|t| t <= now) {
+        return Err(ApiError(format!("{command}: the expiry is in the past")));
+    }
+    Ok(expiry)
+}
+
 /// Compares in time that depends only on the lengths (tokens and hashes have fixed lengths).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -692,14 +708,7 @@ fn create_api_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         ));
     }
     let now = now_us();
-    let expiry = match (p.opt_i64("expiryTime")?, p.opt_i64("expirySeconds")?) {
-        (Some(t), _) => Some(t),
-        (None, Some(s)) => Some(now + s.saturating_mul(1_000_000)),
-        (None, None) => None,
-    };
-    if expiry.is_some_and(|t| t <= now) {
-        return Err(ApiError("createAPIToken: expiryTime is in the past".into()));
-    }
+    let expiry = expiry(p, now, "createAPIToken")?;
     let path = match p.opt_str("path")? {
         Some(path) => Some(format!("/{}", sandbox::clean_relative(path)?)),
         None => None,

@@ -48,16 +48,7 @@ pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         }
     }
     let now = now_us();
-    let expiry = match (p.opt_i64("expiryTime")?, p.opt_i64("expirySeconds")?) {
-        (Some(t), _) => Some(t),
-        (None, Some(s)) => Some(now.saturating_add(s.saturating_mul(1_000_000))),
-        (None, None) => None,
-    };
-    if expiry.is_some_and(|t| t <= now) {
-        return Err(ApiError(
-            "createSharedToken: the expiry is in the past".into(),
-        ));
-    }
+    let expiry = super::commands::expiry(p, now, "createSharedToken")?;
     let limit = p.opt_u64("downloadLimit")?;
     if limit == Some(0) {
         return Err(ApiError(

@@ -192,14 +192,22 @@ fn push(
         .send(dest, keys, manifest)
         .map_err(|e| Failure::new(exit::LOCAL, format!("engine: {e}")))?;
     let mut files_done = 0;
+    let mut cap = o.limit_kbps;
     let outcome = watch(&t, progress, stop, |st| {
-        // The receiver's view: files finished (also the liveness ping).
+        // The receiver's view: files finished, and its share of its incoming limit for us
+        // (also the liveness ping).
         let list = client.call("recv.getTransfers", json!({}))?;
         if let Some(rt) = list
             .as_array()
             .and_then(|l| l.iter().find(|x| x["transferId"] == transfer_id.as_str()))
         {
             files_done = rt["filesDone"].as_u64().unwrap_or(files_done);
+            let theirs = rt["rateLimitKbps"].as_u64();
+            let now = [o.limit_kbps, theirs].into_iter().flatten().min();
+            if now != cap {
+                cap = now;
+                t.set_send_rate_max(cap.map(BitsPerSecond::from_kbps));
+            }
         }
         Ok(snapshot(st, files_done, files_total))
     });

@@ -4,6 +4,7 @@
 
 mod server {
     pub mod api;
+    pub mod bandwidth;
     pub mod control;
     pub mod discover;
     pub mod paths;

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Maximum burst duration at the target rate.
 const BURST_TIME: Duration = Duration::from_millis(2);
+/// How late a timer wake-up may be without losing sending time (see [`Pacer::budget`]).
+const LATE_WAKEUP: Duration = Duration::from_millis(2);
 /// Hard upper bound of the bucket, whatever the rate.
 const MAX_BURST_BYTES: u64 = 16 << 20;
 const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -56,9 +58,15 @@ impl Pacer {
     ///
     /// A `now` earlier than the previous refill adds nothing.
     pub fn budget(&mut self, now: Instant, rate: u64) -> u64 {
-        let cap = i128::from(self.capacity(rate)) * NANOS_PER_SEC as i128;
+        let burst = i128::from(self.capacity(rate)) * NANOS_PER_SEC as i128;
+        // Credit may exceed one burst by what `LATE_WAKEUP` earns: the event loop's timer
+        // wakes up to a millisecond late (epoll rounds timeouts up to whole milliseconds), and
+        // capping at one burst would throw that time away (a capped rate would be undershot
+        // by up to a third).
+        let late = (u128::from(rate) * LATE_WAKEUP.as_nanos()).min(i128::MAX as u128 / 4) as i128;
+        let cap = burst + late.min(i128::from(MAX_BURST_BYTES) * NANOS_PER_SEC as i128);
         match self.last {
-            None => self.credit = cap,
+            None => self.credit = burst,
             Some(last) => {
                 let elapsed = now.saturating_duration_since(last).as_nanos();
                 // u64 rate × elapsed nanoseconds fits easily in i128 for any realistic elapsed
@@ -120,11 +128,30 @@ mod tests {
         assert_eq!(p.budget(base, 100_000_000), 200_000);
         p.consume(200_000);
         assert_eq!(p.budget(base, 100_000_000), 0);
-        // A long idle refills only up to the cap.
+        // A long idle refills only up to the cap: one burst plus what a late wake-up
+        // (2 ms) earns.
         assert_eq!(
             p.budget(base + Duration::from_secs(5), 100_000_000),
-            200_000
+            400_000
         );
+    }
+
+    #[test]
+    fn a_late_wakeup_loses_no_sending_time() {
+        let base = Instant::now();
+        let rate = 12_500_000; // 100 Mbit/s
+        let mut p = Pacer::new(MDS);
+        let mut sent = 0;
+        let mut now = base;
+        // Each wake-up comes 1 ms after the pacer said it would be ready.
+        for _ in 0..1000 {
+            let b = p.budget(now, rate);
+            p.consume(b);
+            sent += b;
+            now = p.ready_at(rate, p.capacity(rate)).unwrap() + Duration::from_millis(1);
+        }
+        let achieved = sent as f64 / now.duration_since(base).as_secs_f64();
+        assert!(achieved > rate as f64 * 0.97, "{achieved} of {rate}");
     }
 
     #[test]

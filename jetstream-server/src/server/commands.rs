@@ -267,6 +267,17 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         }
         "send.setSendRate" => set_send_rate(ctx, p),
         "recv.startTransfer" => receive::start(ctx, p),
+        "recv.transferRate" => receive::transfer_rate(ctx, p),
+        "updateBandwidthLimits" => {
+            require_superuser(ctx, name)?;
+            let limits = ctx
+                .server
+                .bandwidth_limits()
+                .updated(p.0)
+                .map_err(ApiError)?;
+            ctx.server.set_bandwidth_limits(limits);
+            ok("Bandwidth limits updated.", limits.view())
+        }
         "send.createSharedToken" => super::shared::create(ctx, p),
         "send.getSharedToken" => super::shared::get(ctx, p),
         "send.getSharedTokens" => super::shared::list(ctx),
@@ -324,6 +335,8 @@ fn known(name: &str) -> bool {
         "send.deleteTransfer",
         "send.setSendRate",
         "recv.startTransfer",
+        "recv.transferRate",
+        "updateBandwidthLimits",
         "send.startDownload",
         "recv.addAuthorizedClient",
         "recv.removeAuthorizedClient",
@@ -980,26 +993,20 @@ fn set_send_rate(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .opt_u64("sendRateMax")?
         .ok_or_else(|| ApiError("missing parameter \"sendRateMax\" (kbit/s)".into()))?;
     let rate = (rate > 0).then_some(rate);
+    // The bandwidth manager applies the new cap to running transfers within 200 ms.
     let mut objs = ctx.server.objects.lock();
-    let mut ids = Vec::new();
     if let Some(tid) = p.opt_text("transferId")? {
         let t = find(ctx, &objs.transfers, &tid)?;
-        ids.push(t.id.clone());
+        let run = objs.running.get(&t.id).cloned().ok_or_else(|| {
+            ApiError(format!(
+                "transfer {tid} is not running: set the destination's rate instead"
+            ))
+        })?;
+        run.set_rate(rate);
     } else {
         let did = p.id("destinationId")?;
         let d = find_mut(ctx, &mut objs.destinations, &did)?;
         d.send_rate_max = rate;
-        ids.extend(
-            objs.transfers
-                .values()
-                .filter(|t| t.destination_id == did)
-                .map(|t| t.id.clone()),
-        );
-    }
-    for id in &ids {
-        if let Some(run) = objs.running.get(id) {
-            run.set_rate(rate);
-        }
     }
     drop(objs);
     ctx.server.save();

@@ -93,6 +93,8 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         }
     }
     objs.transfers.insert(transfer_id.clone(), rec);
+    objs.downloads
+        .insert(transfer_id.clone(), (handle.clone(), rate));
     drop(objs);
     ctx.session.downloads.push(handle.clone());
     let server = ctx.server.clone();
@@ -112,6 +114,7 @@ fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
         let st = handle.status();
         let mut objs = server.objects.lock();
         let Some(t) = objs.transfers.get_mut(id) else {
+            objs.downloads.remove(id);
             return;
         };
         t.live = Counters::from_status(&st);
@@ -123,6 +126,7 @@ fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
                 _ => (TxStatus::Error, st.error_message.clone()),
             };
             t.failed_files = st.failed_files;
+            objs.downloads.remove(id);
             return;
         }
     }

@@ -3,6 +3,7 @@
 //! transfer scheduler, and on SIGTERM/SIGINT checkpoints and exits cleanly.
 
 pub mod api;
+pub mod bandwidth;
 pub mod ciphers;
 pub mod commands;
 pub mod config;
@@ -65,6 +66,9 @@ pub struct Objects {
     pub tokens: BTreeMap<String, TokenRec>,
     /// Control blocks of the transfers whose worker runs.
     pub running: HashMap<String, Arc<RunCtl>>,
+    /// Downloads this server is sending to clients (`send.startDownload`), with the rate the
+    /// client asked for (kbit/s).
+    pub downloads: HashMap<String, (jetstream_core::Transfer, Option<u64>)>,
 }
 
 impl Objects {
@@ -163,6 +167,7 @@ pub struct Server {
     /// Sending servers allowed to start transfers here.
     pub trust: trust::AuthorizedClients,
     gc: Mutex<gc::GcSettings>,
+    bandwidth: Mutex<bandwidth::Limits>,
     gc_wake: crossbeam_channel::Sender<()>,
     engines: Mutex<Vec<Engine>>,
     /// One engine (UDP socket) per destination that has sent: its own send port.
@@ -178,6 +183,17 @@ impl Server {
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The server-wide bandwidth limits.
+    pub fn bandwidth_limits(&self) -> bandwidth::Limits {
+        *self.bandwidth.lock()
+    }
+
+    /// Changes them (kept in the state dir); the manager applies them within 200 ms.
+    pub fn set_bandwidth_limits(&self, l: bandwidth::Limits) {
+        *self.bandwidth.lock() = l;
+        self.save();
     }
 
     /// The garbage-collection settings.
@@ -360,6 +376,7 @@ impl Server {
                 manifests,
                 tokens: objs.tokens.values().cloned().collect(),
                 gc: Some(*self.gc.lock()),
+                bandwidth: Some(*self.bandwidth.lock()),
             }
         };
         if let Err(e) = self.state.save(&p) {
@@ -487,6 +504,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         triggers,
         trust,
         gc: Mutex::new(gc_settings),
+        bandwidth: Mutex::new(persisted.bandwidth.unwrap_or_default()),
         gc_wake,
         engines: Mutex::new(engines),
         dest_engines: Mutex::new(HashMap::new()),

@@ -494,6 +494,8 @@ pub struct RecvRec {
     pub source_public_key: Option<String>,
     /// The engine transfer.
     pub handle: Option<jetstream_core::Transfer>,
+    /// This transfer's share of the incoming limit (kbit/s), told to its sender.
+    pub rate_cap_kbps: Option<u64>,
 }
 
 impl RecvRec {
@@ -513,6 +515,7 @@ impl RecvRec {
             "bytesRecv": self.counters.bytes_recv,
             "bytesHeld": self.counters.bytes_acked,
             "filesDone": self.counters.files_done,
+            "rateLimitKbps": self.rate_cap_kbps,
         });
         self.owner.fields(&mut v);
         v
@@ -611,4 +614,7 @@ pub struct Persisted {
     /// Garbage-collection settings (`updateGarbageCollectSettings`).
     #[serde(default)]
     pub gc: Option<super::gc::GcSettings>,
+    /// Bandwidth limits (`updateBandwidthLimits`).
+    #[serde(default)]
+    pub bandwidth: Option<super::bandwidth::Limits>,
 }

@@ -144,6 +144,27 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     ctx.server.trust.check(ctx.session.peer_key.as_deref())?;
     let (transfer_id, keys) = session_keys(ctx, p, "recv.startTransfer")?;
     let cipher = cipher_of(&keys);
+    let limits = ctx.server.bandwidth_limits();
+    let max = limits.incoming_max_connections;
+    if max > 0 {
+        let mut objs = ctx.server.objects.lock();
+        let busy = objs
+            .receives
+            .values_mut()
+            .filter(|r| r.id != transfer_id)
+            .map(|r| {
+                refresh(r);
+                r.status == "receiving"
+            })
+            .filter(|&b| b)
+            .count() as u64;
+        if busy >= max {
+            return Err(ApiError(format!(
+                "this server is receiving {busy} transfers, its limit (incomingMaxConnections); \
+                 try again later"
+            )));
+        }
+    }
     let destination_path = p.opt_str("destinationPath")?.unwrap_or("/").to_owned();
     let rel = sandbox::clean_relative(&destination_path)
         .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
@@ -191,7 +212,26 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         counters: Counters::default(),
         source_public_key: p.opt_str("sourcePublicKey")?.map(str::to_owned),
         handle: Some(handle),
+        rate_cap_kbps: None,
     };
+    // The sender paces to its share of our incoming limit from the first datagram (the
+    // bandwidth manager updates it every 200 ms and the sender asks every second).
+    let mut rec = rec;
+    let initial_cap = {
+        let mut objs = server.objects.lock();
+        let others = objs
+            .receives
+            .values_mut()
+            .filter(|r| r.id != transfer_id)
+            .map(is_receiving)
+            .filter(|&b| b)
+            .count() as u64;
+        limits
+            .effective(u64::MAX, u64::MAX)
+            .0
+            .map(|bps| (bps / 1000 / (others + 1)).max(1))
+    };
+    rec.rate_cap_kbps = initial_cap;
     server
         .objects
         .lock()
@@ -210,7 +250,12 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .map_err(|e| ApiError(format!("engine: {e}")))?;
     Ok((
         "Receiving.".into(),
-        json!({ "transferId": transfer_id, "receiverPort": port, "cipher": cipher }),
+        json!({
+            "transferId": transfer_id,
+            "receiverPort": port,
+            "cipher": cipher,
+            "rateLimitKbps": initial_cap,
+        }),
     ))
 }
 
@@ -369,4 +414,29 @@ pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
     server
         .triggers
         .fire("recv.transferComplete", vec![id, user], Some(stdin));
+}
+
+/// `recv.transferRate {transferId}`: what this receiver allows the transfer now (its share of
+/// the incoming limit, kbit/s; `null` = no limit). The sending side asks every second.
+///
+/// # Errors
+/// An unknown transfer.
+pub fn transfer_rate(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let id = p.id("transferId")?;
+    let objs = ctx.server.objects.lock();
+    let r = objs
+        .receives
+        .get(&id)
+        .filter(|r| super::commands::visible(ctx, &r.owner))
+        .ok_or_else(|| ApiError(format!("no receive transfer {id}")))?;
+    Ok((
+        "Transfer rate.".into(),
+        json!({ "transferId": id, "rateLimitKbps": r.rate_cap_kbps }),
+    ))
+}
+
+/// Whether a receive is moving data (refreshed from its engine transfer).
+pub fn is_receiving(rec: &mut RecvRec) -> bool {
+    refresh(rec);
+    rec.status == "receiving"
 }

@@ -39,14 +39,28 @@ pub struct RunCtl {
     stop: Mutex<Option<Stop>>,
     wake: Condvar,
     engine: Mutex<Option<jetstream_core::Transfer>>,
+    /// `setSendRate` on this transfer (kbit/s).
+    user_cap: Mutex<Option<u64>>,
+    /// What the receiving server allows this transfer (kbit/s; its incoming limit's share).
+    remote_cap: Mutex<Option<u64>>,
 }
 
 impl RunCtl {
-    /// Changes the running engine transfer's rate cap (kbit/s; `None` = uncapped).
+    /// Caps this transfer's rate (kbit/s; `None` = uncapped); the bandwidth manager applies
+    /// it with the other caps within 200 ms.
     pub fn set_rate(&self, kbps: Option<u64>) {
-        if let Some(t) = &*self.engine.lock() {
-            t.set_send_rate_max(kbps.map(BitsPerSecond::from_kbps));
-        }
+        *self.user_cap.lock() = kbps;
+    }
+
+    /// The caps on this transfer other than the server-wide limit: its own and the
+    /// receiver's (kbit/s).
+    pub fn own_caps(&self) -> (Option<u64>, Option<u64>) {
+        (*self.user_cap.lock(), *self.remote_cap.lock())
+    }
+
+    /// The running engine transfer, if any.
+    pub fn engine(&self) -> Option<jetstream_core::Transfer> {
+        self.engine.lock().clone()
     }
 
     /// Asks the worker to stop.
@@ -381,12 +395,18 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         }),
     );
     let (receiver_port, cipher) = match started {
-        Ok(v) => (
-            v["receiverPort"]
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok()),
-            v["cipher"].as_str().and_then(Cipher::from_name),
-        ),
+        Ok(v) => {
+            *ctl.remote_cap.lock() = v["rateLimitKbps"].as_u64();
+            (
+                v["receiverPort"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok()),
+                v["cipher"].as_str().and_then(Cipher::from_name),
+            )
+        }
+        Err(ClientError::Api(m)) if m.contains("incomingMaxConnections") => {
+            return interrupted(format!("the receiving server is busy: {m}"));
+        }
         Err(ClientError::Api(m)) => {
             return fail(format!("the receiving server refused the transfer: {m}"))
         }
@@ -408,6 +428,8 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         .destinations
         .get(&dest.id)
         .and_then(|d| d.send_rate_max);
+    let (user_cap, remote_cap) = ctl.own_caps();
+    let rate = [rate, user_cap, remote_cap].into_iter().flatten().min();
     let target = Destination::new(SocketAddr::new(ip, port))
         .send_rate_max(rate.map(BitsPerSecond::from_kbps));
     let engine = match server.destination_engine(&dest) {
@@ -508,9 +530,18 @@ fn monitor(
                 }
             };
         }
-        if last_ping.elapsed() >= Duration::from_secs(2) {
+        if last_ping.elapsed() >= Duration::from_secs(1) {
             last_ping = Instant::now();
-            if let Err(e) = client.call("echo", json!({})) {
+            // The receiver's share of its incoming limit for us; also proves it is there.
+            let asked = client.call("recv.transferRate", json!({ "transferId": id }));
+            if let Ok(v) = &asked {
+                *ctl.remote_cap.lock() = v["rateLimitKbps"].as_u64();
+            }
+            if let Err(e) = asked.or_else(|e| match e {
+                // An older receiver without the command is alive all the same.
+                ClientError::Api(_) => Ok(Value::Null),
+                other => Err(other),
+            }) {
                 handle.cancel();
                 let _ = handle.wait(Duration::from_secs(5));
                 return (

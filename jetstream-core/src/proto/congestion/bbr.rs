@@ -301,6 +301,11 @@ impl Bbr {
         let floor = self.mds().saturating_mul(2) as f64 / rtt.as_secs_f64();
         let rate = self.pacing_rate.max(floor as u64);
         match self.max_rate {
+            // The cap, not the path, is the bottleneck (the path delivered at least 90% of
+            // it): pace at the cap itself. Gain cycling below it would only waste the rate
+            // the user asked for (a shared server-wide limit would then be undershot), and
+            // a path that cannot take the full cap still bounds us through loss.
+            Some(max) if self.btl_bw.saturating_mul(10) >= max.saturating_mul(9) => max,
             Some(max) => rate.min(max),
             None => rate,
         }

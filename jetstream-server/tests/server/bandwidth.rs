@@ -1,0 +1,244 @@
+//! Server-wide bandwidth limits, measured over a 10 s window with real transfers on loopback:
+//! an outgoing cap shared fairly by two transfers, an incoming cap enforced through the
+//! senders, and a cap on concurrent incoming transfers.
+
+use std::time::{Duration, Instant};
+
+use jetstream_server::client::ApiClient;
+use serde_json::{json, Value};
+
+use super::util::*;
+
+const WINDOW: Duration = Duration::from_secs(10);
+
+fn acked(c: &mut ApiClient, id: &str) -> u64 {
+    c.call("send.getTransfer", json!({ "transferId": id }))
+        .unwrap()["bytesAcked"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Bits per second each transfer moved over `WINDOW`, after a 2 s warm-up.
+fn measure(c: &mut ApiClient, ids: &[String]) -> Vec<f64> {
+    let warm = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < warm {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start: Vec<u64> = ids.iter().map(|id| acked(c, id)).collect();
+    let t0 = Instant::now();
+    std::thread::sleep(WINDOW);
+    let end: Vec<u64> = ids.iter().map(|id| acked(c, id)).collect();
+    let secs = t0.elapsed().as_secs_f64();
+    start
+        .iter()
+        .zip(end)
+        .map(|(a, b)| (b - a) as f64 * 8.0 / secs)
+        .collect()
+}
+
+fn superuser(s: &Srv, user: &str, pw: &str) -> ApiClient {
+    let mut c = s.login(user, pw);
+    c.call("superuser", json!({})).unwrap();
+    c
+}
+
+/// Two transfers of one 256 MiB file from `a` to `b` (two destinations, so they run at once).
+fn two_transfers(
+    c: &mut ApiClient,
+    b: &Srv,
+    user: &str,
+    pw: &str,
+    src: &std::path::Path,
+) -> Vec<String> {
+    let m = manifest(c, json!({ src.to_str().unwrap(): "/big.bin" })).unwrap();
+    (0..2u64)
+        .map(|i| {
+            // Distinct (very high) per-destination caps make two destinations.
+            let d = destination(c, b, user, pw, json!({ "sendRateMax": 50_000_000 + i }));
+            transfer(c, &d, &m, Some(&format!("/t{i}")))
+        })
+        .collect()
+}
+
+#[test]
+fn an_outgoing_limit_holds_and_is_shared_fairly() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let a = Srv::start(root, "a", &["--superuser", u.name()]);
+    let storage = root.join("storage");
+    let b = Srv::start(root, "b", &["--sandbox-dir", storage.to_str().unwrap()]);
+    let src = root.join("big.bin");
+    write(&src, &data(256 << 20, 4));
+    let mut su = superuser(&a, u.name(), &pw);
+    let limit_kbps = 160_000u64;
+    let set = su
+        .call(
+            "updateBandwidthLimits",
+            json!({"outgoingLimitActive": true, "outgoingRateLimit": limit_kbps}),
+        )
+        .unwrap();
+    assert_eq!(set["outgoingRateLimit"], limit_kbps);
+    let info = su.call("getServerInfo", json!({})).unwrap();
+    assert_eq!(info["bandwidthLimits"]["outgoingLimitActive"], true);
+    let mut c = a.login(u.name(), &pw);
+    let ids = two_transfers(&mut c, &b, u.name(), &pw, &src);
+    let rates = measure(&mut c, &ids);
+    let total: f64 = rates.iter().sum();
+    let limit = limit_kbps as f64 * 1000.0;
+    eprintln!(
+        "outgoing: {:?} bit/s, total {total:.0} for a limit of {limit}",
+        rates
+    );
+    assert!(total <= limit * 1.05, "over the limit: {total} > {limit}");
+    // Goodput counts file bytes; the cap counts datagrams (about 2.5 % of headers and tags).
+    assert!(total >= limit * 0.90, "far under the limit: {total}");
+    for r in &rates {
+        assert!((r / total - 0.5).abs() < 0.1, "unfair shares: {rates:?}");
+    }
+    for id in &ids {
+        c.call("send.cancelTransfer", json!({ "transferId": id }))
+            .unwrap();
+    }
+}
+
+#[test]
+fn an_incoming_limit_is_enforced_through_the_senders() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let a = Srv::start(root, "a", &[]);
+    let storage = root.join("storage");
+    let b = Srv::start(
+        root,
+        "b",
+        &[
+            "--sandbox-dir",
+            storage.to_str().unwrap(),
+            "--superuser",
+            u.name(),
+        ],
+    );
+    let src = root.join("big.bin");
+    write(&src, &data(256 << 20, 5));
+    let limit_kbps = 120_000u64;
+    superuser(&b, u.name(), &pw)
+        .call(
+            "updateBandwidthLimits",
+            json!({"incomingLimitActive": true, "incomingRateLimit": limit_kbps}),
+        )
+        .unwrap();
+    let mut c = a.login(u.name(), &pw);
+    let ids = two_transfers(&mut c, &b, u.name(), &pw, &src);
+    let rates = measure(&mut c, &ids);
+    for id in &ids {
+        eprintln!(
+            "{}",
+            c.call("send.getTransfer", json!({ "transferId": id }))
+                .unwrap()
+        );
+    }
+    let total: f64 = rates.iter().sum();
+    let limit = limit_kbps as f64 * 1000.0;
+    eprintln!(
+        "incoming: {:?} bit/s, total {total:.0} for a limit of {limit}",
+        rates
+    );
+    assert!(total <= limit * 1.05, "over the limit: {total} > {limit}");
+    // Goodput counts file bytes; the cap counts datagrams (about 2.5 % of headers and tags).
+    assert!(total >= limit * 0.90, "far under the limit: {total}");
+    let mut cb = b.login(u.name(), &pw);
+    let list: Value = cb.call("recv.getTransfers", json!({})).unwrap();
+    for r in list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "receiving")
+    {
+        assert_eq!(r["rateLimitKbps"], limit_kbps / 2, "{r}");
+    }
+    for id in &ids {
+        c.call("send.cancelTransfer", json!({ "transferId": id }))
+            .unwrap();
+    }
+}
+
+#[test]
+fn at_most_incoming_max_connections_are_received_at_once() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let a = Srv::start(root, "a", &[]);
+    let storage = root.join("storage");
+    let b = Srv::start(
+        root,
+        "b",
+        &[
+            "--sandbox-dir",
+            storage.to_str().unwrap(),
+            "--superuser",
+            u.name(),
+        ],
+    );
+    let src = root.join("mid.bin");
+    write(&src, &data(24 << 20, 6));
+    superuser(&b, u.name(), &pw)
+        .call(
+            "updateBandwidthLimits",
+            json!({"incomingMaxConnections": 1}),
+        )
+        .unwrap();
+    let mut c = a.login(u.name(), &pw);
+    let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/mid.bin" })).unwrap();
+    let ids: Vec<String> = (0..2u64)
+        .map(|i| {
+            let d = destination(
+                &mut c,
+                &b,
+                u.name(),
+                &pw,
+                json!({ "sendRateMax": 100_000 + i }),
+            );
+            transfer(&mut c, &d, &m, Some(&format!("/m{i}")))
+        })
+        .collect();
+    let mut cb = b.login(u.name(), &pw);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut most = 0;
+    loop {
+        let list = cb.call("recv.getTransfers", json!({})).unwrap();
+        let receiving = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "receiving")
+            .count();
+        most = most.max(receiving);
+        let done = ids.iter().all(|id| {
+            c.call("send.getTransfer", json!({ "transferId": id }))
+                .unwrap()["status"]
+                == "complete"
+        });
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "transfers did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(most, 1, "never two at once");
+    for i in 0..2 {
+        assert!(
+            std::fs::read(storage.join(format!("m{i}/mid.bin"))).unwrap()
+                == std::fs::read(&src).unwrap()
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod server {
     pub mod process;
     pub mod remote;
     pub mod restart;
+    pub mod schedule;
     pub mod triggers;
     pub mod trust;
     pub mod util;

@@ -496,6 +496,8 @@ pub struct RecvRec {
     pub handle: Option<jetstream_core::Transfer>,
     /// This transfer's share of the incoming limit (kbit/s), told to its sender.
     pub rate_cap_kbps: Option<u64>,
+    /// The local UDP port receiving it (one of `--recv-port`).
+    pub receiver_port: u16,
 }
 
 impl RecvRec {
@@ -516,6 +518,7 @@ impl RecvRec {
             "bytesHeld": self.counters.bytes_acked,
             "filesDone": self.counters.files_done,
             "rateLimitKbps": self.rate_cap_kbps,
+            "receiverPort": self.receiver_port,
         });
         self.owner.fields(&mut v);
         v

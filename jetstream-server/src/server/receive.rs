@@ -213,6 +213,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         source_public_key: p.opt_str("sourcePublicKey")?.map(str::to_owned),
         handle: Some(handle),
         rate_cap_kbps: None,
+        receiver_port: engine.info().map(|i| i.local_addr.port()).unwrap_or(0),
     };
     // The sender paces to its share of our incoming limit from the first datagram (the
     // bandwidth manager updates it every 200 ms and the sender asks every second).

@@ -1,7 +1,8 @@
 //! `jetstream`: the JetStream server process (`jetstream server`), the console API client
-//! (`jetstream api`) and, later, the relay (`jetstream relay_server`).
+//! (`jetstream api`) and the relay (`jetstream relay_server`).
 
 use argh::FromArgs;
+use jetstream_server::relay::server::RelayArgs;
 use jetstream_server::server::config::{split_equals, ServerArgs};
 
 const USAGE: &str = "usage: jetstream <command> [options]
@@ -9,7 +10,7 @@ const USAGE: &str = "usage: jetstream <command> [options]
 commands:
   server         run the JetStream server (API on TCP 8886, data on UDP 8886)
   api            send one command to a server's control API and print the JSON result
-  relay_server   run the DMZ relay (not available yet)
+  relay_server   run the DMZ relay (TCP 8887 for the private server, public UDP and API 8886)
 
 `jetstream <command> --help` describes each.";
 
@@ -35,8 +36,20 @@ fn main() {
         }
         Some("api") => jetstream_server::cli_api::main(&argv[2..]),
         Some("relay_server") => {
-            eprintln!("jetstream relay_server: the relay is not implemented yet");
-            2
+            let rest = split_equals(&argv[2..]);
+            let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
+            match RelayArgs::from_args(&["jetstream relay_server"], &refs) {
+                Ok(args) => jetstream_server::relay::server::run(&args),
+                Err(early) => {
+                    if early.status.is_ok() {
+                        println!("{}", early.output);
+                        0
+                    } else {
+                        eprintln!("jetstream relay_server: {}", early.output.trim_end());
+                        2
+                    }
+                }
+            }
         }
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");

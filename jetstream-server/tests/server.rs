@@ -9,6 +9,7 @@ mod server {
     pub mod discover;
     pub mod paths;
     pub mod process;
+    pub mod relay;
     pub mod remote;
     pub mod restart;
     pub mod schedule;

@@ -21,6 +21,8 @@ pub struct Session {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Whether the client reached us through the relay.
+    pub via_relay: bool,
     /// The public key (hex SPKI) of the client's certificate, when it presented one (a
     /// sending server does).
     pub peer_key: Option<String>,
@@ -45,6 +47,7 @@ impl Session {
         Self {
             peer,
             tls,
+            via_relay: false,
             peer_key: None,
             user: None,
             token: None,
@@ -88,6 +91,16 @@ impl std::fmt::Debug for Ctx<'_> {
 /// Serves one client until it leaves.
 pub fn serve(server: &Arc<Server>, tcp: TcpStream) {
     let Ok(peer) = tcp.peer_addr() else { return };
+    serve_as(server, tcp, peer, false);
+}
+
+/// Serves a client whose address is `peer` (for a client reaching us through the relay: its
+/// public address, so that TLS and the remote-control rules apply as if it were direct).
+pub fn serve_as(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, via_relay: bool) {
+    if via_relay && !server.args.api_allow_remote_control && !peer.ip().is_loopback() {
+        crate::log!("api: refused {peer} (through the relay): remote control is off");
+        return;
+    }
     let _ = tcp.set_nodelay(true);
     let stream = match tls::accept(tcp, &server.tls_config, Duration::from_secs(10)) {
         Ok(s) => s,
@@ -106,6 +119,7 @@ pub fn serve(server: &Arc<Server>, tcp: TcpStream) {
         return;
     }
     let mut session = Session::new(peer, stream.is_tls());
+    session.via_relay = via_relay;
     session.peer_key = stream.peer_public_key();
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();

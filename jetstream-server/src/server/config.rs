@@ -85,6 +85,12 @@ pub struct ServerArgs {
     /// the fastest on this CPU first)
     #[argh(option)]
     pub cipher: Vec<String>,
+    /// the relay to receive through (a DMZ host running `jetstream relay_server`)
+    #[argh(option)]
+    pub recv_relay_host: Option<String>,
+    /// the relay's control port (default 8887)
+    #[argh(option, default = "8887")]
+    pub recv_relay_port: u16,
     /// UDP address to bind the data port on (default 0.0.0.0)
     #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
     pub recv_host: IpAddr,

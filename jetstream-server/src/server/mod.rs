@@ -166,6 +166,8 @@ pub struct Server {
     pub triggers: triggers::Triggers,
     /// Sending servers allowed to start transfers here.
     pub trust: trust::AuthorizedClients,
+    /// The relay this server receives through, if any.
+    pub relay: crate::relay::client::RelayState,
     gc: Mutex<gc::GcSettings>,
     bandwidth: Mutex<bandwidth::Limits>,
     gc_wake: crossbeam_channel::Sender<()>,
@@ -480,6 +482,15 @@ fn start(args: ServerArgs) -> Result<(), String> {
     let triggers = triggers::Triggers::start(args.trigger_dir.clone(), args.trigger_log, 1000);
     let gc_settings = persisted.gc.unwrap_or_default();
     let trust = trust::AuthorizedClients::load(state.path())?;
+    let relay_addr = match &args.recv_relay_host {
+        Some(h) => Some(
+            std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), args.recv_relay_port))
+                .map_err(|e| format!("--recv-relay-host {h}: {e}"))?
+                .find(SocketAddr::is_ipv4)
+                .ok_or_else(|| format!("--recv-relay-host {h}: no IPv4 address"))?,
+        ),
+        None => None,
+    };
     let handles = engines.iter().map(Engine::handle).collect();
     let server = Arc::new(Server {
         server_id: new_id(),
@@ -503,6 +514,10 @@ fn start(args: ServerArgs) -> Result<(), String> {
         events,
         triggers,
         trust,
+        relay: crate::relay::client::RelayState {
+            relay: relay_addr,
+            data_port: Mutex::new(None),
+        },
         gc: Mutex::new(gc_settings),
         bandwidth: Mutex::new(persisted.bandwidth.unwrap_or_default()),
         gc_wake,
@@ -583,6 +598,9 @@ fn start(args: ServerArgs) -> Result<(), String> {
         server.state.path().display(),
         server.args.sandbox_dir.as_deref().unwrap_or("none"),
     );
+    if let (Some(relay), Some(engine)) = (relay_addr, server.recv_addrs.first()) {
+        crate::relay::client::start(&server, relay, *engine);
+    }
     server
         .triggers
         .fire("launch", vec![server.api_addr.port().to_string()], None);

@@ -245,10 +245,15 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         user.name,
         root.display()
     );
-    let port = engine
+    let mut port = engine
         .info()
         .map(|i| i.local_addr.port())
         .map_err(|e| ApiError(format!("engine: {e}")))?;
+    if ctx.session.via_relay {
+        // The sender reaches us through the relay: it sends to the relay's public port.
+        port = (*ctx.server.relay.data_port.lock())
+            .ok_or_else(|| ApiError("the relay link is down: try again in a moment".into()))?;
+    }
     Ok((
         "Receiving.".into(),
         json!({

@@ -174,7 +174,9 @@ pub fn tick(server: &Server, m: &mut Manager) {
                 .and_then(|tr| objs.destinations.get(&tr.destination_id))
                 .and_then(|d| d.send_rate_max);
             let (user, remote) = ctl.own_caps();
-            let cap = [dest_cap, user, remote].into_iter().flatten().min();
+            // `setSendRate` on the transfer replaces its destination's `sendRateMax`; the
+            // receiver's share bounds both.
+            let cap = [user.or(dest_cap), remote].into_iter().flatten().min();
             senders.push((id.clone(), t, cap.map(|k| k.saturating_mul(1000))));
         }
         for (id, (t, cap)) in &objs.downloads {

@@ -429,7 +429,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         .get(&dest.id)
         .and_then(|d| d.send_rate_max);
     let (user_cap, remote_cap) = ctl.own_caps();
-    let rate = [rate, user_cap, remote_cap].into_iter().flatten().min();
+    let rate = [user_cap.or(rate), remote_cap].into_iter().flatten().min();
     let target = Destination::new(SocketAddr::new(ip, port))
         .send_rate_max(rate.map(BitsPerSecond::from_kbps));
     let engine = match server.destination_engine(&dest) {

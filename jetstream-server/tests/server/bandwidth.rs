@@ -242,3 +242,53 @@ fn at_most_incoming_max_connections_are_received_at_once() {
         );
     }
 }
+
+#[test]
+fn set_send_rate_changes_a_running_transfer() {
+    if !can_run() {
+        return;
+    }
+    let Pair {
+        user: u,
+        pw,
+        dir,
+        a,
+        b,
+        ..
+    } = Pair::new(false);
+    let src = dir.path().join("big.bin");
+    write(&src, &data(128 << 20, 9));
+    let mut c = a.login(u.name(), &pw);
+    let d = destination(&mut c, &b, u.name(), &pw, json!({ "sendRateMax": 40_000 }));
+    let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/big.bin" })).unwrap();
+    let t = transfer(&mut c, &d, &m, None);
+    wait_until(&mut c, &t, Duration::from_secs(30), |v| {
+        v["status"] == "sending"
+    });
+    let rate = |c: &mut ApiClient| {
+        let a0 = acked(c, &t);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(3));
+        (acked(c, &t) - a0) as f64 * 8.0 / t0.elapsed().as_secs_f64()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let slow = rate(&mut c);
+    // `setSendRateAsync` answers with a request; its result says the new cap.
+    let r = c
+        .call(
+            "send.setSendRateAsync",
+            json!({ "transferId": t, "sendRateMax": 120_000 }),
+        )
+        .unwrap();
+    let done = c
+        .call("getRequestResult", json!({ "requestId": r["requestId"] }))
+        .unwrap();
+    assert_eq!(done["sendRateMax"], 120_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let fast = rate(&mut c);
+    eprintln!("before {slow:.0} bit/s, after {fast:.0} bit/s");
+    assert!(slow < 40e6 * 1.05 && slow > 40e6 * 0.85, "{slow}");
+    assert!(fast > 120e6 * 0.85 && fast < 120e6 * 1.05, "{fast}");
+    c.call("send.cancelTransfer", json!({ "transferId": t }))
+        .unwrap();
+}

@@ -701,6 +701,14 @@ impl ApiStream {
         self.tcp().set_read_timeout(timeout)
     }
 
+    /// Sets the write timeout of the underlying TCP socket.
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_write_timeout(timeout)
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             Self::Plain(s) => s,

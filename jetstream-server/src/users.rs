@@ -536,6 +536,31 @@ impl Authenticator {
         self.failure_delay = d;
     }
 
+    /// Refuses a token login from `source` while that source is throttled (token guesses
+    /// count with password guesses: same table, same back-off).
+    ///
+    /// # Errors
+    /// [`AuthError::Throttled`].
+    pub fn check_source(&self, source: IpAddr) -> Result<(), AuthError> {
+        let src = source_key(source);
+        match self.throttle.lock().by_source.check(Instant::now(), &src) {
+            Some(retry_after) => Err(AuthError::Throttled { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed token login from `source`, logs it, and waits the failure delay.
+    pub fn token_failed(&self, source: IpAddr) {
+        self.throttle
+            .lock()
+            .by_source
+            .record(Instant::now(), source_key(source));
+        log_failure("(API or shared token)", source);
+        if !self.failure_delay.is_zero() {
+            std::thread::sleep(self.failure_delay);
+        }
+    }
+
     /// Checks `user` / `password` for a client at `source`.
     ///
     /// Blocks while PAM works, and for the failure delay (1 s) after a failed attempt.

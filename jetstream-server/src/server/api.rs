@@ -88,10 +88,10 @@ impl std::fmt::Debug for Ctx<'_> {
     }
 }
 
-/// Serves one client until it leaves.
-pub fn serve(server: &Arc<Server>, tcp: TcpStream) {
-    let Ok(peer) = tcp.peer_addr() else { return };
-    serve_as(server, tcp, peer, false);
+/// Serves one client until it leaves, holding `slot` (taken in accept order, so that the
+/// connections beyond the cap are the newest).
+pub fn serve(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, slot: super::ApiSlot) {
+    serve_with(server, tcp, peer, false, slot);
 }
 
 /// Serves a client whose address is `peer` (for a client reaching us through the relay: its
@@ -101,6 +101,20 @@ pub fn serve_as(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, via_rela
         crate::log!("api: refused {peer} (through the relay): remote control is off");
         return;
     }
+    let Some(slot) = server.api_slot(peer.ip()) else {
+        crate::log!("api: refused {peer}: too many API connections");
+        return;
+    };
+    serve_with(server, tcp, peer, via_relay, slot);
+}
+
+fn serve_with(
+    server: &Arc<Server>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    via_relay: bool,
+    _slot: super::ApiSlot,
+) {
     let _ = tcp.set_nodelay(true);
     let stream = match tls::accept(tcp, &server.tls_config, Duration::from_secs(10)) {
         Ok(s) => s,
@@ -109,6 +123,8 @@ pub fn serve_as(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, via_rela
             return;
         }
     };
+    // A client that stops reading its answers holds its thread for at most this long.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     if !stream.is_tls() && !peer.ip().is_loopback() {
         // Credentials must never cross a network in the clear.
         let mut s = stream;

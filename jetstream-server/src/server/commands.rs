@@ -538,6 +538,21 @@ fn auth(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 }
 
 fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+    let source = ctx.session.peer.ip();
+    ctx.server
+        .auth
+        .check_source(source)
+        .map_err(|e| ApiError(format!("authToken: {e}")))?;
+    let outcome = auth_token_checked(ctx, p);
+    if let Err(e) = &outcome {
+        if e.0.contains("authentication failed") {
+            ctx.server.auth.token_failed(source);
+        }
+    }
+    outcome
+}
+
+fn auth_token_checked(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let token = p.str("token")?;
     let password = p.opt_str("password")?;
     let now = now_us();

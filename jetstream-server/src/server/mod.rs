@@ -46,6 +46,31 @@ use crate::sandbox::{self, UserIds};
 use crate::tls::Identity;
 use crate::users::{Authenticator, SuperuserPolicy, SystemUser};
 
+/// Most API connections open at once.
+pub const MAX_API_CONNECTIONS: usize = 1024;
+/// Most API connections open at once from one address.
+pub const MAX_API_CONNECTIONS_PER_SOURCE: usize = 128;
+
+/// A held API connection slot (see [`Server::api_slot`]).
+#[derive(Debug)]
+pub struct ApiSlot {
+    server: Arc<Server>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ApiSlot {
+    fn drop(&mut self) {
+        let mut c = self.server.api_connections.lock();
+        c.0 = c.0.saturating_sub(1);
+        if let Some(n) = c.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The API compatibility version reported as `apiVersion`.
 pub const API_VERSION: u32 = 30;
 /// The integer revision reported as `revision`.
@@ -178,6 +203,8 @@ pub struct Server {
     next_engine: AtomicUsize,
     kick: crossbeam_channel::Sender<()>,
     stopping: AtomicBool,
+    /// Open API connections, in all and per source address.
+    api_connections: Mutex<(usize, HashMap<std::net::IpAddr, usize>)>,
     save_lock: Mutex<()>,
 }
 
@@ -234,6 +261,23 @@ impl Server {
             }
         }
         id
+    }
+
+    /// Takes a slot for an API connection from `ip`: at most [`MAX_API_CONNECTIONS`] in all
+    /// and [`MAX_API_CONNECTIONS_PER_SOURCE`] from one address, so that one client opening
+    /// connections cannot take every thread. `None` when full; the slot frees itself on drop.
+    pub fn api_slot(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<ApiSlot> {
+        let mut c = self.api_connections.lock();
+        let here = c.1.get(&ip).copied().unwrap_or(0);
+        if c.0 >= MAX_API_CONNECTIONS || here >= MAX_API_CONNECTIONS_PER_SOURCE {
+            return None;
+        }
+        c.0 += 1;
+        c.1.insert(ip, here + 1);
+        Some(ApiSlot {
+            server: self.clone(),
+            ip,
+        })
     }
 
     /// Wakes the scheduler.
@@ -527,6 +571,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         next_engine: AtomicUsize::new(0),
         kick,
         stopping: AtomicBool::new(false),
+        api_connections: Mutex::new((0, HashMap::new())),
         save_lock: Mutex::new(()),
         args,
     });
@@ -614,11 +659,15 @@ fn start(args: ServerArgs) -> Result<(), String> {
             crate::log!("api: refused {peer}: remote control is off");
             continue;
         }
+        let Some(slot) = server.api_slot(peer.ip()) else {
+            crate::log!("api: refused {peer}: too many API connections");
+            continue;
+        };
         let s = server.clone();
         let spawned = std::thread::Builder::new()
             .name("api".into())
             .stack_size(256 * 1024)
-            .spawn(move || api::serve(&s, tcp));
+            .spawn(move || api::serve(&s, tcp, peer, slot));
         if let Err(e) = spawned {
             crate::log!("api: cannot serve {peer}: {e}");
         }

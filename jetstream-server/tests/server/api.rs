@@ -423,3 +423,68 @@ fn objects_list_describe_and_delete_and_a_superuser_can_terminate() {
     let status = s.wait();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn token_guessing_is_throttled_and_connections_are_capped_per_source() {
+    if !can_run() {
+        return;
+    }
+    let dir = scratch();
+    let s = Srv::start(dir.path(), "s", &[]);
+    // Six wrong tokens from one address (each answered after the 1 s failure delay; from the
+    // fifth the back-off doubles past that delay): the seventh is refused without a check.
+    for i in 0..6 {
+        let e = api_error(
+            s.client()
+                .call("authToken", json!({"token": format!("{i:032x}")})),
+        );
+        assert!(e.contains("authentication failed"), "{e}");
+    }
+    let e = api_error(
+        s.client()
+            .call("authToken", json!({"token": "0".repeat(32)})),
+    );
+    assert!(e.contains("too many failed logins"), "{e}");
+    assert!(
+        s.log_text().contains("failed login"),
+        "token failures are logged"
+    );
+
+    // One address cannot hold more than 128 connections; the next is closed at once.
+    let held: Vec<TcpStream> = (0..128)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.api)).unwrap())
+        .collect();
+    // Each held connection is being served (its echo answers), so all slots are taken.
+    for c in held.iter().take(2) {
+        let mut w = c.try_clone().unwrap();
+        w.write_all(b"{\"request\": \"echo\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(c.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("success"), "{line}");
+    }
+    let extra = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut w = extra.try_clone().unwrap();
+    let _ = w.write_all(b"{\"request\": \"echo\"}\n");
+    let mut line = String::new();
+    let n = BufReader::new(extra).read_line(&mut line).unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the 129th connection is closed without an answer: {line}"
+    );
+    drop(held);
+    // Slots come back when connections close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = s.client();
+        if c.call("echo", json!({})).is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slots never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -125,29 +125,12 @@ done
 DEST_ROOT="$SANDBOX/$BENCH_USER" # what the server maps its "/" to for this user
 
 # --- the throwaway sshd (as in bench/loopback.sh), for scp and rsync
-SSHDIR="$WORK/ssh"; mkdir -p "$SSHDIR"; chmod 700 "$SSHDIR"
-ssh-keygen -q -t ed25519 -N '' -f "$SSHDIR/host" >/dev/null
-ssh-keygen -q -t ed25519 -N '' -f "$SSHDIR/user" >/dev/null
-cp "$SSHDIR/user.pub" "$SSHDIR/authorized_keys"
-mkdir -p /run/sshd
-cat > "$SSHDIR/sshd_config" <<CFG
-Port 2299
-ListenAddress 127.0.0.1
-HostKey $SSHDIR/host
-AuthorizedKeysFile $SSHDIR/authorized_keys
-PermitRootLogin prohibit-password
-StrictModes no
-PidFile $SSHDIR/sshd.pid
-Subsystem sftp /usr/lib/openssh/sftp-server
-CFG
-/usr/sbin/sshd -D -f "$SSHDIR/sshd_config" &
-SSHD_PID=$!
+# shellcheck source=bench/lib/sshd.sh
+. bench/lib/sshd.sh
+SSHDIR="$WORK/ssh"
+start_sshd "$SSHDIR"
 SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -i "$SSHDIR/user")
 SSH_CMD="ssh -p 2299 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -i $SSHDIR/user"
-for _ in $(seq 50); do
-  ssh -p 2299 "${SSH_OPTS[@]}" -o BatchMode=yes root@127.0.0.1 true 2>/dev/null && break
-  sleep 0.1
-done
 # The cipher ssh negotiates with default settings (scp and rsync use the same).
 SSH_CIPHER=$(ssh -v -p 2299 "${SSH_OPTS[@]}" -o BatchMode=yes root@127.0.0.1 true 2>&1 |
   sed -n 's/.*kex: client->server cipher: \([^ ]*\).*/\1/p' | head -n 1)

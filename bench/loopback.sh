@@ -68,23 +68,10 @@ IPERF_BPS=$(iperf3 -c 127.0.0.1 -p 5299 -n "$BYTES" -J 2>/dev/null | awk -F'[:,]
 IPERF_MBS=$(awk -v b="$IPERF_BPS" 'BEGIN { printf "%.1f", b / 8 / 1e6 }')
 
 # --- scp over a throwaway sshd on 127.0.0.1:2299
-SSHDIR="$WORK/ssh"; mkdir -p "$SSHDIR"; chmod 700 "$SSHDIR"
-ssh-keygen -q -t ed25519 -N '' -f "$SSHDIR/host" >/dev/null
-ssh-keygen -q -t ed25519 -N '' -f "$SSHDIR/user" >/dev/null
-cp "$SSHDIR/user.pub" "$SSHDIR/authorized_keys"
-mkdir -p /run/sshd
-cat > "$SSHDIR/sshd_config" <<CFG
-Port 2299
-ListenAddress 127.0.0.1
-HostKey $SSHDIR/host
-AuthorizedKeysFile $SSHDIR/authorized_keys
-PermitRootLogin prohibit-password
-StrictModes no
-PidFile $SSHDIR/sshd.pid
-Subsystem sftp /usr/lib/openssh/sftp-server
-CFG
-/usr/sbin/sshd -D -f "$SSHDIR/sshd_config" & SSHD_PID=$!
-sleep 0.5
+# shellcheck source=bench/lib/sshd.sh
+. bench/lib/sshd.sh
+SSHDIR="$WORK/ssh"
+start_sshd "$SSHDIR"
 SCP="scp -q -P 2299 -i $SSHDIR/user -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 scp_run() { # $1 = destination dir
   rm -f "$1/scp.bin"

@@ -21,6 +21,9 @@ use super::Server;
 
 type Reply = Result<(String, Value), ApiError>;
 
+/// What marks a download's record: its `destinationId` is `client:<ip:port>`.
+pub const CLIENT_PREFIX: &str = "client:";
+
 /// `send.startDownload {manifestId, transferId, sessionId, cipher, receiverPort}`.
 ///
 /// # Errors
@@ -29,10 +32,6 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     require_permission(ctx, "download")?;
     let manifest_id = p.id("manifestId")?;
     let (transfer_id, keys) = session_keys(ctx, p, "send.startDownload")?;
-    if ctx.session.shared_manifest.is_some() {
-        let token = ctx.session.token.clone().unwrap_or_default();
-        super::shared::count_download(ctx.server, &token, &manifest_id)?;
-    }
     let port = p
         .opt_u64("receiverPort")?
         .and_then(|v| u16::try_from(v).ok())
@@ -40,21 +39,31 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .ok_or_else(|| ApiError("parameter \"receiverPort\" must be a UDP port".into()))?;
     let rate = p.opt_u64("sendRateMax")?.filter(|&r| r > 0);
     let (manifest, total_bytes, total_files) = {
-        let objs = ctx.server.objects.lock();
+        let mut objs = ctx.server.objects.lock();
         let m = objs
             .manifests
-            .get(&manifest_id)
+            .get_mut(&manifest_id)
             .filter(|m| visible(ctx, &m.owner))
             .ok_or_else(|| ApiError(format!("no manifest {manifest_id}")))?;
         if m.status != "complete" {
             return Err(ApiError(format!("manifest {manifest_id} is {}", m.status)));
         }
-        let built = m
-            .built
-            .clone()
-            .ok_or_else(|| ApiError(format!("manifest {manifest_id} is not loaded")))?;
-        (built, m.total_size(), m.files.len() as u64)
+        (
+            m.engine().map_err(ApiError)?,
+            m.total_size(),
+            m.files.len() as u64,
+        )
     };
+    if let Some(old) = ctx.server.objects.lock().transfers.get(&transfer_id) {
+        if !visible(ctx, &old.owner) {
+            return Err(ApiError(format!("transfer id {transfer_id} is taken")));
+        }
+    }
+    // A shared token counts the download once everything else is known to be fine.
+    if ctx.session.shared_manifest.is_some() {
+        let token = ctx.session.token.clone().unwrap_or_default();
+        super::shared::count_download(ctx.server, &token, &manifest_id)?;
+    }
     let client = SocketAddr::new(ctx.session.peer.ip(), port);
     let target =
         Destination::new(client).send_rate_max(rate.map(jetstream_core::BitsPerSecond::from_kbps));
@@ -67,7 +76,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let rec = TransferRec {
         id: transfer_id.clone(),
         owner: owner_of(ctx),
-        destination_id: format!("client:{client}"),
+        destination_id: format!("{CLIENT_PREFIX}{client}"),
         manifest_id,
         destination_path: String::new(),
         priority: 0,
@@ -86,12 +95,6 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         user_data: Default::default(),
     };
     let mut objs = ctx.server.objects.lock();
-    if let Some(old) = objs.transfers.get(&transfer_id) {
-        if !visible(ctx, &old.owner) {
-            handle.cancel();
-            return Err(ApiError(format!("transfer id {transfer_id} is taken")));
-        }
-    }
     objs.transfers.insert(transfer_id.clone(), rec);
     objs.downloads
         .insert(transfer_id.clone(), (handle.clone(), rate));
@@ -115,6 +118,8 @@ fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
         let mut objs = server.objects.lock();
         let Some(t) = objs.transfers.get_mut(id) else {
             objs.downloads.remove(id);
+            drop(objs);
+            server.save();
             return;
         };
         t.live = Counters::from_status(&st);
@@ -127,6 +132,8 @@ fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
             };
             t.failed_files = st.failed_files;
             objs.downloads.remove(id);
+            drop(objs);
+            server.save();
             return;
         }
     }

@@ -61,10 +61,17 @@ pub fn collect(server: &Server, now: Micros) -> Collected {
         !(t.status.is_final() && !running.contains(id) && t.end_time.is_some_and(expired))
     });
     c.transfers = before - objs.transfers.len();
+    // In use: by a transfer, or shared by a token that still works.
     let used: Vec<String> = objs
         .transfers
         .values()
         .map(|t| t.manifest_id.clone())
+        .chain(
+            objs.tokens
+                .values()
+                .filter(|t| !t.expired(now))
+                .filter_map(|t| t.shared.as_ref().map(|sh| sh.manifest_id.clone())),
+        )
         .collect();
     let before = objs.manifests.len();
     objs.manifests

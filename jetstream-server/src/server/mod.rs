@@ -738,14 +738,31 @@ fn restore(server: &Arc<Server>, p: Persisted) {
             objs.destinations.insert(d.id.clone(), d);
         }
     }
-    if server.args.persistent_transfers {
-        for m in p.manifests {
-            objs.manifests.insert(m.id.clone(), m);
+    let shared: Vec<&str> = p
+        .tokens
+        .iter()
+        .filter_map(|t| t.shared.as_ref().map(|sh| sh.manifest_id.as_str()))
+        .collect();
+    for m in &p.manifests {
+        // Manifests come back with their transfers, or with the shared tokens using them.
+        if server.args.persistent_transfers || shared.contains(&m.id.as_str()) {
+            objs.manifests.insert(m.id.clone(), m.clone());
         }
+    }
+    if server.args.persistent_transfers {
         for mut t in p.transfers {
-            if t.status == TxStatus::Sending {
-                t.status = TxStatus::Pending;
-                t.error_message = Some("interrupted by a server restart; resuming".into());
+            if t.status == TxStatus::Sending || t.status == TxStatus::Pending {
+                if t.destination_id.starts_with(download::CLIENT_PREFIX) {
+                    // A download belongs to its client's connection, which is gone: the
+                    // client asks again (and resumes).
+                    t.status = TxStatus::Error;
+                    t.error_message =
+                        Some("interrupted by a server restart; the client must ask again".into());
+                    t.end_time = Some(now_us());
+                } else if t.status == TxStatus::Sending {
+                    t.status = TxStatus::Pending;
+                    t.error_message = Some("interrupted by a server restart; resuming".into());
+                }
             }
             objs.transfers.insert(t.id.clone(), t);
         }

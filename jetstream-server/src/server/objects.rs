@@ -230,6 +230,19 @@ impl ManifestRec {
         self.files.iter().map(|f| f.size).sum()
     }
 
+    /// The engine's manifest, built from the mappings on first use (it is not persisted).
+    ///
+    /// # Errors
+    /// A mapping the engine refuses.
+    pub fn engine(&mut self) -> Result<Arc<Manifest>, String> {
+        if let Some(b) = &self.built {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(super::manifests::engine_manifest(&self.files)?);
+        self.built = Some(b.clone());
+        Ok(b)
+    }
+
     /// The API view.
     pub fn view(&self) -> Value {
         let mut v = json!({

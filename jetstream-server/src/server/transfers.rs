@@ -14,7 +14,6 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
 use super::api::ApiError;
-use super::manifests::engine_manifest;
 use super::objects::{now_us, Counters, Credentials, DestinationRec, TxStatus};
 use super::receive::client_keys;
 use super::Server;
@@ -163,12 +162,14 @@ fn start_due(server: &Arc<Server>) {
     for (_, (_, _, id)) in best {
         let ctl = Arc::new(RunCtl::default());
         objs.running.insert(id.clone(), ctl.clone());
+        let failed_id = id.clone();
         let server = server.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("transfer-{}", &id[..8]))
             .spawn(move || worker(&server, &id, &ctl));
         if let Err(e) = spawned {
             crate::log!("transfers: cannot start a worker thread: {e}");
+            objs.running.remove(&failed_id);
         }
     }
 }
@@ -288,16 +289,9 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         let Some(m) = objs.manifests.get_mut(&t.manifest_id) else {
             return fail("its manifest was deleted".into());
         };
-        let manifest = match &m.built {
-            Some(b) => b.clone(),
-            None => match engine_manifest(&m.files) {
-                Ok(b) => {
-                    let b = Arc::new(b);
-                    m.built = Some(b.clone());
-                    b
-                }
-                Err(e) => return fail(format!("manifest: {e}")),
-            },
+        let manifest = match m.engine() {
+            Ok(b) => b,
+            Err(e) => return fail(format!("manifest: {e}")),
         };
         (dest, manifest, t.destination_path)
     };

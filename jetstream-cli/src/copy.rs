@@ -179,6 +179,7 @@ fn push(
     let dest = Destination::new(std::net::SocketAddr::new(ip, port))
         .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps));
     let files_total = manifest.len() as u64;
+    progress.start();
     progress.event(
         json!({"event": "start", "direction": "push", "transferId": transfer_id,
         "totalBytes": manifest.total_bytes(), "totalFiles": files_total}),
@@ -536,6 +537,7 @@ fn receive_manifest(
         .handle()
         .receive(keys, root)
         .map_err(|e| Failure::new(exit::LOCAL, format!("engine: {e}")))?;
+    progress.start();
     progress.event(
         json!({"event": "start", "direction": "pull", "transferId": transfer_id,
         "totalBytes": m["totalSize"], "totalFiles": files_total}),

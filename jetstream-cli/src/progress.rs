@@ -149,6 +149,12 @@ impl Progress {
         self.mode
     }
 
+    /// Starts the clock: the copy begins now (after logging in and scanning), so the summary
+    /// rate is the copy's.
+    pub(crate) fn start(&mut self) {
+        self.started = Instant::now();
+    }
+
     /// A JSON event (only in JSON mode).
     pub(crate) fn event(&self, value: serde_json::Value) {
         if self.mode == Mode::Json {

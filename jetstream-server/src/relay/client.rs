@@ -32,9 +32,13 @@ pub fn start(server: &Arc<Server>, relay: SocketAddr, engine: SocketAddr) {
         .spawn(move || {
             let mut backoff = Duration::from_secs(1);
             while !server.is_stopping() {
-                match link(&server, relay, engine) {
-                    Ok(()) => backoff = Duration::from_secs(1),
-                    Err(e) => crate::log!("relay: {relay}: {e}; retrying in {backoff:?}"),
+                let mut registered = false;
+                if let Err(e) = link(&server, relay, engine, &mut registered) {
+                    if registered {
+                        // A link that worked starts the back-off again.
+                        backoff = Duration::from_secs(1);
+                    }
+                    crate::log!("relay: {relay}: {e}; retrying in {backoff:?}");
                 }
                 *server.relay.data_port.lock() = None;
                 std::thread::sleep(backoff);
@@ -45,9 +49,19 @@ pub fn start(server: &Arc<Server>, relay: SocketAddr, engine: SocketAddr) {
 
 type Peers = Arc<Mutex<HashMap<SocketAddrV4, (Arc<UdpSocket>, Instant)>>>;
 
-fn link(server: &Arc<Server>, relay: SocketAddr, engine: SocketAddr) -> std::io::Result<()> {
+/// One session with the relay; returns when it ends (always with the reason), having set
+/// `registered` once the relay welcomed us.
+fn link(
+    server: &Arc<Server>,
+    relay: SocketAddr,
+    engine: SocketAddr,
+    registered: &mut bool,
+) -> std::io::Result<()> {
     let mut c = TcpStream::connect_timeout(&relay, Duration::from_secs(10))?;
     let _ = c.set_nodelay(true);
+    // A relay that accepts but never answers must not hang us: the PONGs to our pings (every
+    // 5 s) keep a healthy link inside this.
+    c.set_read_timeout(Some(Duration::from_secs(30)))?;
     write_frame(&mut c, kind::HELLO, br#"{"version": 1}"#)?;
     let (k, welcome) = read_frame(&mut c)?;
     if k != kind::WELCOME {
@@ -56,6 +70,7 @@ fn link(server: &Arc<Server>, relay: SocketAddr, engine: SocketAddr) -> std::io:
     let w: serde_json::Value = serde_json::from_slice(&welcome).unwrap_or_default();
     let data_port = w["dataPort"].as_u64().and_then(|p| u16::try_from(p).ok());
     *server.relay.data_port.lock() = data_port;
+    *registered = true;
     crate::log!("relay: registered with {relay} (public data port {data_port:?})");
     let writer = Arc::new(Mutex::new(c.try_clone()?));
     let peers: Peers = Arc::new(Mutex::new(HashMap::new()));
@@ -75,7 +90,6 @@ fn link(server: &Arc<Server>, relay: SocketAddr, engine: SocketAddr) -> std::io:
                     .retain(|_, (_, last)| last.elapsed() < Duration::from_secs(120));
             }
         })?;
-    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
     let result = loop {
         let (k, payload) = match read_frame(&mut c) {
             Ok(f) => f,

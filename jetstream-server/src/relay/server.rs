@@ -218,8 +218,8 @@ fn serve_link(r: &Arc<Relay>, c: TcpStream, peer: &str) {
     }
     *r.link.lock() = Some(writer.clone());
     crate::log!("relay: private server {peer} registered");
+    // (The 30 s read timeout set in `control_conn` stays: the server pings every 5 s.)
     let mut reader = c;
-    let _ = reader.set_read_timeout(Some(Duration::from_secs(30)));
     while let Ok((k, payload)) = read_frame(&mut reader) {
         match k {
             kind::DATAGRAM => {

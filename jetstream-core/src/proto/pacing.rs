@@ -5,10 +5,10 @@
 //! The driver wakes up on a timer whose granularity is about 1 ms (epoll). A bucket that only
 //! held one datagram would cap a 10 Gbit/s sender at one datagram per wakeup. The bucket
 //! therefore holds up to `rate × 2 ms` of credit, clamped to
-//! `[2 × max_datagram_size, 16 MiB]`: after each wakeup the sender may emit what accumulated
-//! since the previous one (plus one spare millisecond of slack), and never more. Bottleneck
-//! queues thus see bursts of at most ~2 ms worth of the *target* rate, which the congestion
-//! controller's queue budget absorbs.
+//! `[2 × max_datagram_size, 16 MiB]`, plus what a wakeup up to 2 ms late earns
+//! ([`LATE_WAKEUP`]): after each wakeup the sender may emit what accumulated since the previous
+//! one, and never more. Bottleneck queues thus see bursts of ~2 ms (at most ~4 ms after a late
+//! wakeup) worth of the *target* rate, which the congestion controller's queue budget absorbs.
 //!
 //! Credit is kept in byte·nanoseconds so that arbitrarily frequent refills at low rates lose
 //! no fractional bytes: over a long run the bytes granted equal `rate × time` up to one burst.
@@ -121,7 +121,7 @@ mod tests {
     const MDS: u64 = 1200;
 
     #[test]
-    fn starts_full_and_caps_at_two_ms() {
+    fn starts_with_one_burst_and_caps_at_burst_plus_late_wakeup() {
         let base = Instant::now();
         let mut p = Pacer::new(MDS);
         // 100 MB/s → 200 kB per 2 ms.

@@ -146,12 +146,14 @@ fn an_incoming_limit_is_enforced_through_the_senders() {
     assert_holds("incoming", &rates, limit_kbps);
     let mut cb = b.login(u.name(), &pw);
     let list: Value = cb.call("recv.getTransfers", json!({})).unwrap();
-    for r in list
+    let receiving: Vec<&Value> = list
         .as_array()
         .unwrap()
         .iter()
         .filter(|r| r["status"] == "receiving")
-    {
+        .collect();
+    assert_eq!(receiving.len(), 2, "{list}");
+    for r in receiving {
         assert_eq!(r["rateLimitKbps"], limit_kbps / 2, "{r}");
     }
     for id in &ids {

@@ -152,14 +152,6 @@ fn a_transfer_crosses_the_relay_which_sees_only_ciphertext_and_survives_a_restar
     );
     join(&s_ns, "vs", "10.79.1.1", &r_ns, "vrs", "10.79.1.2");
     join(&r_ns, "vrp", "10.79.2.2", &p_ns, "vp", "10.79.2.1");
-    // The sender cannot reach the private server.
-    let blocked = s_ns
-        .command("bash")
-        .args(["-c", "exec 3<>/dev/tcp/10.79.2.1/22"])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(!blocked.success());
     let capture = root.join("relay.capture");
     let mut relay = Relay::start(&r_ns, &capture);
     let storage = root.join("storage");
@@ -178,6 +170,17 @@ fn a_transfer_crosses_the_relay_which_sees_only_ciphertext_and_survives_a_restar
     );
     let s = Srv::start_in(Some(&s_ns), root, "s", &[]);
     let info = wait_registered(&p_ns, &p, u.name(), &pw);
+    // The sender cannot reach the private server's API; the relay can (so the probe works).
+    let reach = |from: &Netns| {
+        from.command("bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/10.79.2.1/{}", p.api)])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!reach(&s_ns), "the sender must reach only the relay");
+    assert!(reach(&r_ns));
     assert_eq!(info["receiver"]["relayIP"], "10.79.2.2");
 
     let src = root.join("secret.bin");

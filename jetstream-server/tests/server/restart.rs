@@ -61,5 +61,6 @@ fn a_transfer_survives_a_restart_of_each_server() {
         "bytes sent {sent} for {total} ({:.2}x)",
         sent as f64 / total as f64
     );
-    assert!(sent < 2 * total, "{sent} bytes sent for {total}");
+    // Restarting from zero after either interruption would send at least 1.6 times the data.
+    assert!(sent < total * 3 / 2, "{sent} bytes sent for {total}");
 }

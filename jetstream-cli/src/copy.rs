@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
-use jetstream_core::{
-    BitsPerSecond, Destination, Engine, EngineConfig, SessionId, Transfer, TransferStatus,
-};
+use jetstream_core::{BitsPerSecond, Destination, Engine, EngineConfig, Transfer, TransferStatus};
 use jetstream_server::client::{ApiClient, ClientError};
 use jetstream_server::login::{self, exit, Failure};
 use jetstream_server::sandbox;
@@ -77,11 +75,6 @@ fn local_engine() -> Result<Engine, Failure> {
         .map_err(|e| Failure::new(exit::LOCAL, format!("cannot open a UDP socket: {e}")))
 }
 
-fn random_session() -> SessionId {
-    let id = new_id();
-    SessionId(u64::from_str_radix(&id[..16], 16).unwrap_or(1))
-}
-
 /// Where each local source goes on the server, scp style: one file to a target that does not
 /// end in `/` is copied *as* the target; otherwise every source keeps its name below the
 /// target directory (a directory source needs `-r`; `dir/` copies its contents, like rsync).
@@ -138,7 +131,7 @@ fn push(
     let manifest = engine_manifest(&files).map_err(|e| Failure::new(exit::LOCAL, e))?;
     let mut client = open(o, r)?;
     let transfer_id = new_id();
-    let session_id = random_session();
+    let session_id = jetstream_server::server::objects::new_session_id();
     let offered = jetstream_server::server::ciphers::offer(&[]);
     let started = client
         .call(
@@ -174,7 +167,11 @@ fn push(
         })?;
     let keys = client_keys(&client, &transfer_id, session_id, cipher)
         .map_err(|e| Failure::new(exit::CONNECT, format!("cannot derive the data keys: {e}")))?;
-    let ip = client_peer_ip(&r.host, r.port.or(o.port).unwrap_or(8886))?;
+    // The data go to the address the API connection reached.
+    let ip = client
+        .peer_addr()
+        .map(|a| a.ip())
+        .ok_or_else(|| Failure::new(exit::CONNECT, "lost the connection to the server"))?;
     let engine = local_engine()?;
     let dest = Destination::new(std::net::SocketAddr::new(ip, port))
         .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps));
@@ -215,21 +212,6 @@ fn push(
     finish(outcome, &t, progress, "sent")?;
     engine.shutdown();
     Ok(())
-}
-
-/// The server's address as this machine reaches it (for the UDP data).
-fn client_peer_ip(host: &str, port: u16) -> Result<std::net::IpAddr, Failure> {
-    use std::net::ToSocketAddrs;
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| Failure::new(exit::CONNECT, format!("cannot resolve {host}: {e}")))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .map(std::net::SocketAddr::ip)
-        .ok_or_else(|| Failure::new(exit::CONNECT, format!("{host} has no address")))
 }
 
 fn snapshot(st: &TransferStatus, files_done: u64, files_total: u64) -> Snapshot {
@@ -517,7 +499,7 @@ fn receive_manifest(
     let files_total = m["totalFiles"].as_u64().unwrap_or(0);
     let engine = local_engine()?;
     let transfer_id = new_id();
-    let session_id = random_session();
+    let session_id = jetstream_server::server::objects::new_session_id();
     // The server sends as soon as it is asked, so the keys (and their cipher) must be ready
     // first: use the fastest cipher here unless the server's floor is above it.
     let floor = client

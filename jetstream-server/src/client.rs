@@ -322,6 +322,14 @@ impl ApiClient {
         self.peer_public_key.as_deref()
     }
 
+    /// The server's address this connection reached.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match self.stream.get_ref() {
+            ClientStream::Plain(s) => s.peer_addr().ok(),
+            ClientStream::Tls(s) => s.sock.peer_addr().ok(),
+        }
+    }
+
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self.stream.get_ref(), ClientStream::Tls(_))

@@ -221,41 +221,13 @@ fn read_password(prompt: &str) -> io::Result<Option<String>> {
 }
 
 /// The invoking user's login name (passwd entry of the real uid), else `$USER`.
-/// The invoking user's login name.
 pub fn login_name() -> Option<String> {
     passwd_name().or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
 }
 
 fn passwd_name() -> Option<String> {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    let mut buf_len = 1024usize;
-    while buf_len <= 1 << 20 {
-        let mut buf = vec![0u8; buf_len];
-        // SAFETY: all-zero is a valid passwd (null pointers, zero ids); getpwuid_r overwrites it.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer refers to live, writable storage of the stated size; on success
-        // the strings in `pwd` point into `buf`, which outlives their use below.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE {
-            buf_len *= 4;
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: pw_name is non-null and points to a NUL-terminated string inside `buf`.
-        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        return name.to_str().ok().map(str::to_owned);
-    }
-    None
+    crate::users::by_uid(crate::server::sys::uid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }

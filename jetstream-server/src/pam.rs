@@ -389,7 +389,7 @@ pub mod test_support {
     use crate::users::{lookup, PAM_SERVICE};
 
     /// Where PAM service files live.
-    const PAM_DIR: &str = "/etc/pam.d";
+    use crate::users::PAM_DIR;
 
     /// Serialises user database changes within this process (useradd and friends lock the
     /// files and fail rather than wait).
@@ -423,12 +423,7 @@ pub mod test_support {
 
     /// 8 random hex digits.
     fn random_hex() -> io::Result<String> {
-        use ring::rand::SecureRandom;
-        let mut b = [0u8; 4];
-        ring::rand::SystemRandom::new()
-            .fill(&mut b)
-            .map_err(|_| io::Error::other("no randomness"))?;
-        Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+        Ok(crate::server::objects::new_id()[..8].to_owned())
     }
 
     /// Runs a user-administration command, retrying a few times (another process may hold

@@ -7,7 +7,6 @@
 //!
 //! The API port speaks both plain TCP (allowed by the caller for loopback peers only) and TLS:
 //! [`accept`] peeks at the first byte, and a TLS handshake record (`0x16`) selects TLS.
-#![allow(unsafe_code)] // libc::gethostname only; see the SAFETY comment there.
 
 use std::fmt;
 use std::fs;
@@ -231,7 +230,7 @@ pub fn fingerprint_of(public_key_hex: &str) -> String {
 }
 
 /// Lowercase hex of `bytes`.
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+pub fn hex_encode(bytes: &[u8]) -> String {
     use fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -387,18 +386,9 @@ fn self_signed(
     params.self_signed(key_pair).map_err(gen)
 }
 
-/// The OS host name (`gethostname`), if it is valid UTF-8 and non-empty.
+/// The OS host name, if non-empty.
 pub(crate) fn host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is a valid writable buffer of the length passed; gethostname writes at
-    // most that many bytes and we only read up to the first NUL (or the whole buffer).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = std::str::from_utf8(&buf[..end]).ok()?.trim();
-    (!name.is_empty()).then(|| name.to_owned())
+    Some(crate::server::sys::host_name()).filter(|h| !h.trim().is_empty())
 }
 
 /// Writes `data` to `path` through a temporary file in the same directory and a rename, so a

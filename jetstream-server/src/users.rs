@@ -29,7 +29,7 @@ use crate::pam;
 pub const PAM_SERVICE: &str = "jetstream";
 
 /// Where the PAM service file must be installed.
-const PAM_DIR: &str = "/etc/pam.d";
+pub(crate) const PAM_DIR: &str = "/etc/pam.d";
 
 /// Whether `/etc/pam.d/jetstream` exists (without it, PAM would silently fall back to the
 /// `other` service).
@@ -59,8 +59,7 @@ const MAX_GROUPS: usize = 1 << 17;
 
 /// The process's effective user id.
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    crate::server::sys::euid()
 }
 
 /// Whether a `get*_r` error code means "no such entry" (see getpwnam_r(3)).

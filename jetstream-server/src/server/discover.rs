@@ -69,7 +69,7 @@ pub fn send(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError
     let engine = server.send_engine();
     let local = engine.info().map_err(engine_error)?.local_addr;
     let to = resolve(host, port, local)?;
-    let nonce = random_nonce()?;
+    let nonce = super::objects::random_bytes::<16>();
 
     let start = Instant::now();
     let deadline = start + timeout;
@@ -269,13 +269,6 @@ fn resolve(host: &str, port: u16, local: SocketAddr) -> Result<SocketAddr, ApiEr
         .ok_or_else(|| ApiError(format!("{host:?} has no address")))
 }
 
-fn random_nonce() -> Result<[u8; 16], ApiError> {
-    let mut n = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n)
-        .map_err(|_| ApiError("the OS random generator failed".into()))?;
-    Ok(n)
-}
-
 fn engine_error(e: jetstream_core::Error) -> ApiError {
     ApiError(format!("the UDP engine is not available: {e}"))
 }
@@ -291,7 +284,7 @@ fn human(d: Duration) -> String {
 }
 
 fn hex(b: &[u8; 16]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    super::objects::hex(b)
 }
 
 fn unhex(s: &str) -> Option<[u8; 16]> {

@@ -24,24 +24,27 @@ pub fn to_us(t: SystemTime) -> Micros {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// A fresh 32-hex-character id from the OS generator.
-pub fn new_id() -> String {
-    let mut b = [0u8; 16];
-    // The OS generator failing is unrecoverable for a server that must mint unguessable ids.
+/// `N` bytes from the OS generator.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS generator failing is unrecoverable for a server that mints ids and key material.
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
         .expect("OS random generator failed");
-    hex(&b)
+    b
+}
+
+/// A fresh 32-hex-character id from the OS generator.
+pub fn new_id() -> String {
+    hex(&random_bytes::<16>())
+}
+
+/// A fresh data session id.
+pub fn new_session_id() -> jetstream_core::SessionId {
+    jetstream_core::SessionId(u64::from_be_bytes(random_bytes()))
 }
 
 /// Lowercase hex.
-pub fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
-}
+pub use crate::tls::hex_encode as hex;
 
 /// Who owns an object: the user, and the API token (and token login) it was created through.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

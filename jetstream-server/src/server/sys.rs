@@ -7,6 +7,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The real user id of this process.
+pub fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// The OS host name (empty if unavailable).
 pub fn host_name() -> String {
     let mut buf = [0u8; 256];

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
-use jetstream_core::{BitsPerSecond, Destination, Manifest, SessionId};
+use jetstream_core::{BitsPerSecond, Destination, Manifest};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
@@ -374,7 +374,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         }
         Err(e) => return interrupted(format!("log-in: {e}")),
     }
-    let session_id = SessionId(random_u64());
+    let session_id = super::objects::new_session_id();
     let offered = super::ciphers::offer(&server.args.cipher);
     let started = client.call(
         "recv.startTransfer",
@@ -547,12 +547,4 @@ fn monitor(
             }
         }
     }
-}
-
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // The OS generator failing is unrecoverable for key material.
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .expect("OS random generator failed");
-    u64::from_be_bytes(b)
 }

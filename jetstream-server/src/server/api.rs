@@ -19,8 +19,6 @@ use crate::wire::{self, FrameError, Request, Response};
 pub struct Session {
     /// The client's address.
     pub peer: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
     /// Whether the client reached us through the relay.
     pub via_relay: bool,
     /// The public key (hex SPKI) of the client's certificate, when it presented one (a
@@ -43,10 +41,9 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(peer: SocketAddr, tls: bool) -> Self {
+    fn new(peer: SocketAddr) -> Self {
         Self {
             peer,
-            tls,
             via_relay: false,
             peer_key: None,
             user: None,
@@ -134,7 +131,7 @@ fn serve_with(
         );
         return;
     }
-    let mut session = Session::new(peer, stream.is_tls());
+    let mut session = Session::new(peer);
     session.via_relay = via_relay;
     session.peer_key = stream.peer_public_key();
     let mut reader = BufReader::new(stream);

@@ -173,10 +173,7 @@ pub fn tick(server: &Server, m: &mut Manager) {
                 .get(id)
                 .and_then(|tr| objs.destinations.get(&tr.destination_id))
                 .and_then(|d| d.send_rate_max);
-            let (user, remote) = ctl.own_caps();
-            // `setSendRate` on the transfer replaces its destination's `sendRateMax`; the
-            // receiver's share bounds both.
-            let cap = [user.or(dest_cap), remote].into_iter().flatten().min();
+            let cap = ctl.effective_cap(dest_cap);
             senders.push((id.clone(), t, cap.map(|k| k.saturating_mul(1000))));
         }
         for (id, (t, cap)) in &objs.downloads {
@@ -188,11 +185,16 @@ pub fn tick(server: &Server, m: &mut Manager) {
             }
         }
     }
-    senders.retain(|(_, t, _)| !t.status().state.is_final());
+    // One status snapshot per sender: drop the finished, measure the rest.
     let mut out_used = 0;
-    for (id, t, _) in &senders {
-        out_used += m.rate(id, t.status().bytes_sent, now);
-    }
+    senders.retain(|(id, t, _)| {
+        let st = t.status();
+        if st.state.is_final() {
+            return false;
+        }
+        out_used += m.rate(id, st.bytes_sent, now);
+        true
+    });
     let mut in_used = 0;
     {
         let objs = server.objects.lock();

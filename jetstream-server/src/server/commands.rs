@@ -492,7 +492,11 @@ pub fn owner_of(ctx: &Ctx<'_>) -> Owner {
     }
 }
 
-fn require_superuser(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
+/// Refuses a session that has not called `superuser`.
+///
+/// # Errors
+/// The message naming the command.
+pub fn require_superuser(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
     if ctx.session.superuser {
         Ok(())
     } else {

@@ -130,11 +130,6 @@ pub fn session_keys(
     Ok((transfer_id, keys))
 }
 
-/// The cipher a session's keys use.
-pub fn cipher_of(keys: &TransferKeys) -> &'static str {
-    keys.cipher().name()
-}
-
 /// `recv.startTransfer`: prepares `<sandbox>/<destinationPath>` and expects the data.
 ///
 /// # Errors
@@ -143,27 +138,24 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     require_permission(ctx, "upload")?;
     ctx.server.trust.check(ctx.session.peer_key.as_deref())?;
     let (transfer_id, keys) = session_keys(ctx, p, "recv.startTransfer")?;
-    let cipher = cipher_of(&keys);
+    let cipher = keys.cipher().name();
     let limits = ctx.server.bandwidth_limits();
-    let max = limits.incoming_max_connections;
-    if max > 0 {
+    // Transfers received now, besides this one (a retry replaces its own earlier session).
+    let others = {
         let mut objs = ctx.server.objects.lock();
-        let busy = objs
-            .receives
+        objs.receives
             .values_mut()
             .filter(|r| r.id != transfer_id)
-            .map(|r| {
-                refresh(r);
-                r.status == "receiving"
-            })
+            .map(is_receiving)
             .filter(|&b| b)
-            .count() as u64;
-        if busy >= max {
-            return Err(ApiError(format!(
-                "this server is receiving {busy} transfers, its limit (incomingMaxConnections); \
-                 try again later"
-            )));
-        }
+            .count() as u64
+    };
+    let max = limits.incoming_max_connections;
+    if max > 0 && others >= max {
+        return Err(ApiError(format!(
+            "this server is receiving {others} transfers, its limit (incomingMaxConnections); \
+             try again later"
+        )));
     }
     let destination_path = p.opt_str("destinationPath")?.unwrap_or("/").to_owned();
     let rel = sandbox::clean_relative(&destination_path)
@@ -218,20 +210,10 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     // The sender paces to its share of our incoming limit from the first datagram (the
     // bandwidth manager updates it every 200 ms and the sender asks every second).
     let mut rec = rec;
-    let initial_cap = {
-        let mut objs = server.objects.lock();
-        let others = objs
-            .receives
-            .values_mut()
-            .filter(|r| r.id != transfer_id)
-            .map(is_receiving)
-            .filter(|&b| b)
-            .count() as u64;
-        limits
-            .effective(u64::MAX, u64::MAX)
-            .0
-            .map(|bps| (bps / 1000 / (others + 1)).max(1))
-    };
+    let initial_cap = limits
+        .effective(u64::MAX, u64::MAX)
+        .0
+        .map(|bps| (bps / 1000 / (others + 1)).max(1));
     rec.rate_cap_kbps = initial_cap;
     server
         .objects

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
-use jetstream_core::{BitsPerSecond, Destination, Manifest};
+use jetstream_core::{BitsPerSecond, Destination};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
@@ -53,8 +53,18 @@ impl RunCtl {
 
     /// The caps on this transfer other than the server-wide limit: its own and the
     /// receiver's (kbit/s).
-    pub fn own_caps(&self) -> (Option<u64>, Option<u64>) {
+    fn own_caps(&self) -> (Option<u64>, Option<u64>) {
         (*self.user_cap.lock(), *self.remote_cap.lock())
+    }
+
+    /// This transfer's rate cap (kbit/s) before any server-wide share: `setSendRate` on it
+    /// replaces its destination's `sendRateMax`; the receiver's share bounds both.
+    pub fn effective_cap(&self, destination_cap: Option<u64>) -> Option<u64> {
+        let (user, remote) = self.own_caps();
+        [user.or(destination_cap), remote]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The running engine transfer, if any.
@@ -422,8 +432,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         .destinations
         .get(&dest.id)
         .and_then(|d| d.send_rate_max);
-    let (user_cap, remote_cap) = ctl.own_caps();
-    let rate = [user_cap.or(rate), remote_cap].into_iter().flatten().min();
+    let rate = ctl.effective_cap(rate);
     let target = Destination::new(SocketAddr::new(ip, port))
         .send_rate_max(rate.map(BitsPerSecond::from_kbps));
     let engine = match server.destination_engine(&dest) {
@@ -458,7 +467,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         "transfers: {id} sending to {ip}:{port} (attempt via {})",
         dest.address
     );
-    let out = monitor(server, id, &dest.id, ctl, &handle, &mut client, &manifest);
+    let out = monitor(server, id, &dest.id, ctl, &handle, &mut client);
     *ctl.engine.lock() = None;
     update_destination(server, &dest.id, |d| d.state = "disconnected");
     out
@@ -471,7 +480,6 @@ fn monitor(
     ctl: &Arc<RunCtl>,
     handle: &jetstream_core::Transfer,
     client: &mut ApiClient,
-    _manifest: &Manifest,
 ) -> (Outcome, bool) {
     let mut last_ping = Instant::now();
     let mut progressed = false;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
+use super::commands::require_superuser;
 use super::params::Params;
 use crate::tls::fingerprint_of;
 
@@ -121,17 +122,6 @@ impl AuthorizedClients {
         }
         *list = next;
         Ok(out)
-    }
-}
-
-/// Refuses unless `superuser` was called on this connection.
-fn require_superuser(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
-    if ctx.session.superuser {
-        Ok(())
-    } else {
-        Err(ApiError(format!(
-            "{name}: superuser rights needed: call superuser first"
-        )))
     }
 }
 

@@ -125,32 +125,50 @@ fn note_changes(
 ) {
     let mut changed: Vec<(&str, Value)> = Vec::new();
     {
+        // Receive statuses are fresh: the bandwidth tick just before refreshed them.
         let objs = server.objects.lock();
-        for t in objs.transfers.values() {
-            let status = t.status.as_str();
-            if seen.get(&t.id).is_none_or(|s| s != status) {
-                seen.insert(t.id.clone(), status.to_owned());
-                changed.push(("transferUpdated", t.view()));
-            }
-        }
-        seen.retain(|id, _| objs.transfers.contains_key(id));
-    }
-    {
-        let ids: Vec<String> = server.objects.lock().receives.keys().cloned().collect();
-        let views = super::receive::list(server, |_| true);
-        for v in views.as_array().into_iter().flatten() {
-            let id = v["transferId"].as_str().unwrap_or_default();
-            let status = v["status"].as_str().unwrap_or_default();
-            if seen_recv.get(id).is_none_or(|s| s != status) {
-                seen_recv.insert(id.to_owned(), status.to_owned());
-                changed.push(("receiveUpdated", v.clone()));
-            }
-        }
-        seen_recv.retain(|id, _| ids.contains(id));
+        diff(
+            seen,
+            objs.transfers.values().map(|t| (&t.id, t.status.as_str())),
+            |id| {
+                objs.transfers
+                    .get(id)
+                    .map(super::objects::TransferRec::view)
+            },
+            "transferUpdated",
+            &mut changed,
+        );
+        diff(
+            seen_recv,
+            objs.receives.values().map(|r| (&r.id, r.status.as_str())),
+            |id| objs.receives.get(id).map(super::objects::RecvRec::view),
+            "receiveUpdated",
+            &mut changed,
+        );
     }
     for (event, view) in changed {
         server.events.record(event, view);
     }
+}
+
+/// Adds `(event, view)` for every object whose status differs from the one last seen, and
+/// forgets the objects that are gone.
+fn diff<'a>(
+    seen: &mut HashMap<String, String>,
+    now: impl Iterator<Item = (&'a String, &'a str)>,
+    view: impl Fn(&str) -> Option<Value>,
+    event: &'static str,
+    out: &mut Vec<(&'static str, Value)>,
+) {
+    let mut live = std::collections::HashSet::new();
+    for (id, status) in now {
+        live.insert(id.as_str());
+        if seen.get(id).is_none_or(|s| s != status) {
+            seen.insert(id.clone(), status.to_owned());
+            out.extend(view(id).map(|v| (event, v)));
+        }
+    }
+    seen.retain(|id, _| live.contains(id.as_str()));
 }
 
 /// `updateGarbageCollectSettings` parameters applied to `current`.

@@ -25,30 +25,11 @@ struct TwoNs {
 impl TwoNs {
     fn new() -> Self {
         let base = format!("jsd{}", std::process::id());
-        let add = |suffix: &str| {
-            let name = format!("{base}{suffix}");
-            run(&["netns", "add", &name]);
-            Netns { name }
-        };
-        let a = add("a");
-        let b = add("b");
-        let both = Self { a, b };
-        let (na, nb) = (both.a.name.as_str(), both.b.name.as_str());
-        run(&[
-            "-n", na, "link", "add", "vda", "type", "veth", "peer", "name", B_LINK, "netns", nb,
-        ]);
-        for (ns, link, addr) in [(na, "vda", A_ADDR), (nb, B_LINK, B_ADDR)] {
-            run(&["-n", ns, "link", "set", "lo", "up"]);
-            run(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", link]);
-            run(&["-n", ns, "link", "set", link, "up"]);
-        }
-        both
+        let a = Netns::bare(&format!("{base}a"));
+        let b = Netns::bare(&format!("{base}b"));
+        a.join("vda", A_ADDR, &b, B_LINK, B_ADDR);
+        Self { a, b }
     }
-}
-
-fn run(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("ip");
-    assert!(st.success(), "ip {args:?} failed");
 }
 
 /// `jetstream api` inside `ns` against the server on its loopback, logged in as `user`.
@@ -174,7 +155,7 @@ fn discovery_packets_show_whether_udp_gets_through() {
     assert_eq!(got["nonce"], nonce, "{got}");
 
     // The path is blocked: A gets no echo, B no probe; both say so.
-    run(&["-n", &nets.b.name, "link", "set", B_LINK, "down"]);
+    ip(&["-n", &nets.b.name, "link", "set", B_LINK, "down"]);
     let recv = api(
         &nets.b,
         &b,

@@ -3,54 +3,12 @@
 //! ciphertext, and a relay restart is survived.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::util::*;
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("ip");
-    assert!(st.success(), "ip {args:?}");
-}
-
-/// A namespace for this test (removed on drop through util's `Netns`).
-fn ns(name: &str) -> Netns {
-    ip(&["netns", "add", name]);
-    ip(&["-n", name, "link", "set", "lo", "up"]);
-    Netns {
-        name: name.to_owned(),
-    }
-}
-
-/// Joins `a` (address `a_ip`) and `b` (address `b_ip`) with a veth pair on a /24.
-fn join(a: &Netns, a_if: &str, a_ip: &str, b: &Netns, b_if: &str, b_ip: &str) {
-    ip(&[
-        "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
-        &b.name,
-    ]);
-    ip(&[
-        "-n",
-        &a.name,
-        "addr",
-        "add",
-        &format!("{a_ip}/24"),
-        "dev",
-        a_if,
-    ]);
-    ip(&[
-        "-n",
-        &b.name,
-        "addr",
-        "add",
-        &format!("{b_ip}/24"),
-        "dev",
-        b_if,
-    ]);
-    ip(&["-n", &a.name, "link", "set", a_if, "up"]);
-    ip(&["-n", &b.name, "link", "set", b_if, "up"]);
-}
 
 /// `jetstream api` inside a namespace, as the test user; the JSON result.
 fn api(n: &Netns, port: u16, user: &str, pw: &str, args: &[&str]) -> Result<Value, String> {
@@ -146,12 +104,12 @@ fn a_transfer_crosses_the_relay_which_sees_only_ciphertext_and_survives_a_restar
     let root = dir.path();
     let id = std::process::id();
     let (s_ns, r_ns, p_ns) = (
-        ns(&format!("jsr{id}s")),
-        ns(&format!("jsr{id}r")),
-        ns(&format!("jsr{id}p")),
+        Netns::bare(&format!("jsr{id}s")),
+        Netns::bare(&format!("jsr{id}r")),
+        Netns::bare(&format!("jsr{id}p")),
     );
-    join(&s_ns, "vs", "10.79.1.1", &r_ns, "vrs", "10.79.1.2");
-    join(&r_ns, "vrp", "10.79.2.2", &p_ns, "vp", "10.79.2.1");
+    s_ns.join("vs", "10.79.1.1", &r_ns, "vrs", "10.79.1.2");
+    r_ns.join("vrp", "10.79.2.2", &p_ns, "vp", "10.79.2.1");
     let capture = root.join("relay.capture");
     let mut relay = Relay::start(&r_ns, &capture);
     let storage = root.join("storage");

@@ -334,6 +334,12 @@ pub fn write(path: &Path, bytes: &[u8]) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
+/// Runs `ip ARGS`, which must succeed.
+pub fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("ip");
+    assert!(st.success(), "ip {args:?} failed");
+}
+
 /// A network namespace made for one test, with the address [`Netns::ADDR`] on a veth pair
 /// (a non-loopback address on this host's side of nothing: traffic stays in the namespace).
 /// Deleted on drop.
@@ -345,23 +351,16 @@ impl Netns {
     pub const ADDR: &'static str = "10.77.0.1";
 
     pub fn new() -> Self {
-        let name = format!(
+        let ns = Self::bare(&format!(
             "jst{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let run = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().expect("ip");
-            assert!(st.success(), "ip {args:?} failed");
-        };
-        run(&["netns", "add", &name]);
-        let ns = Self { name };
+        ));
         let n = ns.name.as_str();
-        run(&["-n", n, "link", "set", "lo", "up"]);
-        run(&[
+        ip(&[
             "-n", n, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
         ]);
-        run(&[
+        ip(&[
             "-n",
             n,
             "addr",
@@ -370,9 +369,50 @@ impl Netns {
             "dev",
             "v0",
         ]);
-        run(&["-n", n, "link", "set", "v0", "up"]);
-        run(&["-n", n, "link", "set", "v1", "up"]);
+        ip(&["-n", n, "link", "set", "v0", "up"]);
+        ip(&["-n", n, "link", "set", "v1", "up"]);
         ns
+    }
+
+    /// An empty namespace called `name` with its loopback up.
+    pub fn bare(name: &str) -> Self {
+        ip(&["netns", "add", name]);
+        let ns = Self {
+            name: name.to_owned(),
+        };
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Joins this namespace (interface `here`, address `here_ip`) to `other` (`there`,
+    /// `there_ip`) with a veth pair on a /24.
+    pub fn join(&self, here: &str, here_ip: &str, other: &Self, there: &str, there_ip: &str) {
+        ip(&[
+            "link",
+            "add",
+            here,
+            "netns",
+            &self.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            there,
+            "netns",
+            &other.name,
+        ]);
+        for (ns, link, addr) in [(self, here, here_ip), (other, there, there_ip)] {
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                link,
+            ]);
+            ip(&["-n", &ns.name, "link", "set", link, "up"]);
+        }
     }
 
     /// A command run inside the namespace.

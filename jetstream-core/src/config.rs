@@ -30,7 +30,7 @@ impl Default for TransportConfig {
     fn default() -> Self {
         Self {
             max_rate: None,
-            rate_mode: RateMode::Adaptive,
+            rate_mode: RateMode::Fair,
             initial_rtt: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(90),
             keep_alive: Duration::from_secs(1),
@@ -50,7 +50,7 @@ impl TransportConfig {
         self.max_rate = rate;
         self
     }
-    /// Adaptive (default, BBR-like) or fixed-rate sending.
+    /// The rate policy: fair (default, BBR-like), fixed or background.
     pub fn rate_mode(&mut self, mode: RateMode) -> &mut Self {
         self.rate_mode = mode;
         self

@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{Error, TransferError};
+use crate::proto::congestion::RateMode;
 use crate::proto::crypto::{Cipher, SessionSecret};
 use crate::types::{BitsPerSecond, Role, SessionId, TransferId};
 
@@ -19,6 +20,7 @@ use crate::types::{BitsPerSecond, Role, SessionId, TransferId};
 pub struct Destination {
     pub(crate) address: SocketAddr,
     pub(crate) send_rate_max: Option<BitsPerSecond>,
+    pub(crate) rate_mode: Option<RateMode>,
 }
 
 impl Destination {
@@ -27,11 +29,18 @@ impl Destination {
         Self {
             address,
             send_rate_max: None,
+            rate_mode: None,
         }
     }
     /// Caps the sending rate to this destination (`sendRateMax`).
     pub fn send_rate_max(mut self, rate: Option<BitsPerSecond>) -> Self {
         self.send_rate_max = rate;
+        self
+    }
+    /// The rate policy for this destination (`ratePolicy`); `None` keeps the engine's
+    /// [`TransportConfig::rate_mode`](crate::TransportConfig::rate_mode).
+    pub fn rate_mode(mut self, mode: Option<RateMode>) -> Self {
+        self.rate_mode = mode;
         self
     }
     /// The receiver's address.

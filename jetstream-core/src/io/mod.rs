@@ -170,6 +170,9 @@ impl EngineHandle {
         if destination.send_rate_max.is_some() {
             config.max_rate = destination.send_rate_max;
         }
+        if let Some(mode) = destination.rate_mode {
+            config.rate_mode = mode;
+        }
         let (reply, rx) = bounded(1);
         let cmd = SendCommand {
             destination,

@@ -277,3 +277,44 @@ fn rate_cap_is_respected() {
     assert!(rate <= 20e6 * 1.05, "rate {rate}");
     assert!(rate >= 20e6 * 0.7, "rate {rate}");
 }
+
+/// The WAN benchmark's grid (bench/wan.sh) in simulation: whole sessions (handshake, data,
+/// completion) over a one-BDP drop-tail bottleneck with loss both ways, and the utilisation
+/// `goodput / (rate × (1 − loss))` over the session's whole time. `JETSTREAM_SIM_MIB` sets the
+/// file size (default 32 MiB, to keep `cargo test` short; the benchmark uses 256).
+#[test]
+fn wan_grid_in_simulation() {
+    let mib: u64 = std::env::var("JETSTREAM_SIM_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let size = mib * MB;
+    println!("{mib} MiB: rate Mbit/s, RTT ms, loss % -> time s, utilisation, retransmitted");
+    let cells = [
+        (100, 100, 0.0),
+        (100, 100, 0.05),
+        (100, 300, 0.05),
+        (500, 200, 0.03),
+        (500, 20, 0.01),
+    ];
+    for (i, &(rate, rtt, loss)) in cells.iter().enumerate() {
+        let m = manifest_of(&[size]);
+        let seed = 40 + i as u64 * 2;
+        let mut p = Pair::new(
+            m,
+            link(rtt / 2, rate, loss, seed),
+            link(rtt / 2, rate, loss, seed + 1),
+            TransportConfig::default(),
+        );
+        p.run(Duration::from_secs(600));
+        assert_clean(&p);
+        let t = p.outcome.sender_done.unwrap().as_secs_f64();
+        let ideal = size as f64 * 8.0 / (rate as f64 * 1e6 * (1.0 - loss));
+        let retx = p.sender_stats.bytes_retransmitted as f64 / size as f64;
+        println!(
+            "{rate:>4} {rtt:>4} {:>4.1} -> {t:>6.2} {:>6.1}% {retx:.4}",
+            loss * 100.0,
+            ideal / t * 100.0
+        );
+    }
+}

@@ -27,18 +27,61 @@ mod tests;
 
 pub use bbr::Bbr;
 
-/// How the sending rate is chosen.
+/// How the sending rate is chosen: the rate policy (`ratePolicy` of a destination, `jscp
+/// --policy`). `sendRateMax` bounds every policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RateMode {
-    /// Model-based (BBR-like): pace at the measured bottleneck bandwidth, capped by the maximum
-    /// rate if one is set. The default.
+    /// `fair`, the default. Model-based (BBR-like): pace at the measured bottleneck bandwidth,
+    /// ignoring random loss, and share a congested bottleneck with other flows (including TCP)
+    /// instead of starving them.
     #[default]
-    Adaptive,
-    /// Always pace at the configured maximum rate, whatever the path does (for dedicated links).
-    /// Without a maximum rate this behaves like [`RateMode::Adaptive`].
+    Fair,
+    /// `fixed`: always pace at `sendRateMax`, whatever the path does (for dedicated or
+    /// provisioned links). Without a maximum rate this behaves like [`RateMode::Fair`].
     Fixed,
+    /// `background`: as [`RateMode::Fair`] on an idle path, but yields to other traffic: once
+    /// the queue it sees at the bottleneck grows past a small target (a delay signal, as in
+    /// LEDBAT), it divides its rate until the queue is gone, and only grows back while it stays
+    /// gone.
+    Background,
 }
+
+impl RateMode {
+    /// The policy's name in the API and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fair => "fair",
+            Self::Fixed => "fixed",
+            Self::Background => "background",
+        }
+    }
+}
+
+impl std::str::FromStr for RateMode {
+    type Err = UnknownRateMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fair" => Ok(Self::Fair),
+            "fixed" => Ok(Self::Fixed),
+            "background" => Ok(Self::Background),
+            _ => Err(UnknownRateMode),
+        }
+    }
+}
+
+/// A rate policy name that is not `fair`, `fixed` or `background`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownRateMode;
+
+impl std::fmt::Display for UnknownRateMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unknown rate policy (expected fair, fixed or background)")
+    }
+}
+
+impl std::error::Error for UnknownRateMode {}
 
 /// Settings of the congestion controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +96,7 @@ impl Default for CongestionConfig {
     fn default() -> Self {
         Self {
             max_rate: None,
-            mode: RateMode::Adaptive,
+            mode: RateMode::Fair,
             initial_rtt: Duration::from_millis(100),
             max_datagram_size: 1200,
         }
@@ -67,7 +110,7 @@ impl CongestionConfig {
         self
     }
 
-    /// Rate mode. Default [`RateMode::Adaptive`].
+    /// Rate mode. Default [`RateMode::Fair`].
     pub fn mode(mut self, mode: RateMode) -> Self {
         self.mode = mode;
         self

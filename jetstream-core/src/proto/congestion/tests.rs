@@ -38,6 +38,9 @@ struct Link {
     seed: u64,
     /// At this time, the bottleneck rate changes to this value (bits/s).
     rate_change: Option<(Duration, u64)>,
+    /// Unresponsive cross traffic (1500-byte packets at a constant bit rate) into the same
+    /// queue: (from, until, bits/s).
+    cross: Option<(Duration, Duration, u64)>,
 }
 
 impl Link {
@@ -51,7 +54,12 @@ impl Link {
             ack_interval: ms(5),
             seed: 1,
             rate_change: None,
+            cross: None,
         }
+    }
+    fn cross(mut self, from: Duration, until: Duration, rate_bps: u64) -> Self {
+        self.cross = Some((from, until, rate_bps));
+        self
     }
     fn queue(mut self, bytes: u64) -> Self {
         self.queue = bytes;
@@ -96,6 +104,37 @@ struct Outcome {
     startup_exit_bw: Option<u64>,
     /// Whether the in-flight cap was set when Startup ended (the loss exit).
     startup_exit_capped: bool,
+    /// Our bytes delivered per 100 ms.
+    bins: Vec<u64>,
+    /// Sum and count of the queue delay our packets met (ns), per 100 ms.
+    queue_delay_bins: Vec<(u64, u64)>,
+}
+
+impl Outcome {
+    /// Our delivery rate (bits/s) between `from` and `until`.
+    fn rate_between(&self, from: Duration, until: Duration) -> f64 {
+        let (a, b) = (
+            (from.as_millis() / 100) as usize,
+            (until.as_millis() / 100) as usize,
+        );
+        let bytes: u64 = self.bins.iter().skip(a).take(b.saturating_sub(a)).sum();
+        bytes as f64 * 8.0 / (until - from).as_secs_f64()
+    }
+
+    /// Mean queue delay our packets met between `from` and `until`.
+    fn queue_delay_between(&self, from: Duration, until: Duration) -> Duration {
+        let (a, b) = (
+            (from.as_millis() / 100) as usize,
+            (until.as_millis() / 100) as usize,
+        );
+        let (sum, n) = self
+            .queue_delay_bins
+            .iter()
+            .skip(a)
+            .take(b.saturating_sub(a))
+            .fold((0, 0), |(s, n), (x, m)| (s + x, n + m));
+        Duration::from_nanos(sum / n.max(1))
+    }
 }
 
 struct Sent {
@@ -160,6 +199,10 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
     let (mut queue_sum, mut queue_samples) = (0f64, 0u64);
     let mut was_probe_rtt = false;
     let mut reached_probe_bw = false;
+    let mut next_cross = link.cross.map_or(u64::MAX, |(from, _, _)| nanos(from));
+    let bin = |t: u64| (t / 100_000_000) as usize;
+    out.bins = vec![0; bin(end) + 1];
+    out.queue_delay_bins = vec![(0, 0); bin(end) + 1];
 
     while t < end {
         // Bottleneck queue at time t.
@@ -167,6 +210,24 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
             if let Some((_, s)) = queue.pop_front() {
                 queue_bytes -= s;
             }
+        }
+        // Cross traffic: dropped when the queue is full, like ours.
+        while next_cross <= t {
+            let Some((_, until, rate)) = link.cross else {
+                break;
+            };
+            if next_cross >= nanos(until) {
+                next_cross = u64::MAX;
+                break;
+            }
+            if queue_bytes + 1500 <= link.queue {
+                let start = next_cross.max(link_free_at);
+                let depart = start + ser_ns(1500, start);
+                link_free_at = depart;
+                queue.push_back((depart, 1500));
+                queue_bytes += 1500;
+            }
+            next_cross += 1500 * 8 * 1_000_000_000 / rate;
         }
         // Sender: as much as window and pacer allow.
         loop {
@@ -205,6 +266,9 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
                 let start = t.max(link_free_at);
                 let depart = start + ser_ns(mds, start);
                 link_free_at = depart;
+                let qd = &mut out.queue_delay_bins[bin(t)];
+                qd.0 += start - t;
+                qd.1 += 1;
                 queue.push_back((depart, mds));
                 queue_bytes += mds;
                 to_receiver.push_back((depart + one_way, next_pn, mds));
@@ -226,7 +290,7 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
         }
 
         // Next event.
-        let mut next = end.min(next_ack_tick).min(next_sample);
+        let mut next = end.min(next_ack_tick).min(next_sample).min(next_cross);
         if let Some(&(a, _, _)) = to_receiver.front() {
             next = next.min(a);
         }
@@ -255,6 +319,7 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
         while to_receiver.front().is_some_and(|&(a, _, _)| a <= t) {
             if let Some((a, pn, size)) = to_receiver.pop_front() {
                 delivered_bytes += size;
+                out.bins[bin(a)] += size;
                 if a >= late_from {
                     late_bytes += size;
                 }
@@ -621,4 +686,74 @@ fn random_loss_does_not_end_startup_early() {
             loss * 100.0
         );
     }
+}
+
+/// (m) Rate policies beside unresponsive cross traffic (100 Mbit/s, 100 ms, one-BDP queue),
+/// arriving at 5 s and leaving at 15 s:
+/// * at the full link rate, the background flow must yield (≤ 10 % of the link while the other
+///   flow runs) and come back (≥ 85 % within 5 s after it leaves);
+/// * at half the link rate, the fair flow must take the rest (≥ 40 % of the link) and come back
+///   (≥ 85 %) too.
+#[test]
+fn background_yields_to_other_traffic_and_comes_back() {
+    let s = Duration::from_secs;
+    let run = |mode, cross| {
+        let link = wan().cross(s(5), s(15), cross);
+        let config = CongestionConfig::default().mode(mode);
+        simulate(link, config, s(25))
+    };
+    let bg = run(RateMode::Background, 100 * MBIT);
+    let fair = run(RateMode::Fair, 50 * MBIT);
+    let bg_half = run(RateMode::Background, 50 * MBIT);
+    for (name, o) in [
+        ("background beside 100", &bg),
+        ("fair beside 50", &fair),
+        ("background beside 50", &bg_half),
+    ] {
+        println!(
+            "(m) {name:<22} alone {:>5.1} Mbit/s | beside {:>5.1} Mbit/s (our queue delay \
+             {:>5.1} ms) | after it left {:>5.1} Mbit/s",
+            o.rate_between(s(2), s(5)) / 1e6,
+            o.rate_between(s(8), s(15)) / 1e6,
+            o.queue_delay_between(s(8), s(15)).as_secs_f64() * 1e3,
+            o.rate_between(s(20), s(25)) / 1e6,
+        );
+    }
+    let link_bps = wan().rate_bps as f64;
+    assert!(
+        bg.rate_between(s(2), s(5)) >= 0.85 * link_bps,
+        "{:?}",
+        bg.bins
+    );
+    assert!(
+        bg.rate_between(s(8), s(15)) <= 0.10 * link_bps,
+        "{:?}",
+        bg.bins
+    );
+    assert!(
+        bg.rate_between(s(20), s(25)) >= 0.85 * link_bps,
+        "{:?}",
+        bg.bins
+    );
+    assert!(
+        fair.rate_between(s(8), s(15)) >= 0.40 * link_bps,
+        "{:?}",
+        fair.bins
+    );
+    assert!(
+        fair.rate_between(s(20), s(25)) >= 0.85 * link_bps,
+        "{:?}",
+        fair.bins
+    );
+}
+
+/// (n) Background policy on an idle path behaves like the fair one: a flow that yields to
+/// nothing must not lose throughput (1 % loss, no cross traffic).
+#[test]
+fn background_alone_fills_the_link() {
+    let link = wan().loss(0.01);
+    let config = CongestionConfig::default().mode(RateMode::Background);
+    let o = simulate(link, config, Duration::from_secs(20));
+    report("(n) background, 1% loss", &link, &o);
+    assert!(o.late_delivered_bps >= 0.9 * link.rate_bps as f64, "{o:?}");
 }

@@ -91,6 +91,9 @@ const YIELD_TARGET_MAX: Duration = Duration::from_millis(25);
 const YIELD_DECREASE: f64 = 0.7;
 /// ... and per round without one, by this (from the floor back to the full rate in ~30 rounds).
 const YIELD_INCREASE: f64 = 1.15;
+/// Background policy: ProbeRTTs in a row (10 s apart) whose fresh minimum shows a standing queue
+/// and is set aside before it is believed: 30, five minutes.
+const BASE_RTT_PROBES: u32 = 30;
 /// Background policy: the smallest fraction of the model rate kept (the flow never stops, so it
 /// keeps measuring the queue).
 const YIELD_FLOOR: f64 = 1.0 / 64.0;
@@ -212,6 +215,8 @@ pub struct Bbr {
     yield_factor: f64,
     /// Smallest RTT sample of the current round (the background policy's queue signal).
     round_min_rtt: Option<Duration>,
+    /// Background policy: consecutive ProbeRTTs whose minimum was set aside.
+    inflated_probes: u32,
 }
 
 impl Bbr {
@@ -241,6 +246,7 @@ impl Bbr {
             pacing_rate: 0,
             yield_factor: 1.0,
             round_min_rtt: None,
+            inflated_probes: 0,
         };
         bbr.update_pacing_rate();
         bbr
@@ -403,6 +409,28 @@ impl Bbr {
         }
     }
 
+    /// Background policy: whether ProbeRTT's `fresh` minimum, above the `kept` one by more
+    /// than the yield target, is another flow's standing queue rather than a longer path. Up to
+    /// [`BASE_RTT_PROBES`] probes in a row the old minimum is kept (LEDBAT keeps its base delay
+    /// for minutes for the same reason): adopting the queue as the base would end the yielding
+    /// while the competitor is still there. Later, the path is taken to have changed.
+    fn keeps_base_rtt(&mut self, fresh: Duration, kept: Duration) -> bool {
+        if self.config.mode != RateMode::Background || fresh <= kept + self.yield_target(kept) {
+            self.inflated_probes = 0;
+            return false;
+        }
+        self.inflated_probes += 1;
+        if self.inflated_probes > BASE_RTT_PROBES {
+            self.inflated_probes = 0;
+            return false;
+        }
+        true
+    }
+
+    fn yield_target(&self, min_rtt: Duration) -> Duration {
+        (min_rtt / 4).clamp(YIELD_TARGET_MIN, YIELD_TARGET_MAX)
+    }
+
     /// The fraction of the model rate a background flow currently sends (1: not yielding).
     pub fn yield_factor(&self) -> f64 {
         self.yield_factor
@@ -419,10 +447,12 @@ impl Bbr {
             return;
         }
         let min_rtt = self.min_rtt_or_initial();
-        let target = (min_rtt / 4).clamp(YIELD_TARGET_MIN, YIELD_TARGET_MAX);
-        if round_min > min_rtt + target {
+        if round_min > min_rtt + self.yield_target(min_rtt) {
             self.yield_factor = (self.yield_factor * YIELD_DECREASE).max(YIELD_FLOOR);
             self.full_bw.is_filled = true;
+            // Yielding is the response to the queue: the loss cap would only stay behind and
+            // slow the return once the other traffic is gone (it regrows by 1/16 per round).
+            self.inflight_hi = None;
         } else {
             self.yield_factor = (self.yield_factor * YIELD_INCREASE).min(1.0);
         }
@@ -566,7 +596,8 @@ impl Bbr {
         }
         let heavy = lost >= self.mds().saturating_mul(LOSS_MIN_DATAGRAMS)
             && lost as f64 > LOSS_THRESH * lost.saturating_add(delivered) as f64;
-        if heavy && self.is_queueing() {
+        let yielding = self.yield_factor < 1.0;
+        if heavy && self.is_queueing() && !yielding {
             let base = self
                 .inflight_hi
                 .unwrap_or(u64::MAX)
@@ -661,7 +692,9 @@ impl Bbr {
             .is_none_or(|s| now.saturating_duration_since(s) > phase);
         let next = if self.pacing_gain < 1.0 {
             // Leave the drain phase early once the queue is gone.
-            elapsed || bytes_in_flight <= self.inflight(1.0)
+            // Drained to one BDP (not the BDP plus the aggregation allowance, which left ~10 ms
+            // of standing queue after every probe).
+            elapsed || bytes_in_flight <= self.bdp()
         } else {
             elapsed
         };
@@ -695,11 +728,14 @@ impl Bbr {
                     self.probe_rtt.is_round_done = true;
                 }
                 if self.probe_rtt.is_round_done && now >= done_at {
-                    if let Some(m) = self.probe_rtt.min_sample {
-                        self.min_rtt = Some((m, now));
-                    } else if let Some((min, _)) = self.min_rtt {
-                        self.min_rtt = Some((min, now));
-                    }
+                    let fresh = self.probe_rtt.min_sample;
+                    let kept = self.min_rtt.map(|m| m.0);
+                    let min = match (fresh, kept) {
+                        (Some(f), Some(k)) if self.keeps_base_rtt(f, k) => k,
+                        (Some(f), _) => f,
+                        (None, k) => k.unwrap_or(self.config.initial_rtt),
+                    };
+                    self.min_rtt = Some((min, now));
                     if self.full_bw.is_filled {
                         self.enter_probe_bw(now);
                     } else {

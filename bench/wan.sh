@@ -37,7 +37,9 @@ NS=jsw
 WORK=$(mktemp -d /dev/shm/jswan.XXXX)
 SSHD_PID=""; USER_MADE=""; PAM_MADE=""
 BENCH_USER="jswan$$"
+ALLOWED_CC=""
 cleanup() {
+  if [ -n "$ALLOWED_CC" ]; then echo "$ALLOWED_CC" > /proc/sys/net/ipv4/tcp_allowed_congestion_control; fi
   if [ -n "$SSHD_PID" ]; then kill "$SSHD_PID" 2>/dev/null || true; wait "$SSHD_PID" 2>/dev/null || true; fi
   "$LINKEM" down --name "$NS" 2>/dev/null || true
   if [ -n "$USER_MADE" ]; then userdel "$BENCH_USER" 2>/dev/null || true; fi
@@ -50,6 +52,15 @@ trap cleanup EXIT
 ip netns add "$NS-a"
 ip netns add "$NS-b"
 ip -n "$NS-b" link set lo up
+# TCP peers (scp) use Debian's default congestion control, CUBIC, unless iperf3 picks one
+# (-C): this host's own default may differ and namespaces inherit it. A namespace may only
+# default to an "allowed" algorithm, so CUBIC is allowed for the run (restored on exit).
+ALLOWED_CC=$(cat /proc/sys/net/ipv4/tcp_allowed_congestion_control)
+case " $ALLOWED_CC " in
+  *" cubic "*) ;;
+  *) echo "$ALLOWED_CC cubic" > /proc/sys/net/ipv4/tcp_allowed_congestion_control ;;
+esac
+for side in a b; do ip netns exec "$NS-$side" sysctl -qw net.ipv4.tcp_congestion_control=cubic; done
 
 if [ ! -e /etc/pam.d/jetstream ]; then
   install -m 644 packaging/pam.d/jetstream /etc/pam.d/jetstream

@@ -80,16 +80,25 @@ def cpu_seconds(pid):
 
 
 def timed(cmd, timeout=None, env=None):
-    """Runs cmd under /usr/bin/time; returns (rc, stdout, user+sys seconds, wall seconds)."""
+    """Runs cmd under /usr/bin/time in its own process group; returns (rc, stdout, user+sys
+    seconds, wall seconds). On timeout the whole group is killed (scp leaves an ssh child that
+    would otherwise go on uploading through the next measurements)."""
     tfile = f"{WORK}/time.out"
+    if os.path.exists(tfile):
+        os.remove(tfile)
     t0 = time.time()
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%U %S", "-o", tfile, *cmd],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         start_new_session=True)
     try:
-        p = subprocess.run(["/usr/bin/time", "-f", "%U %S", "-o", tfile, *cmd],
-                           capture_output=True, text=True, timeout=timeout, env=env)
-        rc, out = p.returncode, p.stdout
-    except subprocess.TimeoutExpired as e:
-        rc, out = None, (e.stdout or b"").decode(errors="replace")
+        out, _ = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        rc = None
     wall = time.time() - t0
+    reap_namespace(NS_A)
     cpu = None
     try:
         nums = re.findall(r"^([\d.]+) ([\d.]+)$", open(tfile).read(), re.M)
@@ -98,6 +107,16 @@ def timed(cmd, timeout=None, env=None):
     except OSError:
         pass
     return rc, out, cpu, wall
+
+
+def reap_namespace(ns):
+    """Kills whatever a measurement left running in the senders' namespace, so that nothing
+    competes with the next one (and says so)."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    left = pids.stdout.split()
+    if left:
+        print(f"  (killed {len(left)} leftover process(es) in {ns})", file=sys.stderr)
+        subprocess.run(["kill", "-9", *left], capture_output=True)
 
 
 def link_metrics(stats, proto, spec, payload_bytes):

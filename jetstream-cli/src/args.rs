@@ -27,6 +27,7 @@ pub(crate) struct Options {
     pub(crate) recursive: bool,
     pub(crate) port: Option<u16>,
     pub(crate) limit_kbps: Option<u64>,
+    pub(crate) policy: Option<jetstream_core::RateMode>,
     pub(crate) quiet: bool,
     pub(crate) verbose: bool,
     pub(crate) dest_path: Option<String>,
@@ -116,6 +117,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, UsageError> {
         recursive: false,
         port: None,
         limit_kbps: None,
+        policy: None,
         quiet: false,
         verbose: false,
         dest_path: None,
@@ -165,6 +167,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, UsageError> {
                 "port" | "api-control-port" => o.port = Some(port(&value("a port")?)?),
                 "limit" => o.limit_kbps = Some(kbps(&value("a rate in kbit/s")?)?),
                 "destination-path" => o.dest_path = Some(value("a path")?),
+                "policy" => {
+                    let v = value("fair, fixed or background")?;
+                    o.policy = Some(v.parse().map_err(|e| usage(format!("--policy {v}: {e}")))?);
+                }
                 _ => return Err(usage(format!("unknown option --{name}"))),
             }
             continue;
@@ -354,11 +360,13 @@ mod tests {
             "--token=abc",
             "--resume",
             "--accept-new-host",
+            "--policy=background",
             "-rd/p",
             "a",
             "h:",
         ]);
         assert!(o.json && o.resume && o.accept_new_host && o.recursive);
+        assert_eq!(o.policy, Some(jetstream_core::RateMode::Background));
         assert_eq!(o.token.as_deref(), Some("abc"));
         assert_eq!(o.dest_path.as_deref(), Some("/p"));
         let o = copy(&["--", "-weird-name", "h:/t"]);
@@ -379,6 +387,7 @@ mod tests {
             &["--nope", "a", "h:/b"],
             &["-P", "http", "a", "h:/b"],
             &["-l", "0", "a", "h:/b"],
+            &["--policy", "greedy", "a", "h:/b"],
             &["-d", "/p", "h:/a", "."],
             &["a", "h:/a", "."],
             &["-P"],

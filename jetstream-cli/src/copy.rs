@@ -127,7 +127,7 @@ fn push(
     stop: &Arc<AtomicBool>,
 ) -> Result<(), Failure> {
     let plan = push_plan(o, &r.path)?;
-    let files = scan(&plan).map_err(|e| Failure::new(exit::LOCAL, e))?;
+    let files = scan(&plan, None).map_err(|e| Failure::new(exit::LOCAL, e))?;
     let manifest = engine_manifest(&files).map_err(|e| Failure::new(exit::LOCAL, e))?;
     let mut client = open(o, r)?;
     let transfer_id = new_id();
@@ -174,7 +174,8 @@ fn push(
         .ok_or_else(|| Failure::new(exit::CONNECT, "lost the connection to the server"))?;
     let engine = local_engine()?;
     let dest = Destination::new(std::net::SocketAddr::new(ip, port))
-        .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps));
+        .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps))
+        .rate_mode(o.policy);
     let files_total = manifest.len() as u64;
     progress.start();
     progress.event(
@@ -535,6 +536,7 @@ fn receive_manifest(
                 "cipher": cipher.name(),
                 "receiverPort": port,
                 "sendRateMax": o.limit_kbps,
+                "ratePolicy": o.policy.map(jetstream_core::RateMode::as_str),
             }),
         )
         .map_err(refused)?;

@@ -29,6 +29,9 @@ Options:
                          <sandbox>/<DESTPATH>/<TARGET>
   -P PORT                the server's API port (default 8886; or HOST:PORT:PATH)
   -l KBITS               limit the rate, in kbit/s (like scp -l)
+      --policy POLICY    rate policy: fair (default: share a congested link with other
+                         traffic), fixed (hold the -l rate whatever the path does) or
+                         background (yield to other traffic)
   -q, --quiet            no progress and no summary
   -v, --verbose          say what happens, on stderr
       --json             machine-readable events on stdout, one JSON object per line

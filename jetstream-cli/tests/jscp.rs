@@ -1,6 +1,11 @@
 //! `jscp` against real `jetstream server` processes on loopback, with real users and files.
 #![allow(unreachable_pub)]
 
+#[path = "jscp/crash.rs"]
+mod crash;
+#[path = "../../jetstream-server/tests/server/crash.rs"]
+#[allow(dead_code)]
+mod crash_kit;
 #[path = "../../jetstream-server/tests/server/util.rs"]
 #[allow(dead_code)]
 mod util;
@@ -70,9 +75,12 @@ fn the_seed_examples_land_where_the_seed_says() {
     write(&src, &data(70_000, 11));
     let user_at = |host_path: &str| format!("{}@127.0.0.1:{host_path}", u.name());
 
-    // No sandbox: the target path alone decides (kept inside the scratch dir here).
+    // No sandbox: the target path alone decides (kept inside the scratch dir here, in a
+    // directory the user may write: the server writes with the user's rights).
     let open = Srv::start(root, "open", &[]);
     let target = root.join("target/my_file");
+    std::fs::create_dir(root.join("target")).expect("mkdir target");
+    std::os::unix::fs::chown(root.join("target"), Some(u.uid()), Some(u.gid())).expect("chown");
     let (code, out, err) = run(jscp(&open, &pw, &kh)
         .arg("--accept-new-host")
         .arg(&src)
@@ -192,7 +200,7 @@ fn start_push(
     fraction: f64,
 ) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = jscp(b, pw, kh)
-        .args(["--json", "-l", "150000"])
+        .args(["--json", "-r", "-l", "150000"])
         .arg(src)
         .arg(remote)
         .stdout(Stdio::piped())

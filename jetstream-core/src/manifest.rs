@@ -19,6 +19,10 @@ use crate::{Digest, FileIndex};
 pub struct ManifestEntry {
     /// Where the sender reads the file from. `None` on the receiving side.
     pub(crate) src_path: Option<PathBuf>,
+    /// The device and inode the source had when the manifest was made, when known: the
+    /// reader refuses to send any other file found at `src_path` later (a path swapped for a
+    /// link to another file). Never sent to the receiver.
+    pub(crate) src_id: Option<(u64, u64)>,
     /// Relative destination path, `/`-separated, validated: non-empty, no `.`/`..`/empty
     /// components, no leading `/`, no NUL, valid UTF-8.
     pub(crate) dest_path: String,
@@ -165,6 +169,7 @@ impl ManifestEntry {
         validate_relative(dest_path)?;
         Ok(Self {
             src_path: None,
+            src_id: None,
             dest_path: dest_path.to_owned(),
             size,
             mtime_us,
@@ -185,6 +190,7 @@ impl ManifestEntry {
         validate_relative(dest_path)?;
         Ok(Self {
             src_path: None,
+            src_id: None,
             dest_path: dest_path.to_owned(),
             size: 0,
             mtime_us,
@@ -197,6 +203,15 @@ impl ManifestEntry {
     #[must_use]
     pub fn with_source(mut self, src_path: PathBuf) -> Self {
         self.src_path = Some(src_path);
+        self
+    }
+
+    /// Pins the source to the file with this device and inode number (as `stat` gave them
+    /// when the manifest was made): the sender then refuses to read any other file found at
+    /// the source path (`FsError::SourceChanged`).
+    #[must_use]
+    pub fn with_source_id(mut self, dev: u64, ino: u64) -> Self {
+        self.src_id = Some((dev, ino));
         self
     }
 
@@ -327,6 +342,7 @@ impl Manifest {
             validate_relative(dest_path).map_err(ManifestError::InvalidPath)?;
             entries.push(ManifestEntry {
                 src_path: None,
+                src_id: None,
                 dest_path: dest_path.to_owned(),
                 size,
                 mtime_us,

@@ -90,6 +90,14 @@ impl std::str::FromStr for TransferId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Digest(pub [u8; 32]);
 
+impl Digest {
+    /// What a sender puts in an entry's digest slot when it could not read the entry (an I/O
+    /// error, or the file changed size): the receiver then fails that entry at once, keeping
+    /// what arrived for a resume, instead of waiting for bytes that will never come. No file
+    /// has this BLAKE3 digest in practice (2^-256).
+    pub const SOURCE_FAILED: Self = Self([0xff; 32]);
+}
+
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in &self.0[..8] {

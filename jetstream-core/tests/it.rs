@@ -6,7 +6,12 @@
 mod it {
     pub mod util;
 
+    pub mod bogus;
     mod discovery;
+    mod faults;
+    mod flood;
     mod loopback;
+    mod perms;
+    pub mod proxy;
     mod resume;
 }

@@ -31,7 +31,6 @@
 //! `openat`-style resolution).
 //!
 //! Paths are handled as UTF-8 strings (they come from JSON); `\` is an ordinary character.
-#![allow(unsafe_code)]
 
 use std::fmt;
 use std::io;
@@ -407,119 +406,20 @@ pub fn ensure_dir_under(
     Ok(path)
 }
 
-/// The identity a [`run_as_user`] thread takes for file-system access.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserIds {
-    /// File-system user id.
-    pub uid: u32,
-    /// File-system group id (the primary group).
-    pub gid: u32,
-    /// Supplementary groups (may be empty).
-    pub groups: Vec<u32>,
-}
+/// The identity a [`run_as_user`] thread takes for file-system access (uid, gid,
+/// supplementary groups): the engine's, shared with the receive path.
+pub use jetstream_core::fs::identity::FsIdentity as UserIds;
 
-/// Runs `f` with the file-system identity of a user, or directly when `ids` is `None`.
-///
-/// This is how a server running as root makes file **reads and listings** (e.g. building a
-/// manifest from a user's source paths) with that user's rights only: with `Some(ids)`, `f`
-/// runs on a fresh thread that first switches *its own* supplementary groups, file-system gid
-/// and file-system uid with raw per-thread syscalls (`setgroups`, `setfsgid`, `setfsuid`).
-/// The glibc wrappers (`setgroups`, `setresuid`, …) are deliberately not used: they change the
-/// credentials of every thread of the process. The thread ends when `f` returns, so the
-/// identity never leaks to other work. Moving from fsuid 0 to another fsuid also drops the
-/// file-system capabilities (`CAP_DAC_OVERRIDE`, …) of that thread, so ordinary permission
-/// checks apply to it. The switch is verified (`setfsuid`/`setfsgid` only report the previous
-/// value, so each is called twice) and an error is returned if it did not take effect, e.g.
-/// when the process lacks `CAP_SETUID`/`CAP_SETGID`.
-///
-/// Linux-specific: on other systems `Some(ids)` returns an [`io::ErrorKind::Unsupported`] error.
-/// A panic in `f` is propagated to the caller.
-///
-/// # Errors
-/// The error of spawning the thread or of `setgroups`, or `PermissionDenied` when the
-/// file-system uid or gid could not be switched. `f` does not run in those cases.
-pub fn run_as_user<T: Send + 'static>(
-    ids: Option<UserIds>,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> io::Result<T> {
-    let Some(ids) = ids else {
-        return Ok(f());
-    };
-    let handle = std::thread::Builder::new()
-        .name(format!("fs-as-uid-{}", ids.uid))
-        .spawn(move || -> io::Result<T> {
-            switch_fs_identity(&ids)?;
-            Ok(f())
-        })?;
-    match handle.join() {
-        Ok(result) => result,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
-#[cfg(target_os = "linux")]
-mod ids_syscall {
-    #[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
-    pub(super) use libc::{
-        SYS_setfsgid as SETFSGID, SYS_setfsuid as SETFSUID, SYS_setgroups as SETGROUPS,
-    };
-    #[cfg(any(target_arch = "x86", target_arch = "arm"))]
-    pub(super) use libc::{
-        SYS_setfsgid32 as SETFSGID, SYS_setfsuid32 as SETFSUID, SYS_setgroups32 as SETGROUPS,
-    };
-}
-
-/// Switches the calling thread's supplementary groups, fsgid and fsuid (in that order: the
-/// group changes need privileges that the fsuid change may drop).
-#[cfg(target_os = "linux")]
-fn switch_fs_identity(ids: &UserIds) -> io::Result<()> {
-    let groups: Vec<libc::gid_t> = ids.groups.clone();
-    // SAFETY: raw setgroups(2) on this thread only; `groups` is a live, properly aligned
-    // array of `groups.len()` gid_t values that the kernel only reads during the call.
-    let rc = unsafe {
-        libc::syscall(
-            ids_syscall::SETGROUPS,
-            groups.len() as libc::size_t,
-            groups.as_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let set_fs_id = |nr: libc::c_long, id: u32| -> libc::c_long {
-        // SAFETY: setfsuid(2)/setfsgid(2) take one integer id, touch no memory and act on the
-        // calling thread only; they return the previous id and never fail with -1/errno.
-        unsafe { libc::syscall(nr, id as libc::c_uint) }
-    };
-    set_fs_id(ids_syscall::SETFSGID, ids.gid);
-    if set_fs_id(ids_syscall::SETFSGID, ids.gid) != libc::c_long::from(ids.gid) {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("could not switch the file-system gid to {}", ids.gid),
-        ));
-    }
-    set_fs_id(ids_syscall::SETFSUID, ids.uid);
-    if set_fs_id(ids_syscall::SETFSUID, ids.uid) != libc::c_long::from(ids.uid) {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("could not switch the file-system uid to {}", ids.uid),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn switch_fs_identity(_ids: &UserIds) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "acting with a user's file-system identity is only supported on Linux",
-    ))
-}
+/// Runs a closure with a user's file-system identity (a fresh thread switched with per-thread
+/// `setgroups`/`setfsgid`/`setfsuid`), or inline for `None`: how a server running as root
+/// reads and lists files (e.g. to build a manifest) with that user's rights only. The
+/// engine's, shared with the receive path; tested there.
+pub use jetstream_core::fs::identity::run_as_user;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{symlink, MetadataExt};
 
     /// Whether this process can give files away (root with CAP_CHOWN): the ownership tests
     /// need it and are skipped (with a message) otherwise.
@@ -851,96 +751,5 @@ mod tests {
             ),
             "{r:?}"
         );
-    }
-
-    #[test]
-    fn run_as_user_without_ids_runs_inline() {
-        let here = std::thread::current().id();
-        let there = run_as_user(None, move || std::thread::current().id() == here).unwrap();
-        assert!(there);
-    }
-
-    #[test]
-    fn run_as_user_reads_with_the_users_rights() {
-        let tmp = tempfile::tempdir().unwrap();
-        if !can_chown(tmp.path()) {
-            return;
-        }
-        // nobody must be able to traverse the temp dir to reach the files.
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let secret = tmp.path().join("secret");
-        let public = tmp.path().join("public");
-        std::fs::write(&secret, b"secret").unwrap();
-        std::fs::write(&public, b"public").unwrap();
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let nobody = UserIds {
-            uid: NOBODY,
-            gid: NOBODY,
-            groups: Vec::new(),
-        };
-        let (s, p) = (secret.clone(), public);
-        let (secret_read, public_read) =
-            run_as_user(Some(nobody), move || (std::fs::read(&s), std::fs::read(&p))).unwrap();
-        let err = secret_read.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
-        assert_eq!(public_read.unwrap(), b"public");
-        // The calling thread kept root's file-system identity.
-        assert_eq!(std::fs::read(&secret).unwrap(), b"secret");
-        // And a listing as nobody of a 0700 directory fails too.
-        let private = tmp.path().join("private");
-        std::fs::create_dir(&private).unwrap();
-        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let ids = UserIds {
-            uid: NOBODY,
-            gid: NOBODY,
-            groups: vec![],
-        };
-        let p = private.clone();
-        let listed = run_as_user(Some(ids), move || std::fs::read_dir(&p).map(|_| ())).unwrap();
-        assert_eq!(listed.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
-        assert!(std::fs::read_dir(&private).is_ok());
-    }
-
-    #[test]
-    fn run_as_user_supplementary_groups_apply() {
-        let tmp = tempfile::tempdir().unwrap();
-        if !can_chown(tmp.path()) {
-            return;
-        }
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let shared = tmp.path().join("group-readable");
-        std::fs::write(&shared, b"team").unwrap();
-        // Owned by root, group 4242, readable by the group only.
-        lchown(&shared, Some(0), Some(4242)).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let read_as = |groups: Vec<u32>| {
-            let ids = UserIds {
-                uid: NOBODY,
-                gid: NOBODY,
-                groups,
-            };
-            let p = shared.clone();
-            run_as_user(Some(ids), move || std::fs::read(&p)).unwrap()
-        };
-        assert_eq!(read_as(vec![4242]).unwrap(), b"team");
-        assert_eq!(
-            read_as(vec![]).unwrap_err().kind(),
-            io::ErrorKind::PermissionDenied
-        );
-    }
-
-    #[test]
-    fn run_as_user_propagates_a_panic() {
-        let r = std::panic::catch_unwind(|| run_as_user(None, || panic!("boom")));
-        assert!(r.is_err());
-        let ids = UserIds {
-            uid: 0,
-            gid: 0,
-            groups: vec![0],
-        };
-        let r = std::panic::catch_unwind(move || run_as_user(Some(ids), || panic!("boom")));
-        // Either the switch failed (not root: Ok(Err(_))) or the panic came back.
-        assert!(matches!(r, Err(_) | Ok(Err(_))), "{r:?}");
     }
 }

@@ -4,15 +4,20 @@
 
 mod server {
     pub mod api;
+    pub mod attacks;
     pub mod bandwidth;
     pub mod control;
+    pub mod crash;
     pub mod discover;
+    pub mod load;
     pub mod paths;
+    pub mod perms;
     pub mod process;
     pub mod relay;
     pub mod remote;
     pub mod restart;
     pub mod schedule;
+    pub mod storage;
     pub mod triggers;
     pub mod trust;
     pub mod util;

@@ -28,14 +28,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use super::paths::{resolve, resolve_for_write_as, temp_path};
+use super::paths::{resolve, resolve_for_write, temp_path};
 use super::tree::{subtree_count, subtree_hash, subtree_len, SubtreeHash, SUBTREE_LEN};
 use super::FsError;
 use crate::manifest::{Manifest, ManifestEntry};
@@ -255,7 +255,6 @@ impl Journal {
         root: &Path,
         tag: &str,
         records: &JournalRecords,
-        owner: Option<(u32, u32)>,
     ) -> Result<Self, FsError> {
         let path = journal_path(root, tag);
         let dir = root.join(JOURNAL_DIR);
@@ -266,10 +265,7 @@ impl Journal {
                     path: JOURNAL_DIR.to_owned(),
                 })
             }
-            Err(_) => {
-                std::fs::create_dir(&dir).map_err(|e| FsError::io(&dir, &e))?;
-                chown(&dir, owner)?;
-            }
+            Err(_) => std::fs::create_dir(&dir).map_err(|e| FsError::io(&dir, &e))?,
         }
         let mut text = line(&format!("{VERSION} {tag}"));
         for (file, ranges) in &records.durable {
@@ -294,9 +290,6 @@ impl Journal {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, e))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| io_err(&tmp, e))?;
-        }
         f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
@@ -366,6 +359,40 @@ pub(crate) fn sync_dir(dir: &Path) {
     }
 }
 
+/// Reads the journal of a previous run, keeps what still holds on disk, and starts the journal
+/// of this run (with `journaling`); creates `root` if missing. Runs with the sink's
+/// file-system identity, if any.
+pub(crate) fn prepare(
+    root: &Path,
+    manifest: &Manifest,
+    tag: &str,
+    journaling: bool,
+) -> Result<(JournalRecords, Option<Journal>), FsError> {
+    std::fs::create_dir_all(root).map_err(|e| FsError::io(root, &e))?;
+    if !journaling {
+        return Ok((JournalRecords::default(), None));
+    }
+    let previous = read(root, tag);
+    let records = validate(root, tag, manifest, &previous);
+    if records.complete.len() < manifest.len() {
+        match Journal::create(root, tag, &records) {
+            Ok(journal) => Ok((records, Some(journal))),
+            // A root the receiving user may not write (or a read-only one): receive without a
+            // journal, so that each entry fails (or succeeds, in a writable subdirectory) on
+            // its own with a clear "may not write there" rather than the whole transfer
+            // failing on the journal's path. Only resuming is lost.
+            Err(FsError::Io {
+                kind: io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem,
+                ..
+            }) => Ok((records, None)),
+            Err(e) => Err(e),
+        }
+    } else {
+        remove(root, tag);
+        Ok((records, None))
+    }
+}
+
 /// Part-file writes not yet journaled, and the journal, shared by the sink's threads.
 #[derive(Debug, Default)]
 pub(crate) struct JournalState {
@@ -373,7 +400,19 @@ pub(crate) struct JournalState {
     pub(crate) journal: Option<Journal>,
     /// Per file: its part file and the unit ranges written since the last checkpoint.
     pub(crate) pending: BTreeMap<FileIndex, (PathBuf, Vec<Range<u64>>)>,
+    /// Bytes in `pending`.
+    pub(crate) pending_bytes: u64,
+    /// Wakes the checkpoint thread early once `pending_bytes` reaches
+    /// [`CHECKPOINT_BYTES`]: a crash then re-sends at most that much (plus what was in flight),
+    /// whatever the rate.
+    pub(crate) kick: Option<crossbeam_channel::Sender<()>>,
 }
+
+/// Written bytes not yet journaled that trigger a checkpoint before its interval is up: a killed
+/// receiver re-receives at most this plus what was in flight. 4 MiB is 15 checkpoints a second
+/// at 500 Mbit/s, each one `fdatasync` per part file touched (a 4 MiB write-back: cheap for a
+/// disk, free on tmpfs). With 8 MiB the crash campaign re-sent 6.2 % of 100 MB per resume.
+pub(crate) const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 impl JournalState {
     /// Notes that `range` of `file` was written to `part` (called after the write returned).
@@ -381,11 +420,20 @@ impl JournalState {
         if self.journal.is_none() {
             return;
         }
+        self.pending_bytes = self
+            .pending_bytes
+            .saturating_add(range.end.saturating_sub(range.start));
         let slot = self
             .pending
             .entry(file)
             .or_insert_with(|| (part.to_path_buf(), Vec::new()));
         insert_range(&mut slot.1, range);
+        if self.pending_bytes >= CHECKPOINT_BYTES {
+            if let Some(kick) = &self.kick {
+                // Full: a kick is already waiting.
+                let _ = kick.try_send(());
+            }
+        }
     }
 
     /// Appends and syncs a `C` record; on error journaling stops (conservative: the journal
@@ -408,7 +456,11 @@ impl JournalState {
 /// One checkpoint: takes the pending writes, `fdatasync`s their part files, then appends the
 /// `D` records of the files that synced and syncs the journal. Blocks on the disk.
 pub(crate) fn checkpoint(state: &Mutex<JournalState>) {
-    let batch = std::mem::take(&mut state.lock().pending);
+    let batch = {
+        let mut s = state.lock();
+        s.pending_bytes = 0;
+        std::mem::take(&mut s.pending)
+    };
     if batch.is_empty() {
         return;
     }
@@ -449,8 +501,6 @@ pub(crate) struct Disk {
     pub(crate) manifest: Arc<Manifest>,
     pub(crate) tag: String,
     pub(crate) fsync: bool,
-    /// Owner (uid, gid) of everything created, when receiving for another user.
-    pub(crate) owner: Option<(u32, u32)>,
     pub(crate) journal: Mutex<JournalState>,
     /// Part files already resolved and opened, so that a unit write is one `pwrite` rather
     /// than a path walk, an open and a close (and the path is not re-resolved between units).
@@ -473,8 +523,7 @@ impl Disk {
 
     /// The final path (parents created, symlinks refused) and the part path of `file`.
     pub(crate) fn paths_of(&self, file: FileIndex) -> Result<(PathBuf, PathBuf), FsError> {
-        let final_path =
-            resolve_for_write_as(&self.root, self.entry(file)?.dest_path(), self.owner)?;
+        let final_path = resolve_for_write(&self.root, self.entry(file)?.dest_path())?;
         let part = temp_path(&final_path, &self.tag);
         Ok((final_path, part))
     }
@@ -522,7 +571,7 @@ impl Disk {
             return Ok((part.clone(), f.clone()));
         }
         let (_, part) = self.paths_of(file)?;
-        let f = Arc::new(open_part(&part, size, self.owner)?);
+        let f = Arc::new(open_part(&part, size)?);
         let mut open = self.open.lock();
         if open.len() >= OPEN_PART_FILES {
             open.clear();
@@ -537,9 +586,9 @@ impl Disk {
         self.open.lock().remove(&file);
         let e = self.entry(file)?;
         if e.is_empty_dir() {
-            let dir = resolve_for_write_as(&self.root, e.dest_path(), self.owner)?;
+            let dir = resolve_for_write(&self.root, e.dest_path())?;
             match std::fs::create_dir(&dir) {
-                Ok(()) => chown(&dir, self.owner)?,
+                Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                     let meta =
                         std::fs::symlink_metadata(&dir).map_err(|e| FsError::io(&dir, &e))?;
@@ -555,7 +604,7 @@ impl Disk {
         } else {
             let (final_path, part) = self.paths_of(file)?;
             // For an empty file this creates the part file; otherwise it exists at full length.
-            let f = open_part(&part, e.size(), self.owner)?;
+            let f = open_part(&part, e.size())?;
             if self.fsync {
                 f.sync_data().map_err(|e| FsError::io(&part, &e))?;
             }
@@ -588,18 +637,8 @@ impl Disk {
     }
 }
 
-/// Gives a directory the sink just created to `owner` (no-op without one).
-pub(crate) fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), FsError> {
-    match owner {
-        Some((uid, gid)) => {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| FsError::io(path, &e))
-        }
-        None => Ok(()),
-    }
-}
-
 /// Opens (creating, `O_NOFOLLOW`) a part file and makes it exactly `size` bytes long.
-fn open_part(part: &Path, size: u64, owner: Option<(u32, u32)>) -> Result<File, FsError> {
+fn open_part(part: &Path, size: u64) -> Result<File, FsError> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -611,12 +650,6 @@ fn open_part(part: &Path, size: u64, owner: Option<(u32, u32)>) -> Result<File, 
     let meta = f.metadata().map_err(|e| FsError::io(part, &e))?;
     if !meta.is_file() {
         return Err(FsError::io(part, &io::Error::other("not a regular file")));
-    }
-    if let Some((uid, gid)) = owner {
-        if (meta.uid(), meta.gid()) != (uid, gid) {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
-                .map_err(|e| FsError::io(part, &e))?;
-        }
     }
     if meta.len() != size {
         // Real preallocation where the filesystem supports it: blocks allocated up front make
@@ -705,7 +738,7 @@ mod tests {
         records.add_durable(FileIndex(3), 0..SUBTREE_LEN);
         records.add_durable(FileIndex(3), SUBTREE_LEN..2 * SUBTREE_LEN + 7);
         records.complete.insert(FileIndex(1));
-        let mut j = Journal::create(dir.path(), "abcd", &records, None).expect("create");
+        let mut j = Journal::create(dir.path(), "abcd", &records).expect("create");
         j.append_durable(FileIndex(5), &(0..100)).expect("append");
         j.sync().expect("sync");
         drop(j);

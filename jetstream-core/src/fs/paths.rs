@@ -87,29 +87,19 @@ fn not_a_directory(path: PathBuf) -> FsError {
 /// [`FsError::Escape`] / [`FsError::InvalidPath`] from [`validate_relative`], `Escape` for a
 /// symlink, [`FsError::Io`] for a non-directory intermediate or a failed `lstat`.
 pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, FsError> {
-    walk(root, rel, false, None)
+    walk(root, rel, false)
 }
 
 /// Like [`resolve`], but also creates the missing parent directories, one component at a time.
 ///
-/// The final component itself is not created. `root` must already exist.
+/// The final component itself is not created. `root` must already exist. The directories are
+/// created with the calling thread's file-system identity (see [`super::identity`]), so they
+/// belong to the user a receive runs as.
 ///
 /// # Errors
 /// As [`resolve`], plus [`FsError::Io`] when a directory cannot be created.
 pub fn resolve_for_write(root: &Path, rel: &str) -> Result<PathBuf, FsError> {
-    walk(root, rel, true, None)
-}
-
-/// As [`resolve_for_write`], giving each directory it creates to `owner` (uid, gid).
-///
-/// # Errors
-/// As [`resolve_for_write`], plus [`FsError::Io`] when a directory cannot be given away.
-pub fn resolve_for_write_as(
-    root: &Path,
-    rel: &str,
-    owner: Option<(u32, u32)>,
-) -> Result<PathBuf, FsError> {
-    walk(root, rel, true, owner)
+    walk(root, rel, true)
 }
 
 /// What an existing path component turned out to be.
@@ -132,12 +122,7 @@ fn inspect(path: &Path, rel: &str) -> Result<Found, FsError> {
     }
 }
 
-fn walk(
-    root: &Path,
-    rel: &str,
-    create: bool,
-    owner: Option<(u32, u32)>,
-) -> Result<PathBuf, FsError> {
+fn walk(root: &Path, rel: &str, create: bool) -> Result<PathBuf, FsError> {
     validate_relative(rel)?;
     let mut components = rel.split('/').peekable();
     let mut current = root.to_path_buf();
@@ -156,12 +141,7 @@ fn walk(
             Found::Missing if is_last => {}
             Found::Missing if !create => missing = true,
             Found::Missing => match std::fs::create_dir(&current) {
-                Ok(()) => {
-                    if let Some((uid, gid)) = owner {
-                        std::os::unix::fs::lchown(&current, Some(uid), Some(gid))
-                            .map_err(|e| FsError::io(&current, &e))?;
-                    }
-                }
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     // Someone created it in between: it must be a real directory.
                     match inspect(&current, rel)? {

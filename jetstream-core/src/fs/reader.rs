@@ -9,7 +9,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -272,6 +272,16 @@ impl Worker {
             }
         };
         let source = File::open(path).map_err(|e| failed(&e))?;
+        if let Some((dev, ino)) = entry.src_id {
+            // Not the file the manifest was made from (e.g. the path was swapped for a link
+            // to a file its owner may not read, while this side reads with more rights).
+            let meta = source.metadata().map_err(|e| failed(&e))?;
+            if (meta.dev(), meta.ino()) != (dev, ino) {
+                return Err(Abort::Failed(FsError::SourceChanged {
+                    path: path.to_path_buf(),
+                }));
+            }
+        }
         advise_sequential(&source);
         let size = entry.size();
         let mut offset = 0u64;

@@ -25,10 +25,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::journal::{self, contains, insert_range, Disk, Journal, JournalState};
+use super::identity::{run_as_user, FsIdentity};
+use super::journal::{self, contains, insert_range, Disk, JournalState};
 use super::paths::{resolve, temp_path};
 use super::tree::{subtree_len, SubtreeHash, TreeHasher, SUBTREE_LEN};
 use super::FsError;
@@ -42,8 +43,8 @@ pub struct SinkConfig {
     pub(crate) fsync: bool,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) journal: bool,
-    /// Owner (uid, gid) given to every file and directory the sink creates.
-    pub(crate) owner: Option<(u32, u32)>,
+    /// The user whose file-system identity all of the sink's disk work runs with.
+    pub(crate) identity: Option<FsIdentity>,
 }
 
 impl Default for SinkConfig {
@@ -53,7 +54,7 @@ impl Default for SinkConfig {
             fsync: true,
             checkpoint_interval: Duration::from_secs(1),
             journal: true,
-            owner: None,
+            identity: None,
         }
     }
 }
@@ -75,10 +76,13 @@ impl SinkConfig {
         self.checkpoint_interval = interval;
         self
     }
-    /// Gives every file and directory the sink creates to `uid:gid` (a server running as
-    /// root receiving for a user). Default: the process's own ids.
-    pub fn owner(&mut self, owner: Option<(u32, u32)>) -> &mut Self {
-        self.owner = owner;
+    /// Does all of the sink's disk work (creating the root, the journal, directories and part
+    /// files, renames, mtimes and modes) with `identity`'s file-system rights: a server running
+    /// as root receiving for a user. Ordinary permission checks then apply, and what is created
+    /// belongs to that user. Default `None`: the process's own identity, on the calling thread
+    /// for [`FileSink::open`].
+    pub fn identity(&mut self, identity: Option<FsIdentity>) -> &mut Self {
+        self.identity = identity;
         self
     }
     /// Whether a resume journal is kept (default `true`).
@@ -205,6 +209,8 @@ enum Done {
 /// What the worker and checkpoint threads share.
 struct Ctx {
     disk: Disk,
+    /// Taken by every thread that touches the disk for this sink.
+    identity: Option<FsIdentity>,
     cancelled: AtomicBool,
     notify: Arc<dyn Fn() + Send + Sync>,
 }
@@ -257,12 +263,15 @@ impl FileSink {
     /// under `root`, created if missing, and reads back what a previous run left.
     ///
     /// Blocks on the disk (reads and rewrites the journal): call it off the event loop or at
-    /// setup. Spawns `workers` threads plus one checkpoint thread (with the journal on), stopped
-    /// by [`close`](Self::close), [`discard`](Self::discard) or drop. `notify` is called from
-    /// worker threads whenever [`poll`](Self::poll) has news; it must not block.
+    /// setup. With a [`SinkConfig::identity`], that disk work runs on a short-lived thread
+    /// switched to it. Spawns `workers` threads plus one checkpoint thread (with the journal
+    /// on), each switched to the identity first, stopped by [`close`](Self::close),
+    /// [`discard`](Self::discard) or drop. `notify` is called from worker threads whenever
+    /// [`poll`](Self::poll) has news; it must not block.
     ///
     /// # Errors
-    /// [`FsError::Io`] when the root or the journal cannot be created.
+    /// [`FsError::Io`] when the root or the journal cannot be created (e.g. `PermissionDenied`
+    /// where the identity may not write), or the identity cannot be taken.
     pub fn open(
         root: PathBuf,
         manifest: Arc<Manifest>,
@@ -270,29 +279,31 @@ impl FileSink {
         config: SinkConfig,
         notify: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<(Self, ResumeState), FsError> {
-        std::fs::create_dir_all(&root).map_err(|e| FsError::io(&root, &e))?;
         let count = manifest.len();
-        let mut records = journal::JournalRecords::default();
-        let mut journal_state = JournalState::default();
-        if config.journal {
-            let previous = journal::read(&root, &tag);
-            records = journal::validate(&root, &tag, &manifest, &previous);
-            if records.complete.len() < count {
-                journal_state.journal = Some(Journal::create(&root, &tag, &records, config.owner)?);
-            } else {
-                journal::remove(&root, &tag);
-            }
-        }
+        let (records, journal) = {
+            let (dir, manifest, tag) = (root.clone(), manifest.clone(), tag.clone());
+            let journaling = config.journal;
+            run_as_user(config.identity.clone(), move || {
+                journal::prepare(&dir, &manifest, &tag, journaling)
+            })
+            .map_err(|e| FsError::io(&root, &e))??
+        };
+        let (kick_tx, kick_rx) = crossbeam_channel::bounded::<()>(1);
+        let journal_state = JournalState {
+            journal,
+            kick: Some(kick_tx),
+            ..JournalState::default()
+        };
         let ctx = Arc::new(Ctx {
             disk: Disk {
                 root,
                 manifest,
                 tag,
                 fsync: config.fsync,
-                owner: config.owner,
                 journal: Mutex::new(journal_state),
                 open: Mutex::new(HashMap::new()),
             },
+            identity: config.identity,
             cancelled: AtomicBool::new(false),
             notify,
         });
@@ -309,8 +320,28 @@ impl FileSink {
             let ctx = ctx.clone();
             let interval = config.checkpoint_interval;
             let handle = std::thread::spawn(move || {
-                // Stops on an explicit stop or when the sink (the sender) is gone.
-                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                if let Some(identity) = &ctx.identity {
+                    if identity.apply_to_this_thread().is_err() {
+                        // Not reachable in practice (`open` took the same identity). Without
+                        // checkpoints the journal says less than the truth, never more.
+                        ctx.disk.journal.lock().journal = None;
+                        return;
+                    }
+                }
+                // Every `interval`, or sooner when enough was written; stops on an explicit
+                // stop or when the sink (the sender) is gone, after a final checkpoint (unless
+                // the transfer was discarded) so that the transfer can resume.
+                loop {
+                    crossbeam_channel::select! {
+                        recv(stop_rx) -> _ => {
+                            if !ctx.cancelled.load(Ordering::Relaxed) {
+                                journal::checkpoint(&ctx.disk.journal);
+                            }
+                            break;
+                        }
+                        recv(kick_rx) -> _ => {}
+                        default(interval) => {}
+                    }
                     journal::checkpoint(&ctx.disk.journal);
                 }
             });
@@ -569,7 +600,11 @@ impl FileSink {
     /// then records them. Blocks on the disk (the background checkpoint does the same every
     /// `checkpoint_interval`); meant for tests and orderly shutdown.
     pub fn checkpoint_now(&mut self) {
-        journal::checkpoint(&self.ctx.disk.journal);
+        let ctx = self.ctx.clone();
+        // Best effort, like the background checkpoints (the identity was taken at open).
+        let _ = run_as_user(self.ctx.identity.clone(), move || {
+            journal::checkpoint(&ctx.disk.journal);
+        });
     }
 
     /// Stops the workers (after they finish their queue) and makes a final checkpoint so the
@@ -583,17 +618,23 @@ impl FileSink {
     pub fn discard(mut self) {
         self.ctx.cancelled.store(true, Ordering::Relaxed);
         self.stop_threads();
-        for (i, status) in self.status.iter().enumerate() {
-            if matches!(status, Status::Open | Status::Failed) {
-                let entry = &self.ctx.disk.manifest.entries()[i];
-                if let Ok(path) = resolve(&self.ctx.disk.root, entry.dest_path()) {
-                    // Best effort: it may never have been created.
-                    let _ = std::fs::remove_file(temp_path(&path, &self.ctx.disk.tag));
+        self.ctx.disk.journal.lock().journal = None;
+        let started: Vec<usize> = (self.status.iter().enumerate())
+            .filter(|(_, status)| matches!(status, Status::Open | Status::Failed))
+            .map(|(i, _)| i)
+            .collect();
+        let ctx = self.ctx.clone();
+        // Best effort throughout: a part file may never have been created.
+        let _ = run_as_user(self.ctx.identity.clone(), move || {
+            let disk = &ctx.disk;
+            for i in started {
+                let entry = &disk.manifest.entries()[i];
+                if let Ok(path) = resolve(&disk.root, entry.dest_path()) {
+                    let _ = std::fs::remove_file(temp_path(&path, &disk.tag));
                 }
             }
-        }
-        self.ctx.disk.journal.lock().journal = None;
-        journal::remove(&self.ctx.disk.root, &self.ctx.disk.tag);
+            journal::remove(&disk.root, &disk.tag);
+        });
     }
 
     fn stop_threads(&mut self) {
@@ -614,8 +655,9 @@ impl Drop for FileSink {
         if self.workers.is_empty() && self.checkpointer.is_none() {
             return; // discarded
         }
+        // The checkpoint thread makes the final checkpoint as it stops; without a journal
+        // there is nothing to checkpoint.
         self.stop_threads();
-        journal::checkpoint(&self.ctx.disk.journal);
     }
 }
 
@@ -635,17 +677,36 @@ impl FileState {
 // ---------------------------------------------------------------------------------------------
 // Worker threads: run jobs against the disk (see `journal::Disk`) and report back.
 
+/// `Err(refused)` when set, else `worker_gone()` when `cancelled`, else what `f` returns.
+fn guarded<T>(
+    refused: Option<&FsError>,
+    cancelled: bool,
+    f: impl FnOnce() -> Result<T, FsError>,
+) -> Result<T, FsError> {
+    match refused {
+        Some(err) => Err(err.clone()),
+        None if cancelled => Err(worker_gone()),
+        None => f(),
+    }
+}
+
 fn worker(ctx: &Ctx, jobs: &Receiver<Job>, done: &Sender<Done>) {
+    // Switch first: this thread only ever works for this sink. If the switch fails (not
+    // reachable in practice: `open` took the same identity), every job fails with its error
+    // rather than running with the process's rights.
+    let refused = ctx.identity.as_ref().and_then(|identity| {
+        let err = identity.apply_to_this_thread().err()?;
+        Some(FsError::io(&ctx.disk.root, &err))
+    });
+    let refused = refused.as_ref();
     while let Ok(job) = jobs.recv() {
         let cancelled = ctx.cancelled.load(Ordering::Relaxed);
         let out = match job {
             Job::Write { file, index, data } => {
                 let len = data.len() as u64;
-                let result = if cancelled {
-                    Err(worker_gone())
-                } else {
+                let result = guarded(refused, cancelled, || {
                     ctx.disk.write_unit(file, index, &data)
-                };
+                });
                 Done::Unit {
                     file,
                     index,
@@ -655,11 +716,7 @@ fn worker(ctx: &Ctx, jobs: &Receiver<Job>, done: &Sender<Done>) {
                 }
             }
             Job::Rehash { file, index } => {
-                let result = if cancelled {
-                    Err(worker_gone())
-                } else {
-                    ctx.disk.rehash_unit(file, index)
-                };
+                let result = guarded(refused, cancelled, || ctx.disk.rehash_unit(file, index));
                 Done::Unit {
                     file,
                     index,
@@ -670,15 +727,17 @@ fn worker(ctx: &Ctx, jobs: &Receiver<Job>, done: &Sender<Done>) {
             }
             Job::Finalize { file } => Done::Finalized {
                 file,
-                result: ctx.disk.finalize(file),
+                result: guarded(refused, false, || ctx.disk.finalize(file)),
             },
             Job::Reject { file } => Done::Finalized {
                 file,
-                result: ctx.disk.reject(file),
+                result: guarded(refused, false, || ctx.disk.reject(file)),
             },
             Job::RemoveJournal => {
                 ctx.disk.journal.lock().journal = None;
-                journal::remove(&ctx.disk.root, &ctx.disk.tag);
+                if refused.is_none() {
+                    journal::remove(&ctx.disk.root, &ctx.disk.tag);
+                }
                 continue;
             }
         };

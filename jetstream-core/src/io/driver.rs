@@ -17,6 +17,7 @@ use super::socket::UdpSocket;
 use super::{Command, Discovery, DiscoveryStats, EngineInfo, ReceiveCommand, SendCommand};
 use crate::config::EngineConfig;
 use crate::error::{Error, TransferError};
+use crate::fs::identity::FsIdentity;
 use crate::fs::reader::{spawn_reader, ReadEvent, ReaderHandle};
 use crate::fs::sink::{FileSink, SinkEvent};
 use crate::fs::FsError;
@@ -40,6 +41,9 @@ mod file_code {
     pub(super) const DISK_FULL: u64 = 4;
     pub(super) const NOT_PERMITTED: u64 = 5;
     pub(super) const CORRUPT: u64 = 6;
+    /// Not the receiver's doing: the sender could not read the entry
+    /// ([`Digest::SOURCE_FAILED`](crate::types::Digest::SOURCE_FAILED) in its digest slot).
+    pub(super) const SOURCE: u64 = 7;
 }
 
 fn file_error_code(err: &FsError) -> u64 {
@@ -62,6 +66,9 @@ fn file_error_code(err: &FsError) -> u64 {
 
 /// The sender's words for a receiver's failure code.
 fn describe_file_code(code: u64) -> String {
+    if code == file_code::SOURCE {
+        return SOURCE_UNREADABLE.to_owned();
+    }
     let why = match code {
         file_code::ESCAPE => "the path leaves the destination or crosses a symbolic link",
         file_code::INVALID_PATH => "the path is not valid there",
@@ -198,11 +205,15 @@ struct Active {
     shared: Arc<Shared>,
     reader: Option<(ReaderHandle, Receiver<ReadEvent>)>,
     root: Option<PathBuf>,
-    owner: Option<(u32, u32)>,
+    /// The user a receive writes as (see [`EngineHandle::receive_as`](super::EngineHandle::receive_as)).
+    owner: Option<FsIdentity>,
     manifest: Option<Arc<Manifest>>,
     file_errors: HashMap<u32, String>,
     started_reported: bool,
 }
+
+/// The receiver's words for an entry the sender could not read.
+const SOURCE_UNREADABLE: &str = "the sender could not read the source file";
 
 /// Receiving sessions' sinks, keyed by session.
 #[derive(Default)]
@@ -210,6 +221,8 @@ struct Sinks {
     map: HashMap<SessionHandle, FileSink>,
     /// Write errors raised synchronously, reported after the datagram is processed.
     errors: Vec<(SessionHandle, FileIndex, FsError)>,
+    /// Entries whose sender could not read them, reported likewise.
+    source_failed: Vec<(SessionHandle, FileIndex)>,
 }
 
 impl Storage for Sinks {
@@ -221,6 +234,12 @@ impl Storage for Sinks {
         }
     }
     fn finish(&mut self, session: SessionHandle, file: FileIndex, digest: Digest) {
+        if digest == Digest::SOURCE_FAILED {
+            // Its part file stays (with its journal records) for a resume once the source
+            // reads again; it is never finished.
+            self.source_failed.push((session, file));
+            return;
+        }
         if let Some(s) = self.map.get_mut(&session) {
             s.finish(file, digest);
         }
@@ -386,6 +405,9 @@ impl Driver {
                     }
                     for (h, file, err) in std::mem::take(&mut self.sinks.errors) {
                         self.file_failed(now, h, file, &err);
+                    }
+                    for (h, file) in std::mem::take(&mut self.sinks.source_failed) {
+                        self.entry_failed(now, h, file, file_code::SOURCE, SOURCE_UNREADABLE);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -575,11 +597,9 @@ impl Driver {
     /// still wants data that is already waiting (so the loop should not sleep).
     fn pump_readers(&mut self) -> bool {
         let mut more = false;
-        let handles: Vec<SessionHandle> = self.transfers.keys().copied().collect();
-        for h in handles {
-            let Some(t) = self.transfers.get_mut(&h) else {
-                continue;
-            };
+        // In place, not over a collected copy of the keys: this runs on every loop iteration,
+        // which must not allocate (a flood of bogus datagrams wakes the loop at its rate).
+        for (&h, t) in &mut self.transfers {
             let Some((_, rx)) = &t.reader else { continue };
             let mut budget = 64;
             while self.endpoint.wants_data(h) {
@@ -595,13 +615,13 @@ impl Driver {
                         t.reader = None;
                         break;
                     }
-                    ReadEvent::Failed { error, .. } => {
-                        // The receiver would wait forever for this entry: end the transfer
-                        // with the reason (resume picks up once the source is fixed).
-                        t.reader = None;
-                        self.endpoint
-                            .close(Instant::now(), h, TransferError::Disk(error));
-                        break;
+                    ReadEvent::Failed { file, error } => {
+                        // That entry alone fails: its digest slot says so, and the receiver
+                        // stops waiting for its bytes (the reader carries on with the next).
+                        t.file_errors
+                            .entry(file.0)
+                            .or_insert_with(|| format!("cannot read the source: {error}"));
+                        self.endpoint.handle_digest(h, file, Digest::SOURCE_FAILED);
                     }
                 }
                 budget -= 1;
@@ -615,9 +635,10 @@ impl Driver {
     }
 
     fn pump_sinks(&mut self, now: Instant) {
-        let handles: Vec<SessionHandle> = self.sinks.map.keys().copied().collect();
-        for h in handles {
-            while let Some(ev) = self.sinks.map.get_mut(&h).and_then(FileSink::poll) {
+        // In place and allocation-free unless a file failed (see `pump_readers`).
+        let mut failed = Vec::new();
+        for (&h, sink) in &mut self.sinks.map {
+            while let Some(ev) = sink.poll() {
                 match ev {
                     SinkEvent::FileDone {
                         file,
@@ -628,20 +649,34 @@ impl Driver {
                     SinkEvent::FileDone {
                         file,
                         result: Err(e),
-                    } => self.file_failed(now, h, file, &e),
+                    } => failed.push((h, file, e)),
                 }
             }
+        }
+        for (h, file, e) in failed {
+            self.file_failed(now, h, file, &e);
         }
     }
 
     fn file_failed(&mut self, now: Instant, h: SessionHandle, file: FileIndex, err: &FsError) {
+        self.entry_failed(now, h, file, file_error_code(err), &err.to_string());
+    }
+
+    /// Records why an entry failed here and tells the session (and through it the sender).
+    fn entry_failed(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        file: FileIndex,
+        code: u64,
+        why: &str,
+    ) {
         if let Some(t) = self.transfers.get_mut(&h) {
             t.file_errors
                 .entry(file.0)
-                .or_insert_with(|| err.to_string());
+                .or_insert_with(|| why.to_owned());
         }
-        self.endpoint
-            .file_done(now, h, file, false, file_error_code(err));
+        self.endpoint.file_done(now, h, file, false, code);
     }
 
     fn flush(&mut self, now: Instant) {
@@ -737,7 +772,7 @@ impl Driver {
             let _ = waker.wake();
         });
         let mut sink_config = self.config.sink.clone();
-        sink_config.owner(t.owner);
+        sink_config.identity(t.owner.clone());
         match FileSink::open(root, manifest, tag, sink_config, notify) {
             Ok((sink, resume)) => {
                 self.sinks.map.insert(h, sink);

@@ -51,7 +51,7 @@ pub(crate) struct SendCommand {
 pub(crate) struct ReceiveCommand {
     pub(crate) keys: TransferKeys,
     pub(crate) root: PathBuf,
-    pub(crate) owner: Option<(u32, u32)>,
+    pub(crate) owner: Option<crate::fs::identity::FsIdentity>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) config: TransportConfig,
     pub(crate) reply: Sender<Result<(), Error>>,
@@ -195,9 +195,14 @@ impl EngineHandle {
         self.receive_as(keys, root, None)
     }
 
-    /// As [`Self::receive`], giving every file and directory created under `root` to `owner`
-    /// (uid, gid): a server running as root receives on behalf of a system user. `root`
-    /// itself is the caller's to create and own.
+    /// As [`Self::receive`], doing all of the file-system work of the transfer with `owner`'s
+    /// file-system identity (uid, gid and supplementary groups): a server running as root
+    /// receives on behalf of a system user. Creating `root` if missing, the resume journal,
+    /// directories, part files, renames, mtimes and modes all run on threads switched to that
+    /// identity (see [`crate::fs::identity`]), so the user's permissions (mode bits, ACLs,
+    /// read-only mounts) are enforced as if the user wrote the files, and what is created
+    /// belongs to the user. An entry the user may not write fails with "the receiver may not
+    /// write there"; the other entries go on. `None` writes with the process's own identity.
     ///
     /// # Errors
     /// If the engine has stopped or the session id is in use.
@@ -205,7 +210,7 @@ impl EngineHandle {
         &self,
         keys: TransferKeys,
         root: impl Into<PathBuf>,
-        owner: Option<(u32, u32)>,
+        owner: Option<crate::fs::identity::FsIdentity>,
     ) -> Result<Transfer, Error> {
         let shared = Self::new_shared(Role::Receiver)?;
         let root = root.into();

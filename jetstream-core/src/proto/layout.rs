@@ -146,6 +146,7 @@ mod tests {
             .enumerate()
             .map(|(i, &s)| ManifestEntry {
                 src_path: None,
+                src_id: None,
                 dest_path: format!("f{i}"),
                 size: s,
                 mtime_us: 0,

@@ -318,3 +318,32 @@ fn wan_grid_in_simulation() {
         );
     }
 }
+
+/// A source the sender cannot read mid-way (an EIO after 1 MiB of the second of three files):
+/// that entry alone fails, at once and without its remaining bytes; the others complete, and
+/// nothing of the failed one is presented as verified.
+#[test]
+fn an_unreadable_source_fails_its_entry_alone() {
+    let m = manifest_of(&[2 * MB, 3 * MB, MB]);
+    let mut p = Pair::new(
+        m,
+        link(10, 100, 0.01, 61),
+        link(10, 100, 0.01, 62),
+        TransportConfig::default(),
+    );
+    p.unreadable = Some((1, MB));
+    p.run(Duration::from_secs(30));
+    assert!(p.outcome.failures.is_empty(), "{:?}", p.outcome.failures);
+    assert!(p.outcome.sender_done.is_some(), "sender did not complete");
+    assert!(
+        p.outcome.receiver_done.is_some(),
+        "receiver did not complete"
+    );
+    assert_eq!(p.storage.corrupt_bytes, 0);
+    assert_eq!(p.storage.verified, 2);
+    let refused: Vec<u32> = p.outcome.refused.iter().map(|(f, _)| f.0).collect();
+    assert_eq!(refused, vec![1]);
+    // The 2 MiB after the failure point were never sent (retransmissions aside).
+    let sent = p.sender_stats.bytes_sent;
+    assert!(sent < 5 * MB, "sent {sent}");
+}

@@ -262,6 +262,8 @@ pub struct Pair {
     manifest: Arc<Manifest>,
     send_h: SessionHandle,
     next_chunk: (usize, u64),
+    /// The sender's reader fails on this entry at this offset (entry index, byte offset).
+    pub unreadable: Option<(usize, u64)>,
     chunk: u64,
     /// Ranges the receiver holds from a "previous run" (resume).
     pub resume_held: Vec<(FileIndex, Range<u64>)>,
@@ -335,6 +337,7 @@ impl Pair {
             manifest,
             send_h,
             next_chunk: (0, 0),
+            unreadable: None,
             chunk: 1 << 20,
             resume_held: Vec::new(),
             outcome: Outcome::default(),
@@ -359,6 +362,16 @@ impl Pair {
         while self.sender.wants_data(self.send_h) && self.next_chunk.0 < self.manifest.len() {
             let (i, off) = self.next_chunk;
             let size = self.manifest.entries()[i].size();
+            if self
+                .unreadable
+                .is_some_and(|(f, at)| f == i && off >= at && off < size)
+            {
+                // The reader fails here: what a driver does with `ReadEvent::Failed`.
+                self.sender
+                    .handle_digest(self.send_h, FileIndex(i as u32), Digest::SOURCE_FAILED);
+                self.next_chunk = (i + 1, 0);
+                continue;
+            }
             if off < size {
                 let n = (size - off).min(self.chunk);
                 let data = Bytes::from(Data::at(i as u32, off, n as usize));

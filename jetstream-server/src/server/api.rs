@@ -121,7 +121,7 @@ fn serve_with(
         }
     };
     // A client that stops reading its answers holds its thread for at most this long.
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     if !stream.is_tls() && !peer.ip().is_loopback() {
         // Credentials must never cross a network in the clear.
         let mut s = stream;
@@ -149,7 +149,8 @@ fn serve_with(
             continue;
         }
         let response = handle_line(server, &mut session, reader.get_ref(), &line);
-        if wire::write_line(reader.get_mut(), &response).is_err() {
+        let mut out = Deadline::new(reader.get_mut(), WRITE_TIMEOUT);
+        if wire::write_line(&mut out, &response).is_err() {
             break;
         }
         if server.is_stopping() {
@@ -165,31 +166,59 @@ fn serve_with(
     }
 }
 
+/// Longest time one answer may take to write: a client that stops reading its answers holds
+/// its thread (and connection slot) for at most this long.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A writer with a deadline for everything written through it. The socket's write timeout
+/// alone bounds each `write` call, and a client that reads a few bytes now and then (or a
+/// kernel that frees a little receive space) would let a stream of short writes go on for
+/// ever; here each call gets only the time left.
+struct Deadline<'a> {
+    stream: &'a mut ApiStream,
+    until: std::time::Instant,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(stream: &'a mut ApiStream, limit: Duration) -> Self {
+        Self {
+            stream,
+            until: std::time::Instant::now() + limit,
+        }
+    }
+
+    fn arm(&self) -> std::io::Result<()> {
+        let left = self
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_write_timeout(Some(left))
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.arm()?;
+        self.stream.flush()
+    }
+}
+
 fn handle_line(
     server: &Arc<Server>,
     session: &mut Session,
     stream: &ApiStream,
     line: &[u8],
 ) -> Response {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => return Response::error(format!("malformed JSON request: {e}")),
-    };
-    let id = value.get("id").cloned();
-    let req: Request = match serde_json::from_value(value) {
+    let (req, params) = match parse_request(line) {
         Ok(r) => r,
-        Err(e) => {
-            let mut r = Response::error(format!(
-                "bad request: {e}; expected {{\"request\": \"command\", \"parameters\": {{...}}}}"
-            ));
-            r.id = id;
-            return r;
-        }
-    };
-    let params = if req.parameters.is_null() {
-        json!({})
-    } else {
-        req.parameters.clone()
+        Err(response) => return response,
     };
     let mut response = if params.is_object() {
         let mut ctx = Ctx {
@@ -209,6 +238,31 @@ fn handle_line(
     }
     response.id = req.id;
     response
+}
+
+/// Parses one request line into the request and its parameters (`{}` when absent or `null`;
+/// the caller checks that they are an object). Pure: the fuzz target `api_request` drives it.
+///
+/// # Errors
+/// The error response for malformed JSON or a line that is not a request (with the line's
+/// `id` when it had one).
+pub fn parse_request(line: &[u8]) -> Result<(Request, Value), Response> {
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| Response::error(format!("malformed JSON request: {e}")))?;
+    let id = value.get("id").cloned();
+    let req: Request = serde_json::from_value(value).map_err(|e| {
+        let mut r = Response::error(format!(
+            "bad request: {e}; expected {{\"request\": \"command\", \"parameters\": {{...}}}}"
+        ));
+        r.id = id;
+        r
+    })?;
+    let params = if req.parameters.is_null() {
+        json!({})
+    } else {
+        req.parameters.clone()
+    };
+    Ok((req, params))
 }
 
 /// `on.<command>` (with `--trigger-on-api`): the command as JSON (passwords masked), the

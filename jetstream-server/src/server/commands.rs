@@ -129,7 +129,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             let rec = objs
                 .tokens
                 .values()
-                .find(|r| r.token == t && r.shared.is_none() && visible(ctx, &r.owner))
+                .find(|r| {
+                    r.shared.is_none()
+                        && visible(ctx, &r.owner)
+                        && ct_eq(r.token.as_bytes(), t.as_bytes())
+                })
                 .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
             ok("API token.", rec.view())
         }
@@ -149,7 +153,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             let key = objs
                 .tokens
                 .iter()
-                .find(|(_, r)| r.token == t && r.shared.is_none() && visible(ctx, &r.owner))
+                .find(|(_, r)| {
+                    r.shared.is_none()
+                        && visible(ctx, &r.owner)
+                        && ct_eq(r.token.as_bytes(), t.as_bytes())
+                })
                 .map(|(k, _)| k.clone())
                 .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
             if let Some(t) = objs.tokens.remove(&key) {
@@ -354,6 +362,13 @@ fn known(name: &str) -> bool {
         || name
             .strip_suffix("Async")
             .is_some_and(|b| NAMES.contains(&b))
+}
+
+/// Whether `name` is a command or a command's `Async` form (for the fuzz target `api_request`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn is_known(name: &str) -> bool {
+    known(name)
 }
 
 /// `xAsync`: runs `x` now and keeps its outcome for `getRequestStatus`/`getRequestResult`.
@@ -697,8 +712,19 @@ pub fn expiry(p: Params<'_>, now: Micros, command: &str) -> Result<Option<Micros
 }
 
 /// Compares in time that depends only on the lengths (tokens and hashes have fixed lengths).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares two secrets (tokens, password hashes) in constant time: both are hashed with
+/// SHA-256 first, so time can depend neither on where they differ nor on their lengths, and
+/// the digests are compared without an early exit (`black_box` keeps the compiler from
+/// adding one).
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let da = ring::digest::digest(&ring::digest::SHA256, a);
+    let db = ring::digest::digest(&ring::digest::SHA256, b);
+    let diff = da
+        .as_ref()
+        .iter()
+        .zip(db.as_ref())
+        .fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
+    diff == 0
 }
 
 /// SHA-256(salt ‖ password), hex.
@@ -829,6 +855,15 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         (None, None) => None,
     };
     let send_rate_max = p.opt_u64("sendRateMax")?.filter(|&r| r > 0);
+    let rate_policy = match p.opt_str("ratePolicy")? {
+        None => None,
+        Some(s) => Some(
+            s.parse::<jetstream_core::RateMode>()
+                .map_err(|e| ApiError(format!("parameter \"ratePolicy\": {e}")))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
     let send_port = match p.opt_u64("sendPort")? {
         None | Some(0) => None,
         Some(v) => Some(u16::try_from(v).map_err(|_| {
@@ -848,6 +883,7 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
             && d.api_port == api_port
             && d.credentials == credentials
             && d.send_rate_max == send_rate_max
+            && d.rate_policy == rate_policy
             && d.send_port == send_port
             && (pinned.is_none() || d.public_key == pinned)
     }) {
@@ -862,6 +898,7 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         port,
         credentials,
         send_rate_max,
+        rate_policy,
         send_port,
         public_key: pinned,
         creation_time: now_us(),

@@ -38,6 +38,11 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .filter(|&v| v > 0)
         .ok_or_else(|| ApiError("parameter \"receiverPort\" must be a UDP port".into()))?;
     let rate = p.opt_u64("sendRateMax")?.filter(|&r| r > 0);
+    let policy = p
+        .opt_str("ratePolicy")?
+        .map(str::parse::<jetstream_core::RateMode>)
+        .transpose()
+        .map_err(|e| ApiError(format!("parameter \"ratePolicy\": {e}")))?;
     let (manifest, total_bytes, total_files) = {
         let mut objs = ctx.server.objects.lock();
         let m = objs
@@ -65,8 +70,9 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         super::shared::count_download(ctx.server, &token, &manifest_id)?;
     }
     let client = SocketAddr::new(ctx.session.peer.ip(), port);
-    let target =
-        Destination::new(client).send_rate_max(rate.map(jetstream_core::BitsPerSecond::from_kbps));
+    let target = Destination::new(client)
+        .send_rate_max(rate.map(jetstream_core::BitsPerSecond::from_kbps))
+        .rate_mode(policy);
     let handle = ctx
         .server
         .send_engine()

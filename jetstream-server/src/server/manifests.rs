@@ -2,7 +2,8 @@
 //! reading the sources with the requesting user's rights.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -92,6 +93,11 @@ pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         };
         plan.push((source, target));
     }
+    // No symbolic link is followed below the user's sandbox (or below a token's `path`).
+    let confine = match (&ctx.server.args.sandbox_dir, &ctx.session.user) {
+        (Some(t), Some(u)) => Some(sandbox::expand_sandbox(t, &u.name, &u.name)?),
+        _ => sandbox_root,
+    };
     let rec = ManifestRec {
         id: new_id(),
         owner: owner_of(ctx),
@@ -110,7 +116,7 @@ pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let ids = ctx.session.user.as_ref().and_then(|u| server.user_ids(u));
     std::thread::Builder::new()
         .name("manifest".into())
-        .spawn(move || build(&server, &id, plan, ids))
+        .spawn(move || build(&server, &id, plan, confine, ids))
         .map_err(|e| ApiError(format!("cannot start the manifest builder: {e}")))?;
     Ok(("Manifest requested.".into(), view))
 }
@@ -119,9 +125,10 @@ fn build(
     server: &Arc<Server>,
     id: &str,
     plan: Vec<(PathBuf, String)>,
+    confine: Option<PathBuf>,
     ids: Option<sandbox::UserIds>,
 ) {
-    let outcome = sandbox::run_as_user(ids, move || scan(&plan))
+    let outcome = sandbox::run_as_user(ids, move || scan(&plan, confine.as_deref()))
         .map_err(|e| format!("cannot read the sources as the user: {e}"))
         .and_then(|r| r);
     let outcome = outcome.and_then(|files| {
@@ -155,28 +162,55 @@ pub fn engine_manifest(files: &[FileMapping]) -> Result<Manifest, String> {
         let e = if f.is_empty_dir {
             ManifestEntry::empty_dir(&f.dest)
         } else {
-            ManifestEntry::file(&f.dest, f.size, f.mtime_us, f.executable)
-                .map(|e| e.with_source(f.src.clone()))
+            ManifestEntry::file(&f.dest, f.size, f.mtime_us, f.executable).map(|e| {
+                let e = e.with_source(f.src.clone());
+                match f.src_id {
+                    Some((dev, ino)) => e.with_source_id(dev, ino),
+                    None => e,
+                }
+            })
         };
         entries.push(e.map_err(|e| format!("{}: {e}", f.dest))?);
     }
     Manifest::new(entries).map_err(|e| e.to_string())
 }
 
+/// A sandbox top as given (`.0`, the prefix of the planned source paths) and as it really
+/// is (`.1`, symbolic links resolved): below it, no link is followed.
+type Confine = (PathBuf, PathBuf);
+
 /// Walks the sources like `scp -r`: a file maps to its target; a directory's contents map
 /// below its target (empty directories included). Symbolic links are followed for files and
-/// skipped for directories (no loops).
+/// skipped for directories (no loops); under `confine` (a sandboxed user's sandbox, or a
+/// token's `path`), no symbolic link below it is followed at all. Each file is opened, and
+/// the device and inode of the file actually opened are recorded, so that the sender later
+/// reads that file and no other.
 ///
 /// # Errors
-/// The first source that is missing, unreadable or not a file or directory, or a file
-/// mapped to the root.
-pub fn scan(plan: &[(PathBuf, String)]) -> Result<Vec<FileMapping>, String> {
+/// The first source that is missing, unreadable, not a file or directory, or reached
+/// through a symbolic link below `confine`, or a file mapped to the root.
+pub fn scan(
+    plan: &[(PathBuf, String)],
+    confine: Option<&Path>,
+) -> Result<Vec<FileMapping>, String> {
+    let confine: Option<Confine> = match confine {
+        Some(base) => Some((
+            base.to_path_buf(),
+            fs::canonicalize(base).map_err(|e| format!("{}: {e}", base.display()))?,
+        )),
+        None => None,
+    };
+    let confine = confine.as_ref();
     let mut out = Vec::new();
     for (src, target) in plan {
         let meta = fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
         if meta.is_dir() {
+            if let Some(c) = confine {
+                let real = fs::canonicalize(src).map_err(|e| format!("{}: {e}", src.display()))?;
+                check_confined(src, &real, c)?;
+            }
             let before = out.len();
-            walk_dir(src, target, &mut out)?;
+            walk_dir(src, target, &mut out, confine)?;
             if out.len() == before && !target.is_empty() {
                 out.push(dir_entry(src, target, &meta));
             }
@@ -187,9 +221,7 @@ pub fn scan(plan: &[(PathBuf, String)]) -> Result<Vec<FileMapping>, String> {
                     src.display()
                 ));
             }
-            // Opening proves the user may read it (this runs with the user's rights).
-            fs::File::open(src).map_err(|e| format!("{}: {e}", src.display()))?;
-            out.push(file_entry(src, target, &meta));
+            out.push(open_file(src, target, confine)?);
         } else {
             return Err(format!(
                 "{}: not a regular file or directory",
@@ -200,6 +232,46 @@ pub fn scan(plan: &[(PathBuf, String)]) -> Result<Vec<FileMapping>, String> {
     Ok(out)
 }
 
+/// Refuses `path` (under the sandbox top `c.0`) when what it really is, `real`, is not the
+/// same path below the real top: a symbolic link was followed on the way.
+fn check_confined(path: &Path, real: &Path, c: &Confine) -> Result<(), String> {
+    let want = path
+        .strip_prefix(&c.0)
+        .map(|rel| c.1.join(rel))
+        .map_err(|_| format!("{}: outside the sandbox", path.display()))?;
+    if real == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: reached through a symbolic link (to {}); links are not followed in a sandbox",
+            path.display(),
+            real.display()
+        ))
+    }
+}
+
+/// Opens a source file (proving the user may read it: this runs with the user's rights) and
+/// describes the file actually opened. Under `confine`, that file's real path (from the open
+/// descriptor, so a path swapped meanwhile cannot fool the check) must contain no link.
+fn open_file(path: &Path, target: &str, confine: Option<&Confine>) -> Result<FileMapping, String> {
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    // O_NONBLOCK: a FIFO swapped in after the type check must not hang the builder.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(err)?;
+    let meta = f.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if let Some(c) = confine {
+        let real = fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).map_err(err)?;
+        check_confined(path, &real, c)?;
+    }
+    Ok(file_entry(path, target, &meta))
+}
+
 fn join(target: &str, name: &str) -> String {
     if target.is_empty() {
         name.to_owned()
@@ -208,7 +280,12 @@ fn join(target: &str, name: &str) -> String {
     }
 }
 
-fn walk_dir(dir: &Path, target: &str, out: &mut Vec<FileMapping>) -> Result<(), String> {
+fn walk_dir(
+    dir: &Path,
+    target: &str,
+    out: &mut Vec<FileMapping>,
+    confine: Option<&Confine>,
+) -> Result<(), String> {
     let mut children: Vec<_> = fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .collect::<Result<_, _>>()
@@ -222,6 +299,13 @@ fn walk_dir(dir: &Path, target: &str, out: &mut Vec<FileMapping>) -> Result<(), 
         let t = join(target, &name);
         let lmeta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let meta = if lmeta.file_type().is_symlink() {
+            if confine.is_some() {
+                crate::log!(
+                    "manifest: skipping symbolic link {} (sandbox)",
+                    path.display()
+                );
+                continue;
+            }
             match fs::metadata(&path) {
                 Ok(m) if m.is_file() => m,
                 _ => {
@@ -234,13 +318,12 @@ fn walk_dir(dir: &Path, target: &str, out: &mut Vec<FileMapping>) -> Result<(), 
         };
         if meta.is_dir() {
             let before = out.len();
-            walk_dir(&path, &t, out)?;
+            walk_dir(&path, &t, out, confine)?;
             if out.len() == before {
                 out.push(dir_entry(&path, &t, &meta));
             }
         } else if meta.is_file() {
-            fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            out.push(file_entry(&path, &t, &meta));
+            out.push(open_file(&path, &t, confine)?);
         } else {
             crate::log!("manifest: skipping special file {}", path.display());
         }
@@ -260,6 +343,7 @@ fn file_entry(src: &Path, target: &str, meta: &fs::Metadata) -> FileMapping {
         is_empty_dir: false,
         executable: meta.permissions().mode() & 0o111 != 0,
         mtime_us: mtime_us(meta),
+        src_id: Some((meta.dev(), meta.ino())),
     }
 }
 
@@ -271,6 +355,7 @@ fn dir_entry(src: &Path, target: &str, meta: &fs::Metadata) -> FileMapping {
         is_empty_dir: true,
         executable: false,
         mtime_us: mtime_us(meta),
+        src_id: None,
     }
 }
 
@@ -300,14 +385,22 @@ mod tests {
         fs::write(src.join("a.txt"), b"hello").unwrap();
         fs::write(src.join("sub/b.bin"), vec![7u8; 1000]).unwrap();
         std::os::unix::fs::symlink("/etc", src.join("etc-link")).unwrap();
-        let files = scan(&[(src.clone(), "dst".into())]).unwrap();
+        let files = scan(&[(src.clone(), "dst".into())], None).unwrap();
         let names: Vec<_> = files.iter().map(|f| f.dest.as_str()).collect();
         assert_eq!(names, ["dst/a.txt", "dst/sub/b.bin", "dst/sub/empty"]);
         assert_eq!(files[1].size, 1000);
         assert!(files[2].is_empty_dir);
         let m = engine_manifest(&files).unwrap();
         assert_eq!(m.len(), 3);
-        assert!(scan(&[(d.path().join("missing"), "x".into())]).is_err());
-        assert!(scan(&[(src.join("a.txt"), String::new())]).is_err());
+        assert!(scan(&[(d.path().join("missing"), "x".into())], None).is_err());
+        assert!(scan(&[(src.join("a.txt"), String::new())], None).is_err());
+        // Confined to `src`: the link is skipped inside a directory and refused as a source.
+        let files = scan(&[(src.clone(), "dst".into())], Some(&src)).unwrap();
+        assert_eq!(files.len(), 3);
+        assert!(files.iter().all(|f| f.src_id.is_some() || f.is_empty_dir));
+        std::os::unix::fs::symlink(src.join("a.txt"), src.join("a-link")).unwrap();
+        let e = scan(&[(src.join("a-link"), "x".into())], Some(&src)).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(scan(&[(src.join("a-link"), "x".into())], None).is_ok());
     }
 }

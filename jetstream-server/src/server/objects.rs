@@ -101,6 +101,9 @@ pub struct DestinationRec {
     pub credentials: Option<Credentials>,
     /// Rate cap, kbit/s.
     pub send_rate_max: Option<u64>,
+    /// Rate policy (`fair`, `fixed`, `background`); `None` is `fair`.
+    #[serde(default)]
+    pub rate_policy: Option<String>,
     /// The local UDP port transfers to it are sent from (`None`: chosen by the system).
     #[serde(default)]
     pub send_port: Option<u16>,
@@ -137,6 +140,14 @@ fn disconnected() -> &'static str {
 }
 
 impl DestinationRec {
+    /// The rate policy transfers to it use (`fair` when unset or unknown).
+    pub fn rate_mode(&self) -> jetstream_core::RateMode {
+        self.rate_policy
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default()
+    }
+
     /// The UDP port transfers go to.
     pub fn data_port(&self) -> u16 {
         self.port.or(self.learned_port).unwrap_or(8886)
@@ -171,6 +182,7 @@ impl DestinationRec {
             "lastSendTime": self.last_send_time,
             "numTransfersQueued": queued,
             "sendRateMax": self.send_rate_max,
+            "ratePolicy": self.rate_mode().as_str(),
             "sendPort": self.send_port,
             "authMethod": match &self.credentials {
                 Some(Credentials::Password { .. }) => "password",
@@ -200,6 +212,10 @@ pub struct FileMapping {
     pub executable: bool,
     /// mtime, µs.
     pub mtime_us: i64,
+    /// Device and inode of the file that was opened to build the manifest: the sender reads
+    /// only that file later (`None` in state written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_id: Option<(u64, u64)>,
 }
 
 /// A manifest (reference §4.3).

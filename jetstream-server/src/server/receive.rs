@@ -170,9 +170,20 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let base = server
         .sandbox_of(ctx.session)?
         .unwrap_or_else(|| "/".into());
-    let owner_ids = server.user_ids(&user).map(|ids| (ids.uid, ids.gid));
-    let root = sandbox::ensure_dir_under(&base, &rel, owner_ids)
-        .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
+    // Running as root for another user, everything below the sandbox is done with the user's
+    // file-system identity, so the user's permissions apply (a directory they may not write
+    // stays unwritten). The sandbox itself is the server's to create (its parent is usually
+    // not the user's), and is given to the user when created.
+    let ids = server.user_ids(&user);
+    let dest_err =
+        |e: &dyn std::fmt::Display| ApiError(format!("destinationPath {destination_path:?}: {e}"));
+    let owner = ids.as_ref().map(|ids| (ids.uid, ids.gid));
+    let base = sandbox::ensure_dir_under(&base, "", owner).map_err(|e| dest_err(&e))?;
+    let root = sandbox::run_as_user(ids.clone(), move || {
+        sandbox::ensure_dir_under(&base, &rel, None)
+    })
+    .map_err(|e| dest_err(&e))?
+    .map_err(|e| dest_err(&e))?;
     // A sender retrying while our old session still runs: stop that one first (the engine
     // handles commands in order, so its files are closed before the new session opens them).
     if let Some(old) = server.objects.lock().receives.get(&transfer_id) {
@@ -182,7 +193,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     }
     let engine = server.receive_engine();
     let handle = engine
-        .receive_as(keys, &root, owner_ids)
+        .receive_as(keys, &root, ids)
         .map_err(|e| ApiError(format!("cannot start receiving: {e}")))?;
     let rec = RecvRec {
         id: transfer_id.clone(),

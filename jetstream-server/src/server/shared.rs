@@ -97,8 +97,8 @@ fn find(ctx: &Ctx<'_>, token: &str) -> Result<TokenRec, ApiError> {
         .values()
         .find(|t| {
             t.shared.is_some()
-                && t.token == token
                 && (visible(ctx, &t.owner) || ctx.session.token.as_deref() == Some(token))
+                && super::commands::ct_eq(t.token.as_bytes(), token.as_bytes())
         })
         .cloned()
         .ok_or_else(|| ApiError(format!("no shared token {token:?}")))
@@ -140,7 +140,11 @@ pub fn delete(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let key = objs
         .tokens
         .iter()
-        .find(|(_, t)| t.shared.is_some() && t.token == token && visible(ctx, &t.owner))
+        .find(|(_, t)| {
+            t.shared.is_some()
+                && visible(ctx, &t.owner)
+                && super::commands::ct_eq(t.token.as_bytes(), token.as_bytes())
+        })
         .map(|(k, _)| k.clone())
         .ok_or_else(|| ApiError(format!("no shared token {token:?}")))?;
     let gone = objs.tokens.remove(&key);

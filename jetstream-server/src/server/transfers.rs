@@ -426,15 +426,16 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         Ok(k) => k,
         Err(e) => return fail(format!("cannot derive the data keys: {e}")),
     };
-    let rate = server
+    let (rate, mode) = server
         .objects
         .lock()
         .destinations
         .get(&dest.id)
-        .and_then(|d| d.send_rate_max);
+        .map_or((None, None), |d| (d.send_rate_max, Some(d.rate_mode())));
     let rate = ctl.effective_cap(rate);
     let target = Destination::new(SocketAddr::new(ip, port))
-        .send_rate_max(rate.map(BitsPerSecond::from_kbps));
+        .send_rate_max(rate.map(BitsPerSecond::from_kbps))
+        .rate_mode(mode);
     let engine = match server.destination_engine(&dest) {
         Ok(e) => e,
         Err(e) => return fail(e),

@@ -453,6 +453,13 @@ impl Pair {
         let mut sandbox = storage.display().to_string();
         if per_user {
             sandbox.push_str("/%u");
+        } else {
+            // The user's sandbox, made now (as the server would at the first transfer) so
+            // that tests can mount things below it: the server writes there with the user's
+            // rights only.
+            fs::create_dir(&storage).expect("mkdir storage");
+            std::os::unix::fs::chown(&storage, Some(user.uid()), Some(user.gid()))
+                .expect("chown storage");
         }
         let b = Srv::start(dir.path(), "b", &["--sandbox-dir", &sandbox]);
         Self {

@@ -299,9 +299,11 @@ impl Receiver {
         self.check_complete(now);
     }
 
+    /// Hands an entry to storage once its bytes and its digest are here, or as soon as its
+    /// digest is [`Digest::SOURCE_FAILED`] (the sender could not read it: the rest of its bytes
+    /// will not come, and storage fails the entry).
     fn try_finish(&mut self, i: usize, storage: &mut dyn SessionStorage) {
         if self.entries[i] != EntryState::Pending
-            || !self.received.contains_range(self.layout.file_range(i))
             || !self.received.contains_range(self.layout.digest_slot(i))
         {
             return;
@@ -309,6 +311,11 @@ impl Receiver {
         let at = i * DIGEST_LEN as usize;
         let mut d = [0u8; 32];
         d.copy_from_slice(&self.digests[at..at + DIGEST_LEN as usize]);
+        if Digest(d) != Digest::SOURCE_FAILED
+            && !self.received.contains_range(self.layout.file_range(i))
+        {
+            return;
+        }
         self.entries[i] = EntryState::Finishing;
         storage.finish(FileIndex(i as u32), Digest(d));
     }

@@ -41,6 +41,9 @@ JSCP=$(realpath "$BIN_DIR/jscp")
 
 # --- everything below is undone by cleanup(), whatever happens
 WORK=$(mktemp -d /dev/shm/jsbench.XXXX)
+# The server writes into the user's sandbox below this directory with the user's rights: the
+# user must be able to traverse it (mktemp makes it 0700).
+chmod 755 "$WORK"
 STATE=$(mktemp -d /tmp/jsbench-state.XXXX)
 BENCH_USER="jsbench$$"
 USER_MADE=""; PAM_MADE=""; SERVER_PID=""; SSHD_PID=""

@@ -33,8 +33,11 @@ cargo build --release -q -p jetstream-server -p jetstream-cli -p jetstream-linke
 BIN_DIR=$(realpath "${CARGO_TARGET_DIR:-target}/release")
 LINKEM="$BIN_DIR/linkem"
 
-NS=jsw
+NS=${WAN_NAME:-jsw}
 WORK=$(mktemp -d /dev/shm/jswan.XXXX)
+# The server writes into the user's sandbox below this directory with the user's rights: the
+# user must be able to traverse it (mktemp makes it 0700).
+chmod 755 "$WORK"
 SSHD_PID=""; USER_MADE=""; PAM_MADE=""
 BENCH_USER="jswan$$"
 ALLOWED_CC=""

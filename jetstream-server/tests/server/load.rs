@@ -296,7 +296,9 @@ fn thirty_two_transfers_at_once_into_one_server() {
     }
     let rss0 = status(pid, "VmRSS");
     let mut c = p.a.login(p.user.name(), &p.pw);
-    // One destination per transfer (each destination sends one transfer at a time).
+    // One destination per transfer (each destination sends one transfer at a time), each capped
+    // at ~8 Mbit/s so that a transfer lasts longer than the receiver takes to accept all of
+    // them (its PAM logins of one user are serialized, ~70 ms each): they really overlap.
     let jobs: Vec<(String, String)> = (0..n)
         .map(|i| {
             let d = destination(
@@ -304,7 +306,7 @@ fn thirty_two_transfers_at_once_into_one_server() {
                 &p.b,
                 p.user.name(),
                 &p.pw,
-                json!({"sendRateMax": 5_000_000 + i}),
+                json!({"sendRateMax": 8_000 + i}),
             );
             let f = src.join(format!("f{i}.bin"));
             let m = manifest(&mut c, json!({ f.to_str().unwrap(): format!("/f{i}.bin") })).unwrap();
@@ -345,6 +347,10 @@ fn thirty_two_transfers_at_once_into_one_server() {
         let got = fs::read(p.storage.join(format!("t{i}/f{i}.bin"))).unwrap();
         assert!(got == data(size, 100 + i as u64), "t{i} differs");
     }
+    assert!(
+        most_running * 2 >= n,
+        "only {most_running} of {n} transfers were seen sending at once"
+    );
     let hwm = status(pid, "VmHWM");
     let total = (n * size) as f64;
     println!(

@@ -318,25 +318,27 @@ def row_grid(out, args, server, big):
     for spec in grid_cells(args):
         rec = dict(row="grid", spec=spec)
         n += 1
-        link = Link(spec["rate"], spec["rtt"], spec["loss"], seed=n)
-        ours = run_ours(server, big, n, spec)
-        st = link.stop()
-        if ours["ok"]:
-            ours.update(link_metrics(st, "udp", spec, size))
-        rec["ours"] = ours
-        for cc in ["cubic", "bbr"]:
+        if "ours" in args.tools:
+            link = Link(spec["rate"], spec["rtt"], spec["loss"], seed=n)
+            ours = run_ours(server, big, n, spec)
+            st = link.stop()
+            if ours["ok"]:
+                ours.update(link_metrics(st, "udp", spec, size))
+            rec["ours"] = ours
+        for cc in [c for c in ["cubic", "bbr"] if c in args.tools]:
             link = Link(spec["rate"], spec["rtt"], spec["loss"], seed=n)
             r = run_iperf(cc, args.tcp_seconds)
             st = link.stop()
             if r["ok"]:
                 r.update(link_metrics(st, "tcp", spec, r["bytes"]))
             rec[cc] = r
-        if args.scp:
+        if args.scp and "scp" in args.tools:
             link = Link(spec["rate"], spec["rtt"], spec["loss"], seed=n)
             rec["scp"] = run_scp(big, args.tcp_seconds)
             link.stop()
         emit(out, rec)
-        print_grid_line(rec)
+        if "ours" in rec:
+            print_grid_line(rec)
 
 
 def print_grid_line(rec):
@@ -403,7 +405,8 @@ def row_fair(out, args, server, big):
     print("| policy | ours alone: ping median (+ms) / p95 | ours share | TCP share | "
           "link used | target |")
     print("|---|---|---|---|---|---|")
-    for policy, limit in [("fair", None), ("background", None), ("fixed", 100000)]:
+    policies = [("fair", None), ("background", None), ("fixed", 100000)]
+    for policy, limit in [p for p in policies if p[0] in args.policies.split(",")]:
         # (1) Ours alone, with a ping every 200 ms after the ramp.
         link = Link(100, 100, 0, seed=7)
         jscp = subprocess.Popen(
@@ -462,6 +465,10 @@ def main():
     ap.add_argument("--small-files", type=int, default=10000)
     ap.add_argument("--tcp-seconds", type=int, default=20)
     ap.add_argument("--no-scp", dest="scp", action="store_false")
+    ap.add_argument("--tools", default="ours,cubic,bbr,scp",
+                    help="the grid's tools (a table can merge runs: bench/lib/wan_table.py)")
+    ap.add_argument("--policies", default="fair,background,fixed",
+                    help="the fairness row's rate policies")
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/wan-results.jsonl"))
     args = ap.parse_args()
     if args.quick:

@@ -310,10 +310,7 @@ def row_grid(out, args, server, big):
     size = os.path.getsize(big)
     print(f"\n## Grid: {size >> 20} MiB, one-BDP queue, loss both ways; TCP and scp for "
           f"{args.tcp_seconds} s\n")
-    print("| Mbit/s | RTT ms | loss % | ours Mbit/s | util | wire/byte | t90 s | CPU s/GB "
-          "send/recv | CUBIC Mbit/s | BBR Mbit/s (retx) | scp Mbit/s | ours/CUBIC | ours/BBR "
-          "| targets |")
-    print("|" + "---|" * 15)
+    print(GRID_HEADER)
     n = 0
     for spec in grid_cells(args):
         rec = dict(row="grid", spec=spec)
@@ -341,12 +338,19 @@ def row_grid(out, args, server, big):
             print_grid_line(rec)
 
 
+GRID_HEADER = (
+    "| Mbit/s | RTT ms | loss % | ours Mbit/s | util | wire/byte | t90 s | CPU s/GB send/recv "
+    "| CUBIC Mbit/s | BBR Mbit/s (retx) | scp Mbit/s | ours/CUBIC | ours/BBR | targets |\n"
+    + "|---" * 14 + "|")
+
+
 def print_grid_line(rec):
+    """Prints one cell's line; returns its verdict ("met" or what it misses)."""
     spec, ours = rec["spec"], rec["ours"]
     cub, bbr, scp = rec.get("cubic", {}), rec.get("bbr", {}), rec.get("scp")
     if not ours.get("ok"):
         print(f"| {spec['rate']} | {spec['rtt']} | {spec['loss']} | FAILED rc={ours.get('rc')} |")
-        return
+        return "failed"
     u = util(ours["goodput"], spec)
     misses = []
     tgt = target_util(spec)
@@ -366,6 +370,7 @@ def print_grid_line(rec):
           f"{fmt(cpu_per_gb(ours['recv_cpu'], ours['bytes']), '{:.2f}')} | "
           f"{fmt(cub.get('goodput'))} | {fmt(bbr.get('goodput'))} ({bbr.get('retransmits', '-')}) "
           f"| {scp_s} | {ratio(cub)} | {ratio(bbr)} | {verdict} |", flush=True)
+    return verdict
 
 
 def row_small(out, args, server, tree, files):

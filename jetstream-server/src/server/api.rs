@@ -34,8 +34,9 @@ pub struct Session {
     pub shared_manifest: Option<String>,
     /// Whether `superuser` was called successfully.
     pub superuser: bool,
-    /// Transfers this connection started on the receiving side; interrupted if it drops.
-    pub receiving: Vec<String>,
+    /// Transfers this connection started on the receiving side (id, attempt); interrupted if
+    /// it drops.
+    pub receiving: Vec<(String, u64)>,
     /// Downloads this connection asked for (`send.startDownload`); stopped if it drops.
     pub downloads: Vec<jetstream_core::Transfer>,
 }

@@ -530,6 +530,9 @@ pub struct RecvRec {
     pub rate_cap_kbps: Option<u64>,
     /// The local UDP port receiving it (one of `--recv-port`).
     pub receiver_port: u16,
+    /// Which start of this transfer the record is (a retry replaces the record): lets the API
+    /// connection that started an earlier attempt leave the current one alone when it closes.
+    pub attempt: u64,
 }
 
 impl RecvRec {

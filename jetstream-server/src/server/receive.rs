@@ -217,7 +217,9 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         handle: Some(handle),
         rate_cap_kbps: None,
         receiver_port: engine.info().map(|i| i.local_addr.port()).unwrap_or(0),
+        attempt: ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
+    let attempt = rec.attempt;
     // The sender paces to its share of our incoming limit from the first datagram (the
     // bandwidth manager updates it every 200 ms and the sender asks every second).
     let mut rec = rec;
@@ -231,7 +233,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .lock()
         .receives
         .insert(transfer_id.clone(), rec);
-    ctx.session.receiving.push(transfer_id.clone());
+    ctx.session.receiving.push((transfer_id.clone(), attempt));
     crate::log!(
         "recv: transfer {transfer_id} from {} as {} into {}",
         ctx.session.peer,
@@ -258,6 +260,9 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     ))
 }
 
+/// Starts of receives, numbered (see `RecvRec::attempt`).
+static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// When a sending server's connection ends, its unfinished receive sessions stop (they are
 /// checkpointed; the sender reconnects and resumes).
 pub fn connection_closed(server: &Arc<Server>, session: &Session) {
@@ -265,8 +270,10 @@ pub fn connection_closed(server: &Arc<Server>, session: &Session) {
         return;
     }
     let mut objs = server.objects.lock();
-    for id in &session.receiving {
-        let Some(rec) = objs.receives.get_mut(id) else {
+    for (id, attempt) in &session.receiving {
+        // A retry on another connection replaced the record: that attempt is not ours (the
+        // old connection's end can be noticed after the new one started).
+        let Some(rec) = objs.receives.get_mut(id).filter(|r| r.attempt == *attempt) else {
             continue;
         };
         refresh(rec);

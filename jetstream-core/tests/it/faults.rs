@@ -39,6 +39,32 @@ fn source(dir: &Path, name: &str, size: u64, seed: u64) -> PathBuf {
     src
 }
 
+/// A scratch directory with a random source file, two engines and a proxy in front of the
+/// receiver: what every case starts from.
+struct Rig {
+    dir: tempfile::TempDir,
+    src: PathBuf,
+    dst: PathBuf,
+    rx: Engine,
+    tx: Engine,
+    proxy: Proxy,
+}
+
+fn rig(name: &str, size: u64, seed: u64, (rx, tx): (Engine, Engine)) -> Rig {
+    let dir = scratch();
+    let src = source(dir.path(), name, size, seed);
+    let dst = dir.path().join("dst");
+    let proxy = Proxy::start(rx.local_addr());
+    Rig {
+        dir,
+        src,
+        dst,
+        rx,
+        tx,
+        proxy,
+    }
+}
+
 /// Starts `src` from `tx` to `rx` (receiving into `dst`) through `proxy`.
 fn start(
     tx: &Engine,
@@ -92,11 +118,14 @@ const LONG_BLACKOUT: Duration = Duration::from_secs(60);
 #[test]
 fn blackout_of_60_s_mid_transfer_resumes_and_completes_byte_identical() {
     const SIZE: u64 = 48 << 20;
-    let dir = scratch();
-    let src = source(dir.path(), "blackout.bin", SIZE, 71);
-    let dst = dir.path().join("dst");
-    let (rx, tx) = (engine(), engine());
-    let proxy = Proxy::start(rx.local_addr());
+    let Rig {
+        dir: _dir,
+        src,
+        dst,
+        rx,
+        tx,
+        proxy,
+    } = rig("blackout.bin", SIZE, 71, (engine(), engine()));
     let (outgoing, incoming) = start(
         &tx,
         &rx,
@@ -155,11 +184,19 @@ fn blackout_of_60_s_mid_transfer_resumes_and_completes_byte_identical() {
 fn blackout_longer_than_the_idle_timeout_fails_clearly_on_both_ends() {
     const SIZE: u64 = 48 << 20;
     const IDLE: Duration = Duration::from_secs(3);
-    let dir = scratch();
-    let src = source(dir.path(), "cut.bin", SIZE, 72);
-    let dst = dir.path().join("dst");
-    let (rx, tx) = (engine_with_idle(IDLE), engine_with_idle(IDLE));
-    let proxy = Proxy::start(rx.local_addr());
+    let Rig {
+        dir: _dir,
+        src,
+        dst,
+        rx,
+        tx,
+        proxy,
+    } = rig(
+        "cut.bin",
+        SIZE,
+        72,
+        (engine_with_idle(IDLE), engine_with_idle(IDLE)),
+    );
     let (outgoing, incoming) = start(
         &tx,
         &rx,
@@ -209,11 +246,14 @@ fn blackout_longer_than_the_idle_timeout_fails_clearly_on_both_ends() {
 #[test]
 fn sender_address_change_mid_transfer_is_followed_by_the_receiver() {
     const SIZE: u64 = 48 << 20;
-    let dir = scratch();
-    let src = source(dir.path(), "moving.bin", SIZE, 73);
-    let dst = dir.path().join("dst");
-    let (rx, tx) = (engine(), engine());
-    let proxy = Proxy::start(rx.local_addr());
+    let Rig {
+        dir: _dir,
+        src,
+        dst,
+        rx,
+        tx,
+        proxy,
+    } = rig("moving.bin", SIZE, 73, (engine(), engine()));
     let first = proxy.upstream_addr();
     let (outgoing, incoming) = start(
         &tx,
@@ -254,11 +294,14 @@ fn sender_address_change_mid_transfer_is_followed_by_the_receiver() {
 #[test]
 fn every_datagram_duplicated_and_reordered_in_a_window_of_64_completes_byte_identical() {
     const SIZE: u64 = 32 << 20;
-    let dir = scratch();
-    let src = source(dir.path(), "shuffled.bin", SIZE, 74);
-    let dst = dir.path().join("dst");
-    let (rx, tx) = (engine(), engine());
-    let proxy = Proxy::start(rx.local_addr());
+    let Rig {
+        dir: _dir,
+        src,
+        dst,
+        rx,
+        tx,
+        proxy,
+    } = rig("shuffled.bin", SIZE, 74, (engine(), engine()));
     proxy.duplicate(true);
     proxy.reorder(64);
     let (rx0, tx0) = (rejected(&rx), rejected(&tx));

@@ -658,7 +658,7 @@ impl Bbr {
                     return false;
                 }
                 // A sample within 1/32 of the minimum shows the queue empty: the minimum is
-                // still right, and ProbeRTT (half the window for 200 ms and a round, ~1.5 % of
+                // still right, and ProbeRTT (half the window for 200 ms and a round, ~1 % of
                 // the throughput on a 300 ms path) would only re-measure it. A path whose RTT
                 // grew, or a standing queue, gives no such sample, and ProbeRTT follows.
                 if sample <= min + min / MIN_RTT_TOLERANCE_DIVISOR {

@@ -260,6 +260,9 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     ))
 }
 
+/// How long a receive whose sender hung up may take to end on its own before it is stopped.
+const END_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Starts of receives, numbered (see `RecvRec::attempt`).
 static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -268,6 +271,23 @@ static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 pub fn connection_closed(server: &Arc<Server>, session: &Session) {
     if session.receiving.is_empty() {
         return;
+    }
+    // The sender closes its connection as soon as its side has ended, which can be a moment
+    // before this engine has taken in the session's last frames. Give the engine that moment
+    // to record its own outcome (e.g. which file the sender could not read) before calling the
+    // end a disconnection.
+    let handles: Vec<_> = {
+        let objs = server.objects.lock();
+        session
+            .receiving
+            .iter()
+            .filter_map(|(id, attempt)| objs.receives.get(id).filter(|r| r.attempt == *attempt))
+            .filter_map(|r| r.handle.clone())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + END_GRACE;
+    for h in handles {
+        let _ = h.wait(deadline.saturating_duration_since(std::time::Instant::now()));
     }
     let mut objs = server.objects.lock();
     for (id, attempt) in &session.receiving {

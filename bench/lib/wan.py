@@ -17,6 +17,7 @@ Definitions (docs/benchmarks.md):
   t90          from the first data packet to the end of the first 100 ms in which the link
                delivered >= 90 % of rate x (1 - loss) (linkem's series);
   CPU s/GB     user + system seconds per GB of file data, sender and receiver.
+WAN_SERIES=1 adds each run's delivered series (bytes per 100 ms) to the raw results.
 """
 
 import argparse
@@ -133,8 +134,13 @@ def link_metrics(stats, proto, spec, payload_bytes):
                 t90 = (i + 1 - first) * bucket
                 break
     wire = ab["bytesIn"] / payload_bytes if payload_bytes else None
-    return dict(wire=wire, t90=t90, queue_drops=ab["queueDrops"], lost=ab["lost"],
-                max_queue=ab["maxQueueBytes"], tun_drops=stats.get("tunTxDropped"))
+    out = dict(wire=wire, t90=t90, queue_drops=ab["queueDrops"], lost=ab["lost"],
+               max_queue=ab["maxQueueBytes"], tun_drops=stats.get("tunTxDropped"))
+    if os.environ.get("WAN_SERIES"):
+        # The delivered series itself (bytes per bucket, from the first data packet on), for
+        # looking at where a run loses time: start-up, cruise or the loss-recovery tail.
+        out["series"] = series[first:] if first is not None else []
+    return out
 
 
 class Server:

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use jetstream_core::manifest::{Manifest, ManifestEntry};
 use jetstream_core::proto::crypto::{Cipher, SessionSecret, TAG_LEN};
-use jetstream_core::proto::packet::{self, DataFrame, Frame, Header, HelloFrame, PacketType};
+use jetstream_core::proto::packet::{
+    self, DataFrame, Frame, Header, HelloFrame, PacketType, PnForm,
+};
 use jetstream_core::proto::{Endpoint, Event, ReceiveParams, SessionHandle, Storage};
 use jetstream_core::{Digest, FileIndex, SessionId, TransportConfig};
 use libfuzzer_sys::fuzz_target;
@@ -98,15 +100,18 @@ impl Harness<'_> {
 
     /// Seals `payload` (plaintext frames) as a datagram of our session and delivers it.
     fn deliver(&mut self, payload: &[u8], session: SessionId) {
-        let mut d = vec![0u8; Header::LEN + payload.len() + TAG_LEN];
-        Header {
+        // Like the real sender: the packet number in full at first, then its low 32 bits.
+        let header = Header {
             packet_type: PacketType::Protected,
             session_id: session,
             packet_number: self.pn,
-        }
-        .emit(&mut d[..Header::LEN]);
+            pn_form: if self.pn == FIRST_PN { PnForm::Long } else { PnForm::Short },
+        };
+        let hl = header.buffer_len();
+        let mut d = vec![0u8; hl + payload.len() + TAG_LEN];
+        header.emit(&mut d);
         self.pn += 1;
-        d[Header::LEN..Header::LEN + payload.len()].copy_from_slice(payload);
+        d[hl..hl + payload.len()].copy_from_slice(payload);
         self.raw(&mut d);
     }
 
@@ -136,6 +141,7 @@ impl Harness<'_> {
             file,
             offset,
             payload,
+            to_end: false,
         }));
     }
 
@@ -252,7 +258,7 @@ impl Harness<'_> {
             for d in buf[..t.len].chunks(t.segment_size) {
                 let h = Header::parse(d).expect("we emit valid headers");
                 assert_eq!(h.session_id, ID);
-                for f in packet::frames(&d[Header::LEN..d.len() - TAG_LEN]) {
+                for f in packet::frames(&d[h.buffer_len()..d.len() - TAG_LEN]) {
                     f.expect("we emit valid frames");
                 }
             }
@@ -277,6 +283,9 @@ impl Harness<'_> {
         assert_eq!(self.ep.session_count(), usize::from(!self.closed));
     }
 }
+
+/// The harness's first packet number (sent long; the rest short).
+const FIRST_PN: u64 = 0;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
@@ -323,7 +332,7 @@ fuzz_target!(|data: &[u8]| {
             writes: 0,
         },
         now,
-        pn: 0,
+        pn: FIRST_PN,
         manifest_bytes,
         hello,
         handle,

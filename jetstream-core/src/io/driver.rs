@@ -89,9 +89,10 @@ fn describe_file_code(code: u64) -> String {
 /// ```
 ///
 /// It cannot be confused with a session packet, for two independent reasons: a session
-/// datagram is at least [`MIN_DATAGRAM_LEN`](crate::proto::packet::MIN_DATAGRAM_LEN) (18-byte header + 1 byte of frames + 16-byte AEAD
-/// tag = 35) bytes long, a discovery datagram exactly 25; and a session datagram starts with
-/// the protocol version byte (1), a discovery datagram with `'J'` (0x4A). So the driver
+/// datagram is at least [`MIN_DATAGRAM_LEN`](crate::proto::packet::MIN_DATAGRAM_LEN) (13-byte
+/// short header + 1 byte of frames + 16-byte AEAD tag = 30) bytes long, a discovery datagram
+/// exactly 25; and a session datagram starts with the protocol version in its high nibble
+/// (0x20 or 0x21), a discovery datagram with `'J'` (0x4A). So the driver
 /// recognises discovery by length and magic before the session lookup, and a session packet
 /// never matches. The reverse cannot happen either: anything that is not a well-formed
 /// discovery datagram goes to the endpoint, which drops (and counts) a 25-byte datagram as
@@ -110,7 +111,7 @@ mod discovery {
     pub(super) const ECHOES_PER_SECOND: u32 = 100;
 
     const _: () = assert!(LEN < crate::proto::packet::MIN_DATAGRAM_LEN);
-    const _: () = assert!(MAGIC[0] != crate::proto::packet::VERSION);
+    const _: () = assert!(MAGIC[0] >> 4 != crate::proto::packet::VERSION);
 
     /// What a discovery datagram says.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -218,24 +218,21 @@ impl Endpoint {
         let Some(session) = self.sessions.get_mut(h.0 as usize).and_then(Option::as_mut) else {
             return;
         };
-        let Some(plain) = session.common_mut().open(now, from, &header, datagram) else {
+        let Some((pn, plain)) = session.common_mut().open(now, from, &header, datagram) else {
             self.stats.rejected += 1;
             return;
         };
         let res = match session {
             Session::Sender(s) => s.handle_frames(now, plain),
-            Session::Receiver(r) => {
-                let pn = header.packet_number;
-                r.handle_frames(
-                    now,
-                    pn,
-                    plain,
-                    &mut HandleStorage {
-                        inner: storage,
-                        handle: h,
-                    },
-                )
-            }
+            Session::Receiver(r) => r.handle_frames(
+                now,
+                pn,
+                plain,
+                &mut HandleStorage {
+                    inner: storage,
+                    handle: h,
+                },
+            ),
         };
         if let Err(e) = res {
             self.stats.rejected += 1;

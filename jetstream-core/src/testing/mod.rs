@@ -197,7 +197,7 @@ pub struct CheckingStorage {
 }
 
 impl CheckingStorage {
-    fn open(&mut self, manifest: &Manifest) {
+    pub(crate) fn open(&mut self, manifest: &Manifest) {
         self.sizes = manifest.entries().iter().map(ManifestEntry::size).collect();
         self.held = vec![Default::default(); self.sizes.len()];
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use jetstream_core::proto::packet::{Header, PacketType, MIN_DATAGRAM_LEN};
+use jetstream_core::proto::packet::{Header, PacketType, PnForm, MIN_DATAGRAM_LEN};
 use jetstream_core::SessionId;
 
 /// Longest bogus datagram.
@@ -57,12 +57,19 @@ impl Bogus {
             3 => SessionId(self.id.0 ^ (1 << (r % 64))),
             _ => self.id,
         };
+        // Both packet-number forms: a short one is restored from the session's largest.
+        let pn_form = if r & 1 == 0 {
+            PnForm::Short
+        } else {
+            PnForm::Long
+        };
         Header {
             packet_type: PacketType::Protected,
             session_id,
             packet_number: self.rand() >> 2,
+            pn_form,
         }
-        .emit(&mut buf[..Header::LEN]);
+        .emit(&mut buf[..]);
         match kind {
             1 => (r % MIN_DATAGRAM_LEN as u64) as usize,
             _ => 64 + (r % (MAX_LEN as u64 - 64)) as usize,

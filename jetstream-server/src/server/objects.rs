@@ -448,7 +448,11 @@ impl TransferRec {
     /// The API view.
     pub fn view(&self) -> Value {
         let (d, l) = (&self.done, &self.live);
-        let block_size = if l.block_size > 0 { l.block_size } else { 1438 };
+        let block_size = if l.block_size > 0 {
+            l.block_size
+        } else {
+            jetstream_core::proto::packet::MAX_PAYLOAD_LEN as u64
+        };
         let mut v = json!({
             "transferId": self.id,
             "destinationId": self.destination_id,

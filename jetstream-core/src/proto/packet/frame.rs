@@ -14,20 +14,24 @@ pub(crate) enum FrameType {
     Padding = 0x00,
     Ping = 0x01,
     Hello = 0x02,
-    Data = 0x03,
     Ack = 0x04,
     Complete = 0x05,
     CompleteAck = 0x06,
     Close = 0x07,
     CloseAck = 0x08,
+    /// `0x10..=0x1f`: DATA; the low four bits are flags (see [`DataFrame`]).
+    Data = 0x10,
 }
+
+/// DATA type flag: the frame runs to the end of the packet and has no length field.
+const DATA_TO_END: u8 = 0x08;
 
 /// Longest CLOSE reason, in bytes.
 pub const MAX_REASON_LEN: usize = 256;
 
 /// Upper bound on the length of a DATA frame header (type, file, offset, length) as written by
-/// [`encode_data_header`]: 1 + 4 + 8 (offset) + 2 (length ≤ [`MAX_DATA_LEN`]).
-pub const DATA_HEADER_MAX_LEN: usize = 1 + 4 + 8 + 2;
+/// [`encode_data_header`]: 1 + 8 (file varint) + 8 (offset) + 2 (length ≤ [`MAX_DATA_LEN`]).
+pub const DATA_HEADER_MAX_LEN: usize = 1 + 8 + 8 + 2;
 
 /// Largest payload [`encode_data_header`] accepts: the largest value of a two-byte varint, far
 /// above what fits in one datagram.
@@ -47,7 +51,7 @@ pub enum Frame<'a> {
     Ping,
     /// `0x02`: the sender's opening frame.
     Hello(HelloFrame),
-    /// `0x03`: a piece of a file (or of the manifest / digest table).
+    /// `0x10..=0x1f`: a piece of a file (or of the manifest / digest table).
     Data(DataFrame<'a>),
     /// `0x04`: the receiver's acknowledgement of packet numbers and bytes.
     Ack(AckFrame<'a>),
@@ -75,6 +79,14 @@ pub struct HelloFrame {
 }
 
 /// A piece of a file.
+///
+/// ```text
+/// DATA = type 0b0001_EOOO | file varint | offset (OOO + 1 bytes, BE) | [length varint] | bytes
+/// ```
+///
+/// `E` set: the frame runs to the end of the packet and has no length field (the common case:
+/// one DATA frame filling a full-size datagram). The offset takes the fewest bytes that hold it
+/// (4 for any offset below 4 GiB, 5 below 1 TiB), so a full datagram's DATA header is 6 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataFrame<'a> {
     /// Which manifest entry (or metadata stream) the bytes belong to.
@@ -83,6 +95,8 @@ pub struct DataFrame<'a> {
     pub offset: u64,
     /// The bytes.
     pub payload: &'a [u8],
+    /// The frame is the packet's last and is written without a length field.
+    pub to_end: bool,
 }
 
 /// A validated COMPLETE frame, borrowing its failure list from the datagram.
@@ -113,7 +127,9 @@ impl Frame<'_> {
                     + varint_len(h.entry_count)
                     + 32
             }
-            Self::Data(d) => data_header_len(d.offset, d.payload.len()) + d.payload.len(),
+            Self::Data(d) => {
+                data_header_len(d.file, d.offset, d.payload.len(), d.to_end) + d.payload.len()
+            }
             Self::Ack(a) => a.buffer_len(),
             Self::Complete(c) => 1 + COUNT_LEN + c.raw.len(),
             Self::Close(c) => {
@@ -153,10 +169,10 @@ impl Frame<'_> {
                 w.slice(&h.manifest_digest.0)?;
             }
             Self::Data(d) => {
-                w.u8(FrameType::Data as u8)?;
-                w.u32(d.file.0)?;
-                w.varint(d.offset)?;
-                w.varint(d.payload.len() as u64)?;
+                if d.payload.len() > MAX_DATA_LEN && !d.to_end {
+                    return None;
+                }
+                write_data_header(&mut w, d.file, d.offset, d.payload.len(), d.to_end)?;
                 w.slice(d.payload)?;
             }
             Self::Ack(a) => a.encode(&mut w)?,
@@ -200,16 +216,31 @@ impl<'a> Frame<'a> {
                 entry_count: r.varint()?,
                 manifest_digest: Digest(r.array32()?),
             }),
-            0x03 => {
-                let file = FileIndex(r.u32()?);
-                let offset = r.varint()?;
-                let len = r.varint()?;
-                let len = usize::try_from(len).map_err(|_| DecodeError::Truncated)?;
-                let payload = r.bytes(len)?;
+            0x10..=0x1f => {
+                let file = u32::try_from(r.varint()?).map_err(|_| DecodeError::BadLength)?;
+                let n = usize::from(ty & 0x07) + 1;
+                let bytes = r.bytes(n)?;
+                if n > 1 && bytes[0] == 0 {
+                    // Not the shortest form: re-encoding would differ.
+                    return Err(DecodeError::BadVarint);
+                }
+                let offset = bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+                let to_end = ty & DATA_TO_END != 0;
+                let payload = if to_end {
+                    r.rest()
+                } else {
+                    let len = r.varint()?;
+                    if len > MAX_DATA_LEN as u64 {
+                        return Err(DecodeError::BadLength);
+                    }
+                    // `len <= MAX_DATA_LEN`, so the cast is lossless.
+                    r.bytes(len as usize)?
+                };
                 Self::Data(DataFrame {
-                    file,
+                    file: FileIndex(file),
                     offset,
                     payload,
+                    to_end,
                 })
             }
             0x04 => Self::Ack(AckFrame::parse(r)?),
@@ -296,29 +327,56 @@ pub fn encode_complete(
     (w.pos(), usize::from(count))
 }
 
-/// Length of the DATA frame header (type byte, file, offset, length) for this offset and payload
-/// length.
-pub fn data_header_len(offset: u64, len: usize) -> usize {
-    1 + 4 + varint_len(offset) + varint_len(len as u64)
+/// Bytes of the shortest big-endian form of `offset` (at least 1).
+fn offset_len(offset: u64) -> usize {
+    (8 - offset.leading_zeros() as usize / 8).max(1)
+}
+
+/// Length of the DATA frame header (type byte, file, offset and, unless `to_end`, length) for
+/// this frame.
+pub fn data_header_len(file: FileIndex, offset: u64, len: usize, to_end: bool) -> usize {
+    let len_field = if to_end { 0 } else { varint_len(len as u64) };
+    1 + varint_len(u64::from(file.0)) + offset_len(offset) + len_field
+}
+
+fn write_data_header(
+    w: &mut Writer<'_>,
+    file: FileIndex,
+    offset: u64,
+    len: usize,
+    to_end: bool,
+) -> Option<()> {
+    let n = offset_len(offset);
+    let flags = if to_end { DATA_TO_END } else { 0 };
+    // `n` is 1..=8, so `n - 1` fits the three offset-length bits.
+    w.u8(FrameType::Data as u8 | flags | (n - 1) as u8)?;
+    w.varint(u64::from(file.0))?;
+    w.slice(&offset.to_be_bytes()[8 - n..])?;
+    if !to_end {
+        w.varint(len as u64)?;
+    }
+    Some(())
 }
 
 /// Writes a DATA frame header for a payload of `len` bytes at `offset` of `file`, and returns its
 /// length; the caller copies the payload (exactly `len` bytes) right after it, with no
-/// intermediate copy.
+/// intermediate copy. With `to_end` the frame has no length field, so the caller must end the
+/// packet right after the payload.
 ///
-/// Returns 0 if `buf` is shorter than the header, `offset` exceeds 2^62 - 1, or `len` exceeds
-/// [`MAX_DATA_LEN`]. Within those limits the header is at most [`DATA_HEADER_MAX_LEN`] bytes.
-pub fn encode_data_header(buf: &mut [u8], file: FileIndex, offset: u64, len: usize) -> usize {
+/// Returns 0 if `buf` is shorter than the header or `len` exceeds [`MAX_DATA_LEN`]. Within those
+/// limits the header is at most [`DATA_HEADER_MAX_LEN`] bytes.
+pub fn encode_data_header(
+    buf: &mut [u8],
+    file: FileIndex,
+    offset: u64,
+    len: usize,
+    to_end: bool,
+) -> usize {
     if len > MAX_DATA_LEN {
         return 0;
     }
     let mut w = Writer::new(buf);
-    let written = w
-        .u8(FrameType::Data as u8)
-        .and_then(|()| w.u32(file.0))
-        .and_then(|()| w.varint(offset))
-        .and_then(|()| w.varint(len as u64));
-    match written {
+    match write_data_header(&mut w, file, offset, len, to_end) {
         Some(()) => w.pos(),
         None => 0,
     }
@@ -370,10 +428,11 @@ impl fmt::Display for Frame<'_> {
             ),
             Self::Data(d) => write!(
                 f,
-                "DATA(file={}, offset={}, len={})",
+                "DATA(file={}, offset={}, len={}{})",
                 d.file.0,
                 d.offset,
-                d.payload.len()
+                d.payload.len(),
+                if d.to_end { ", to end" } else { "" }
             ),
             Self::Ack(a) => write!(
                 f,

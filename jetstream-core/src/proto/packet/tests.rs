@@ -19,14 +19,17 @@ fn encode(frame: &Frame<'_>) -> Vec<u8> {
     buf
 }
 
+/// The short header the seeds use.
+const SEED_HEADER: Header = Header {
+    packet_type: PacketType::Protected,
+    session_id: SessionId(0x0102_0304_0506_0708),
+    packet_number: 77,
+    pn_form: PnForm::Short,
+};
+
 fn with_header(payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0u8; Header::LEN];
-    Header {
-        packet_type: PacketType::Protected,
-        session_id: SessionId(0x0102_0304_0506_0708),
-        packet_number: 77,
-    }
-    .emit(&mut v);
+    let mut v = vec![0u8; SEED_HEADER.buffer_len()];
+    SEED_HEADER.emit(&mut v);
     v.extend_from_slice(payload);
     v
 }
@@ -97,25 +100,79 @@ fn counts_must_use_the_two_byte_form() {
 
 #[test]
 fn header_round_trips_and_rejects_bad_input() {
-    let h = Header {
-        packet_type: PacketType::Protected,
-        session_id: SessionId(u64::MAX - 3),
-        packet_number: 1 << 40,
-    };
-    let mut buf = [0u8; Header::LEN];
-    h.emit(&mut buf);
-    assert_eq!(buf[0], VERSION);
-    assert_eq!(buf[1], 0x01);
-    assert_eq!(Header::parse(&buf), Ok(h));
-    for n in 0..Header::LEN {
-        assert_eq!(Header::parse(&buf[..n]), Err(DecodeError::Truncated));
+    for (pn_form, len, first) in [(PnForm::Long, 17, 0x21), (PnForm::Short, 13, 0x20)] {
+        let h = Header {
+            packet_type: PacketType::Protected,
+            session_id: SessionId(u64::MAX - 3),
+            packet_number: if pn_form == PnForm::Long {
+                1 << 40
+            } else {
+                0xdead_beef
+            },
+            pn_form,
+        };
+        assert_eq!(h.buffer_len(), len);
+        let mut buf = [0u8; Header::LONG_LEN];
+        h.emit(&mut buf);
+        assert_eq!(buf[0], first);
+        assert_eq!(Header::parse(&buf[..len]), Ok(h));
+        for n in 0..len {
+            assert_eq!(Header::parse(&buf[..n]), Err(DecodeError::Truncated));
+        }
+        let mut bad = buf;
+        bad[0] = 0x10 | first & 0x0f;
+        assert_eq!(Header::parse(&bad), Err(DecodeError::BadVersion));
+        let mut bad = buf;
+        bad[0] |= 0x02;
+        assert_eq!(Header::parse(&bad), Err(DecodeError::UnknownType));
     }
-    let mut bad = buf;
-    bad[0] = 2;
-    assert_eq!(Header::parse(&bad), Err(DecodeError::BadVersion));
-    let mut bad = buf;
-    bad[1] = 0x02;
-    assert_eq!(Header::parse(&bad), Err(DecodeError::UnknownType));
+    // A short header writes the low 32 bits only.
+    let h = Header {
+        packet_number: (7 << 32) | 5,
+        ..SEED_HEADER
+    };
+    let mut buf = [0u8; Header::SHORT_LEN];
+    h.emit(&mut buf);
+    assert_eq!(Header::parse(&buf).map(|h| h.packet_number), Ok(5));
+}
+
+#[test]
+fn short_packet_numbers_are_restored_around_the_largest_seen() {
+    let cases = [
+        // (largest seen, sent): RFC 9000 A.3 with a 32-bit window.
+        (0, 1),
+        (77, 78),
+        (1 << 40, (1 << 40) + 5),
+        (1 << 40, (1 << 40) - 1000), // reordered: older than the largest
+        ((5 << 32) - 3, (5 << 32) + 10), // across a 2^32 boundary, forwards
+        ((5 << 32) + 3, (5 << 32) - 10), // and backwards
+        (u64::MAX >> 2, (u64::MAX >> 2) - 7), // near the top of the space
+        ((1 << 50) + 12345, (1 << 50) + 12345 + (1 << 31) - 1),
+        ((1 << 50) + 12345, (1 << 50) + 12345 - (1 << 31) + 2),
+    ];
+    for (largest, sent) in cases {
+        assert_eq!(
+            decode_packet_number(largest, sent & 0xffff_ffff),
+            sent,
+            "largest {largest:#x}, sent {sent:#x}"
+        );
+    }
+    // Beyond half the window the restoration is wrong (and authentication would fail): the
+    // sender keeps within 2^30.
+    let largest = 1u64 << 50;
+    let far = largest + (1 << 32) + 1;
+    assert_ne!(decode_packet_number(largest, far & 0xffff_ffff), far);
+    // A long header needs no reference; a short one does.
+    let long = Header {
+        pn_form: PnForm::Long,
+        ..SEED_HEADER
+    };
+    assert_eq!(long.full_packet_number(None), Some(77));
+    assert_eq!(SEED_HEADER.full_packet_number(None), None);
+    assert_eq!(
+        SEED_HEADER.full_packet_number(Some(1 << 33)),
+        Some((2 << 32) + 77)
+    );
 }
 
 #[test]
@@ -135,11 +192,13 @@ fn fixed_shape_frames_round_trip() {
             file: FileIndex::MANIFEST,
             offset: 1 << 33,
             payload: &[1, 2, 3, 4],
+            to_end: false,
         }),
         Frame::Data(DataFrame {
             file: FileIndex(0),
             offset: 0,
             payload: &[],
+            to_end: false,
         }),
         Frame::Close(CloseFrame { code: 7, reason }),
         Frame::Close(CloseFrame {
@@ -213,11 +272,17 @@ fn bad_frames_are_rejected_and_iteration_stops() {
         parse_all(&[0x07, 0x01, 0x02, b'a']),
         Err(DecodeError::Truncated)
     );
-    // DATA: payload shorter than its length.
+    // DATA: payload shorter than its length; a file index above 2^32 - 1; the version-1 DATA
+    // type (0x03) is no longer a frame.
     assert_eq!(
-        parse_all(&[0x03, 0, 0, 0, 1, 0, 3, 1, 2]),
+        parse_all(&[0x10, 0, 1, 3, 1, 2]),
         Err(DecodeError::Truncated)
     );
+    assert_eq!(
+        parse_all(&[0x18, 0xc0, 0, 0, 1, 0, 0, 0, 0, 0]),
+        Err(DecodeError::BadLength)
+    );
+    assert_eq!(parse_all(&[0x03, 0, 0]), Err(DecodeError::UnknownFrame));
     // HELLO: digest cut short.
     assert_eq!(
         parse_all(&[0x02, 0, 0, 0, 1, 2]),
@@ -231,41 +296,82 @@ fn bad_frames_are_rejected_and_iteration_stops() {
 fn data_header_is_zero_copy_and_bounded() {
     let payload = [0xaau8; 100];
     let mut buf = [0u8; 200];
-    for offset in [0, 63, 64, 16384, 1 << 30, VARINT_MAX] {
-        let h = encode_data_header(&mut buf, FileIndex(3), offset, payload.len());
-        assert!(h > 0 && h <= DATA_HEADER_MAX_LEN);
-        assert_eq!(h, data_header_len(offset, payload.len()));
-        buf[h..h + payload.len()].copy_from_slice(&payload);
-        let want = Frame::Data(DataFrame {
-            file: FileIndex(3),
-            offset,
-            payload: &payload,
-        });
-        assert_eq!(parse_all(&buf[..h + payload.len()]), Ok(vec![want]));
+    // (offset, bytes of offset): the shortest big-endian form.
+    let offsets = [
+        (0, 1),
+        (255, 1),
+        (256, 2),
+        (70_000, 3),
+        ((1 << 32) - 1, 4),
+        (1 << 32, 5),
+        (1 << 40, 6),
+        (u64::MAX, 8),
+    ];
+    for (offset, offset_len) in offsets {
+        for to_end in [false, true] {
+            for file in [FileIndex(3), FileIndex(100), FileIndex::MANIFEST] {
+                let h = encode_data_header(&mut buf, file, offset, payload.len(), to_end);
+                let file_len = match file.0 {
+                    3 => 1,
+                    100 => 2,
+                    _ => 8,
+                };
+                let len_len = if to_end { 0 } else { 2 };
+                assert_eq!(h, 1 + file_len + offset_len + len_len, "{offset} {to_end}");
+                assert!(h <= DATA_HEADER_MAX_LEN);
+                assert_eq!(h, data_header_len(file, offset, payload.len(), to_end));
+                buf[h..h + payload.len()].copy_from_slice(&payload);
+                let want = Frame::Data(DataFrame {
+                    file,
+                    offset,
+                    payload: &payload,
+                    to_end,
+                });
+                assert_eq!(parse_all(&buf[..h + payload.len()]), Ok(vec![want]));
+                // A frame after an explicit-length DATA parses as its own; after a to-end one
+                // it is part of the payload.
+                buf[h + payload.len()] = FrameType::Ping as u8;
+                let got = parse_all(&buf[..h + payload.len() + 1]).unwrap();
+                assert_eq!(got.len(), if to_end { 1 } else { 2 });
+            }
+        }
     }
     assert_eq!(
-        encode_data_header(&mut buf, FileIndex(3), VARINT_MAX + 1, 1),
+        encode_data_header(&mut buf, FileIndex(3), 0, MAX_DATA_LEN + 1, false),
         0
     );
     assert_eq!(
-        encode_data_header(&mut buf, FileIndex(3), 0, MAX_DATA_LEN + 1),
+        encode_data_header(&mut buf[..6], FileIndex(3), 1 << 40, 100, false),
         0
     );
-    assert_eq!(encode_data_header(&mut buf[..6], FileIndex(3), 0, 100), 0);
-    let worst = data_header_len(VARINT_MAX, MAX_DATA_LEN);
+    let worst = data_header_len(FileIndex::MANIFEST, u64::MAX, MAX_DATA_LEN, false);
     assert_eq!(worst, DATA_HEADER_MAX_LEN);
+    // A non-shortest offset and an explicit length above MAX_DATA_LEN are refused, so that
+    // every accepted frame re-encodes to its input.
+    assert_eq!(
+        parse_all(&[0x11, 0x03, 0x00, 0x05, 0x00]),
+        Err(DecodeError::BadVarint)
+    );
+    assert_eq!(
+        parse_all(&[0x10, 0x03, 0x05, 0x80, 0x00, 0x40, 0x00]),
+        Err(DecodeError::BadLength)
+    );
 }
 
 #[test]
 fn max_file_payload_per_datagram() {
-    assert_eq!(Header::LEN, 18);
-    assert_eq!(MAX_PAYLOAD_LEN, 1438);
-    assert_eq!(DATA_HEADER_MAX_LEN, 15);
-    // Worst case (offset >= 2^30): a 15-byte DATA header leaves 1423 payload bytes.
-    let worst = MAX_PAYLOAD_LEN - data_header_len(1 << 30, 1423);
-    assert_eq!(worst, 1423);
-    // Offsets below 2^30 use a 4-byte varint: 1427 bytes.
-    assert_eq!(MAX_PAYLOAD_LEN - data_header_len(1 << 29, 1427), 1427);
+    assert_eq!(Header::SHORT_LEN, 13);
+    assert_eq!(Header::LONG_LEN, 17);
+    assert_eq!(MAX_PAYLOAD_LEN, 1443);
+    // The budget at a 1500-byte MTU: 20 (IPv4) + 8 (UDP) + 13 + 16 (tag) + 6 (DATA header of
+    // one of the first 64 files at an offset below 4 GiB) = 63 bytes, 1437 of file data.
+    let to_end = |file, offset| MAX_PAYLOAD_LEN - data_header_len(FileIndex(file), offset, 0, true);
+    assert_eq!(to_end(0, (1 << 32) - 1), 1437);
+    // Up to 1 TiB into a file: 1436; file 16383 at offset 0: 1439; the worst case (offset
+    // >= 2^56 of the manifest stream) 1426.
+    assert_eq!(to_end(0, 1 << 39), 1436);
+    assert_eq!(to_end(16383, 0), 1439);
+    assert_eq!(to_end(u32::MAX, u64::MAX), 1426);
 }
 
 fn ack_bytes(
@@ -496,44 +602,61 @@ fn datagram_seal_open_round_trip() {
     let secret = SessionSecret::from_bytes([1; 32]);
     let tx = SessionKeys::derive(Cipher::Aes256Gcm, &secret, SessionId(9), Role::Sender);
     let rx = SessionKeys::derive(Cipher::Aes256Gcm, &secret, SessionId(9), Role::Receiver);
+    // The full packet number is the nonce; the short header carries its low 32 bits.
+    let pn = (3 << 32) + 12345;
     let header = Header {
         packet_type: PacketType::Protected,
         session_id: SessionId(9),
-        packet_number: 12345,
+        packet_number: pn,
+        pn_form: PnForm::Short,
     };
     let mut buf = [0u8; MAX_DATAGRAM_LEN];
-    let mut len = Header::LEN;
+    let mut len = header.buffer_len();
     len += Frame::Ping.encode(&mut buf[len..]).unwrap();
-    // With the 1-byte PING, 1422 bytes of file data fill the datagram.
-    let h = encode_data_header(&mut buf[len..], FileIndex(0), 1 << 30, 1422);
+    // With the 1-byte PING and a 6-byte to-end DATA header, 1436 bytes of file data fill it.
+    let h = encode_data_header(&mut buf[len..], FileIndex(0), 1 << 30, 1436, true);
     len += h;
-    buf[len..len + 1422].fill(0x5a);
-    len += 1422;
-    let n = seal_datagram(tx.seal_key(), &header, &mut buf, len - Header::LEN).unwrap();
+    buf[len..len + 1436].fill(0x5a);
+    len += 1436;
+    let n = seal_datagram(tx.seal_key(), &header, &mut buf, len - header.buffer_len()).unwrap();
     assert_eq!(n, MAX_DATAGRAM_LEN);
 
     let mut tampered = buf;
     tampered[2] ^= 1;
     assert!(matches!(
-        open_datagram(rx.open_key(), &mut tampered),
+        open_datagram(rx.open_key(), Some(pn - 1), &mut tampered),
+        Err(PacketError::Crypto(_))
+    ));
+    // No reference to restore a short packet number from.
+    let mut copy = buf;
+    assert_eq!(
+        open_datagram(rx.open_key(), None, &mut copy),
+        Err(PacketError::Decode(DecodeError::BadPacketNumber))
+    );
+    // A reference off by 2^32 restores the wrong number: authentication fails.
+    let mut copy = buf;
+    assert!(matches!(
+        open_datagram(rx.open_key(), Some(pn + (1 << 32)), &mut copy),
         Err(PacketError::Crypto(_))
     ));
 
-    let (got, plain) = open_datagram(rx.open_key(), &mut buf).unwrap();
-    assert_eq!(got, header);
+    let (got, full, plain) = open_datagram(rx.open_key(), Some(pn - 40), &mut buf).unwrap();
+    assert_eq!(got.session_id, header.session_id);
+    assert_eq!(full, pn);
     let frames = parse_all(plain).unwrap();
     assert_eq!(frames.len(), 2);
-    assert!(matches!(frames[1], Frame::Data(d) if d.payload.len() == 1422 && d.offset == 1 << 30));
+    assert!(
+        matches!(frames[1], Frame::Data(d) if d.payload.len() == 1436 && d.offset == 1 << 30 && d.to_end)
+    );
 
     let mut short = [0u8; MIN_DATAGRAM_LEN - 1];
-    short[0] = VERSION;
-    short[1] = 1;
+    short[0] = VERSION << 4;
     assert_eq!(
-        open_datagram(rx.open_key(), &mut short),
+        open_datagram(rx.open_key(), Some(0), &mut short),
         Err(PacketError::Decode(DecodeError::Truncated))
     );
     assert_eq!(
-        seal_datagram(tx.seal_key(), &header, &mut [0u8; 40], 10),
+        seal_datagram(tx.seal_key(), &header, &mut [0u8; 38], 10),
         Err(PacketError::Crypto(
             crate::proto::crypto::CryptoError::BufferTooSmall
         ))
@@ -562,8 +685,31 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             file: FileIndex(2),
             offset: 70_000,
             payload: b"some file bytes",
+            to_end: false,
         })),
     ));
+    let mut two = encode(&Frame::Data(DataFrame {
+        file: FileIndex(70),
+        offset: 5 << 30,
+        payload: b"end of one file",
+        to_end: false,
+    }));
+    two.extend(encode(&Frame::Data(DataFrame {
+        file: FileIndex(71),
+        offset: 0,
+        payload: b"start of the next, to the end of the packet",
+        to_end: true,
+    })));
+    out.push(("data_to_end", with_header(&two)));
+    let mut long = vec![0u8; Header::LONG_LEN];
+    Header {
+        pn_form: PnForm::Long,
+        packet_number: 1 << 61,
+        ..SEED_HEADER
+    }
+    .emit(&mut long);
+    long.extend(encode(&Frame::Ping));
+    out.push(("long_header", long));
     out.push((
         "ack",
         with_header(&ack_bytes(
@@ -612,7 +758,8 @@ fn write_seed_corpus() {
 #[test]
 fn seed_corpus_parses_fully_and_round_trips() {
     for (name, bytes) in seeds() {
-        let frames = parse_all(&bytes[Header::LEN..]);
+        let len = Header::parse(&bytes).unwrap().buffer_len();
+        let frames = parse_all(&bytes[len..]);
         assert!(frames.is_ok(), "{name}: {frames:?}");
         roundtrip_oracle(&bytes);
     }
@@ -638,12 +785,13 @@ fn oracle_survives_random_and_mutated_inputs() {
             seeds[rng.below(seeds.len() as u64) as usize].clone()
         };
         for _ in 0..=rng.below(4) {
-            let i = Header::LEN + rng.below((input.len() - Header::LEN) as u64 + 1) as usize;
+            let h = Header::SHORT_LEN;
+            let i = h + rng.below((input.len() - h) as u64 + 1) as usize;
             match rng.below(4) {
                 0 if i < input.len() => input[i] ^= 1 << rng.below(8),
                 1 if i < input.len() => input[i] = rng.next_u64() as u8,
                 2 => input.insert(i, rng.next_u64() as u8),
-                _ => input.truncate(i.max(Header::LEN)),
+                _ => input.truncate(i.max(h)),
             }
         }
         let caught = std::panic::catch_unwind(|| roundtrip_oracle(&input));

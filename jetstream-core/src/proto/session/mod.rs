@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::TransportConfig;
 use crate::error::{CloseCode, TransferError};
 use crate::proto::crypto::{SessionKeys, TAG_LEN};
-use crate::proto::packet::{self, Frame, Header, PacketType};
+use crate::proto::packet::{self, Frame, Header, PacketType, PnForm};
 use crate::proto::rangeset::RangeSet;
 use crate::proto::timer::{Timer, TimerTable};
 use crate::types::{FileIndex, SessionId};
@@ -104,9 +104,17 @@ pub(crate) struct Common {
     /// Packet numbers received from the peer (replay protection), trimmed to recent history.
     pub(crate) pn_seen: RangeSet,
     pub(crate) largest_pn_seen: Option<u64>,
+    /// The largest of our packet numbers the peer has acknowledged: from then on the peer can
+    /// restore short packet numbers, so ours are sent short.
+    pub(crate) largest_pn_acked: Option<u64>,
     /// A CLOSE_ACK / COMPLETE_ACK we owe the peer.
     pub(crate) owe_close_ack: bool,
 }
+
+/// File bytes the sender may send before the manifest is acknowledged (its first flight, the
+/// size of the initial congestion window): the receiver buffers up to twice this until its
+/// storage is open. Saves the round trip a transfer would otherwise spend on the manifest.
+pub(crate) const EARLY_DATA: u64 = 256 * 1024;
 
 /// How many ranges of received packet numbers are remembered.
 pub(crate) const PN_HISTORY_RANGES: usize = 256;
@@ -134,25 +142,31 @@ impl Common {
             events: VecDeque::new(),
             pn_seen: RangeSet::default(),
             largest_pn_seen: None,
+            largest_pn_acked: None,
             owe_close_ack: false,
         }
     }
 
-    /// Authenticates and decrypts a datagram addressed to this session. Returns the plaintext,
-    /// or `None` (and counts it) for a forgery, a replay or an ancient packet.
+    /// Authenticates and decrypts a datagram addressed to this session. Returns the full packet
+    /// number and the plaintext, or `None` (and counts it) for a forgery, a replay, an ancient
+    /// packet or a short packet number that cannot be restored yet.
     pub(crate) fn open<'a>(
         &mut self,
         now: Instant,
         from: SocketAddr,
         header: &Header,
         datagram: &'a mut [u8],
-    ) -> Option<&'a mut [u8]> {
-        let pn = header.packet_number;
+    ) -> Option<(u64, &'a mut [u8])> {
+        let pn = header.full_packet_number(self.largest_pn_seen)?;
         if self.pn_seen.contains(pn) || self.pn_seen.min().is_some_and(|m| pn < m) {
             self.stats.duplicates += 1;
             return None;
         }
-        let plain = self.keys.open_key().open(pn, datagram, Header::LEN).ok()?;
+        let plain = self
+            .keys
+            .open_key()
+            .open(pn, datagram, header.buffer_len())
+            .ok()?;
         self.pn_seen.insert(pn..pn + 1);
         self.pn_seen.pop_front_ranges_beyond(PN_HISTORY_RANGES);
         // Follow the peer to a new address only on a newer authenticated packet (NAT rebinding).
@@ -161,35 +175,55 @@ impl Common {
             self.peer = Some(from);
         }
         self.stats.packets_recv += 1;
-        self.stats.bytes_recv += (Header::LEN + plain.len() + TAG_LEN) as u64;
+        self.stats.bytes_recv += (header.buffer_len() + plain.len() + TAG_LEN) as u64;
         if !matches!(self.lifecycle, Lifecycle::Closed) {
             self.timers.set(Timer::Idle, now + self.config.idle_timeout);
         }
-        Some(plain)
+        Some((pn, plain))
+    }
+
+    /// The header of our next packet. Its packet number is short once the peer has
+    /// acknowledged one of ours and fewer than 2^30 packets separate the two (the peer restores
+    /// correctly up to 2^31).
+    fn next_header(&self) -> Header {
+        let short = self
+            .largest_pn_acked
+            .is_some_and(|a| self.next_pn.saturating_sub(a) < 1 << 30);
+        Header {
+            packet_type: PacketType::Protected,
+            session_id: self.id,
+            packet_number: self.next_pn,
+            pn_form: if short { PnForm::Short } else { PnForm::Long },
+        }
+    }
+
+    /// Records that the peer acknowledged our packet `pn`.
+    pub(crate) fn on_pn_acked(&mut self, pn: u64) {
+        if pn < self.next_pn && self.largest_pn_acked.is_none_or(|a| pn > a) {
+            self.largest_pn_acked = Some(pn);
+        }
     }
 
     /// Where frames go in a datagram buffer: `buf[payload_range()]` (header before, tag after).
+    /// Valid for the next [`Self::seal`] only (the header's length can change in between).
     pub(crate) fn payload_range(&self, buf_len: usize) -> Option<std::ops::Range<usize>> {
         let max = self.config.max_datagram_size.min(buf_len);
-        (max >= packet::MIN_DATAGRAM_LEN + 32).then(|| Header::LEN..max - TAG_LEN)
+        let start = self.next_header().buffer_len();
+        (max >= start + TAG_LEN + 1 + 32).then(|| start..max - TAG_LEN)
     }
 
     /// Writes the header in front of the `payload_len` bytes of frames already in
-    /// `buf[Header::LEN..]` and seals them. Returns the datagram length.
+    /// `buf[payload_range().start..]` and seals them. Returns the datagram length.
     pub(crate) fn seal(&mut self, buf: &mut [u8], payload_len: usize) -> Option<usize> {
         if payload_len == 0 {
             return None;
         }
-        let header = Header {
-            packet_type: PacketType::Protected,
-            session_id: self.id,
-            packet_number: self.next_pn,
-        };
-        header.emit(&mut buf[..Header::LEN]);
+        let header = self.next_header();
+        header.emit(buf);
         let len = self
             .keys
             .seal_key()
-            .seal(self.next_pn, buf, Header::LEN, payload_len)
+            .seal(self.next_pn, buf, header.buffer_len(), payload_len)
             .ok()?;
         self.next_pn += 1;
         self.stats.packets_sent += 1;

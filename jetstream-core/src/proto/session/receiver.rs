@@ -53,6 +53,13 @@ pub(crate) struct Receiver {
     window_end: u64,
     complete: bool,
     complete_sends: u32,
+    /// File data that arrived before storage was ready (the sender's first flight, see
+    /// [`EARLY_DATA`](super::EARLY_DATA)): written when it is.
+    early: Vec<(FileIndex, u64, Vec<u8>)>,
+    early_bytes: u64,
+    /// The packet being handled carried early data that did not fit: it is not acknowledged,
+    /// so the sender sends that data again.
+    refuse_packet: bool,
 }
 
 impl Receiver {
@@ -82,6 +89,9 @@ impl Receiver {
             window_end: 0,
             complete: false,
             complete_sends: 0,
+            early: Vec::new(),
+            early_bytes: 0,
+            refuse_packet: false,
         }
     }
 
@@ -106,6 +116,7 @@ impl Receiver {
         storage: &mut dyn SessionStorage,
     ) -> Result<(), TransferError> {
         let mut ack_eliciting = false;
+        self.refuse_packet = false;
         for frame in packet::frames(payload) {
             let frame = frame.map_err(|_| TransferError::ProtocolViolation("undecodable frame"))?;
             match frame {
@@ -136,6 +147,11 @@ impl Receiver {
                     ));
                 }
             }
+        }
+        if self.refuse_packet {
+            // Forget it was received: it is neither acknowledged nor a replay.
+            self.common.pn_seen.remove(pn..pn + 1);
+            return Ok(());
         }
         // The ACK lists `Common::pn_seen` (every authenticated packet), so its largest is the
         // largest packet seen, whatever it carried.
@@ -206,7 +222,16 @@ impl Receiver {
             return Ok(());
         }
         if !self.storage_ready {
-            return Ok(()); // The sender waits for the manifest ACK; this is a stray.
+            // The sender's first flight: file data sent with the manifest, before the sender
+            // knows what a previous run left here. Kept until storage is ready; more than a
+            // compliant sender sends is refused (the packet goes unacknowledged).
+            if self.early_bytes + len <= 2 * super::EARLY_DATA {
+                self.early.push((d.file, d.offset, d.payload.to_vec()));
+                self.early_bytes += len;
+            } else {
+                self.refuse_packet = true;
+            }
+            return Ok(());
         }
         let Some(r) = self.layout.to_global(d.file, d.offset, len) else {
             return Err(TransferError::ProtocolViolation("data out of bounds"));
@@ -293,6 +318,19 @@ impl Receiver {
         self.received.insert(self.layout.manifest_range());
         self.window_end = self.received.first_missing_from(0) + self.common.config.recv_window;
         self.ack_now = true;
+        for (file, offset, bytes) in std::mem::take(&mut self.early) {
+            let d = DataFrame {
+                file,
+                offset,
+                payload: &bytes,
+                to_end: false,
+            };
+            if let Err(e) = self.on_data(&d, storage) {
+                self.common.close(now, e);
+                return;
+            }
+        }
+        self.early_bytes = 0;
         for i in 0..self.entries.len() {
             self.try_finish(i, storage);
         }

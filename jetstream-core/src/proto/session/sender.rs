@@ -268,6 +268,7 @@ impl Sender {
         if largest >= self.common.next_pn {
             return; // Acknowledges something never sent: ignore the frame.
         }
+        self.common.on_pn_acked(largest);
         self.hello_acked = true;
         let mut rtt_sample = None;
         let end = self.sent_base + self.sent.len() as u64;
@@ -486,7 +487,11 @@ impl Sender {
             return Some((r.start..r.end.min(data.start), false)); // Manifest.
         }
         if !self.manifest_acked {
-            return None;
+            // The first flight: the start of the file data goes with the manifest instead of a
+            // round trip later (the receiver keeps it until its storage is open). On a resume
+            // some of it may already be there: at most EARLY_DATA sent twice.
+            let early_end = data.end.min(data.start + super::EARLY_DATA);
+            return (r.start < early_end).then(|| (r.start..r.end.min(early_end), false));
         }
         if r.start >= data.end {
             return Some((r, false)); // Digests.
@@ -577,12 +582,17 @@ impl Sender {
                 self.unsent.remove(r);
                 continue;
             }
-            // Fill the datagram exactly (equal sizes keep GSO batches going): size the frame
-            // with the real header length for this offset.
+            // Fill the datagram exactly (equal sizes keep GSO batches going). A frame that
+            // reaches the end of the datagram needs no length field.
             let space = out.len() - n;
-            let hl = packet::data_header_len(offset, space.min(packet::MAX_DATA_LEN)) as u64;
-            let room = (space as u64).saturating_sub(hl);
-            let len = (r.end.min(region_end).min(cend) - r.start).min(room);
+            let avail = r.end.min(region_end).min(cend) - r.start;
+            let end_hl = packet::data_header_len(file, offset, 0, true) as u64;
+            let (len, to_end) = if avail + end_hl >= space as u64 {
+                ((space as u64).saturating_sub(end_hl), true)
+            } else {
+                let hl = packet::data_header_len(file, offset, avail as usize, false) as u64;
+                (avail.min((space as u64).saturating_sub(hl)), false)
+            };
             let sent = r.start..r.start + len;
             // Coalesce with the previous range when adjacent (consecutive small files).
             let merged = n_ranges > 0 && ranges[n_ranges - 1].end == sent.start;
@@ -590,7 +600,7 @@ impl Sender {
                 break;
             }
             let at = (r.start - cstart) as usize;
-            let h = packet::encode_data_header(&mut out[n..], file, offset, len as usize);
+            let h = packet::encode_data_header(&mut out[n..], file, offset, len as usize, to_end);
             out[n + h..n + h + len as usize].copy_from_slice(&chunk[at..at + len as usize]);
             n += h + len as usize;
             if merged {
@@ -608,12 +618,18 @@ impl Sender {
                 self.unsent.remove(sent);
             }
         }
-        if n_ranges == 0 && n == 0 {
-            if probe {
-                n += Frame::Ping.encode(out).unwrap_or(0);
-            } else {
+        if n_ranges == 0 {
+            // No data: only a probe goes out (with the HELLO if still unacknowledged, else a
+            // PING). A HELLO alone is never worth a datagram: it rides on the manifest's DATA,
+            // and a lost one is re-sent with the manifest or by the probe timer. (Sending it
+            // whenever the window allowed filled the first round trip with thousands of
+            // 39-byte datagrams.)
+            if !probe {
                 self.on_idle(now);
                 return None;
+            }
+            if n == 0 {
+                n += Frame::Ping.encode(out).unwrap_or(0);
             }
         }
         self.probes = self.probes.saturating_sub(1);

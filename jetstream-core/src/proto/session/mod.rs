@@ -62,6 +62,12 @@ pub struct SessionStats {
     pub min_rtt_us: u64,
     /// The peer's address (where its last authenticated datagram came from).
     pub peer: Option<std::net::SocketAddr>,
+    /// Rate-control state (sender): `Startup`, `Drain`, `ProbeBW` or `ProbeRTT`.
+    pub cc_state: &'static str,
+    /// In-flight cap set by congestive loss, bytes (sender; 0 when none).
+    pub inflight_cap: u64,
+    /// Packets declared lost that were acknowledged later (sender): reordering or late ACKs.
+    pub spurious_losses: u64,
 }
 
 /// Life cycle of a session.

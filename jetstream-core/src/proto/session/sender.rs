@@ -168,6 +168,8 @@ impl Sender {
         s.bytes_in_flight = self.bytes_in_flight;
         s.bottleneck_bandwidth = self.cc.bottleneck_bandwidth();
         s.min_rtt_us = self.cc.min_rtt().map_or(0, |d| d.as_micros() as u64);
+        s.cc_state = self.cc.state_name();
+        s.inflight_cap = self.cc.inflight_cap().unwrap_or(0);
         s
     }
 
@@ -277,7 +279,7 @@ impl Sender {
         for r in ack.pn_ranges() {
             if self.recently_lost.covered_len(r.clone()) > 0 {
                 // A packet we called lost arrived after all: reordering, not loss.
-                self.recently_lost.remove(r.clone());
+                self.common.stats.spurious_losses += self.recently_lost.remove(r.clone());
                 self.packet_threshold = (self.packet_threshold * 2).min(MAX_PACKET_THRESHOLD);
                 self.time_threshold_eighths = (self.time_threshold_eighths + 2).min(16);
             }
@@ -472,9 +474,10 @@ impl Sender {
     }
 
     /// Next range to put on the wire: lost data first, then new data. File data must stay
-    /// below the receiver's window and waits until the manifest is acknowledged (so the
-    /// receiver has opened its files and reported what it already holds); the manifest and
-    /// the digests are tiny and exempt from the window.
+    /// below the receiver's window; until the manifest is acknowledged (so the receiver has
+    /// opened its files and reported what it already holds) only the first
+    /// [`EARLY_DATA`](super::EARLY_DATA) bytes of it may go. The manifest and the digests are
+    /// tiny and exempt from the window.
     fn next_range(&self) -> Option<(Range<u64>, bool)> {
         if let Some(r) = self.lost.iter().next() {
             return Some((r, true));

@@ -630,7 +630,9 @@ fn fixed_without_max_rate_is_adaptive() {
 
 #[test]
 fn startup_overshoot_into_a_one_bdp_queue_is_small() {
-    // Startup's window (2 BDP) fits the pipe plus a one-BDP queue: it barely overflows.
+    // Startup's window (2 BDP) fits the pipe plus a one-BDP queue: it barely overflows. The
+    // 512 KiB initial window costs up to a fifth of a BDP once where the doubling lands just
+    // past it (100 Mbit/s, 50 ms: 0.18 BDP; 256 KiB gave under a tenth).
     for (name, link) in [
         ("(j) 100 Mbit/s, 100 ms", wan()),
         ("(j) 100 Mbit/s, 50 ms", Link::new(100 * MBIT, ms(50))),
@@ -638,7 +640,7 @@ fn startup_overshoot_into_a_one_bdp_queue_is_small() {
     ] {
         let o = simulate(link, CongestionConfig::default(), Duration::from_secs(5));
         report(name, &link, &o);
-        assert!(o.startup_queue_drops <= link.bdp() / 10, "{o:?}");
+        assert!(o.startup_queue_drops <= link.bdp() / 5, "{o:?}");
         assert!(o.late_delivered_bps >= 0.95 * link.rate_bps as f64, "{o:?}");
     }
 }

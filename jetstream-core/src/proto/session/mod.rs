@@ -118,9 +118,9 @@ pub(crate) struct Common {
 }
 
 /// File bytes the sender may send before the manifest is acknowledged (its first flight, the
-/// size of the initial congestion window): the receiver buffers up to twice this until its
-/// storage is open. Saves the round trip a transfer would otherwise spend on the manifest.
-pub(crate) const EARLY_DATA: u64 = 256 * 1024;
+/// size of the initial congestion window): the receiver buffers up to twice this (1 MiB) until
+/// its storage is open. Saves the round trip a transfer would otherwise spend on the manifest.
+pub(crate) const EARLY_DATA: u64 = 512 * 1024;
 
 /// How many ranges of received packet numbers are remembered.
 pub(crate) const PN_HISTORY_RANGES: usize = 256;

@@ -1,7 +1,7 @@
 //! A flood of bogus datagrams on the receiver's data port during a real loopback transfer.
 //!
-//! The same file goes twice between the same two engines: once undisturbed, once while another
-//! thread floods the receiver's port with random bytes, truncated datagrams, forged and guessed
+//! The same file goes six times between the same two engines: three undisturbed, three (in
+//! turn with those) while another thread floods the receiver's port with random bytes, truncated datagrams, forged and guessed
 //! session ids and forged tags (`bogus.rs`). The second copy must be byte-identical, the bogus
 //! datagrams must show up in the receiver's drop counters and leave no state, and the two rates
 //! are printed. `JETSTREAM_LONG=1` sends a bigger file (1 GiB instead of 128 MiB);
@@ -68,29 +68,41 @@ fn a_data_port_flood_drops_bogus_datagrams_and_the_transfer_survives() {
     let rx = engine();
     let tx = engine();
 
-    let calm = transfer(
-        &tx,
-        &rx,
-        TransferKeys::random().unwrap(),
-        &src,
-        &dir.path().join("calm"),
-    );
-    assert_eq!(hash_file(&src), hash_file(&dir.path().join("calm/f.bin")));
-
+    // Calm and attacked copies alternate, three of each, and the best of each is compared:
+    // the other tests of this binary run in parallel on a small machine, and a copy that
+    // shares the cores with one of them says nothing about the flood.
     let before = rx.handle().info().unwrap();
-    let keys = TransferKeys::random().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flooder = flood(rx.local_addr(), keys.session_id(), pps, stop.clone());
-    let flood_start = Instant::now();
-    let attacked = transfer(&tx, &rx, keys, &src, &dir.path().join("attacked"));
-    stop.store(true, Ordering::Relaxed);
-    let bogus = flooder.join().unwrap();
-    let flood_pps = bogus as f64 / flood_start.elapsed().as_secs_f64();
-    assert_eq!(
-        hash_file(&src),
-        hash_file(&dir.path().join("attacked/f.bin")),
-        "the file arrives intact under the flood"
-    );
+    let (mut calm, mut attacked) = (0f64, 0f64);
+    let (mut bogus, mut flood_secs) = (0u64, 0f64);
+    for round in 0..3 {
+        let calm_dir = dir.path().join(format!("calm{round}"));
+        calm = calm.max(transfer(
+            &tx,
+            &rx,
+            TransferKeys::random().unwrap(),
+            &src,
+            &calm_dir,
+        ));
+        assert_eq!(hash_file(&src), hash_file(&calm_dir.join("f.bin")));
+        std::fs::remove_dir_all(&calm_dir).unwrap();
+
+        let keys = TransferKeys::random().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flooder = flood(rx.local_addr(), keys.session_id(), pps, stop.clone());
+        let flood_start = Instant::now();
+        let attacked_dir = dir.path().join(format!("attacked{round}"));
+        attacked = attacked.max(transfer(&tx, &rx, keys, &src, &attacked_dir));
+        stop.store(true, Ordering::Relaxed);
+        bogus += flooder.join().unwrap();
+        flood_secs += flood_start.elapsed().as_secs_f64();
+        assert_eq!(
+            hash_file(&src),
+            hash_file(&attacked_dir.join("f.bin")),
+            "the file arrives intact under the flood"
+        );
+        std::fs::remove_dir_all(&attacked_dir).unwrap();
+    }
+    let flood_pps = bogus as f64 / flood_secs;
 
     // The datagrams still queued in the socket are drained and counted; then nothing is left.
     let rxh = rx.handle();
@@ -112,8 +124,8 @@ fn a_data_port_flood_drops_bogus_datagrams_and_the_transfer_survives() {
     );
     let ratio = attacked / calm;
     println!(
-        "flood: {} MiB unattacked {:.0} MB/s, attacked {:.0} MB/s: {:.0} % of the unattacked rate \
-         (goal >= 80 %)",
+        "flood: {} MiB, best of 3: unattacked {:.0} MB/s, attacked {:.0} MB/s: {:.0} % of the \
+         unattacked rate (goal >= 80 %)",
         size >> 20,
         calm / 1e6,
         attacked / 1e6,

@@ -177,6 +177,16 @@ impl Link {
         }
     }
 
+    /// Bytes waiting in the bottleneck queue at `now`.
+    pub fn queued_bytes(&self, now: Instant) -> u64 {
+        match (self.rate, self.busy_until) {
+            (Some(rate), Some(busy)) if busy > now => {
+                ((busy - now).as_secs_f64() * rate as f64) as u64
+            }
+            _ => 0,
+        }
+    }
+
     fn next_arrival(&self) -> Option<Instant> {
         self.in_flight.front().map(|(t, _)| *t)
     }
@@ -274,6 +284,7 @@ pub struct Pair {
     buf: Vec<u8>,
     sender_addr: SocketAddr,
     receiver_addr: SocketAddr,
+    trace_tick: Option<u128>,
 }
 
 /// Builds a manifest of files with these sizes (named `f0`, `f1`, ...).
@@ -345,6 +356,7 @@ impl Pair {
             buf: vec![0; 2048],
             sender_addr,
             receiver_addr,
+            trace_tick: None,
         }
     }
 
@@ -389,6 +401,37 @@ impl Pair {
         }
     }
 
+    /// `JETSTREAM_SIM_TRACE=1`: prints the sender's rate-control view every 100 ms of virtual
+    /// time (the simulator's counterpart of the driver's `JETSTREAM_TRACE`).
+    fn trace(&mut self, s: &crate::proto::SessionStats) {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if !*ON.get_or_init(|| std::env::var_os("JETSTREAM_SIM_TRACE").is_some()) {
+            return;
+        }
+        let tick = self.elapsed().as_millis() / 100;
+        if self.trace_tick == Some(tick) {
+            return;
+        }
+        self.trace_tick = Some(tick);
+        println!(
+            "{:>6.1} {:<8} srtt {:>4} min {:>4} bw {:>6.1} pace {:>6.1} cwnd {:>6.2} infl {:>6.2} \
+             cap {:>6.2} acked {:>7.1} retx {:>5.2} lost {} q {:.2}",
+            self.elapsed().as_secs_f64(),
+            s.cc_state,
+            s.srtt_us / 1000,
+            s.min_rtt_us / 1000,
+            s.bottleneck_bandwidth as f64 / 1e6,
+            s.pacing_rate as f64 / 1e6,
+            s.cwnd as f64 / 1e6,
+            s.bytes_in_flight as f64 / 1e6,
+            s.inflight_cap as f64 / 1e6,
+            s.bytes_acked as f64 / 1e6,
+            s.bytes_retransmitted as f64 / 1e6,
+            s.packets_lost,
+            self.forward.queued_bytes(self.now) as f64 / 1e6,
+        );
+    }
+
     /// Runs until both ends are done or `limit` of virtual time passes.
     pub fn run(&mut self, limit: Duration) -> &Outcome {
         let deadline = self.start + limit;
@@ -409,6 +452,7 @@ impl Pair {
             }
             self.drain_events();
             if let Some(s) = self.sender.session_stats(self.send_h) {
+                self.trace(&s);
                 self.sender_stats = s;
             }
             if self.sender.session_count() == 0 && self.receiver.session_count() == 0 {

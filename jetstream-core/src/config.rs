@@ -34,7 +34,7 @@ impl Default for TransportConfig {
             initial_rtt: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(90),
             keep_alive: Duration::from_secs(1),
-            max_ack_delay: Duration::from_millis(2),
+            max_ack_delay: Duration::from_millis(1),
             ack_every: 128,
             recv_window: 64 << 20,
             max_datagram_size: crate::proto::packet::MAX_DATAGRAM_LEN,

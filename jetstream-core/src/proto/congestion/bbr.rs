@@ -3,8 +3,9 @@
 //! Model: `btl_bw` is a windowed maximum of delivery-rate samples over [`BW_WINDOW_ROUNDS`]
 //! round trips; `min_rtt` a windowed minimum over [`MIN_RTT_WINDOW`]. The product is the
 //! bandwidth-delay product (BDP). The sender paces at `pacing_gain × btl_bw` and keeps at most
-//! `cwnd_gain × BDP + btl_bw × ACK_AGGREGATION` in flight (ACKs are deferred and aggregated by
-//! the receiver, so the window must cover the data delivered but not yet acknowledged).
+//! `cwnd_gain × BDP` plus the measured ACK aggregation in flight (ACKs are deferred and
+//! aggregated by the receiver, so the window must cover the data delivered but not yet
+//! acknowledged).
 //!
 //! States: Startup (pacing gain 2/ln 2, window 2 BDP, until the bandwidth stops growing by 25 %
 //! for 3 rounds, or at once when the round's loss looks congestive: see
@@ -50,8 +51,15 @@ const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 const MIN_RTT_TOLERANCE_DIVISOR: u32 = 32;
 /// Time spent at the reduced window in ProbeRTT (plus one round).
 const PROBE_RTT_TIME: Duration = Duration::from_millis(200);
-/// Extra window for data delivered but not yet acknowledged by an aggregating receiver.
+/// Extra window for data delivered but not yet acknowledged by an aggregating receiver, in
+/// Fixed mode (which does not measure it).
 const ACK_AGGREGATION: Duration = Duration::from_millis(10);
+/// The measured aggregation allowance (see [`AckAggregation`]) is at most this much of the
+/// bandwidth...
+const AGGREGATION_MAX: Duration = Duration::from_millis(50);
+/// ... and at least this much: the receiver acknowledges every 2 ms (or 128 datagrams), so at
+/// least that much is always delivered but not yet acknowledged.
+const AGGREGATION_MIN: Duration = Duration::from_millis(2);
 /// Smallest window outside ProbeRTT: even on a loopback path, a few ms of ACK aggregation must
 /// not stall the sender.
 const MIN_CWND: u64 = 64 * 1024;
@@ -155,6 +163,49 @@ impl BwFilter {
     }
 }
 
+/// The ACK-aggregation estimate: how far ACKs ran ahead of the bandwidth estimate. An epoch
+/// starts when the bytes acknowledged since its start fall behind `btl_bw × elapsed`; the excess
+/// beyond that line is data the path delivered in a clump (receiver ACK deferral, timer and
+/// scheduling noise at either end, the emulator's or a NIC's batching). Its maximum over
+/// [`BW_WINDOW_ROUNDS`] rounds is what the window must hold beyond the BDP to keep sending while
+/// the ACKs for delivered data are held back. A fixed allowance (10 ms of the bandwidth, before)
+/// was 5 BDP on a 2 ms path: a one-BDP queue overflowed and 4 % was sent twice on the emulated
+/// 500 Mbit/s, 2 ms link.
+#[derive(Clone, Debug)]
+struct AckAggregation {
+    epoch_start: Option<Instant>,
+    epoch_acked: u64,
+    max: BwFilter,
+}
+
+impl AckAggregation {
+    fn new() -> Self {
+        Self {
+            epoch_start: None,
+            epoch_acked: 0,
+            max: BwFilter::new(),
+        }
+    }
+
+    fn update(&mut self, now: Instant, round: u64, acked: u64, btl_bw: u64) {
+        let expected = self.epoch_start.map_or(0, |start| {
+            (btl_bw as f64 * now.saturating_duration_since(start).as_secs_f64()) as u64
+        });
+        if self.epoch_start.is_none() || self.epoch_acked <= expected {
+            self.epoch_start = Some(now);
+            self.epoch_acked = 0;
+        }
+        let expected = if self.epoch_acked == 0 { 0 } else { expected };
+        self.epoch_acked = self.epoch_acked.saturating_add(acked);
+        self.max
+            .update(round, self.epoch_acked.saturating_sub(expected));
+    }
+
+    fn bytes(&self) -> u64 {
+        self.max.max()
+    }
+}
+
 /// Round-trip counting by delivered bytes, plus the per-round loss accounting.
 #[derive(Clone, Debug, Default)]
 struct Round {
@@ -223,6 +274,7 @@ pub struct Bbr {
     inflated_probes: u32,
     /// Moving average (1/8 per round) of the rounds' loss rates.
     loss_ewma: f64,
+    aggregation: AckAggregation,
 }
 
 impl Bbr {
@@ -254,6 +306,7 @@ impl Bbr {
             round_min_rtt: None,
             inflated_probes: 0,
             loss_ewma: 0.0,
+            aggregation: AckAggregation::new(),
         };
         bbr.update_pacing_rate();
         bbr
@@ -321,6 +374,8 @@ impl Bbr {
             }
         }
         self.btl_bw = self.bw_filter.max();
+        self.aggregation
+            .update(now, self.round.count, sample.newly_acked, self.btl_bw);
         let min_rtt_expired = rtt.has_samples() && self.update_min_rtt(now, rtt.latest());
         self.check_full_pipe(&sample);
         self.check_drain(now, bytes_in_flight);
@@ -389,8 +444,7 @@ impl Bbr {
     /// at 100 ms RTT on the emulated link); the bound keeps it under the allowance.
     fn cruise_cwnd(&self) -> u64 {
         let loss = self.loss_ewma.min(0.5);
-        let w =
-            self.bdp() as f64 / (1.0 - loss) + self.btl_bw as f64 * ACK_AGGREGATION.as_secs_f64();
+        let w = self.bdp() as f64 / (1.0 - loss) + self.aggregation_allowance() as f64;
         (w as u64).max(MIN_CWND)
     }
 
@@ -489,8 +543,16 @@ impl Bbr {
 
     /// Bytes in flight that keep the pipe full at `gain` with an empty queue.
     fn inflight(&self, gain: f64) -> u64 {
-        let aggregation = self.btl_bw as f64 * ACK_AGGREGATION.as_secs_f64();
-        (gain * self.bdp() as f64 + aggregation) as u64
+        (gain * self.bdp() as f64) as u64 + self.aggregation_allowance()
+    }
+
+    /// The window beyond `gain × BDP` for data delivered but not yet acknowledged: the measured
+    /// ACK aggregation, between [`AGGREGATION_MIN`] and [`AGGREGATION_MAX`] of the bandwidth.
+    fn aggregation_allowance(&self) -> u64 {
+        let of_bw = |d: Duration| (self.btl_bw as f64 * d.as_secs_f64()) as u64;
+        self.aggregation
+            .bytes()
+            .clamp(of_bw(AGGREGATION_MIN), of_bw(AGGREGATION_MAX))
     }
 
     fn probe_rtt_cwnd(&self) -> u64 {

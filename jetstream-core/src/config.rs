@@ -24,6 +24,8 @@ pub struct TransportConfig {
     pub(crate) max_datagram_size: usize,
     pub(crate) packet_threshold: u64,
     pub(crate) max_manifest_len: u64,
+    /// Set per transfer from [`Destination::path_hint`](crate::Destination::path_hint).
+    pub(crate) path_hint: Option<crate::proto::congestion::PathHint>,
 }
 
 impl Default for TransportConfig {
@@ -40,6 +42,7 @@ impl Default for TransportConfig {
             max_datagram_size: crate::proto::packet::MAX_DATAGRAM_LEN,
             packet_threshold: 32,
             max_manifest_len: 256 << 20,
+            path_hint: None,
         }
     }
 }

@@ -64,7 +64,7 @@ pub use config::{EngineConfig, TransportConfig};
 pub use error::Error;
 pub use io::{Discovery, Engine, EngineHandle};
 pub use manifest::Manifest;
-pub use proto::congestion::RateMode;
+pub use proto::congestion::{PathHint, RateMode};
 pub use transfer::{Destination, Transfer, TransferKeys, TransferStatus};
 pub use trigger::{Trigger, TriggerEvent};
 pub use types::{BitsPerSecond, Digest, FileIndex, Role, SessionId, TransferId};

@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{Error, TransferError};
-use crate::proto::congestion::RateMode;
+use crate::proto::congestion::{PathHint, RateMode};
 use crate::proto::crypto::{Cipher, SessionSecret};
 use crate::types::{BitsPerSecond, Role, SessionId, TransferId};
 
@@ -21,6 +21,7 @@ pub struct Destination {
     pub(crate) address: SocketAddr,
     pub(crate) send_rate_max: Option<BitsPerSecond>,
     pub(crate) rate_mode: Option<RateMode>,
+    pub(crate) path_hint: Option<PathHint>,
 }
 
 impl Destination {
@@ -30,6 +31,7 @@ impl Destination {
             address,
             send_rate_max: None,
             rate_mode: None,
+            path_hint: None,
         }
     }
     /// Caps the sending rate to this destination (`sendRateMax`).
@@ -41,6 +43,15 @@ impl Destination {
     /// [`TransportConfig::rate_mode`](crate::TransportConfig::rate_mode).
     pub fn rate_mode(mut self, mode: Option<RateMode>) -> Self {
         self.rate_mode = mode;
+        self
+    }
+    /// What an earlier transfer to this destination measured of the path
+    /// ([`TransferStatus::path_estimate`]): a `fair` transfer then starts at that rate and checks
+    /// it within a round trip instead of ramping up from 512 KiB (see [`PathHint`]). Give it only
+    /// for a fresh transfer: before the receiver answers, up to one remembered bandwidth-delay
+    /// product goes out, which a resumed transfer's receiver may already hold.
+    pub fn path_hint(mut self, hint: Option<PathHint>) -> Self {
+        self.path_hint = hint;
         self
     }
     /// The receiver's address.
@@ -193,6 +204,12 @@ pub struct TransferStatus {
     pub destination_path: Option<PathBuf>,
     /// The peer's UDP address, once a datagram from it was authenticated.
     pub peer: Option<SocketAddr>,
+    /// What this transfer measured of the path, for the next transfer to the same destination
+    /// ([`Destination::path_hint`]); `None` until the sender found the pipe full (sender only).
+    pub path_estimate: Option<PathHint>,
+    /// What became of the [`Destination::path_hint`] given: `""` (none, or not the `fair`
+    /// policy), `"jumping"` (not checked yet), `"validated"` or `"retreated"` (sender only).
+    pub path_hint_outcome: &'static str,
     pub(crate) started: Instant,
     pub(crate) ended: Option<Instant>,
 }
@@ -229,6 +246,8 @@ impl TransferStatus {
             end_time: None,
             destination_path: None,
             peer: None,
+            path_estimate: None,
+            path_hint_outcome: "",
             started: Instant::now(),
             ended: None,
         }

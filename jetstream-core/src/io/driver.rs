@@ -958,6 +958,10 @@ fn apply_stats(st: &mut crate::transfer::TransferStatus, s: &crate::proto::Sessi
     st.bytes_in_flight = s.bytes_in_flight;
     st.bottleneck_bandwidth = s.bottleneck_bandwidth;
     st.min_rtt = Duration::from_micros(s.min_rtt_us);
+    if s.path_estimate.is_some() {
+        st.path_estimate = s.path_estimate;
+    }
+    st.path_hint_outcome = s.path_hint_outcome;
     if s.peer.is_some() {
         st.peer = s.peer;
     }
@@ -1067,7 +1071,7 @@ mod trace {
             "{{\"t\":{t:.3},\"transferId\":\"{id}\",\"state\":\"{}\",\"srttUs\":{},\
              \"minRttUs\":{},\"btlBw\":{},\"pacing\":{},\"cwnd\":{},\"inFlight\":{},\
              \"inflightCap\":{},\"acked\":{},\"sent\":{},\"retx\":{},\"lostPackets\":{},\
-             \"spurious\":{}}}",
+             \"spurious\":{},\"pathHint\":\"{}\"}}",
             s.cc_state,
             s.srtt_us,
             s.min_rtt_us,
@@ -1081,6 +1085,7 @@ mod trace {
             s.bytes_retransmitted,
             s.packets_lost,
             s.spurious_losses,
+            s.path_hint_outcome,
         );
         let _ = writeln!(f.lock(), "{line}");
     }

@@ -173,6 +173,7 @@ impl EngineHandle {
         if let Some(mode) = destination.rate_mode {
             config.rate_mode = mode;
         }
+        config.path_hint = destination.path_hint;
         let (reply, rx) = bounded(1);
         let cmd = SendCommand {
             destination,

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use super::delivery::{DeliveryRate, RateSample};
-use super::{CongestionConfig, RateMode, SendSnapshot};
+use super::{CongestionConfig, PathHint, RateMode, SendSnapshot};
 use crate::proto::rtt::RttEstimator;
 use crate::types::BitsPerSecond;
 
@@ -112,6 +112,38 @@ const YIELD_FLOOR: f64 = 1.0 / 64.0;
 /// The RTT used for the pacing floor (2 datagrams per RTT) is at least this long, so the floor
 /// stays negligible on short paths.
 const FLOOR_RTT: Duration = Duration::from_millis(10);
+
+/// Path memory: a remembered rate is believed if the first round of acknowledgements arrives at
+/// at least this fraction of it (random loss alone takes off its own few percent)...
+const RESUME_VALID: f64 = 0.75;
+/// ... and the first RTT sample lies within [min-RTT / 2, min-RTT × 3/2 + this] of the remembered
+/// one (a different path, or a queue someone else built, fails it at once).
+const RESUME_RTT_SLACK: Duration = Duration::from_millis(2);
+
+/// Path memory ([`PathHint`]): where the check of the remembered rate stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResumePhase {
+    /// Sending at the remembered rate, the check not done yet.
+    Jumping,
+    /// The path delivered the remembered rate: cruising from it.
+    Validated,
+    /// The path did not: Startup continues from what it did deliver.
+    Retreated,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    /// The remembered rate (bytes/s), at most `sendRateMax`.
+    bandwidth: u64,
+    min_rtt: Duration,
+    phase: ResumePhase,
+    /// When the first acknowledgement arrived, and `delivered` and `lost_total` then: the check
+    /// measures the acknowledgement rate from there over one remembered min-RTT.
+    first_ack: Option<(Instant, u64, u64)>,
+    /// After a retreat, `delivered` once everything sent at the remembered rate is accounted
+    /// for: until then its losses say nothing about the rate Startup now tries.
+    settle_until: u64,
+}
 
 /// Controller state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,6 +307,9 @@ pub struct Bbr {
     /// Moving average (1/8 per round) of the rounds' loss rates.
     loss_ewma: f64,
     aggregation: AckAggregation,
+    resume: Option<Resume>,
+    /// Bytes declared lost, in all.
+    lost_total: u64,
 }
 
 impl Bbr {
@@ -307,9 +342,149 @@ impl Bbr {
             inflated_probes: 0,
             loss_ewma: 0.0,
             aggregation: AckAggregation::new(),
+            resume: None,
+            lost_total: 0,
         };
+        if let Some(hint) = bbr
+            .config
+            .path_hint
+            .filter(|_| bbr.config.mode == RateMode::Fair)
+        {
+            let bandwidth = bbr
+                .max_rate
+                .map_or(hint.bandwidth, |m| hint.bandwidth.min(m));
+            bbr.resume = Some(Resume {
+                bandwidth,
+                min_rtt: hint.min_rtt,
+                phase: ResumePhase::Jumping,
+                first_ack: None,
+                settle_until: 0,
+            });
+            bbr.cwnd = bbr.jump_cwnd();
+        }
         bbr.update_pacing_rate();
         bbr
+    }
+
+    fn is_jumping(&self) -> bool {
+        self.resume.is_some_and(|r| r.phase == ResumePhase::Jumping)
+    }
+
+    /// Sending at the remembered rate, or just retreated from it with some of that data still
+    /// unaccounted for: Startup's loss signals are not about the current rate.
+    fn resume_unsettled(&self) -> bool {
+        self.resume.is_some_and(|r| {
+            r.phase == ResumePhase::Jumping
+                || (r.phase == ResumePhase::Retreated && self.rate.delivered() < r.settle_until)
+        })
+    }
+
+    /// The window while sending at the remembered rate: one remembered BDP plus one ACK
+    /// interval's worth, at least the initial window.
+    fn jump_cwnd(&self) -> u64 {
+        let Some(r) = self.resume else {
+            return INITIAL_CWND;
+        };
+        let rtt = r.min_rtt + AGGREGATION_MIN;
+        ((r.bandwidth as f64 * rtt.as_secs_f64()) as u64).max(INITIAL_CWND)
+    }
+
+    /// Path memory, on each ACK while sending at the remembered rate: the first RTT sample must
+    /// be near the remembered one; one remembered min-RTT after the first acknowledgement, the
+    /// rate at which acknowledgements came in (the path's delivery rate for the data sent at the
+    /// remembered rate) must be at least [`RESUME_VALID`] of it. Then cruise (ProbeBW) from
+    /// there; otherwise retreat to what was measured and let Startup find the rest.
+    fn check_resume(&mut self, now: Instant, rtt: &RttEstimator, bytes_in_flight: u64) {
+        let Some(mut r) = self.resume.filter(|r| r.phase == ResumePhase::Jumping) else {
+            return;
+        };
+        let delivered = self.rate.delivered();
+        if rtt.has_samples() {
+            let sample = rtt.latest();
+            if sample < r.min_rtt / 2 || sample > r.min_rtt * 3 / 2 + RESUME_RTT_SLACK {
+                self.end_resume(now, ResumePhase::Retreated, None, bytes_in_flight);
+                return;
+            }
+        }
+        let Some((t0, d0, l0)) = r.first_ack else {
+            r.first_ack = Some((now, delivered, self.lost_total));
+            self.resume = Some(r);
+            return;
+        };
+        let elapsed = now.saturating_duration_since(t0);
+        if elapsed < r.min_rtt {
+            return;
+        }
+        let acked = delivered.saturating_sub(d0);
+        let rate = (acked as f64 / elapsed.as_secs_f64()) as u64;
+        let phase = if rate as f64 >= RESUME_VALID * r.bandwidth as f64 {
+            ResumePhase::Validated
+        } else {
+            ResumePhase::Retreated
+        };
+        // The bottleneck takes what was not lost before it: with a fraction p lost on the way,
+        // acknowledgements come at (1 - p) of the rate that fills it, so the estimate is the
+        // acknowledgement rate / (1 - p), never above the remembered rate. (Seeding it with the
+        // raw acknowledgement rate left a path with 5 % loss cruising 5 % below its capacity
+        // until ProbeBW's probes found the rest.)
+        let lost = self.lost_total.saturating_sub(l0);
+        let p = (lost as f64 / (lost + acked).max(1) as f64).min(0.5);
+        let estimate = ((rate as f64 / (1.0 - p)) as u64).min(r.bandwidth);
+        self.end_resume(now, phase, Some(estimate), bytes_in_flight);
+    }
+
+    fn end_resume(
+        &mut self,
+        now: Instant,
+        phase: ResumePhase,
+        measured: Option<u64>,
+        bytes_in_flight: u64,
+    ) {
+        let delivered = self.rate.delivered();
+        let Some(r) = &mut self.resume else { return };
+        r.phase = phase;
+        r.settle_until = delivered.saturating_add(bytes_in_flight);
+        if let Some(rate) = measured {
+            self.bw_filter.update(self.round.count, rate);
+            self.btl_bw = self.bw_filter.max();
+        }
+        if phase == ResumePhase::Validated {
+            self.full_bw = FullBw {
+                bw: self.btl_bw,
+                count: 0,
+                is_filled: true,
+            };
+            self.enter_probe_bw(now);
+        } else {
+            // Startup from what the path delivered: its pacing rate only ever rises, so it
+            // starts again from zero, and the window from the measured BDP (or the initial
+            // window when nothing was measured).
+            self.pacing_rate = 0;
+            self.cwnd = self.target_cwnd();
+        }
+    }
+
+    /// Where the path memory stands: `""` (none given, or not `fair`), `"jumping"` (sending at
+    /// the remembered rate, not checked yet), `"validated"` or `"retreated"`.
+    pub fn resume_state(&self) -> &'static str {
+        match self.resume.map(|r| r.phase) {
+            None => "",
+            Some(ResumePhase::Jumping) => "jumping",
+            Some(ResumePhase::Validated) => "validated",
+            Some(ResumePhase::Retreated) => "retreated",
+        }
+    }
+
+    /// What this transfer measured of the path, for the next one ([`PathHint`]): once Startup
+    /// found the pipe full (or a remembered rate was checked), the bandwidth estimate and the
+    /// minimum RTT. `None` before that, for a path never filled (an application-limited
+    /// transfer says nothing about the path's capacity) and in [`RateMode::Fixed`], which does
+    /// not measure.
+    pub fn path_estimate(&self) -> Option<PathHint> {
+        if self.config.mode == RateMode::Fixed || !self.full_bw.is_filled || self.is_jumping() {
+            return None;
+        }
+        PathHint::new(self.btl_bw, self.min_rtt()?)
     }
 
     /// Records a datagram of `bytes` leaving now, with `bytes_in_flight_before` already in
@@ -341,6 +516,7 @@ impl Bbr {
     pub fn on_packets_lost(&mut self, now: Instant, lost_bytes: u64, bytes_in_flight: u64) {
         let _ = (now, bytes_in_flight);
         self.round.lost = self.round.lost.saturating_add(lost_bytes);
+        self.lost_total = self.lost_total.saturating_add(lost_bytes);
     }
 
     /// The sender had window and pacing budget but nothing to send: samples taken until the
@@ -359,6 +535,7 @@ impl Bbr {
         if rtt.has_samples() {
             self.smoothed_rtt = rtt.smoothed();
         }
+        self.check_resume(now, rtt, bytes_in_flight);
         self.check_startup_loss();
         self.update_round(&sample, bytes_in_flight);
         if rtt.has_samples() {
@@ -629,7 +806,8 @@ impl Bbr {
     /// Sets the in-flight cap to [`BETA`] × the largest in-flight of this or the previous round
     /// (the flight that overflowed).
     fn check_startup_loss(&mut self) {
-        if self.state != State::Startup || self.full_bw.is_filled {
+        // While the remembered rate is being checked, its own check decides (within a round).
+        if self.state != State::Startup || self.full_bw.is_filled || self.resume_unsettled() {
             return;
         }
         let mds = self.mds() as f64;
@@ -670,7 +848,7 @@ impl Bbr {
             .rate
             .delivered()
             .saturating_sub(self.round.delivered_at_start);
-        if self.state == State::Startup {
+        if self.state == State::Startup && !self.resume_unsettled() {
             let (bg_lost, bg_sent) = self.startup_background;
             self.startup_background = (
                 bg_lost.saturating_add(lost),
@@ -683,7 +861,8 @@ impl Bbr {
             self.loss_ewma += (rate - self.loss_ewma) / 8.0;
         }
         let heavy = lost >= self.mds().saturating_mul(LOSS_MIN_DATAGRAMS)
-            && lost as f64 > LOSS_THRESH * lost.saturating_add(delivered) as f64;
+            && lost as f64 > LOSS_THRESH * lost.saturating_add(delivered) as f64
+            && !self.resume_unsettled();
         let yielding = self.yield_factor < 1.0;
         if heavy && self.is_queueing() && !yielding {
             let base = self
@@ -737,7 +916,11 @@ impl Bbr {
     }
 
     fn check_full_pipe(&mut self, sample: &RateSample) {
-        if self.full_bw.is_filled || !self.round.is_start || sample.is_app_limited {
+        if self.full_bw.is_filled
+            || !self.round.is_start
+            || sample.is_app_limited
+            || self.is_jumping()
+        {
             return;
         }
         if self.btl_bw as f64 >= self.full_bw.bw as f64 * FULL_BW_GROWTH {
@@ -837,6 +1020,10 @@ impl Bbr {
     }
 
     fn update_pacing_rate(&mut self) {
+        if let Some(r) = self.resume.filter(|r| r.phase == ResumePhase::Jumping) {
+            self.pacing_rate = r.bandwidth;
+            return;
+        }
         let bw = if self.btl_bw > 0 {
             self.btl_bw as f64
         } else {
@@ -850,6 +1037,10 @@ impl Bbr {
     }
 
     fn update_cwnd(&mut self, acked: u64) {
+        if self.is_jumping() {
+            self.cwnd = self.jump_cwnd();
+            return;
+        }
         let target = self.target_cwnd();
         if self.full_bw.is_filled {
             self.cwnd = self.cwnd.saturating_add(acked).min(target);

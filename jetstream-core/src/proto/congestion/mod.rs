@@ -83,6 +83,30 @@ impl std::fmt::Display for UnknownRateMode {
 
 impl std::error::Error for UnknownRateMode {}
 
+/// What an earlier transfer measured of a path: its bottleneck bandwidth and minimum RTT (path
+/// memory, after the IETF's "careful resume" of congestion-control state).
+///
+/// Given one, a `fair` sender starts at that rate instead of ramping up from a 512 KiB window
+/// (which costs about four round trips of the link's capacity: at 500 Mbit/s and 200 ms, 0.75 s),
+/// and checks the path at once: if the first RTT sample is far from the remembered one, or the
+/// first round of acknowledgements arrives at less than 3/4 of the remembered rate, it retreats
+/// to the rate the path really delivered and continues as a fresh start would. See
+/// `docs/congestion.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathHint {
+    /// Bottleneck bandwidth, bytes/s of UDP payload.
+    pub bandwidth: u64,
+    /// Minimum round-trip time.
+    pub min_rtt: Duration,
+}
+
+impl PathHint {
+    /// A hint, or `None` unless both figures are positive.
+    pub fn new(bandwidth: u64, min_rtt: Duration) -> Option<Self> {
+        (bandwidth > 0 && !min_rtt.is_zero()).then_some(Self { bandwidth, min_rtt })
+    }
+}
+
 /// Settings of the congestion controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CongestionConfig {
@@ -90,6 +114,7 @@ pub struct CongestionConfig {
     pub(crate) mode: RateMode,
     pub(crate) initial_rtt: Duration,
     pub(crate) max_datagram_size: u64,
+    pub(crate) path_hint: Option<PathHint>,
 }
 
 impl Default for CongestionConfig {
@@ -99,6 +124,7 @@ impl Default for CongestionConfig {
             mode: RateMode::Fair,
             initial_rtt: Duration::from_millis(100),
             max_datagram_size: 1200,
+            path_hint: None,
         }
     }
 }
@@ -119,6 +145,13 @@ impl CongestionConfig {
     /// RTT assumed before the first sample. Default 100 ms. Zero is raised to 1 µs.
     pub fn initial_rtt(mut self, initial_rtt: Duration) -> Self {
         self.initial_rtt = initial_rtt.max(Duration::from_micros(1));
+        self
+    }
+
+    /// What an earlier transfer measured of this path ([`PathHint`]); used by
+    /// [`RateMode::Fair`] only. Default `None`.
+    pub fn path_hint(mut self, hint: Option<PathHint>) -> Self {
+        self.path_hint = hint;
         self
     }
 

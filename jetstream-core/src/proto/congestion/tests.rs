@@ -759,3 +759,77 @@ fn background_alone_fills_the_link() {
     report("(n) background, 1% loss", &link, &o);
     assert!(o.late_delivered_bps >= 0.9 * link.rate_bps as f64, "{o:?}");
 }
+
+/// (o) Path memory, right: given what an earlier transfer measured (`PathHint`), the sender
+/// starts at that rate, and the first second delivers what a cold start takes several round
+/// trips to reach. 500 Mbit/s, 200 ms, 1 % loss: cold, the first second carries less than
+/// 60 % of the link; with the hint at least 90 %, the check validates it, and the queue never
+/// overflows.
+#[test]
+fn a_right_path_hint_fills_the_link_from_the_first_round_trip() {
+    let link = Link::new(500 * MBIT, ms(200)).loss(0.01);
+    let base = CongestionConfig::default().max_datagram_size(1400);
+    let cold = simulate(link, base.clone(), Duration::from_secs(4));
+    let hint = super::PathHint::new(500 * MBIT / 8, ms(200));
+    let warm_config = base.path_hint(hint);
+    let warm = simulate(link, warm_config.clone(), Duration::from_secs(4));
+    report("(o) cold", &link, &cold);
+    report("(o) warm (right hint)", &link, &warm);
+    let link_bps = link.rate_bps as f64 * (1.0 - link.loss);
+    let first = |o: &Outcome| o.rate_between(Duration::ZERO, ms(1200)) / link_bps;
+    println!(
+        "(o) first 1.2 s: cold {:.1} %, warm {:.1} % of the link",
+        first(&cold) * 100.0,
+        first(&warm) * 100.0
+    );
+    assert!(first(&cold) < 0.6, "{:?}", cold.bins);
+    // The first 200 ms carry nothing (the first datagrams are still on their way).
+    assert!(first(&warm) >= 0.80, "{:?}", warm.bins);
+    assert_eq!(warm.queue_drops, 0, "{warm:?}");
+    assert!(warm.late_delivered_bps >= 0.9 * link_bps, "{warm:?}");
+    let mut b = Bbr::new(warm_config);
+    assert_eq!(b.resume_state(), "jumping");
+    assert!(b.congestion_window() >= 12 << 20);
+    b.set_max_rate(None);
+    assert_eq!(b.pacing_rate(), 500 * MBIT / 8);
+}
+
+/// (p) Path memory, wrong: a hint four times the path's rate (the link was upgraded away, or
+/// is now shared) costs one round trip of overflow, then the sender retreats to what the path
+/// delivered and behaves as a cold start would; a hint for a path of another RTT is dropped at
+/// the first RTT sample.
+#[test]
+fn a_wrong_path_hint_retreats_within_a_round_trip() {
+    let link = wan();
+    let base = CongestionConfig::default().max_datagram_size(1400);
+    let over = base
+        .clone()
+        .path_hint(super::PathHint::new(400 * MBIT / 8, ms(100)));
+    let o = simulate(link, over, Duration::from_secs(10));
+    report("(p) hint 4x the link", &link, &o);
+    // One round trip at 4x overfills the one-BDP queue by about 2 BDP; nothing after that.
+    assert!(o.queue_drops * 1400 <= 3 * link.bdp(), "{o:?}");
+    assert!(o.late_delivered_bps >= 0.95 * link.rate_bps as f64, "{o:?}");
+    assert!(o.btl_bw <= link.rate_bps / 8 * 11 / 10, "{o:?}");
+
+    let other_rtt = base.path_hint(super::PathHint::new(100 * MBIT / 8, ms(30)));
+    let o = simulate(link, other_rtt, Duration::from_secs(10));
+    report("(p) hint for a 30 ms path", &link, &o);
+    assert!(o.late_delivered_bps >= 0.95 * link.rate_bps as f64, "{o:?}");
+    assert!(o.queue_drops * 1400 <= link.bdp(), "{o:?}");
+}
+
+/// (q) Path memory is only for `fair`: `fixed` paces at its maximum rate and `background` ramps
+/// up as usual; and a transfer's own estimate exists only once it found the pipe full.
+#[test]
+fn path_hints_apply_to_fair_only_and_estimates_need_a_full_pipe() {
+    let hint = super::PathHint::new(50 * MBIT / 8, ms(100));
+    for mode in [RateMode::Fixed, RateMode::Background] {
+        let b = Bbr::new(CongestionConfig::default().mode(mode).path_hint(hint));
+        assert_eq!(b.resume_state(), "", "{mode:?}");
+    }
+    let b = Bbr::new(CongestionConfig::default());
+    assert_eq!(b.path_estimate(), None);
+    assert_eq!(super::PathHint::new(0, ms(1)), None);
+    assert_eq!(super::PathHint::new(1, Duration::ZERO), None);
+}

@@ -68,6 +68,10 @@ pub struct SessionStats {
     pub inflight_cap: u64,
     /// Packets declared lost that were acknowledged later (sender): reordering or late ACKs.
     pub spurious_losses: u64,
+    /// What the sender measured of the path, once it found the pipe full.
+    pub path_estimate: Option<crate::proto::congestion::PathHint>,
+    /// The path hint's outcome (sender): see [`Bbr::resume_state`](crate::proto::congestion::Bbr::resume_state).
+    pub path_hint_outcome: &'static str,
 }
 
 /// Life cycle of a session.
@@ -118,9 +122,13 @@ pub(crate) struct Common {
 }
 
 /// File bytes the sender may send before the manifest is acknowledged (its first flight, the
-/// size of the initial congestion window): the receiver buffers up to twice this (1 MiB) until
-/// its storage is open. Saves the round trip a transfer would otherwise spend on the manifest.
+/// size of the initial congestion window). Saves the round trip a transfer would otherwise
+/// spend on the manifest.
 pub(crate) const EARLY_DATA: u64 = 512 * 1024;
+/// With a path hint the first flight is one remembered bandwidth-delay product, up to this; the
+/// receiver keeps up to this much file data that arrives before its storage is open (a few
+/// milliseconds after the manifest), and leaves the rest unacknowledged, to be sent again.
+pub(crate) const EARLY_DATA_MAX: u64 = 32 << 20;
 
 /// How many ranges of received packet numbers are remembered.
 pub(crate) const PN_HISTORY_RANGES: usize = 256;

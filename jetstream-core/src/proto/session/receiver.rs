@@ -54,7 +54,8 @@ pub(crate) struct Receiver {
     complete: bool,
     complete_sends: u32,
     /// File data that arrived before storage was ready (the sender's first flight, see
-    /// [`EARLY_DATA`](super::EARLY_DATA)): written when it is.
+    /// [`EARLY_DATA`](super::EARLY_DATA) and [`EARLY_DATA_MAX`](super::EARLY_DATA_MAX)): written
+    /// when it is.
     early: Vec<(FileIndex, u64, Vec<u8>)>,
     early_bytes: u64,
     /// The packet being handled carried early data that did not fit: it is not acknowledged,
@@ -198,7 +199,11 @@ impl Receiver {
         storage: &mut dyn SessionStorage,
     ) -> Result<(), TransferError> {
         let Some(hello) = self.hello else {
-            return Ok(()); // HELLO travels in every packet until acknowledged; this one lost it.
+            // HELLO travels in the sender's first packets (and every 32nd until acknowledged);
+            // this data came before any of them: leave the packet unacknowledged, so it is
+            // sent again.
+            self.refuse_packet = true;
+            return Ok(());
         };
         let len = d.payload.len() as u64;
         if d.file == FileIndex::MANIFEST {
@@ -225,7 +230,7 @@ impl Receiver {
             // The sender's first flight: file data sent with the manifest, before the sender
             // knows what a previous run left here. Kept until storage is ready; more than a
             // compliant sender sends is refused (the packet goes unacknowledged).
-            if self.early_bytes + len <= 2 * super::EARLY_DATA {
+            if self.early_bytes + len <= super::EARLY_DATA_MAX {
                 self.early.push((d.file, d.offset, d.payload.to_vec()));
                 self.early_bytes += len;
             } else {

@@ -15,6 +15,7 @@ use jetstream_core::transfer::TransferState;
 use jetstream_core::{BitsPerSecond, Destination, Engine, EngineConfig, Transfer, TransferStatus};
 use jetstream_server::client::{ApiClient, ClientError};
 use jetstream_server::login::{self, exit, Failure};
+use jetstream_server::paths::PathMemory;
 use jetstream_server::sandbox;
 use jetstream_server::server::manifests::{engine_manifest, scan};
 use jetstream_server::server::objects::new_id;
@@ -173,9 +174,14 @@ fn push(
         .map(|a| a.ip())
         .ok_or_else(|| Failure::new(exit::CONNECT, "lost the connection to the server"))?;
     let engine = local_engine()?;
+    // Path memory (docs/jscp.md): what the last complete copy to this server measured.
+    let path_key = format!("{ip}:{port}");
+    let mut paths = PathMemory::open(&jetstream_server::paths::default_file());
+    let hint = paths.hint(&path_key);
     let dest = Destination::new(std::net::SocketAddr::new(ip, port))
         .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps))
-        .rate_mode(o.policy);
+        .rate_mode(o.policy)
+        .path_hint(hint);
     let files_total = manifest.len() as u64;
     progress.start();
     progress.event(
@@ -210,6 +216,12 @@ fn push(
         }
         Ok(snapshot(st, files_done, files_total))
     });
+    let st = t.status();
+    let complete = matches!(&outcome, Watched::Ended(s) if s.state == TransferState::Complete);
+    paths.record(&path_key, st.path_estimate.filter(|_| complete));
+    if let Err(e) = paths.save() {
+        verbose(o, &format!("cannot save the path memory: {e}"));
+    }
     finish(outcome, &t, progress, "sent")?;
     engine.shutdown();
     Ok(())
@@ -223,6 +235,7 @@ fn snapshot(st: &TransferStatus, files_done: u64, files_total: u64) -> Snapshot 
         files_total,
         sent: st.bytes_sent,
         resent: st.bytes_retransmitted,
+        path_hint: st.path_hint_outcome,
     }
 }
 
@@ -303,6 +316,7 @@ fn finish(w: Watched, t: &Transfer, progress: &mut Progress, verb: &str) -> Resu
                     files_total: st.files_total.max(st.files_done),
                     sent: st.bytes_sent,
                     resent: st.bytes_retransmitted,
+                    path_hint: st.path_hint_outcome,
                 };
                 let s = if s.files_total == 0 {
                     let n = t.status().files_total;

@@ -21,6 +21,8 @@ pub(crate) struct Snapshot {
     pub(crate) sent: u64,
     /// As above.
     pub(crate) resent: u64,
+    /// What became of the path memory's hint (`""`: none given), for the JSON events.
+    pub(crate) path_hint: &'static str,
 }
 
 impl Snapshot {
@@ -241,6 +243,7 @@ impl Progress {
                 "seconds": elapsed.as_secs_f64(),
                 "bytesPerSecond": (s.total as f64 / elapsed.as_secs_f64().max(1e-3)).round(),
                 "retransmitPercent": (s.retransmit_percent() * 100.0).round() / 100.0,
+                "pathHint": if s.path_hint.is_empty() { "none" } else { s.path_hint },
             })),
         }
     }
@@ -270,6 +273,7 @@ mod tests {
             files_total: 3,
             sent: 1000,
             resent: 3,
+            path_hint: "",
         };
         let l = live_line(&s, 100e6);
         assert!(

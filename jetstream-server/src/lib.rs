@@ -6,6 +6,7 @@ pub mod cli_api;
 pub mod client;
 pub mod login;
 pub mod pam;
+pub mod paths;
 pub mod relay;
 pub mod sandbox;
 pub mod server;

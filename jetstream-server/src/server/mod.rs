@@ -193,6 +193,8 @@ pub struct Server {
     pub trust: trust::AuthorizedClients,
     /// The relay this server receives through, if any.
     pub relay: crate::relay::client::RelayState,
+    /// What the last transfer to each destination measured of the path (`<state>/paths`).
+    pub paths: Mutex<crate::paths::PathMemory>,
     gc: Mutex<gc::GcSettings>,
     bandwidth: Mutex<bandwidth::Limits>,
     gc_wake: crossbeam_channel::Sender<()>,
@@ -487,6 +489,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         sandbox::expand_sandbox(t, "user", "user").map_err(|e| format!("--sandbox-dir: {e}"))?;
     }
     let state = StateDir::open(&args.persistent_state_dir)?;
+    let paths = crate::paths::PathMemory::open(&state.path().join("paths"));
     let server_uid = state.server_uid()?;
     let identity = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Identity::from_pem_files(c, k).map_err(|e| e.to_string())?,
@@ -562,6 +565,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
             relay: relay_addr,
             data_port: Mutex::new(None),
         },
+        paths: Mutex::new(paths),
         gc: Mutex::new(gc_settings),
         bandwidth: Mutex::new(persisted.bandwidth.unwrap_or_default()),
         gc_wake,

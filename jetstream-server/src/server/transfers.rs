@@ -433,9 +433,23 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         .get(&dest.id)
         .map_or((None, None), |d| (d.send_rate_max, Some(d.rate_mode())));
     let rate = ctl.effective_cap(rate);
+    // Path memory, for a transfer's first attempt only: a later one resumes, and the remembered
+    // first flight could carry data the receiver already holds.
+    let fresh = server
+        .objects
+        .lock()
+        .transfers
+        .get(id)
+        .is_some_and(|t| t.attempts == 0);
+    let hint = if fresh {
+        server.paths.lock().hint(&dest.id)
+    } else {
+        None
+    };
     let target = Destination::new(SocketAddr::new(ip, port))
         .send_rate_max(rate.map(BitsPerSecond::from_kbps))
-        .rate_mode(mode);
+        .rate_mode(mode)
+        .path_hint(hint);
     let engine = match server.destination_engine(&dest) {
         Ok(e) => e,
         Err(e) => return fail(e),
@@ -470,8 +484,43 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     );
     let out = monitor(server, id, &dest.id, ctl, &handle, &mut client);
     *ctl.engine.lock() = None;
+    let complete = matches!(out.0, Outcome::Complete);
+    remember_path(server, id, &dest.id, &handle.status(), complete);
     update_destination(server, &dest.id, |d| d.state = "disconnected");
     out
+}
+
+/// Path memory: what this attempt measured, for the next transfer to the destination; an
+/// incomplete attempt forgets it (the next one resumes).
+fn remember_path(
+    server: &Server,
+    id: &str,
+    dest_id: &str,
+    st: &jetstream_core::TransferStatus,
+    complete: bool,
+) {
+    let estimate = st.path_estimate.filter(|_| complete);
+    crate::log!(
+        "transfers: {id} to destination {dest_id}: path hint {}, measured {}",
+        if st.path_hint_outcome.is_empty() {
+            "none"
+        } else {
+            st.path_hint_outcome
+        },
+        estimate.map_or_else(
+            || "nothing kept".to_owned(),
+            |h| format!(
+                "{:.1} Mbit/s, min-RTT {:.1} ms",
+                h.bandwidth as f64 * 8.0 / 1e6,
+                h.min_rtt.as_secs_f64() * 1e3
+            )
+        )
+    );
+    let mut paths = server.paths.lock();
+    paths.record(dest_id, estimate);
+    if let Err(e) = paths.save() {
+        crate::log!("transfers: cannot save the path memory: {e}");
+    }
 }
 
 fn monitor(

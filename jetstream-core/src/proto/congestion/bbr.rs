@@ -479,12 +479,14 @@ impl Bbr {
     /// found the pipe full (or a remembered rate was checked), the bandwidth estimate and the
     /// minimum RTT. `None` before that, for a path never filled (an application-limited
     /// transfer says nothing about the path's capacity) and in [`RateMode::Fixed`], which does
-    /// not measure.
+    /// not measure. Under `sendRateMax` the estimate is at most that rate: a capped sender
+    /// learns only that the path carries the cap (its bursts read higher on short paths).
     pub fn path_estimate(&self) -> Option<PathHint> {
         if self.config.mode == RateMode::Fixed || !self.full_bw.is_filled || self.is_jumping() {
             return None;
         }
-        PathHint::new(self.btl_bw, self.min_rtt()?)
+        let bw = self.max_rate.map_or(self.btl_bw, |m| self.btl_bw.min(m));
+        PathHint::new(bw, self.min_rtt()?)
     }
 
     /// Records a datagram of `bytes` leaving now, with `bytes_in_flight_before` already in

@@ -11,6 +11,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug)]
 pub struct RttEstimator {
     latest: Duration,
+    latest_path: Duration,
     smoothed: Duration,
     var: Duration,
     min: Duration,
@@ -22,6 +23,7 @@ impl RttEstimator {
     pub fn new(initial_rtt: Duration) -> Self {
         Self {
             latest: initial_rtt,
+            latest_path: initial_rtt,
             smoothed: initial_rtt,
             var: initial_rtt / 2,
             min: initial_rtt,
@@ -37,6 +39,7 @@ impl RttEstimator {
     /// `smoothed = sample` and `var = sample / 2`, without any ACK-delay adjustment.
     pub fn update(&mut self, rtt_sample: Duration, ack_delay: Duration) {
         self.latest = rtt_sample;
+        self.latest_path = rtt_sample.saturating_sub(ack_delay);
         if !self.has_samples {
             self.has_samples = true;
             self.min = rtt_sample;
@@ -57,6 +60,13 @@ impl RttEstimator {
     /// The most recent raw sample (the initial RTT before any sample).
     pub fn latest(&self) -> Duration {
         self.latest
+    }
+
+    /// The most recent sample less the ACK delay the peer reported for it: the path's part,
+    /// without the time the receiver held the acknowledgement (at the start of a transfer, while
+    /// it opens its files).
+    pub fn latest_path(&self) -> Duration {
+        self.latest_path
     }
 
     /// The smoothed RTT.

@@ -794,8 +794,8 @@ fn a_right_path_hint_fills_the_link_from_the_first_round_trip() {
     assert_eq!(b.pacing_rate(), 500 * MBIT / 8);
 }
 
-/// (p) Path memory, wrong: a hint four times the path's rate (the link was upgraded away, or
-/// is now shared) costs one round trip of overflow, then the sender retreats to what the path
+/// (p) Path memory, wrong: a hint four times the path's rate (the link is slower now, or
+/// shared) costs one round trip of overflow, then the sender retreats to what the path
 /// delivered and behaves as a cold start would; a hint for a path of another RTT is dropped at
 /// the first RTT sample.
 #[test]
@@ -807,8 +807,10 @@ fn a_wrong_path_hint_retreats_within_a_round_trip() {
         .path_hint(super::PathHint::new(400 * MBIT / 8, ms(100)));
     let o = simulate(link, over, Duration::from_secs(10));
     report("(p) hint 4x the link", &link, &o);
-    // One round trip at 4x overfills the one-BDP queue by about 2 BDP; nothing after that.
-    assert!(o.queue_drops * 1400 <= 3 * link.bdp(), "{o:?}");
+    // Before the queue delay shows (RTT above 5/4 of the remembered one), about 5/4 of the
+    // remembered BDP (5 of this path's) is sent; pipe and queue hold 2: ~3.4 BDP are dropped,
+    // once.
+    assert!(o.queue_drops * 1400 <= 4 * link.bdp(), "{o:?}");
     assert!(o.late_delivered_bps >= 0.95 * link.rate_bps as f64, "{o:?}");
     assert!(o.btl_bw <= link.rate_bps / 8 * 11 / 10, "{o:?}");
 

@@ -292,6 +292,7 @@ impl FileSink {
         let journal_state = JournalState {
             journal,
             kick: Some(kick_tx),
+            checkpoint_bytes: journal::checkpoint_bytes(manifest.total_bytes()),
             ..JournalState::default()
         };
         let ctx = Arc::new(Ctx {

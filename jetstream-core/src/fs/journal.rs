@@ -406,7 +406,7 @@ pub(crate) struct JournalState {
     /// ([`checkpoint_bytes`]): a crash then re-sends at most that much (plus what was in
     /// flight), whatever the rate.
     pub(crate) kick: Option<crossbeam_channel::Sender<()>>,
-    /// 0: [`CHECKPOINT_BYTES`].
+    /// The threshold for this transfer: [`checkpoint_bytes`] of its size.
     pub(crate) checkpoint_bytes: u64,
 }
 
@@ -420,9 +420,6 @@ pub(crate) struct JournalState {
 pub(crate) fn checkpoint_bytes(total: u64) -> u64 {
     (total / 64).clamp(1 << 20, 64 << 20)
 }
-
-/// The threshold when the transfer's size is not known (tests).
-pub(crate) const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 impl JournalState {
     /// Notes that `range` of `file` was written to `part` (called after the write returned).
@@ -438,11 +435,7 @@ impl JournalState {
             .entry(file)
             .or_insert_with(|| (part.to_path_buf(), Vec::new()));
         insert_range(&mut slot.1, range);
-        let threshold = match self.checkpoint_bytes {
-            0 => CHECKPOINT_BYTES,
-            n => n,
-        };
-        if self.pending_bytes >= threshold {
+        if self.pending_bytes >= self.checkpoint_bytes {
             if let Some(kick) = &self.kick {
                 // Full: a kick is already waiting.
                 let _ = kick.try_send(());

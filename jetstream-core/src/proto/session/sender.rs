@@ -543,7 +543,8 @@ impl Sender {
     /// last byte is. Twice, both copies are lost with probability p² (5 % loss: 0.25 %). The
     /// copies cost about p × the last flight (a BDP) once per transfer, and at most
     /// [`TAIL_COPY_BUDGET`] of the transfer's bytes. In simulation (256 MiB, 500 Mbit/s,
-    /// 200 ms, 3 %, with a path hint) the transfer took 4.92 s instead of 5.14 s.
+    /// 200 ms, 3 %, with a path hint) the transfer took 4.92 s instead of 5.28 s
+    /// (`docs/congestion.md`, "The loss-recovery tail").
     fn next_range(&self) -> Option<(Range<u64>, Source)> {
         if let Some(r) = self.lost.iter().next() {
             return Some((r, Source::Lost));

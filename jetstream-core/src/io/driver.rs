@@ -765,10 +765,21 @@ impl Driver {
         let Some(manifest) = self.endpoint.manifest(h) else {
             return;
         };
-        let Some(t) = self.transfers.get_mut(&h) else {
+        // Every receiving session has its transfer and root (`start_receive`); should one not,
+        // end it with a clear error rather than leave the sender waiting on storage that
+        // never opens.
+        let Some((t, root)) = self
+            .transfers
+            .get_mut(&h)
+            .and_then(|t| t.root.clone().map(|r| (t, r)))
+        else {
+            self.endpoint.close(
+                now,
+                h,
+                TransferError::Internal("no destination for the received manifest"),
+            );
             return;
         };
-        let Some(root) = t.root.clone() else { return };
         t.manifest = Some(manifest.clone());
         {
             let mut st = t.shared.status.lock();

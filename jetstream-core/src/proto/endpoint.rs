@@ -18,8 +18,15 @@ use crate::proto::packet::Header;
 use crate::types::{BitsPerSecond, Digest, FileIndex, Role, SessionId};
 
 /// Local handle of a session inside one [`Endpoint`].
+///
+/// A handle names one session for good: once that session has closed, a later session that
+/// takes the same slot gets another handle, so a handle kept by the caller (in its own maps,
+/// or in an event not yet polled) never reaches the new session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionHandle(pub u32);
+pub struct SessionHandle {
+    slot: u32,
+    generation: u32,
+}
 
 /// One or more datagrams of equal size (the last may be shorter) to one destination, laid out
 /// back to back at the start of the caller's buffer: ready for one UDP GSO send.
@@ -113,6 +120,9 @@ pub struct ReceiveParams {
 #[derive(Debug, Default)]
 pub struct Endpoint {
     sessions: Vec<Option<Session>>,
+    /// Per slot of `sessions`: how many sessions it has held (the current one's
+    /// [`SessionHandle::generation`]).
+    generations: Vec<u32>,
     by_id: HashMap<SessionId, SessionHandle>,
     events: VecDeque<Event>,
     stats: EndpointStats,
@@ -138,13 +148,33 @@ impl Endpoint {
             Some(i) => i,
             None => {
                 self.sessions.push(None);
+                self.generations.push(0);
                 self.sessions.len() - 1
             }
         };
         self.sessions[idx] = Some(s);
-        let h = SessionHandle(idx as u32);
+        self.generations[idx] = self.generations[idx].wrapping_add(1);
+        let h = self.handle_at(idx);
         self.by_id.insert(id, h);
         Ok(h)
+    }
+
+    /// The handle of the session in slot `i`.
+    fn handle_at(&self, i: usize) -> SessionHandle {
+        SessionHandle {
+            slot: i as u32,
+            generation: self.generations[i],
+        }
+    }
+
+    /// The slot of `h`'s session, if that session is still there.
+    fn slot(&self, h: SessionHandle) -> Option<usize> {
+        let i = h.slot as usize;
+        (self.generations.get(i) == Some(&h.generation) && self.sessions[i].is_some()).then_some(i)
+    }
+
+    fn session(&self, h: SessionHandle) -> Option<&Session> {
+        self.sessions[self.slot(h)?].as_ref()
     }
 
     /// Starts sending `params.manifest`. The manifest's encoding is sent first.
@@ -196,7 +226,8 @@ impl Endpoint {
     }
 
     fn session_mut(&mut self, h: SessionHandle) -> Option<&mut Session> {
-        self.sessions.get_mut(h.0 as usize)?.as_mut()
+        let i = self.slot(h)?;
+        self.sessions[i].as_mut()
     }
 
     /// One received datagram (a GRO batch must be split by the caller). Decrypted in place.
@@ -215,7 +246,10 @@ impl Endpoint {
             self.stats.unknown_session += 1;
             return;
         };
-        let Some(session) = self.sessions.get_mut(h.0 as usize).and_then(Option::as_mut) else {
+        let Some(i) = self.slot(h) else {
+            return;
+        };
+        let Some(session) = self.sessions[i].as_mut() else {
             return;
         };
         let Some((pn, plain)) = session.common_mut().open(now, from, &header, datagram) else {
@@ -252,7 +286,7 @@ impl Endpoint {
                     Session::Sender(s) => s.handle_timeout(now),
                     Session::Receiver(r) => r.handle_timeout(now),
                 }
-                self.collect_events(SessionHandle(i as u32));
+                self.collect_events(self.handle_at(i));
             }
         }
     }
@@ -286,7 +320,10 @@ impl Endpoint {
             let mut len = 0;
             let mut segment = 0;
             let mut count = 0;
-            let h = SessionHandle(i as u32);
+            let h = SessionHandle {
+                slot: i as u32,
+                generation: self.generations[i],
+            };
             while count < max_segments.max(1) {
                 let room = &mut buf[len..];
                 if segment != 0 && room.len() < segment {
@@ -330,7 +367,10 @@ impl Endpoint {
     }
 
     fn collect_events(&mut self, h: SessionHandle) {
-        let Some(s) = self.sessions.get_mut(h.0 as usize).and_then(Option::as_mut) else {
+        let Some(i) = self.slot(h) else {
+            return;
+        };
+        let Some(s) = self.sessions[i].as_mut() else {
             return;
         };
         let common = s.common_mut();
@@ -344,7 +384,7 @@ impl Endpoint {
         }
         if common.lifecycle == Lifecycle::Closed {
             let id = common.id;
-            self.sessions[h.0 as usize] = None;
+            self.sessions[h.slot as usize] = None;
             self.by_id.remove(&id);
             self.events.push_back(Event::Closed(h));
         }
@@ -352,7 +392,7 @@ impl Endpoint {
 
     /// Sender: whether the session wants more file data now.
     pub fn wants_data(&self, h: SessionHandle) -> bool {
-        match self.sessions.get(h.0 as usize).and_then(Option::as_ref) {
+        match self.session(h) {
             Some(Session::Sender(s)) => s.wants_data(),
             _ => false,
         }
@@ -374,7 +414,7 @@ impl Endpoint {
 
     /// Receiver: the manifest received for this session.
     pub fn manifest(&self, h: SessionHandle) -> Option<Arc<Manifest>> {
-        match self.sessions.get(h.0 as usize).and_then(Option::as_ref) {
+        match self.session(h) {
             Some(Session::Receiver(r)) => r.manifest().cloned(),
             _ => None,
         }
@@ -435,10 +475,7 @@ impl Endpoint {
 
     /// Counters of one session.
     pub fn session_stats(&self, h: SessionHandle) -> Option<SessionStats> {
-        self.sessions
-            .get(h.0 as usize)
-            .and_then(Option::as_ref)
-            .map(Session::stats)
+        self.session(h).map(Session::stats)
     }
 
     /// Number of live sessions.

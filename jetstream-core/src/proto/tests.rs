@@ -540,3 +540,59 @@ fn early_data_is_kept_until_storage_opens_and_bounded() {
     assert_eq!(storage.written_bytes, (kept * BLOCK) as u64);
     assert_eq!(storage.corrupt_bytes, 0);
 }
+
+/// A session that closed leaves its slot to the next one, but not its handle: the driver keys
+/// its transfers and sinks by handle, and a `Closed` event for the old session handled after
+/// the new one was registered used to remove the new one's transfer (its storage then never
+/// opened: a 1-byte transfer hung in CI).
+#[test]
+fn a_closed_sessions_handle_never_reaches_the_session_in_its_slot() {
+    use crate::proto::crypto::{Cipher, SessionSecret};
+    use crate::proto::{Event, ReceiveParams};
+    use crate::types::SessionId;
+
+    let mut p = Pair::new(
+        manifest_of(&[1]),
+        link(1, 100, 0.0, 1),
+        link(1, 100, 0.0, 2),
+        TransportConfig::default(),
+    );
+    p.run(Duration::from_secs(30));
+    assert_clean(&p);
+    assert_eq!(
+        p.receiver.session_count(),
+        0,
+        "the receiving session closed"
+    );
+    let old = p.receiver_handle();
+    let params = |id| ReceiveParams {
+        session_id: SessionId(id),
+        secret: SessionSecret::from_bytes([9; 32]),
+        cipher: Cipher::Aes256Gcm,
+        first_pn: 1 << 40,
+        config: TransportConfig::default(),
+    };
+    let new = p.receiver.expect_receive(p.now, params(0xA)).unwrap();
+    assert_ne!(new, old, "a new session gets a new handle");
+    assert!(p.receiver.session_stats(old).is_none());
+    assert!(p.receiver.session_stats(new).is_some());
+    // Acting on the old handle leaves the new session alone.
+    p.receiver
+        .close(p.now, old, TransferError::Internal("stale handle"));
+    assert_eq!(p.receiver.session_count(), 1);
+    while let Some(e) = p.receiver.poll_event() {
+        assert!(!matches!(e, Event::Failed(h, _) if h == new), "{e:?}");
+    }
+    // The slot is reused (no growth per session), with a handle of its own each time.
+    p.receiver
+        .close(p.now, new, TransferError::Internal("done"));
+    let mut handles = vec![old, new];
+    for id in 0..4 {
+        let h = p
+            .receiver
+            .expect_receive(p.now, params(0x100 + id))
+            .unwrap();
+        assert!(!handles.contains(&h), "{h:?} in {handles:?}");
+        handles.push(h);
+    }
+}

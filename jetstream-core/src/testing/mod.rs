@@ -271,6 +271,7 @@ pub struct Pair {
     pub storage: CheckingStorage,
     manifest: Arc<Manifest>,
     send_h: SessionHandle,
+    recv_h: SessionHandle,
     next_chunk: (usize, u64),
     /// The sender's reader fails on this entry at this offset (entry index, byte offset).
     pub unreadable: Option<(usize, u64)>,
@@ -311,7 +312,7 @@ impl Pair {
         let manifest = Arc::new(manifest);
         let mut sender = Endpoint::new();
         let mut receiver = Endpoint::new();
-        receiver
+        let recv_h = receiver
             .expect_receive(
                 now,
                 ReceiveParams {
@@ -347,6 +348,7 @@ impl Pair {
             storage: CheckingStorage::default(),
             manifest,
             send_h,
+            recv_h,
             next_chunk: (0, 0),
             unreadable: None,
             chunk: 1 << 20,
@@ -368,6 +370,11 @@ impl Pair {
     /// The sending session's handle.
     pub fn sender_handle(&self) -> SessionHandle {
         self.send_h
+    }
+
+    /// The receiving session's handle.
+    pub fn receiver_handle(&self) -> SessionHandle {
+        self.recv_h
     }
 
     fn pump_data(&mut self) {

@@ -218,6 +218,16 @@ impl Srv {
 
 impl Drop for Srv {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed test: what the server said is usually the explanation.
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!("--- {} (last {} lines)", self.log.display(), tail.len());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

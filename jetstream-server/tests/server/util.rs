@@ -164,7 +164,11 @@ impl Srv {
 
     fn ready(&self) -> bool {
         match &self.netns {
-            None => TcpStream::connect(("127.0.0.1", self.api)).is_ok(),
+            // A connection to itself is not the server: polling a local port nobody listens
+            // on, the kernel may pick that very port as the source and join the socket to
+            // itself (TCP simultaneous open), and the test then connected before the server.
+            None => TcpStream::connect(("127.0.0.1", self.api))
+                .is_ok_and(|c| c.local_addr().ok() != c.peer_addr().ok()),
             Some(ns) => Command::new("ip")
                 .args(["netns", "exec", ns, bin(), "api", "--api-control-port"])
                 .arg(self.api.to_string())

@@ -46,7 +46,9 @@ fn assert_holds(direction: &str, rates: &[f64], limit_kbps: u64) {
     );
     assert!(total <= limit * 1.05, "over the limit: {total} > {limit}");
     // Goodput counts file bytes; the cap counts datagrams (about 2.5 % of headers and tags).
-    assert!(total >= limit * 0.90, "far under the limit: {total}");
+    // Alone this gets 94-97 %; beside another test's transfers on two shared cores it got 86 %
+    // once. The floor only catches a cap that strangles (the figure to quote is the printed one).
+    assert!(total >= limit * 0.80, "far under the limit: {total}");
 }
 
 fn superuser(s: &Srv, user: &str, pw: &str) -> ApiClient {

@@ -303,6 +303,8 @@ pub struct Bbr {
     yield_factor: f64,
     /// Smallest RTT sample of the current round (the background policy's queue signal).
     round_min_rtt: Option<Duration>,
+    /// ... and of the last completed round (Startup's plateau exit).
+    last_round_min_rtt: Option<Duration>,
     /// Background policy: consecutive ProbeRTTs whose minimum was set aside.
     inflated_probes: u32,
     /// Moving average (1/8 per round) of the rounds' loss rates.
@@ -344,6 +346,7 @@ impl Bbr {
             pacing_rate: 0,
             yield_factor: 1.0,
             round_min_rtt: None,
+            last_round_min_rtt: None,
             inflated_probes: 0,
             loss_ewma: 0.0,
             aggregation: AckAggregation::new(),
@@ -756,6 +759,7 @@ impl Bbr {
         let Some(round_min) = self.round_min_rtt.take() else {
             return;
         };
+        self.last_round_min_rtt = Some(round_min);
         if self.config.mode != RateMode::Background {
             return;
         }
@@ -990,9 +994,21 @@ impl Bbr {
             return;
         }
         self.full_bw.count += 1;
-        if self.full_bw.count >= FULL_BW_ROUNDS {
+        if self.full_bw.count >= FULL_BW_ROUNDS || self.queued_all_round() {
             self.full_bw.is_filled = true;
         }
+    }
+
+    /// Whether even the smallest RTT sample of the last round was above min-RTT by the queue
+    /// target (min-RTT / 4, 2 to 25 ms): a queue stood through the whole round. Startup then
+    /// needs one round without 25 % growth to end, not [`FULL_BW_ROUNDS`]: the delivery rate
+    /// cannot grow past a saturated bottleneck, and each further round at Startup's gain only
+    /// adds queue (at 500 Mbit/s and 200 ms, the two extra rounds at a doubled RTT kept a
+    /// full one-BDP queue for 0.8 s).
+    fn queued_all_round(&self) -> bool {
+        let min_rtt = self.min_rtt_or_initial();
+        self.last_round_min_rtt
+            .is_some_and(|m| m > min_rtt + self.yield_target(min_rtt))
     }
 
     fn check_drain(&mut self, now: Instant, bytes_in_flight: u64) {

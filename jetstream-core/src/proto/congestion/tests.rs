@@ -104,6 +104,10 @@ struct Outcome {
     startup_exit_bw: Option<u64>,
     /// Whether the in-flight cap was set when Startup ended (the loss exit).
     startup_exit_capped: bool,
+    /// When Startup ended.
+    startup_exit_at: Option<Duration>,
+    /// When the bandwidth estimate first reached 95 % of the link rate.
+    estimate_full_at: Option<Duration>,
     /// Our bytes delivered per 100 ms.
     bins: Vec<u64>,
     /// Sum and count of the queue delay our packets met (ns), per 100 ms.
@@ -379,9 +383,15 @@ fn simulate(link: Link, config: CongestionConfig, duration: Duration) -> Outcome
                 bbr.on_packets_lost(at(t), lost, bif);
             }
             bbr.on_ack_end(at(t), &rtt, bif);
+            if out.estimate_full_at.is_none()
+                && bbr.bottleneck_bandwidth() * 8 >= link.rate_bps / 100 * 95
+            {
+                out.estimate_full_at = Some(Duration::from_nanos(t));
+            }
             if out.startup_exit_bw.is_none() && bbr.state_name() != "Startup" {
                 out.startup_exit_bw = Some(bbr.bottleneck_bandwidth());
                 out.startup_exit_capped = bbr.inflight_cap().is_some();
+                out.startup_exit_at = Some(Duration::from_nanos(t));
             }
             reached_probe_bw |= bbr.state_name() == "ProbeBW";
             out.capped |= bbr.inflight_cap().is_some();
@@ -834,4 +844,30 @@ fn path_hints_apply_to_fair_only_and_estimates_need_a_full_pipe() {
     assert_eq!(b.path_estimate(), None);
     assert_eq!(super::PathHint::new(0, ms(1)), None);
     assert_eq!(super::PathHint::new(1, Duration::ZERO), None);
+}
+
+/// (r) Startup into a deep queue (4 BDP, no loss, so neither loss exit applies) ends one round
+/// after the bandwidth stopped growing if a queue stood through that round, not three: the
+/// delivery rate cannot grow past a saturated bottleneck, and every round at Startup's gain
+/// only adds queue. Measured from the bandwidth estimate's reaching 95 % of the link to the end
+/// of Startup, in min-RTTs (the RTT itself grows with the queue).
+#[test]
+fn startup_ends_a_round_after_a_standing_queue() {
+    for (name, link) in [
+        ("(r) 100 Mbit/s, 100 ms, 4 BDP queue", wan().queue(wan().bdp() * 4)),
+        (
+            "(r) 500 Mbit/s, 200 ms, 4 BDP queue",
+            Link::new(500 * MBIT, ms(200)).queue(Link::new(500 * MBIT, ms(200)).bdp() * 4),
+        ),
+    ] {
+        let o = simulate(link, CongestionConfig::default(), Duration::from_secs(8));
+        report(name, &link, &o);
+        let filled_at = o.estimate_full_at.expect("the estimate reaches the link rate");
+        let exit = o.startup_exit_at.expect("Startup ends");
+        let rounds = exit.saturating_sub(filled_at).as_secs_f64() / link.rtt.as_secs_f64();
+        println!("{name}: estimate full at {filled_at:?}, Startup ended {rounds:.1} min-RTTs later");
+        // Three rounds without growth took 5.8 min-RTTs at 100 Mbit/s; one takes 3.8.
+        assert!(rounds <= 4.5, "{rounds:.1} min-RTTs of Startup at a full link");
+        assert!(o.late_delivered_bps >= 0.95 * link.rate_bps as f64, "{o:?}");
+    }
 }

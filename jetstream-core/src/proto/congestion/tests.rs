@@ -854,7 +854,10 @@ fn path_hints_apply_to_fair_only_and_estimates_need_a_full_pipe() {
 #[test]
 fn startup_ends_a_round_after_a_standing_queue() {
     for (name, link) in [
-        ("(r) 100 Mbit/s, 100 ms, 4 BDP queue", wan().queue(wan().bdp() * 4)),
+        (
+            "(r) 100 Mbit/s, 100 ms, 4 BDP queue",
+            wan().queue(wan().bdp() * 4),
+        ),
         (
             "(r) 500 Mbit/s, 200 ms, 4 BDP queue",
             Link::new(500 * MBIT, ms(200)).queue(Link::new(500 * MBIT, ms(200)).bdp() * 4),
@@ -862,12 +865,19 @@ fn startup_ends_a_round_after_a_standing_queue() {
     ] {
         let o = simulate(link, CongestionConfig::default(), Duration::from_secs(8));
         report(name, &link, &o);
-        let filled_at = o.estimate_full_at.expect("the estimate reaches the link rate");
+        let filled_at = o
+            .estimate_full_at
+            .expect("the estimate reaches the link rate");
         let exit = o.startup_exit_at.expect("Startup ends");
         let rounds = exit.saturating_sub(filled_at).as_secs_f64() / link.rtt.as_secs_f64();
-        println!("{name}: estimate full at {filled_at:?}, Startup ended {rounds:.1} min-RTTs later");
+        println!(
+            "{name}: estimate full at {filled_at:?}, Startup ended {rounds:.1} min-RTTs later"
+        );
         // Three rounds without growth took 5.8 min-RTTs at 100 Mbit/s; one takes 3.8.
-        assert!(rounds <= 4.5, "{rounds:.1} min-RTTs of Startup at a full link");
+        assert!(
+            rounds <= 4.5,
+            "{rounds:.1} min-RTTs of Startup at a full link"
+        );
         assert!(o.late_delivered_bps >= 0.95 * link.rate_bps as f64, "{o:?}");
     }
 }

@@ -4,7 +4,8 @@
 //! turn with those) while another thread floods the receiver's port with random bytes, truncated datagrams, forged and guessed
 //! session ids and forged tags (`bogus.rs`). The second copy must be byte-identical, the bogus
 //! datagrams must show up in the receiver's drop counters and leave no state, and the two rates
-//! are printed. `JETSTREAM_LONG=1` sends a bigger file (1 GiB instead of 128 MiB);
+//! are printed. `JETSTREAM_LONG=1` sends a bigger file (1 GiB instead of 128 MiB) and asserts
+//! the goal (attacked >= 80 % of unattacked; CI, sharing its cores, asserts 50 %);
 //! `JETSTREAM_FLOOD_PPS=<n>` sets the flood's rate in datagrams per second (default 30 000;
 //! `0`: as fast as one thread can send, which on a small machine mostly measures the CPU the
 //! flooding thread takes from the two engines of the same process).
@@ -141,10 +142,14 @@ fn a_data_port_flood_drops_bogus_datagrams_and_the_transfer_survives() {
             == 0),
         "no state was created for bogus datagrams"
     );
-    // Loose: the machine is shared, and the flooding thread competes for its cores.
+    // The goal, 80 %, is asserted by the long run (`JETSTREAM_LONG=1`, by hand, alone on
+    // the machine). In CI the other tests of this binary share the two cores with the flooding
+    // thread, so only a collapse fails it there.
+    let floor = if long { 0.8 } else { 0.5 };
     assert!(
-        ratio >= 0.5,
-        "attacked rate {:.0} % of unattacked",
-        100.0 * ratio
+        ratio >= floor,
+        "attacked rate {:.0} % of unattacked (floor {:.0} %)",
+        100.0 * ratio,
+        100.0 * floor
     );
 }

@@ -489,6 +489,15 @@ fn start(args: ServerArgs) -> Result<(), String> {
         sandbox::expand_sandbox(t, "user", "user").map_err(|e| format!("--sandbox-dir: {e}"))?;
     }
     let state = StateDir::open(&args.persistent_state_dir)?;
+    // The previous run's local token goes before the API port opens: a script that waits for
+    // the port and then reads the file must find the fresh token (written before the first
+    // connection is served) or none yet, never the old one.
+    match std::fs::remove_file(state.path().join("local.token")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("{}/local.token: {e}", state.path().display()));
+        }
+        _ => {}
+    }
     let paths = crate::paths::PathMemory::open(&state.path().join("paths"));
     let server_uid = state.server_uid()?;
     let identity = match (&args.tls_cert, &args.tls_key) {

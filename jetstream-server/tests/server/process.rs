@@ -121,7 +121,9 @@ fn sigterm_stops_cleanly_and_the_identity_survives_a_restart() {
     let status = s.signal(2);
     assert!(status.success(), "SIGINT: {status}");
     s.restart();
-    let fresh = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+    // Once the API port accepts, the file holds the fresh token or is still being written
+    // (the old one is removed before the port opens).
+    let fresh = wait_file(&path, |t| !t.trim().is_empty()).trim().to_owned();
     assert_ne!(fresh, token);
     assert!(
         s.client()

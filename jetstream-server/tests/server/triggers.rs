@@ -16,24 +16,6 @@ fn script(dir: &Path, name: &str, body: &str) {
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// Waits until `path` exists and `done` holds for its text.
-fn wait_file(path: &Path, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = fs::read_to_string(path) {
-            if done(&t) {
-                return t;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never got there",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn trigger_dir(root: &Path) -> PathBuf {
     let d = root.join("triggers");
     fs::create_dir_all(&d).unwrap();

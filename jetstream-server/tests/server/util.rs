@@ -486,3 +486,21 @@ impl Pair {
         }
     }
 }
+
+/// Waits until `path` exists and `done` holds for its text.
+pub fn wait_file(path: &Path, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = fs::read_to_string(path) {
+            if done(&t) {
+                return t;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never got there",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

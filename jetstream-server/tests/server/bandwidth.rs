@@ -282,8 +282,12 @@ fn set_send_rate_changes_a_running_transfer() {
     std::thread::sleep(Duration::from_millis(500));
     let fast = rate(&mut c);
     eprintln!("before {slow:.0} bit/s, after {fast:.0} bit/s");
-    assert!(slow < 40e6 * 1.05 && slow > 40e6 * 0.85, "{slow}");
-    assert!(fast > 120e6 * 0.85 && fast < 120e6 * 1.05, "{fast}");
+    // Each cap holds, and the new one takes over at once. Alone this measures 37-38 and
+    // 114-116 Mbit/s; beside other tests on two shared cores the pacer's late wake-ups cost up
+    // to 20 % (the floors), never the caps (the ceilings).
+    assert!(slow < 40e6 * 1.05 && slow > 40e6 * 0.75, "{slow}");
+    assert!(fast > 120e6 * 0.75 && fast < 120e6 * 1.05, "{fast}");
+    assert!(fast > 2.5 * slow, "{slow} -> {fast}");
     c.call("send.cancelTransfer", json!({ "transferId": t }))
         .unwrap();
 }

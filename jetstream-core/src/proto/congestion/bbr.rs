@@ -76,6 +76,9 @@ const INITIAL_CWND: u64 = 512 * 1024;
 const FULL_BW_GROWTH: f64 = 1.25;
 /// ... for this many consecutive rounds.
 const FULL_BW_ROUNDS: u32 = 3;
+/// Startup's one-flat-round exit under a standing queue applies from this min-RTT up (see
+/// [`Bbr::queued_all_round`]).
+const QUEUED_ROUND_MIN_RTT: Duration = Duration::from_millis(10);
 /// Fraction of a round's bytes lost above which the loss may be congestion.
 const LOSS_THRESH: f64 = 0.2;
 /// A round needs at least this many datagrams lost before its loss rate is believed.
@@ -1005,10 +1008,16 @@ impl Bbr {
     /// cannot grow past a saturated bottleneck, and each further round at Startup's gain only
     /// adds queue (at 500 Mbit/s and 200 ms, the two extra rounds at a doubled RTT kept a
     /// full one-BDP queue for 0.8 s).
+    ///
+    /// Only on paths of [`QUEUED_ROUND_MIN_RTT`] or more: on a short path a round lasts about a
+    /// millisecond, and one late wake-up of a busy receiver delays every ACK of it (on loopback
+    /// beside other work this ended Startup early and a 40 Mbit/s cap was reached 10 % later).
     fn queued_all_round(&self) -> bool {
         let min_rtt = self.min_rtt_or_initial();
-        self.last_round_min_rtt
-            .is_some_and(|m| m > min_rtt + self.yield_target(min_rtt))
+        min_rtt >= QUEUED_ROUND_MIN_RTT
+            && self
+                .last_round_min_rtt
+                .is_some_and(|m| m > min_rtt + self.yield_target(min_rtt))
     }
 
     fn check_drain(&mut self, now: Instant, bytes_in_flight: u64) {

@@ -223,7 +223,22 @@ impl Srv {
 impl Drop for Srv {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // A failed test: what the server said is usually the explanation.
+            // A failed test: what the server said is usually the explanation, and whether it
+            // was still running (a panic goes to its stderr, not to the log).
+            if let Some(c) = self.child.as_mut() {
+                let state = match c.try_wait() {
+                    Ok(Some(status)) => format!("had exited: {status}"),
+                    Ok(None) => "was running".to_owned(),
+                    Err(e) => format!("unknown: {e}"),
+                };
+                let _ = c.kill();
+                let _ = c.wait();
+                let mut err = String::new();
+                if let Some(mut e) = c.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                eprintln!("--- server {} {state}; stderr: {err}", self.log.display());
+            }
             let log = self.log_text();
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(80)..];

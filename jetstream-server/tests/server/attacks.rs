@@ -748,7 +748,7 @@ fn a_sandboxed_user_cannot_reach_outside_the_sandbox() {
     top.sort();
     assert_eq!(
         top,
-        ["a-state", "a.log", "b-state", "b.log", "outside", "sa", "sb"],
+        ["a-state", "a.log", "a.stderr", "b-state", "b.log", "b.stderr", "outside", "sa", "sb"],
         "something was created next to the sandboxes"
     );
     // No byte of the canary or of the secret arrived anywhere: not at the receiver, not in

@@ -1,7 +1,6 @@
 //! Real `jetstream server` processes on loopback, real system users, real files.
 
 use std::fs;
-use std::io::Read;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -140,14 +139,15 @@ impl Srv {
         let mut child = self
             .command()
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // To a file, not a pipe nobody reads: trigger runs report there, and a full pipe
+            // would stall them.
+            .stderr(self.stderr_file())
             .spawn()
             .expect("spawn jetstream server");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.ready() {
             if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                let err = fs::read_to_string(self.log.with_extension("stderr")).unwrap_or_default();
                 panic!(
                     "server exited at start ({status}): {err}\n{}",
                     self.log_text()
@@ -200,6 +200,15 @@ impl Srv {
         self.launch();
     }
 
+    /// `<name>.stderr` beside the log, appended to across restarts.
+    fn stderr_file(&self) -> Stdio {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log.with_extension("stderr"))
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -233,10 +242,7 @@ impl Drop for Srv {
                 };
                 let _ = c.kill();
                 let _ = c.wait();
-                let mut err = String::new();
-                if let Some(mut e) = c.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
+                let err = fs::read_to_string(self.log.with_extension("stderr")).unwrap_or_default();
                 eprintln!("--- server {} {state}; stderr: {err}", self.log.display());
             }
             let log = self.log_text();

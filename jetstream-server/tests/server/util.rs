@@ -147,7 +147,7 @@ impl Srv {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.ready() {
             if let Ok(Some(status)) = child.try_wait() {
-                let err = fs::read_to_string(self.log.with_extension("stderr")).unwrap_or_default();
+                let err = fs::read_to_string(self.stderr_path()).unwrap_or_default();
                 panic!(
                     "server exited at start ({status}): {err}\n{}",
                     self.log_text()
@@ -201,11 +201,15 @@ impl Srv {
     }
 
     /// `<name>.stderr` beside the log, appended to across restarts.
+    fn stderr_path(&self) -> PathBuf {
+        self.log.with_extension("stderr")
+    }
+
     fn stderr_file(&self) -> Stdio {
         fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log.with_extension("stderr"))
+            .open(self.stderr_path())
             .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
@@ -231,20 +235,23 @@ impl Srv {
 
 impl Drop for Srv {
     fn drop(&mut self) {
+        // Whether it was still running matters when a test failed (a panic of the server goes
+        // to its stderr, not to its log).
+        let state = self.child.take().map(|mut c| {
+            let state = match c.try_wait() {
+                Ok(Some(status)) => format!("had exited: {status}"),
+                Ok(None) => "was running".to_owned(),
+                Err(e) => format!("unknown: {e}"),
+            };
+            let _ = c.kill();
+            let _ = c.wait();
+            state
+        });
         if std::thread::panicking() {
-            // A failed test: what the server said is usually the explanation, and whether it
-            // was still running (a panic goes to its stderr, not to the log).
-            if let Some(c) = self.child.as_mut() {
-                let state = match c.try_wait() {
-                    Ok(Some(status)) => format!("had exited: {status}"),
-                    Ok(None) => "was running".to_owned(),
-                    Err(e) => format!("unknown: {e}"),
-                };
-                let _ = c.kill();
-                let _ = c.wait();
-                let err = fs::read_to_string(self.log.with_extension("stderr")).unwrap_or_default();
-                eprintln!("--- server {} {state}; stderr: {err}", self.log.display());
-            }
+            // A failed test: what the server said is usually the explanation.
+            let err = fs::read_to_string(self.stderr_path()).unwrap_or_default();
+            let state = state.as_deref().unwrap_or("was stopped by the test");
+            eprintln!("--- server {} {state}; stderr: {err}", self.log.display());
             let log = self.log_text();
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(80)..];
@@ -252,10 +259,6 @@ impl Drop for Srv {
             for l in tail {
                 eprintln!("{l}");
             }
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }

@@ -758,11 +758,10 @@ impl Bbr {
     /// Background policy, once per round: yield while the round's smallest RTT sample shows a
     /// queue beyond the target, grow back while it does not. A queue in Startup also ends
     /// Startup (whoever built it, doubling further is wrong).
-    fn update_yield(&mut self) {
-        let Some(round_min) = self.round_min_rtt.take() else {
+    fn update_yield(&mut self, round_min: Option<Duration>) {
+        let Some(round_min) = round_min else {
             return;
         };
-        self.last_round_min_rtt = Some(round_min);
         if self.config.mode != RateMode::Background {
             return;
         }
@@ -829,7 +828,11 @@ impl Bbr {
             return;
         }
         self.on_round_end();
-        self.update_yield();
+        let round_min = self.round_min_rtt.take();
+        if round_min.is_some() {
+            self.last_round_min_rtt = round_min;
+        }
+        self.update_yield(round_min);
         let delivered = self.rate.delivered();
         self.round.next_delivered = delivered;
         self.round.count += 1;
@@ -1010,8 +1013,8 @@ impl Bbr {
     /// full one-BDP queue for 0.8 s).
     ///
     /// Only on paths of [`QUEUED_ROUND_MIN_RTT`] or more: on a short path a round lasts about a
-    /// millisecond, and one late wake-up of a busy receiver delays every ACK of it (on loopback
-    /// beside other work this ended Startup early and a 40 Mbit/s cap was reached 10 % later).
+    /// millisecond, and one late wake-up of a busy receiver delays every ACK of it, which would
+    /// read as a standing queue.
     fn queued_all_round(&self) -> bool {
         let min_rtt = self.min_rtt_or_initial();
         min_rtt >= QUEUED_ROUND_MIN_RTT

@@ -9,6 +9,7 @@ mod server {
     pub mod control;
     pub mod crash;
     pub mod discover;
+    pub mod escalation;
     pub mod load;
     pub mod pathmemory;
     pub mod paths;

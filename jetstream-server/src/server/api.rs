@@ -42,7 +42,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(peer: SocketAddr) -> Self {
+    pub(crate) fn new(peer: SocketAddr) -> Self {
         Self {
             peer,
             via_relay: false,

@@ -20,23 +20,16 @@ fn ok(message: &str, result: Value) -> Reply {
     Ok((message.to_owned(), result))
 }
 
-/// Commands that need no login.
-const OPEN: [&str; 5] = ["getServerInfo", "auth", "authAsync", "authToken", "echo"];
-
 /// Runs one command.
 ///
 /// # Errors
 /// The error message for the client.
 pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
     let p = Params(params);
-    if !OPEN.contains(&name) && ctx.session.user.is_none() {
-        if !known(name) {
-            return Err(ApiError(format!("unknown command {name:?}")));
-        }
-        return Err(ApiError(format!(
-            "{name}: not authenticated: call auth (user name and password) or authToken first"
-        )));
-    }
+    let Some(access) = super::access::access_of(name) else {
+        return Err(ApiError(format!("unknown command {name:?}")));
+    };
+    let mut token_permissions = None;
     if let Some(token) = ctx.session.token.clone() {
         // A token that expired or was deleted stops working at once, also for the sessions
         // that logged in with it.
@@ -46,24 +39,26 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             .lock()
             .tokens
             .get(&token)
-            .is_some_and(|t| !t.expired(now_us()));
-        if !alive && !OPEN.contains(&name) {
-            ctx.session.user = None;
-            ctx.session.token = None;
-            ctx.session.token_session = None;
-            ctx.session.shared_manifest = None;
-            return Err(ApiError(format!(
-                "{name}: the token this session logged in with has expired or was deleted"
-            )));
+            .filter(|t| !t.expired(now_us()))
+            .map(|t| t.permissions.clone());
+        match alive {
+            Some(perms) => token_permissions = Some(perms),
+            None if access != super::access::Access::Open => {
+                ctx.session.user = None;
+                ctx.session.token = None;
+                ctx.session.token_session = None;
+                ctx.session.shared_manifest = None;
+                return Err(ApiError(format!(
+                    "{name}: the token this session logged in with has expired or was deleted"
+                )));
+            }
+            None => {}
         }
     }
+    super::access::check(name, access, ctx.session, token_permissions.as_deref())?;
     super::shared::restrict(ctx, name, p)?;
     if matches!(name, "sendDiscoverPacketAsync" | "recvDiscoverPacketAsync") {
-        let owner = ctx
-            .session
-            .user
-            .as_ref()
-            .map_or_else(String::new, |u| u.name.clone());
+        let owner = owner_of(ctx);
         let params = params.clone();
         let send = name.starts_with("send");
         let id = ctx.server.spawn_request(owner, move |s| {
@@ -76,7 +71,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
         return ok(&format!("{name} queued."), json!({ "requestId": id }));
     }
     if let Some(base) = name.strip_suffix("Async") {
-        if known(base) {
+        if super::access::access_of(base).is_some() {
             return run_async(ctx, name, base, params);
         }
     }
@@ -306,79 +301,17 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
     }
 }
 
-fn known(name: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "getServerInfo",
-        "auth",
-        "authToken",
-        "superuser",
-        "echo",
-        "sleep",
-        "terminate",
-        "getRequestStatus",
-        "getRequestResult",
-        "getEventLog",
-        "garbageCollect",
-        "updateGarbageCollectSettings",
-        "createAPIToken",
-        "getAPIToken",
-        "getAPITokens",
-        "deleteAPIToken",
-        "send.createDestination",
-        "send.getDestination",
-        "send.getDestinations",
-        "send.deleteDestination",
-        "send.createManifest",
-        "send.getManifest",
-        "send.getManifests",
-        "send.getManifestFiles",
-        "send.deleteManifest",
-        "send.createTransfer",
-        "send.getTransfer",
-        "send.getTransfers",
-        "send.suspendTransfer",
-        "send.resumeTransfer",
-        "send.cancelTransfer",
-        "send.failTransfer",
-        "send.deleteTransfer",
-        "send.setSendRate",
-        "recv.startTransfer",
-        "recv.transferRate",
-        "updateBandwidthLimits",
-        "send.startDownload",
-        "recv.addAuthorizedClient",
-        "recv.removeAuthorizedClient",
-        "recv.allowOnlyAuthorizedClients",
-        "recv.getTransfers",
-        "recv.getSources",
-        "sendDiscoverPacketAsync",
-        "recvDiscoverPacketAsync",
-        "send.createSharedToken",
-        "send.getSharedToken",
-        "send.getSharedTokens",
-        "send.deleteSharedToken",
-    ];
-    NAMES.contains(&name)
-        || name
-            .strip_suffix("Async")
-            .is_some_and(|b| NAMES.contains(&b))
-}
-
 /// Whether `name` is a command or a command's `Async` form (for the fuzz target `api_request`).
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn is_known(name: &str) -> bool {
-    known(name)
+    super::access::access_of(name).is_some()
 }
 
 /// `xAsync`: runs `x` now and keeps its outcome for `getRequestStatus`/`getRequestResult`.
 fn run_async(ctx: &mut Ctx<'_>, name: &str, base: &str, params: &Value) -> Reply {
     let outcome = dispatch(ctx, base, params);
-    let owner = ctx
-        .session
-        .user
-        .as_ref()
-        .map_or_else(String::new, |u| u.name.clone());
+    let owner = owner_of(ctx);
     let id = ctx.server.requests.lock().insert(owner, Some(outcome));
     ok(&format!("{name} queued."), json!({ "requestId": id }))
 }
@@ -388,14 +321,14 @@ fn request_status(ctx: &Ctx<'_>, p: Params<'_>, with_result: bool) -> Reply {
         .opt_u64("requestId")?
         .ok_or_else(|| ApiError("missing parameter \"requestId\"".into()))?;
     let wait = Duration::from_millis(p.opt_u64("timeoutMs")?.unwrap_or(60_000));
-    let user = ctx.session.user.as_ref().map_or("", |u| u.name.as_str());
+    let me = owner_of(ctx);
     let missing = || ApiError(format!("no request {id} (results expire after an hour)"));
     let mut requests = ctx.server.requests.lock();
     let deadline = std::time::Instant::now() + wait;
     loop {
         let r = requests
             .get(id)
-            .filter(|r| r.owner == user || ctx.session.superuser)
+            .filter(|r| r.owner == me || ctx.session.superuser)
             .ok_or_else(missing)?;
         match (&r.outcome, with_result) {
             (Some(Ok((message, result))), true) => return Ok((message.clone(), result.clone())),
@@ -518,21 +451,6 @@ pub fn require_superuser(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
         Err(ApiError(format!(
             "{name}: superuser rights needed: call superuser first"
         )))
-    }
-}
-
-/// Refuses when the session logged in with a token that lacks `permission`.
-pub fn require_permission(ctx: &Ctx<'_>, permission: &str) -> Result<(), ApiError> {
-    let Some(token) = &ctx.session.token else {
-        return Ok(());
-    };
-    let objs = ctx.server.objects.lock();
-    match objs.tokens.values().find(|t| &t.token == token) {
-        Some(t) if t.permissions.iter().any(|p| p == permission) => Ok(()),
-        Some(_) => Err(ApiError(format!(
-            "this API token does not have the {permission:?} permission"
-        ))),
-        None => Err(ApiError("this API token no longer exists".into())),
     }
 }
 
@@ -684,13 +602,19 @@ fn event_log(ctx: &Ctx<'_>, p: Params<'_>) -> Reply {
         events: names,
         limit: usize::try_from(p.opt_u64("limit")?.unwrap_or(1000)).unwrap_or(usize::MAX),
     };
-    let me = ctx.session.user.as_ref().map(|u| u.name.clone());
-    let all = ctx.session.superuser;
+    // An entry about an object is shown to whoever may see that object (a token login sees
+    // only what was made through its token); the server's own events to everyone logged in.
     let list = ctx.server.events.query(&filter, |e| {
-        all || match e.get("owner").and_then(Value::as_str) {
-            Some(o) => me.as_deref() == Some(o),
-            None => true,
-        }
+        let Some(user) = e.get("owner").and_then(Value::as_str) else {
+            return true;
+        };
+        let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+        let owner = Owner {
+            user: user.to_owned(),
+            token: text("ownerToken"),
+            token_session: text("ownerTokenSession"),
+        };
+        visible(ctx, &owner)
     });
     ok("Event log.", Value::Array(list))
 }
@@ -960,7 +884,6 @@ fn delete_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 }
 
 fn create_transfer(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    require_permission(ctx, "upload")?;
     let destination_id = p.id("destinationId")?;
     let manifest_id = p.id("manifestId")?;
     let destination_path = p.opt_str("destinationPath")?.unwrap_or("");

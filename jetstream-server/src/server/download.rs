@@ -13,7 +13,7 @@ use jetstream_core::Destination;
 use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
-use super::commands::{owner_of, require_permission, visible};
+use super::commands::{owner_of, visible};
 use super::objects::{now_us, Counters, TransferRec, TxStatus};
 use super::params::Params;
 use super::receive::session_keys;
@@ -29,7 +29,6 @@ pub const CLIENT_PREFIX: &str = "client:";
 /// # Errors
 /// Not TLS, an unknown manifest, a bad port, or the engine refusing.
 pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    require_permission(ctx, "download")?;
     let manifest_id = p.id("manifestId")?;
     let (transfer_id, keys) = session_keys(ctx, p, "send.startDownload")?;
     let port = p

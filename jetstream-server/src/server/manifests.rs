@@ -12,7 +12,7 @@ use jetstream_core::Manifest;
 use serde_json::Value;
 
 use super::api::{ApiError, Ctx};
-use super::commands::{owner_of, require_permission};
+use super::commands::owner_of;
 use super::objects::{new_id, now_us, FileMapping, ManifestRec};
 use super::params::Params;
 use super::Server;
@@ -75,7 +75,6 @@ pub fn parse_mappings(v: Option<&Value>) -> Result<Vec<(String, String)>, ApiErr
 /// # Errors
 /// Bad parameters or a mapping outside the user's sandbox (checked before anything is read).
 pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    require_permission(ctx, "upload")?;
     let requested = parse_mappings(p.value("fileMappings"))?;
     let sandbox_root = ctx.server.sandbox_of(ctx.session)?;
     let mut plan = Vec::with_capacity(requested.len());

@@ -2,6 +2,7 @@
 //! TCP API port, loads the persistent state, serves API clients (one thread each), runs the
 //! transfer scheduler, and on SIGTERM/SIGINT checkpoints and exits cleanly.
 
+pub mod access;
 pub mod api;
 pub mod bandwidth;
 pub mod ciphers;
@@ -109,39 +110,49 @@ impl Objects {
 /// A finished `*Async` request.
 #[derive(Debug)]
 pub struct RequestRec {
-    /// The user who made it.
-    pub owner: String,
+    /// The session that made it: user, token and token login. Only that owner (or a
+    /// superuser) may read it: a narrowed token or a download link never sees what the user's
+    /// other sessions asked for (such as a freshly created API token).
+    pub owner: objects::Owner,
     /// Its outcome; `None` while it runs.
     pub outcome: Option<Result<(String, serde_json::Value), ApiError>>,
     created: Instant,
 }
 
+/// Largest request id: ids are random below 2^53, so that they survive a JSON number in any
+/// client (JavaScript's doubles) and cannot be guessed from one's own.
+const REQUEST_ID_LIMIT: u64 = 1 << 53;
+
 /// The `*Async` request table; results expire after an hour.
 #[derive(Debug, Default)]
 pub struct Requests {
-    next: u64,
     map: BTreeMap<u64, RequestRec>,
 }
 
 impl Requests {
-    /// Stores an outcome (`None`: still running); returns its request id.
+    /// Stores an outcome (`None`: still running); returns its request id, random and unused.
     pub fn insert(
         &mut self,
-        owner: String,
+        owner: objects::Owner,
         outcome: Option<Result<(String, serde_json::Value), ApiError>>,
     ) -> u64 {
         self.map
             .retain(|_, r| r.outcome.is_none() || r.created.elapsed() < Duration::from_secs(3600));
-        self.next += 1;
+        let id = loop {
+            let id = objects::random_u64() % REQUEST_ID_LIMIT;
+            if id != 0 && !self.map.contains_key(&id) {
+                break id;
+            }
+        };
         self.map.insert(
-            self.next,
+            id,
             RequestRec {
                 owner,
                 outcome,
                 created: Instant::now(),
             },
         );
-        self.next
+        id
     }
 
     /// A stored outcome.
@@ -243,7 +254,7 @@ impl Server {
     /// id at once (for commands that wait, like `recvDiscoverPacketAsync`).
     pub fn spawn_request(
         self: &Arc<Self>,
-        owner: String,
+        owner: objects::Owner,
         work: impl FnOnce(&Arc<Self>) -> Result<(String, serde_json::Value), ApiError> + Send + 'static,
     ) -> u64 {
         let id = self.requests.lock().insert(owner, None);

@@ -38,6 +38,11 @@ pub fn new_id() -> String {
     hex(&random_bytes::<16>())
 }
 
+/// A random number from the OS generator.
+pub fn random_u64() -> u64 {
+    u64::from_be_bytes(random_bytes())
+}
+
 /// A fresh data session id.
 pub fn new_session_id() -> jetstream_core::SessionId {
     jetstream_core::SessionId(u64::from_be_bytes(random_bytes()))

@@ -15,7 +15,6 @@ use jetstream_core::{Role, SessionId, TransferKeys};
 use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx, Session};
-use super::commands::require_permission;
 use super::objects::{now_us, to_us, Counters, Owner, RecvRec};
 use super::params::Params;
 use super::Server;
@@ -130,14 +129,47 @@ pub fn session_keys(
     Ok((transfer_id, keys))
 }
 
+/// Whether a receive record of `owner` may be replaced by `session` (a sender retrying): the
+/// same user, through the same token (or none).
+fn same_claimant(owner: &Owner, session: &Session) -> bool {
+    session
+        .user
+        .as_ref()
+        .is_some_and(|u| u.name == owner.user && session.token == owner.token)
+}
+
+/// Refuses a `transferId` that another user's (or another token's) receive holds: receives
+/// belong to the session owner that started them, and a clash is refused rather than letting
+/// one user cancel and re-own another's transfer.
+///
+/// # Errors
+/// The id is taken by someone else.
+fn claimable(
+    receives: &BTreeMap<String, RecvRec>,
+    transfer_id: &str,
+    session: &Session,
+) -> Result<(), ApiError> {
+    match receives.get(transfer_id) {
+        Some(r) if !same_claimant(&r.owner, session) => Err(ApiError(format!(
+            "recv.startTransfer: transfer id {transfer_id} is in use: the sending server must \
+             choose another"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `recv.startTransfer`: prepares `<sandbox>/<destinationPath>` and expects the data.
 ///
 /// # Errors
 /// Not over TLS, a path outside the sandbox, or the engine refusing the session.
 pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    require_permission(ctx, "upload")?;
     ctx.server.trust.check(ctx.session.peer_key.as_deref())?;
     let (transfer_id, keys) = session_keys(ctx, p, "recv.startTransfer")?;
+    claimable(
+        &ctx.server.objects.lock().receives,
+        &transfer_id,
+        ctx.session,
+    )?;
     let cipher = keys.cipher().name();
     let limits = ctx.server.bandwidth_limits();
     // Transfers received now, besides this one (a retry replaces its own earlier session).
@@ -187,7 +219,11 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     // A sender retrying while our old session still runs: stop that one first (the engine
     // handles commands in order, so its files are closed before the new session opens them).
     if let Some(old) = server.objects.lock().receives.get(&transfer_id) {
-        if let Some(h) = &old.handle {
+        if let Some(h) = old
+            .handle
+            .as_ref()
+            .filter(|_| same_claimant(&old.owner, ctx.session))
+        {
             h.cancel();
         }
     }
@@ -228,11 +264,19 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .0
         .map(|bps| (bps / 1000 / (others + 1)).max(1));
     rec.rate_cap_kbps = initial_cap;
-    server
-        .objects
-        .lock()
-        .receives
-        .insert(transfer_id.clone(), rec);
+    {
+        // Checked again with the insertion, under one lock: another user's receive that took
+        // this id meanwhile is neither cancelled nor replaced.
+        let mut objs = server.objects.lock();
+        if let Err(e) = claimable(&objs.receives, &transfer_id, ctx.session) {
+            drop(objs);
+            if let Some(h) = &rec.handle {
+                h.cancel();
+            }
+            return Err(e);
+        }
+        objs.receives.insert(transfer_id.clone(), rec);
+    }
     ctx.session.receiving.push((transfer_id.clone(), attempt));
     crate::log!(
         "recv: transfer {transfer_id} from {} as {} into {}",

@@ -1,0 +1,301 @@
+//! Escalation inside the control API (issue #15, items 1, 8 and 11): a download-link holder, a
+//! narrowed API token and another user each trying to reach more than they were given.
+//!
+//! `cargo test -p jetstream-server --test server escalation -- --nocapture` prints what each
+//! attempt got.
+
+use std::time::Duration;
+
+use jetstream_server::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_server::server::access::{Access, COMMANDS};
+use jetstream_server::server::objects::PERMISSIONS;
+use serde_json::{json, Value};
+
+use super::util::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn tls(port: u16) -> ApiClient {
+    let opts = ConnectOptions {
+        trust: Trust::Pinned(None),
+        timeout: T,
+        force_tls: true,
+        client_identity: None,
+    };
+    ApiClient::connect("127.0.0.1", port, &opts).expect("TLS connect")
+}
+
+fn token_login(s: &Srv, token: &str) -> ApiClient {
+    let mut c = s.client();
+    c.call("authToken", json!({ "token": token }))
+        .expect("authToken");
+    c
+}
+
+fn refused(r: Result<Value, ClientError>) -> String {
+    match r {
+        Err(ClientError::Api(m)) => m,
+        other => panic!("NOT REFUSED: {other:?}"),
+    }
+}
+
+fn new_token(c: &mut ApiClient, params: Value) -> String {
+    c.call("createAPIToken", params).expect("createAPIToken")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// Item 1: a download link and a narrowed token of the same user ask for the results of the
+/// user's own `*Async` requests, one of which holds a freshly created full API token. Both
+/// are refused; the ids are random, and each session still reads its own results.
+#[test]
+fn links_and_narrowed_tokens_cannot_read_the_owners_async_results() {
+    if !can_run() {
+        return;
+    }
+    let (user, pw) = user();
+    let dir = scratch();
+    let src = dir.path().join("src");
+    write(&src.join("f.bin"), &data(1000, 1));
+    std::os::unix::fs::chown(&src, Some(user.uid()), Some(user.gid())).unwrap();
+    let a = Srv::start(dir.path(), "a", &[]);
+    let mut owner = a.login(user.name(), &pw);
+    let narrowed = new_token(
+        &mut owner,
+        json!({"path": "/tmp", "permissions": ["download"], "description": "narrow"}),
+    );
+    let mid = manifest(
+        &mut owner,
+        json!({ src.join("f.bin").to_str().unwrap(): "/f.bin" }),
+    )
+    .unwrap();
+    let link = owner
+        .call("send.createSharedToken", json!({ "manifestId": mid }))
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The owner's async request whose result is a full token.
+    let secret = owner
+        .call("createAPITokenAsync", json!({"description": "full"}))
+        .unwrap()["requestId"]
+        .clone();
+    let full = owner
+        .call("getRequestResult", json!({ "requestId": secret }))
+        .expect("the owner reads its own result");
+    assert!(full["token"].is_string());
+    let other = owner.call("send.getManifestsAsync", json!({})).unwrap()["requestId"]
+        .as_u64()
+        .unwrap();
+    let first = secret.as_u64().expect("requestId is a number");
+    println!("request ids: {first}, {other}");
+    assert!(
+        first.abs_diff(other) > 1_000_000 && first > 1_000_000 && other > 1_000_000,
+        "request ids must not be guessable from one's own: {first}, {other}"
+    );
+    assert!(first < 1 << 53 && other < 1 << 53, "ids fit a JSON double");
+
+    let mut n = token_login(&a, &narrowed);
+    let mut l = tls(a.api);
+    l.call("authToken", json!({ "token": link }))
+        .expect("link login");
+    for (who, c) in [("narrowed token", &mut n), ("download link", &mut l)] {
+        for cmd in ["getRequestResult", "getRequestStatus"] {
+            for id in [first, other] {
+                let m = refused(c.call(cmd, json!({ "requestId": id, "timeoutMs": 0 })));
+                println!("| {who} | {cmd} {id} | refused: {m} |");
+            }
+        }
+    }
+    // The narrowed token's own request is its own.
+    let mine = n.call("send.getManifestsAsync", json!({})).unwrap()["requestId"].clone();
+    n.call("getRequestResult", json!({ "requestId": mine }))
+        .expect("a token session reads its own result");
+    // ... and not the owner's password sessions' business either: they are a different owner.
+    let m = refused(owner.call(
+        "getRequestResult",
+        json!({ "requestId": mine, "timeoutMs": 0 }),
+    ));
+    println!("| password session | token's request | refused: {m} |");
+    drop(user);
+}
+
+/// Item 11: every command of the permission table, called through a token that lacks what the
+/// command needs, is refused for that reason before anything runs; the objects a token may
+/// see survive a token without `modify`.
+#[test]
+fn every_command_checks_the_tokens_permissions() {
+    if !can_run() {
+        return;
+    }
+    let (user, pw) = user();
+    let dir = scratch();
+    let a = Srv::start(dir.path(), "a", &[]);
+    let mut owner = a.login(user.name(), &pw);
+    let fake_id = "0123456789abcdef0123456789abcdef";
+    let mut checked = 0;
+    for perm in PERMISSIONS {
+        let others: Vec<&str> = PERMISSIONS.iter().copied().filter(|p| *p != perm).collect();
+        let token = new_token(&mut owner, json!({ "permissions": others }));
+        let mut c = token_login(&a, &token);
+        for (cmd, access) in COMMANDS {
+            if *access != Access::Permission(perm) {
+                continue;
+            }
+            let params = json!({
+                "destinationId": fake_id, "manifestId": fake_id, "transferId": fake_id,
+                "token": fake_id, "sessionId": "0123456789abcdef", "sendRateMax": 1,
+                "destinationAddress": "127.0.0.1", "fileMappings": [["/etc/hostname", "/x"]],
+                "receiverPort": 9, "address": "127.0.0.1", "port": 9,
+            });
+            let m = refused(c.call(cmd, params));
+            println!("| token without {perm} | {cmd} | refused: {m} |");
+            assert!(
+                m.contains(&format!("{perm:?} permission")),
+                "{cmd} without {perm}: {m}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "{checked} commands checked");
+    // Password-only and superuser commands refuse every token.
+    let token = new_token(&mut owner, json!({}));
+    let mut c = token_login(&a, &token);
+    for (cmd, access) in COMMANDS {
+        if matches!(access, Access::Password | Access::Superuser) {
+            let m = refused(c.call(cmd, json!({})));
+            println!("| full token | {cmd} | refused: {m} |");
+        }
+    }
+
+    // With real objects: a token that may upload but not modify makes a destination, a
+    // manifest and a transfer, and cannot delete any of them.
+    let up = new_token(&mut owner, json!({ "permissions": ["upload"] }));
+    let mut u = token_login(&a, &up);
+    let b = Srv::start(dir.path(), "b", &[]);
+    let did = destination(&mut u, &b, user.name(), &pw, json!({"sendRateMax": 100}));
+    let src = dir.path().join("src");
+    write(&src.join("f.bin"), &data(4 << 20, 2));
+    std::os::unix::fs::chown(&src, Some(user.uid()), Some(user.gid())).unwrap();
+    let mid = manifest(
+        &mut u,
+        json!({ src.join("f.bin").to_str().unwrap(): "/f.bin" }),
+    )
+    .unwrap();
+    let tid = transfer(&mut u, &did, &mid, None);
+    u.call("send.suspendTransfer", json!({ "transferId": tid }))
+        .expect("upload controls its own transfer");
+    for (cmd, p) in [
+        ("send.deleteTransfer", json!({ "transferId": tid })),
+        ("send.deleteManifest", json!({ "manifestId": mid })),
+        ("send.deleteDestination", json!({ "destinationId": did })),
+        ("deleteAPIToken", json!({ "token": up })),
+    ] {
+        let m = refused(u.call(cmd, p));
+        assert!(m.contains("\"modify\" permission"), "{cmd}: {m}");
+    }
+    u.call("send.getTransfer", json!({ "transferId": tid }))
+        .expect("the transfer is still there");
+    u.call("send.getManifest", json!({ "manifestId": mid }))
+        .expect("the manifest is still there");
+    u.call("send.getDestination", json!({ "destinationId": did }))
+        .expect("the destination is still there");
+    u.call("send.cancelTransfer", json!({ "transferId": tid }))
+        .expect("cancel");
+    drop(user);
+}
+
+/// Item 11: a narrowed token's event log shows what was done through that token and the
+/// server's own events, not the rest of its user's.
+#[test]
+fn a_tokens_event_log_shows_only_its_own_objects() {
+    if !can_run() {
+        return;
+    }
+    let (user, pw) = user();
+    let dir = scratch();
+    let a = Srv::start(dir.path(), "a", &[]);
+    let b = Srv::start(dir.path(), "b", &[]);
+    let mut owner = a.login(user.name(), &pw);
+    let by_owner = destination(&mut owner, &b, user.name(), &pw, json!({"sendRateMax": 1}));
+    let narrowed = new_token(&mut owner, json!({ "permissions": ["upload"] }));
+    let mut n = token_login(&a, &narrowed);
+    let by_token = destination(&mut n, &b, user.name(), &pw, json!({"sendRateMax": 2}));
+    let ids = |c: &mut ApiClient| -> Vec<String> {
+        c.call("getEventLog", json!({ "event": "destinationCreated" }))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["destinationId"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let seen_by_token = ids(&mut n);
+    let seen_by_owner = ids(&mut owner);
+    println!("token sees {seen_by_token:?}; owner sees {seen_by_owner:?}");
+    assert!(seen_by_token.contains(&by_token));
+    assert!(
+        !seen_by_token.contains(&by_owner),
+        "a narrowed token sees its user's other events"
+    );
+    assert!(seen_by_owner.contains(&by_owner) && seen_by_owner.contains(&by_token));
+    drop(user);
+}
+
+/// Item 8: another user (with the same rights on the receiving server) calls
+/// `recv.startTransfer` with a running receive's `transferId`: refused, and the first
+/// user's receive goes on, still theirs; the owner itself may retry (a sender reconnecting).
+#[test]
+fn another_user_cannot_take_over_a_receive_by_its_transfer_id() {
+    if !can_run() {
+        return;
+    }
+    let (u, upw) = user();
+    let (v, vpw) = user();
+    let dir = scratch();
+    let b = Srv::start(
+        dir.path(),
+        "b",
+        &["--sandbox-dir", &format!("{}/sb/%u", dir.path().display())],
+    );
+    let id = "00112233445566778899aabbccddeeff";
+    let start = |c: &mut ApiClient, session: &str| {
+        c.call(
+            "recv.startTransfer",
+            json!({"transferId": id, "sessionId": session, "destinationPath": "/in"}),
+        )
+    };
+    let mut cu = tls(b.api);
+    cu.call("auth", json!({"userName": u.name(), "password": upw}))
+        .unwrap();
+    start(&mut cu, "0123456789abcdef").expect("u receives");
+    let mut cv = tls(b.api);
+    cv.call("auth", json!({"userName": v.name(), "password": vpw}))
+        .unwrap();
+    let m = refused(start(&mut cv, "fedcba9876543210"));
+    println!("| another user | recv.startTransfer with u's id | refused: {m} |");
+    assert!(m.contains("in use"), "{m}");
+    let list = cu.call("recv.getTransfers", json!({})).unwrap();
+    let rec = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["transferId"] == id)
+        .unwrap_or_else(|| panic!("u's receive is gone: {list}"));
+    assert_eq!(rec["owner"], u.name(), "{rec}");
+    assert_ne!(rec["status"], "cancelled", "{rec}");
+    assert!(
+        !dir.path().join("sb").join(v.name()).join("in").exists(),
+        "v's sandbox was prepared for u's transfer"
+    );
+    // v sees nothing of it.
+    let seen = cv.call("recv.getTransfers", json!({})).unwrap();
+    assert!(!seen.to_string().contains(id), "{seen}");
+    // u retrying (a sender reconnecting) is still allowed.
+    let mut cu2 = tls(b.api);
+    cu2.call("auth", json!({"userName": u.name(), "password": upw}))
+        .unwrap();
+    start(&mut cu2, "0123456789abcde0").expect("the owner retries");
+    drop((u, v));
+}

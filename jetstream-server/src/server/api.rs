@@ -59,12 +59,37 @@ impl Session {
 }
 
 /// An error answer: its message goes back to the client; the connection stays usable.
+///
+/// There is no blanket conversion from other errors: each message a client sees is written
+/// for clients (what was wrong with the request, or what it may do next). A failure inside the
+/// server (a thread, the engine, the state directory) goes through [`ApiError::internal`],
+/// which logs the detail and gives the client a reference to it instead.
 #[derive(Debug)]
 pub struct ApiError(pub String);
 
-impl<T: std::fmt::Display> From<T> for ApiError {
-    fn from(e: T) -> Self {
-        Self(e.to_string())
+impl ApiError {
+    /// An internal failure while doing `what`: the detail goes to the server log under a
+    /// fresh reference; the client gets `what` failed and that reference.
+    pub fn internal(what: &str, detail: impl std::fmt::Display) -> Self {
+        let reference = &super::objects::new_id()[..12];
+        crate::log!("api: internal error {reference}: {what}: {detail}");
+        Self(format!(
+            "{what} failed: internal server error (reference {reference} in the server log)"
+        ))
+    }
+}
+
+/// Sandbox errors are written for the client: a path that escapes, is malformed, meets a
+/// symbolic link or a file in the way, or cannot be created (with the system's reason). A bad
+/// sandbox template is the administrator's mistake: the client is told only that.
+impl From<crate::sandbox::SandboxError> for ApiError {
+    fn from(e: crate::sandbox::SandboxError) -> Self {
+        match e {
+            crate::sandbox::SandboxError::BadTemplate(_) => {
+                Self::internal("preparing the sandbox", e)
+            }
+            e => Self(e.to_string()),
+        }
     }
 }
 

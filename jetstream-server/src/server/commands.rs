@@ -533,7 +533,7 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         }
     }
     let user = crate::users::lookup(&rec.owner.user)
-        .map_err(|e| ApiError(format!("authToken: {e}")))?
+        .map_err(|e| ApiError::internal("authToken: looking up the token's user", e))?
         .ok_or_else(refused)?;
     ctx.session.user = Some(user);
     ctx.session.shared_manifest = rec.shared.as_ref().map(|s| s.manifest_id.clone());

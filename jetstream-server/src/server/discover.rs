@@ -270,7 +270,7 @@ fn resolve(host: &str, port: u16, local: SocketAddr) -> Result<SocketAddr, ApiEr
 }
 
 fn engine_error(e: jetstream_core::Error) -> ApiError {
-    ApiError(format!("the UDP engine is not available: {e}"))
+    ApiError::internal("reaching the UDP engine", e)
 }
 
 /// `3 s` for whole seconds, else `1500 ms`.

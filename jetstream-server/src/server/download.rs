@@ -76,7 +76,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .server
         .send_engine()
         .send(target, keys, (*manifest).clone())
-        .map_err(|e| ApiError(format!("cannot start sending: {e}")))?;
+        .map_err(|e| ApiError::internal("starting the download", e))?;
     let now = now_us();
     let rec = TransferRec {
         id: transfer_id.clone(),
@@ -110,7 +110,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     std::thread::Builder::new()
         .name("download".into())
         .spawn(move || watch(&server, &id, &handle))
-        .map_err(|e| ApiError(format!("cannot watch the download: {e}")))?;
+        .map_err(|e| ApiError::internal("watching the download", e))?;
     crate::log!("send: download {transfer_id} to {client} started");
     Ok(("Sending.".into(), json!({ "transferId": transfer_id })))
 }

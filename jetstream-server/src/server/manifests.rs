@@ -116,7 +116,7 @@ pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     std::thread::Builder::new()
         .name("manifest".into())
         .spawn(move || build(&server, &id, plan, confine, ids))
-        .map_err(|e| ApiError(format!("cannot start the manifest builder: {e}")))?;
+        .map_err(|e| ApiError::internal("starting the manifest builder", e))?;
     Ok(("Manifest requested.".into(), view))
 }
 

@@ -270,7 +270,7 @@ impl Server {
             });
         if let Err(e) = spawned {
             if let Some(r) = self.requests.lock().map.get_mut(&id) {
-                r.outcome = Some(Err(ApiError(format!("cannot start the request: {e}"))));
+                r.outcome = Some(Err(ApiError::internal("starting the request", e)));
             }
         }
         id

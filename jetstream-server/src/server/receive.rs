@@ -125,7 +125,7 @@ pub fn session_keys(
         session_id,
         cipher,
     )
-    .map_err(|e| ApiError(format!("cannot derive the data keys: {e}")))?;
+    .map_err(|e| ApiError::internal("deriving the data keys", e))?;
     Ok((transfer_id, keys))
 }
 
@@ -230,7 +230,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let engine = server.receive_engine();
     let handle = engine
         .receive_as(keys, &root, ids)
-        .map_err(|e| ApiError(format!("cannot start receiving: {e}")))?;
+        .map_err(|e| ApiError::internal("starting the receive", e))?;
     let rec = RecvRec {
         id: transfer_id.clone(),
         owner: Owner {
@@ -287,7 +287,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let mut port = engine
         .info()
         .map(|i| i.local_addr.port())
-        .map_err(|e| ApiError(format!("engine: {e}")))?;
+        .map_err(|e| ApiError::internal("reading the receive port", e))?;
     if ctx.session.via_relay {
         // The sender reaches us through the relay: it sends to the relay's public port.
         port = (*ctx.server.relay.data_port.lock())

@@ -116,9 +116,14 @@ impl AuthorizedClients {
             return Ok(out);
         }
         if let Some(path) = &self.path {
-            let bytes = serde_json::to_vec_pretty(&next).map_err(ApiError::from)?;
-            super::state::write_atomic(path, &bytes)
-                .map_err(|e| ApiError(format!("cannot save {}: {e}", path.display())))?;
+            let bytes = serde_json::to_vec_pretty(&next)
+                .map_err(|e| ApiError::internal("saving the authorized clients", e))?;
+            super::state::write_atomic(path, &bytes).map_err(|e| {
+                ApiError::internal(
+                    "saving the authorized clients",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
         }
         *list = next;
         Ok(out)

@@ -299,3 +299,42 @@ fn another_user_cannot_take_over_a_receive_by_its_transfer_id() {
     start(&mut cu2, "0123456789abcde0").expect("the owner retries");
     drop((u, v));
 }
+
+/// Item 13: a failure inside the server reaches the client as what failed and a reference to
+/// the server log, never as the system's error text with the server's own paths.
+#[test]
+fn internal_errors_reach_the_client_as_a_log_reference() {
+    if !can_run() {
+        return;
+    }
+    let (user, pw) = user();
+    let dir = scratch();
+    let a = Srv::start(dir.path(), "a", &["--superuser", user.name()]);
+    // The authorized-clients file cannot be replaced: a directory stands in its place.
+    std::fs::create_dir(a.state.join("authorized_clients.json")).unwrap();
+    let mut c = a.login(user.name(), &pw);
+    c.call("superuser", json!({})).unwrap();
+    let m = refused(c.call(
+        "recv.addAuthorizedClient",
+        json!({ "clientPublicKey": "ab".repeat(32) }),
+    ));
+    println!("client sees: {m}");
+    let state = a.state.display().to_string();
+    assert!(
+        !m.contains(&state),
+        "the client sees the server's paths: {m}"
+    );
+    assert!(!m.to_lowercase().contains("directory"), "{m}");
+    let reference = m
+        .split("reference ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no reference in {m:?}"));
+    let log = wait_file(&a.log, |t| t.contains(reference));
+    assert!(
+        log.lines()
+            .any(|l| l.contains(reference) && l.contains(&state)),
+        "the log has the detail under {reference}"
+    );
+    drop(user);
+}

@@ -392,9 +392,17 @@ fn run(inv: &Invocation) -> Result<Value, Failure> {
         .map_err(Failure::of_command)?;
     // An `*Async` command answers with a request id; a console user wants its result.
     match (&result, inv.command.ends_with("Async")) {
-        (Value::Object(m), true) if m.len() == 1 && m.contains_key("requestId") => client
-            .call("getRequestResult", result.clone())
-            .map_err(Failure::of_command),
+        (Value::Object(m), true) if m.len() == 1 && m.contains_key("requestId") => {
+            // Said on stderr so that a script can ask about it from elsewhere (the id is
+            // random, and only this login's owner may read it).
+            eprintln!(
+                "{}: request {} queued; waiting for its result",
+                inv.command, m["requestId"]
+            );
+            client
+                .call("getRequestResult", result.clone())
+                .map_err(Failure::of_command)
+        }
         _ => Ok(result),
     }
 }

@@ -2,6 +2,7 @@
 //! `recvDiscoverPacketAsync` on B sees A's probe and A's `sendDiscoverPacketAsync` gets B's
 //! echo; with the link down both say so clearly.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -57,9 +58,18 @@ fn result(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).expect("JSON result")
 }
 
-/// Waits until B's first `*Async` request (request id 1) is running, so that a probe sent
-/// afterwards is one it must see.
+/// Waits until the `*Async` request that `recv` (a `jetstream api` child) queued is running,
+/// so that a probe sent afterwards is one it must see. The child names its request on stderr.
 fn wait_processing(ns: &Netns, srv: &Srv, user: &str, pw: &str, kh: &Path, recv: &mut Child) {
+    let mut err = BufReader::new(recv.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("stderr of jetstream api");
+    let id = line
+        .split("request ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no request id in {line:?}"))
+        .to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let o = api(
@@ -68,7 +78,7 @@ fn wait_processing(ns: &Netns, srv: &Srv, user: &str, pw: &str, kh: &Path, recv:
             user,
             pw,
             kh,
-            &["getRequestStatus", "--requestId", "1"],
+            &["getRequestStatus", "--requestId", &id],
         )
         .output()
         .unwrap();

@@ -47,10 +47,13 @@ pub enum LinkError {
     Handshake(ClientError),
     /// The relay refused the registration (another server's link is live), with its reason.
     Refused(String),
+    /// The relay closed the connection instead of answering `HELLO`: most likely it does not
+    /// authorize our key (TLS 1.3 checks the client's certificate after the client considers
+    /// the handshake done, so the refusal arrives here).
+    NoAnswer(io::Error),
     /// The relay answered something unexpected.
     Protocol(String),
-    /// The connection failed afterwards (a relay that refuses our key closes it at once:
-    /// TLS 1.3 checks the client's certificate after the client considers the handshake done).
+    /// The connection failed.
     Io(io::Error),
 }
 
@@ -61,10 +64,12 @@ impl fmt::Display for LinkError {
             Self::Handshake(e) => write!(f, "{e}"),
             Self::Refused(why) => write!(f, "the relay refused the registration: {why}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
-            Self::Io(e) => write!(
+            Self::NoAnswer(e) => write!(
                 f,
-                "{e} (is this server's public key in the relay's --authorized-server-key?)"
+                "the relay closed the connection without answering ({e}): is this server's \
+                 public key in its --authorized-server-key?"
             ),
+            Self::Io(e) => write!(f, "{e}"),
         }
     }
 }
@@ -142,9 +147,10 @@ pub fn connect(
 /// The relay refused ([`LinkError::Refused`]: another server is registered), closed the
 /// connection (it does not authorize our key) or answered something else.
 pub fn register(s: &mut ControlStream) -> Result<Welcome, LinkError> {
-    write_frame(s, kind::HELLO, br#"{"version": 1}"#)?;
-    s.flush()?;
-    let (k, payload) = read_frame(s)?;
+    write_frame(s, kind::HELLO, br#"{"version": 1}"#)
+        .and_then(|()| s.flush())
+        .map_err(LinkError::NoAnswer)?;
+    let (k, payload) = read_frame(s).map_err(LinkError::NoAnswer)?;
     match k {
         kind::WELCOME => {
             let w: serde_json::Value = serde_json::from_slice(&payload)
@@ -396,4 +402,35 @@ fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
         }
     }
     Err(io::Error::other("cannot pair a loopback socket"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argh::FromArgs;
+
+    fn key(extra: &[&str]) -> Result<Option<String>, String> {
+        relay_key(&ServerArgs::from_args(&["jetstream server"], extra).unwrap())
+    }
+
+    #[test]
+    fn a_relay_link_needs_the_relay_key_or_an_explicit_insecure_flag() {
+        let k = "3059301306072A8648CE3D020106082A8648CE3D03010703420004AA";
+        assert_eq!(key(&[]).unwrap(), None, "no relay, nothing to pin");
+        let e = key(&["--recv-relay-host", "r"]).unwrap_err();
+        assert!(e.contains("--recv-relay-public-key"), "{e}");
+        let pinned = key(&["--recv-relay-host", "r", "--recv-relay-public-key", k]).unwrap();
+        assert_eq!(pinned, Some(k.to_ascii_lowercase()));
+        let any = key(&["--recv-relay-host", "r", "--insecure-accept-any-relay"]).unwrap();
+        assert_eq!(any, None);
+        assert!(key(&["--recv-relay-public-key", "zz"]).is_err());
+        assert!(key(&[
+            "--recv-relay-host",
+            "r",
+            "--recv-relay-public-key",
+            k,
+            "--insecure-accept-any-relay"
+        ])
+        .is_err());
+    }
 }

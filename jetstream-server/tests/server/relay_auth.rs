@@ -123,6 +123,29 @@ fn regression_a_stranger_on_the_control_port_cannot_register_or_displace_the_ser
 }
 
 #[test]
+fn regression_a_client_through_the_relay_never_counts_as_local() {
+    // Issue 15.2, the API forwarding: a client on the relay host's own loopback reached the
+    // private server with a loopback address, and was served in plain text like a local one.
+    if !can_run() {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path();
+    let p_key = server_public_key(&root.join("p-state"));
+    let relay = Relay::start(None, root, "relay", &["--authorized-server-key", &p_key]);
+    let _p = registered_server(root, &relay, "p");
+    // Plain TCP from 127.0.0.1 to the relay's public API port.
+    let opts = ConnectOptions::new(Trust::Pinned(None));
+    let mut c = ApiClient::connect("127.0.0.1", relay.api, &opts).unwrap();
+    assert!(!c.is_tls());
+    let answer = c.call("getServerInfo", json!({}));
+    let err = answer.expect_err("served in plain text through the relay");
+    assert!(err.to_string().contains("connect with TLS"), "{err}");
+    // Over TLS the same client is served.
+    assert_eq!(info_via_relay(&relay, &p_key).unwrap()["publicKey"], p_key);
+}
+
+#[test]
 fn regression_a_second_registration_is_refused_while_the_first_is_live() {
     // Issue 15.2: "a second registration must not displace a live, authenticated one".
     if !can_run() {

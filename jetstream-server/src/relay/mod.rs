@@ -61,7 +61,11 @@ pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(5 + payload.len());
     buf.push(kind);
     // Payloads are bounded by their producers (a datagram, a small JSON) far below 4 GiB.
-    buf.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
+    buf.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     buf.extend_from_slice(payload);
     buf
 }

@@ -247,8 +247,7 @@ fn authorized_keys(a: &RelayArgs) -> Result<Option<Vec<String>>, String> {
         (true, true) => Ok(None),
         (false, false) => Ok(Some(keys)),
         (false, true) => Err(
-            "--authorized-server-key and --insecure-accept-any-server contradict each other"
-                .into(),
+            "--authorized-server-key and --insecure-accept-any-server contradict each other".into(),
         ),
         (true, false) => Err("no private server is authorized to register: give \
              --authorized-server-key with the private server's public key (the publicKey of \
@@ -556,7 +555,9 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
         *live = None;
     }
     drop(live);
-    let why = end.err().map_or_else(|| "closed".to_owned(), |e| e.to_string());
+    let why = end
+        .err()
+        .map_or_else(|| "closed".to_owned(), |e| e.to_string());
     crate::log!("relay: private server {peer} ({fp}) left: {why}");
 }
 

@@ -180,7 +180,10 @@ fn regression_a_second_registration_is_refused_while_the_first_is_live() {
             other => panic!("a second registration was not refused: {other:?}"),
         }
     }
-    assert_eq!(relay.log_text().matches("refused the registration").count(), 2);
+    assert_eq!(
+        relay.log_text().matches("refused the registration").count(),
+        2
+    );
     let info = info_via_relay(&relay, &p_key).expect("P still serves the public API");
     assert_eq!(info["publicKey"], p_key);
 
@@ -298,7 +301,11 @@ fn regression_neither_end_runs_the_relay_link_without_keys() {
         "--state-dir",
         state,
     ]);
-    assert_eq!(code, Some(1), "the relay ran without authorized servers: {err}");
+    assert_eq!(
+        code,
+        Some(1),
+        "the relay ran without authorized servers: {err}"
+    );
     assert!(err.contains("--authorized-server-key"), "{err}");
 
     let (code, err) = run_to_exit(&[
@@ -385,11 +392,8 @@ fn regression_the_relay_sends_datagrams_only_to_peers_that_sent_first() {
         }
     };
     assert_eq!(from, victim_addr);
-    s.write_all(&frame(
-        kind::DATAGRAM,
-        &encode_datagram(from, b"an answer"),
-    ))
-    .unwrap();
+    s.write_all(&frame(kind::DATAGRAM, &encode_datagram(from, b"an answer")))
+        .unwrap();
     s.flush().unwrap();
     victim
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -25,6 +25,8 @@ const PLAIN: Token = Token(2);
 /// Frames a link accepts from other threads before [`LinkSender::try_send`] drops (a datagram
 /// dropped here is lost like one dropped by a full socket buffer; the protocol recovers).
 const QUEUE: usize = 1024;
+/// Frames sent per round of a link's loop before it looks at the peer's side again.
+const SEND_BUDGET: usize = 256;
 /// Plaintext buffered from the peer before reading pauses (back-pressure to the peer).
 const READ_LIMIT: usize = 4 * MAX_FRAME;
 
@@ -205,8 +207,13 @@ impl Link {
                         "the peer closed the link",
                     ));
                 }
+                // A budget, so that a steady stream of outgoing frames cannot starve the
+                // peer's frames (its pings keep the link alive).
                 let mut flushed = self.tls.flush()?;
-                while flushed {
+                for _ in 0..SEND_BUDGET {
+                    if !flushed {
+                        break;
+                    }
                     let Ok(f) = self.rx.try_recv() else { break };
                     self.tls.push(&f)?;
                     flushed = self.tls.flush()?;

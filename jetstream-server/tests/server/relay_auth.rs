@@ -415,3 +415,24 @@ fn regression_the_relay_sends_datagrams_only_to_peers_that_sent_first() {
     s.flush().unwrap();
     assert_eq!(datagram_within_silence(&bystander), None);
 }
+
+#[test]
+fn the_insecure_relay_mode_still_speaks_tls_and_never_displaces_a_live_server() {
+    if !can_run() {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path();
+    let relay = Relay::start(None, root, "relay", &["--insecure-accept-any-server"]);
+    assert!(relay.log_text().contains("INSECURE"));
+    let (_plain, answer) = plain_hello(&relay);
+    assert_ne!(answer, Some(kind::WELCOME), "a plain HELLO was welcomed");
+    let (a, b) = (identity(root, "a"), identity(root, "b"));
+    let mut first = relay_client::connect(control(&relay), Some(&relay.key), &a).unwrap();
+    relay_client::register(&mut first).expect("any key registers in this mode");
+    let mut second = relay_client::connect(control(&relay), Some(&relay.key), &b).unwrap();
+    assert!(matches!(
+        relay_client::register(&mut second),
+        Err(LinkError::Refused(_))
+    ));
+}

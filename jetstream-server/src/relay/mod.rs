@@ -3,7 +3,8 @@
 //! ports on its behalf: UDP data (default 8886) and the TCP API (default 8886). It forwards
 //! both as opaque bytes: the API is TLS between the sending server and the private server, and
 //! the data are encrypted with keys derived from that TLS session, so the relay never holds a
-//! key and never sees file contents.
+//! session or data key and never sees file contents (its own key only authenticates its
+//! control link).
 //!
 //! The control port (TCP, default 8887) speaks TLS only, authenticated at both ends by pinned
 //! public keys (the same identities as the API's: [`crate::tls::Identity`]): the relay accepts

@@ -395,7 +395,9 @@ fn host_key(host: &str, port: u16) -> String {
     }
 }
 
-fn handshake(
+/// The TLS client handshake on `tcp` (also used by the relay link, which needs the raw
+/// stream): the server trusted per `trust`, `client_identity` presented when given.
+pub(crate) fn handshake(
     mut tcp: TcpStream,
     host: &str,
     port: u16,

@@ -10,7 +10,7 @@ const USAGE: &str = "usage: jetstream <command> [options]
 commands:
   server         run the JetStream server (API on TCP 8886, data on UDP 8886)
   api            send one command to a server's control API and print the JSON result
-  relay_server   run the DMZ relay (TCP 8887 for the private server, public UDP and API 8886)
+  relay_server   run the DMZ relay (TLS 8887 for authorized private servers, public UDP and API 8886)
 
 `jetstream <command> --help` describes each.";
 

@@ -16,6 +16,7 @@ mod server {
     pub mod perms;
     pub mod process;
     pub mod relay;
+    pub mod relay_auth;
     pub mod remote;
     pub mod restart;
     pub mod schedule;

@@ -3,17 +3,25 @@
 //! ports on its behalf: UDP data (default 8886) and the TCP API (default 8886). It forwards
 //! both as opaque bytes: the API is TLS between the sending server and the private server, and
 //! the data are encrypted with keys derived from that TLS session, so the relay never holds a
-//! key and never sees file contents.
+//! session or data key and never sees file contents (its own key only authenticates its
+//! control link).
 //!
-//! The control link (TCP, default 8887) carries frames: `u8 kind, u32 length (BE), payload`.
+//! The control port (TCP, default 8887) speaks TLS only, authenticated at both ends by pinned
+//! public keys (the same identities as the API's: [`crate::tls::Identity`]): the relay accepts
+//! only a client certificate whose key is in its `--authorized-server-key` list, and the
+//! private server accepts only the relay key it pins with `--recv-relay-public-key`. Inside
+//! TLS it carries frames: `u8 kind, u32 length (BE), payload`.
 //! - `HELLO` (server → relay, JSON `{"version": 1}`), answered by `WELCOME` (JSON
-//!   `{"dataPort", "apiPort"}`: the public ports).
+//!   `{"dataPort", "apiPort"}`: the public ports), or by `REFUSED` (a UTF-8 reason) when
+//!   another server's link is live: a live registration is never displaced.
 //! - `DATAGRAM` (both ways): `[a, b, c, d, port_hi, port_lo]` (the public peer's IPv4 address
 //!   and port: the source when it goes to the server, the destination when it comes back),
-//!   then the datagram.
+//!   then the datagram. The relay sends a datagram from the server only to a peer that has
+//!   sent to the relay in the last two minutes: it is not a reflector.
 //! - `API_OPEN` (relay → server, `u64` id): a client connected to the public API port; the
-//!   server opens a new connection to the control port whose first frame is `API_ACCEPT` (the
-//!   same id), and from then on that connection carries the client's bytes both ways.
+//!   server opens a new (TLS, authenticated) connection to the control port whose first frame
+//!   is `API_ACCEPT` (the same id), and from then on that connection carries the client's
+//!   bytes both ways. The relay hands a client only to the key of the live registration.
 //! - `PING` / `PONG` (keep-alive, every 5 s).
 //!
 //! Tunnelling datagrams over TCP costs latency under loss (head-of-line blocking); the relay
@@ -21,6 +29,7 @@
 
 pub mod client;
 pub mod server;
+mod tls_io;
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -41,10 +50,69 @@ pub mod kind {
     pub const PING: u8 = 6;
     /// Keep-alive answer.
     pub const PONG: u8 = 7;
+    /// Relay → server: the registration is refused (UTF-8 reason); the relay then closes.
+    pub const REFUSED: u8 = 8;
 }
 
 /// Largest frame payload (a datagram plus its address, or a small JSON).
 pub const MAX_FRAME: usize = 70_000;
+
+/// One encoded frame.
+pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(5 + payload.len());
+    buf.push(kind);
+    // Payloads are bounded by their producers (a datagram, a small JSON) far below 4 GiB.
+    buf.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    buf.extend_from_slice(payload);
+    buf
+}
+
+/// The first complete frame at the start of `buf`: kind, payload and the bytes it used;
+/// `None` until the whole frame is there.
+///
+/// # Errors
+/// A frame longer than [`MAX_FRAME`] (the link is then unusable).
+pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(u8, &[u8], usize)>> {
+    let Some(head) = buf.get(..5) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "relay frame too long",
+        ));
+    }
+    Ok(buf
+        .get(5..5 + len)
+        .map(|payload| (head[0], payload, 5 + len)))
+}
+
+/// A public key given on the command line (`--authorized-server-key`,
+/// `--recv-relay-public-key`): hex of a certificate's SubjectPublicKeyInfo, as
+/// `getServerInfo`'s `publicKey` and `relay_server --print-public-key` show it; lowercased.
+///
+/// # Errors
+/// Not hex, or of an implausible length for a public key.
+pub fn parse_public_key(text: &str) -> Result<String, String> {
+    let key = text.trim();
+    let plausible = key.len() % 2 == 0
+        && (40..=2000).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_hexdigit());
+    if plausible {
+        Ok(key.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{text:?} is not a public key: expected the hex of a SubjectPublicKeyInfo \
+             (40 to 2000 hex digits), as printed by `jetstream relay_server --print-public-key` \
+             or reported as publicKey by `jetstream api getServerInfo`"
+        ))
+    }
+}
 
 /// Writes one frame.
 ///
@@ -124,5 +192,23 @@ mod tests {
         let mut long = vec![kind::PING];
         long.extend_from_slice(&(MAX_FRAME as u32 + 1).to_be_bytes());
         assert!(read_frame(&mut &long[..]).is_err());
+        assert!(parse_frame(&long).is_err());
+        let two = [frame(kind::PING, b""), frame(kind::DATAGRAM, b"ab")].concat();
+        assert_eq!(parse_frame(&two).unwrap(), Some((kind::PING, &b""[..], 5)));
+        assert_eq!(
+            parse_frame(&two[5..]).unwrap(),
+            Some((kind::DATAGRAM, &b"ab"[..], 7))
+        );
+        assert_eq!(parse_frame(&two[5..11]).unwrap(), None);
+        assert_eq!(parse_frame(&two[..3]).unwrap(), None);
+    }
+
+    #[test]
+    fn public_keys_are_checked_and_lowercased() {
+        let k = "3059301306072A8648CE3D020106082A8648CE3D03010703420004";
+        assert_eq!(parse_public_key(k).unwrap(), k.to_ascii_lowercase());
+        assert!(parse_public_key("xyz").is_err());
+        assert!(parse_public_key("abc").is_err());
+        assert!(parse_public_key("").is_err());
     }
 }

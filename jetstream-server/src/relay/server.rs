@@ -3,21 +3,30 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use parking_lot::Mutex;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::ParsedCertificate;
+use rustls::{DistinguishedName, ServerConfig, ServerConnection, StreamOwned};
 use serde_json::json;
 
-use super::{decode_datagram, encode_datagram, kind, read_frame, v4, write_frame};
+use super::tls_io::{self, LinkSender, TlsConn};
+use super::{decode_datagram, encode_datagram, frame, kind, read_frame, v4, write_frame};
+use crate::tls::{fingerprint_of, spki_hex, Identity};
 
 /// The JetStream relay: runs in a DMZ, accepts a private server's connection on the control
 /// port and opens the public UDP data port and TCP API port on its behalf, forwarding both
-/// as opaque bytes.
+/// as opaque bytes. The control port is TLS, and only an authorized private server (by its
+/// public key) may register.
 #[derive(FromArgs, Debug, Clone)]
 pub struct RelayArgs {
     /// TCP port the private server connects to (default 8887)
@@ -38,16 +47,64 @@ pub struct RelayArgs {
     /// append every byte forwarded (both ways, both protocols) to this file: proof, for
     /// audits and tests, that the relay only ever sees ciphertext
     #[argh(option)]
-    pub capture: Option<std::path::PathBuf>,
+    pub capture: Option<PathBuf>,
+    /// directory of the relay's own TLS identity (tls/server.key, mode 0600, created at
+    /// first start; its public key is what private servers pin) (default
+    /// /var/lib/jetstream/relay)
+    #[argh(option, default = "PathBuf::from(\"/var/lib/jetstream/relay\")")]
+    pub state_dir: PathBuf,
+    /// public key (hex, the publicKey of `jetstream api getServerInfo` on it) of a private
+    /// server allowed to register (repeatable); required unless
+    /// --insecure-accept-any-server
+    #[argh(option)]
+    pub authorized_server_key: Vec<String>,
+    /// let any private server that reaches the control port register (still over TLS):
+    /// anyone who can reach the port could then take the public ports over
+    #[argh(switch)]
+    pub insecure_accept_any_server: bool,
+    /// print the relay's public key (creating its identity if there is none yet) and exit
+    #[argh(switch)]
+    pub print_public_key: bool,
+}
+
+/// A control connection gets this long for its TLS handshake and first frame.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections in their handshake at once (beyond: closed at once).
+const MAX_HANDSHAKES: usize = 64;
+/// A registered server that sends nothing for this long is gone (it pings every 5 s).
+const LINK_IDLE: Duration = Duration::from_secs(30);
+/// Public API clients waiting for the private server at once.
+const MAX_PENDING: usize = 256;
+/// How long a public API client waits for the private server to pick it up.
+const PENDING_TIMEOUT: Duration = Duration::from_secs(15);
+/// A public peer may be sent datagrams this long after it last sent one to the relay.
+const PEER_TTL: Duration = Duration::from_secs(120);
+/// Public peers remembered at once.
+const MAX_PEERS: usize = 65_536;
+
+/// The live registration.
+#[derive(Debug)]
+struct Live {
+    id: u64,
+    /// The registered server's public key (hex SPKI).
+    key: String,
+    peer: SocketAddr,
+    sender: LinkSender,
 }
 
 struct Relay {
     udp: UdpSocket,
-    /// The registered private server's control connection (writes).
-    link: Mutex<Option<Arc<Mutex<TcpStream>>>>,
+    /// The registered private server, if any: only one at a time.
+    link: Mutex<Option<Live>>,
+    next_link: AtomicU64,
     /// Public API clients waiting for the private server's `API_ACCEPT`.
     pending: Mutex<HashMap<u64, TcpStream>>,
-    next_id: AtomicU64,
+    /// Public peers that sent to the data port recently: the only addresses the relay sends
+    /// datagrams to.
+    peers: Mutex<PeerTable>,
+    /// Control connections between accept and their first frame.
+    handshakes: AtomicUsize,
+    tls: Arc<ServerConfig>,
     capture: Option<Mutex<File>>,
     welcome: Vec<u8>,
 }
@@ -59,18 +116,158 @@ impl Relay {
         }
     }
 
-    fn send_to_server(&self, k: u8, payload: &[u8]) -> bool {
-        let link = self.link.lock().clone();
-        match link {
-            Some(l) => write_frame(&mut *l.lock(), k, payload).is_ok(),
-            None => false,
+    fn live_sender(&self) -> Option<LinkSender> {
+        self.link.lock().as_ref().map(|l| l.sender.clone())
+    }
+}
+
+/// The public peers that sent datagrams to the relay, and when they last did.
+#[derive(Debug)]
+struct PeerTable {
+    seen: HashMap<SocketAddrV4, Instant>,
+    last_purge: Instant,
+}
+
+impl PeerTable {
+    fn new(now: Instant) -> Self {
+        Self {
+            seen: HashMap::new(),
+            last_purge: now,
         }
+    }
+
+    /// Records a datagram from `from`; `false` when the table is full of live peers (the
+    /// datagram is then dropped: it could not be answered).
+    ///
+    /// DoS note: a full table is purged at most once a second, so a flood of spoofed sources
+    /// costs one pass over at most [`MAX_PEERS`] entries per second.
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4) -> bool {
+        if let Some(t) = self.seen.get_mut(&from) {
+            *t = now;
+            return true;
+        }
+        if self.seen.len() >= MAX_PEERS {
+            if now.duration_since(self.last_purge) < Duration::from_secs(1) {
+                return false;
+            }
+            self.last_purge = now;
+            self.seen.retain(|_, t| now.duration_since(*t) < PEER_TTL);
+            if self.seen.len() >= MAX_PEERS {
+                return false;
+            }
+        }
+        self.seen.insert(from, now);
+        true
+    }
+
+    /// Whether `to` sent to the relay within [`PEER_TTL`].
+    fn is_recent(&self, now: Instant, to: SocketAddrV4) -> bool {
+        self.seen
+            .get(&to)
+            .is_some_and(|t| now.duration_since(*t) < PEER_TTL)
+    }
+}
+
+/// Accepts a client certificate only if its key is authorized (`None`: any key, the
+/// `--insecure-accept-any-server` mode).
+///
+/// Why this `danger` API use is sound: private servers are not authenticated by a CA but by
+/// their public key, pinned here by the operator (`--authorized-server-key`); names, issuers
+/// and dates mean nothing, so the chain is deliberately not validated. The client must still
+/// prove it holds the key: the handshake signatures are verified with the ring provider's
+/// algorithms. A certificate is mandatory.
+#[derive(Debug)]
+struct AuthorizedServers {
+    keys: Option<Vec<String>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AuthorizedServers {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        ParsedCertificate::try_from(end_entity)?;
+        let key = spki_hex(end_entity).map_err(rustls::Error::General)?;
+        match &self.keys {
+            Some(keys) if !keys.contains(&key) => Err(rustls::Error::General(format!(
+                "the server key {} is not authorized (to allow it: --authorized-server-key {key})",
+                fingerprint_of(&key)
+            ))),
+            _ => Ok(ClientCertVerified::assertion()),
+        }
+    }
+
+    crate::tls::handshake_signature_checks!();
+}
+
+/// The control port's TLS configuration: TLS 1.3, the relay's identity, a mandatory client
+/// certificate checked by [`AuthorizedServers`], and no session resumption (a resumed
+/// session would not present the certificate again).
+fn control_tls(identity: &Identity, keys: Option<Vec<String>>) -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AuthorizedServers {
+        keys,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let (chain, key) = identity.chain_and_key();
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
+
+/// The authorized keys, or `None` for any key; refuses a relay that nobody could use safely.
+fn authorized_keys(a: &RelayArgs) -> Result<Option<Vec<String>>, String> {
+    let keys = a
+        .authorized_server_key
+        .iter()
+        .map(|k| super::parse_public_key(k).map_err(|e| format!("--authorized-server-key: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    match (keys.is_empty(), a.insecure_accept_any_server) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some(keys)),
+        (false, true) => Err(
+            "--authorized-server-key and --insecure-accept-any-server contradict each other".into(),
+        ),
+        (true, false) => Err("no private server is authorized to register: give \
+             --authorized-server-key with the private server's public key (the publicKey of \
+             `jetstream api getServerInfo` on it; it also logs it when it connects to the \
+             relay), or --insecure-accept-any-server to let anyone who reaches the control \
+             port take the public ports over"
+            .into()),
     }
 }
 
 /// Runs the relay; returns an exit code on a start-up failure.
 pub fn run(args: &RelayArgs) -> i32 {
-    match start(args) {
+    let result = if args.print_public_key {
+        Identity::load_or_create(&args.state_dir)
+            .map(|id| println!("{}", id.public_key()))
+            .map_err(|e| e.to_string())
+    } else {
+        start(args)
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             crate::log!("jetstream relay_server: {e}");
@@ -80,6 +277,9 @@ pub fn run(args: &RelayArgs) -> i32 {
 }
 
 fn start(a: &RelayArgs) -> Result<(), String> {
+    let keys = authorized_keys(a)?;
+    let identity = Identity::load_or_create(&a.state_dir).map_err(|e| e.to_string())?;
+    let tls = Arc::new(control_tls(&identity, keys.clone())?);
     let udp = UdpSocket::bind((a.public_host, a.data_port)).map_err(|e| {
         format!(
             "cannot open the public UDP port {}:{}: {e}",
@@ -116,13 +316,35 @@ fn start(a: &RelayArgs) -> Result<(), String> {
     let relay = Arc::new(Relay {
         udp,
         link: Mutex::new(None),
+        next_link: AtomicU64::new(1),
         pending: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
+        peers: Mutex::new(PeerTable::new(Instant::now())),
+        handshakes: AtomicUsize::new(0),
+        tls,
         capture,
         welcome,
     });
     crate::log!(
-        "relay: control tcp {}:{}, public udp {}:{}, public api tcp {}:{}",
+        "relay: public key {} ({}), state {}",
+        identity.public_key(),
+        identity.fingerprint(),
+        a.state_dir.display()
+    );
+    match &keys {
+        Some(keys) => crate::log!(
+            "relay: private servers allowed to register: {}",
+            keys.iter()
+                .map(|k| fingerprint_of(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => crate::log!(
+            "relay: INSECURE: any private server that reaches the control port may register \
+             (--insecure-accept-any-server)"
+        ),
+    }
+    crate::log!(
+        "relay: control tcp {}:{} (TLS), public udp {}:{}, public api tcp {}:{}",
         a.control_host,
         a.control_port,
         a.public_host,
@@ -139,8 +361,15 @@ fn start(a: &RelayArgs) -> Result<(), String> {
         }
     })?;
     for c in control.incoming().flatten() {
+        if relay.handshakes.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES {
+            relay.handshakes.fetch_sub(1, Ordering::SeqCst);
+            crate::log!("relay: too many control connections in their handshake: closed one");
+            continue;
+        }
         let r = relay.clone();
-        let _ = spawn("relay-control", move || control_conn(&r, c));
+        if spawn("relay-control", move || control_conn(&r, c)).is_err() {
+            relay.handshakes.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     Ok(())
 }
@@ -153,7 +382,8 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Public datagrams go to the private server with their source address.
+/// Public datagrams go to the private server with their source address, and the source
+/// becomes a peer the server may answer.
 fn udp_loop(r: &Relay) {
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -161,109 +391,235 @@ fn udp_loop(r: &Relay) {
             continue;
         };
         let Some(from) = v4(from) else { continue };
-        r.capture(&buf[..n]);
         // Without a registered server the datagram is dropped (the sender retransmits).
-        r.send_to_server(kind::DATAGRAM, &encode_datagram(from, &buf[..n]));
+        let Some(link) = r.live_sender() else {
+            continue;
+        };
+        if !r.peers.lock().handle_datagram(Instant::now(), from) {
+            continue;
+        }
+        r.capture(&buf[..n]);
+        link.try_send(kind::DATAGRAM, &encode_datagram(from, &buf[..n]));
     }
 }
 
-/// A public API client: parked until the private server accepts it.
+/// A public API client: parked until the registered private server accepts it.
 fn api_client(r: &Arc<Relay>, c: TcpStream) {
     let Ok(peer) = c.peer_addr() else { return };
     let Some(peer4) = v4(peer) else { return };
-    let id = r.next_id.fetch_add(1, Ordering::Relaxed);
-    r.pending.lock().insert(id, c);
+    // No private server: the client is closed at once.
+    let Some(link) = r.live_sender() else { return };
+    // A random id: nothing about one client's id tells another's.
+    let mut id = [0u8; 8];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
+        return;
+    }
+    let id = u64::from_be_bytes(id);
+    {
+        let mut pending = r.pending.lock();
+        if pending.len() >= MAX_PENDING {
+            crate::log!("relay: api client {peer} closed: {MAX_PENDING} clients already wait");
+            return;
+        }
+        pending.insert(id, c);
+    }
     let mut payload = id.to_be_bytes().to_vec();
     payload.extend_from_slice(&encode_datagram(peer4, &[]));
-    if !r.send_to_server(kind::API_OPEN, &payload) {
-        // No private server: close the client at once.
+    if !link.send(kind::API_OPEN, &payload, Duration::from_secs(5)) {
         r.pending.lock().remove(&id);
         return;
     }
     // Give up on a client the server never picks up.
     let r = r.clone();
     let _ = spawn("relay-api-timeout", move || {
-        std::thread::sleep(Duration::from_secs(15));
+        std::thread::sleep(PENDING_TIMEOUT);
         r.pending.lock().remove(&id);
     });
 }
 
-/// A connection to the control port: a server registering, or accepting an API client.
-fn control_conn(r: &Arc<Relay>, mut c: TcpStream) {
-    let peer = c.peer_addr().map_or_else(|_| "?".into(), |p| p.to_string());
-    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok((k, payload)) = read_frame(&mut c) else {
-        return;
+/// A connection to the control port: TLS with an authorized client key, then a server
+/// registering (`HELLO`) or accepting an API client (`API_ACCEPT`).
+fn control_conn(r: &Arc<Relay>, tcp: TcpStream) {
+    let peer = tcp
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let first = handshake(r, tcp);
+    r.handshakes.fetch_sub(1, Ordering::SeqCst);
+    let (stream, key, k, payload) = match first {
+        Ok(f) => f,
+        Err(e) => {
+            crate::log!("relay: control connection from {peer} refused: {e}");
+            return;
+        }
     };
     match k {
-        kind::HELLO => serve_link(r, c, &peer),
+        kind::HELLO => serve_link(r, stream, key, peer),
         kind::API_ACCEPT if payload.len() == 8 => {
             let mut id = [0u8; 8];
             id.copy_from_slice(&payload);
-            let Some(client) = r.pending.lock().remove(&u64::from_be_bytes(id)) else {
+            accept_api(r, stream, &key, peer, u64::from_be_bytes(id));
+        }
+        _ => crate::log!("relay: control connection from {peer}: unexpected frame {k}"),
+    }
+}
+
+type ControlStream = StreamOwned<ServerConnection, TcpStream>;
+
+/// The TLS handshake (the client's key checked by [`AuthorizedServers`]) and the first
+/// frame, within [`HANDSHAKE_TIMEOUT`].
+fn handshake(r: &Relay, tcp: TcpStream) -> io::Result<(ControlStream, String, u8, Vec<u8>)> {
+    tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    tcp.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let _ = tcp.set_nodelay(true);
+    let conn = ServerConnection::new(r.tls.clone()).map_err(io::Error::other)?;
+    let mut s = StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    let key = s
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| spki_hex(c).ok())
+        .ok_or_else(|| io::Error::other("no client certificate"))?;
+    let (k, payload) = read_frame(&mut s)?;
+    Ok((s, key, k, payload))
+}
+
+/// A private server registering: refused while another link is live, else served until it
+/// goes.
+fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAddr) {
+    let fp = fingerprint_of(&key);
+    let mut live = r.link.lock();
+    if let Some(l) = live.as_ref() {
+        let reason = format!(
+            "another private server ({}, {}) is registered with this relay",
+            l.peer,
+            fingerprint_of(&l.key)
+        );
+        drop(live);
+        crate::log!("relay: refused the registration of {peer} ({fp}): {reason}");
+        let _ = write_frame(&mut s, kind::REFUSED, reason.as_bytes()).and_then(|()| s.flush());
+        s.conn.send_close_notify();
+        let _ = s.flush();
+        return;
+    }
+    let StreamOwned { conn, sock } = s;
+    let link = TlsConn::new(conn, sock).and_then(tls_io::Link::new);
+    let (link, sender) = match link {
+        Ok(l) => l,
+        Err(e) => {
+            crate::log!("relay: private server {peer}: {e}");
+            return;
+        }
+    };
+    // The first frame out: queued before anyone else can reach the link.
+    if !sender.try_send(kind::WELCOME, &r.welcome) {
+        return;
+    }
+    let id = r.next_link.fetch_add(1, Ordering::Relaxed);
+    *live = Some(Live {
+        id,
+        key,
+        peer,
+        sender,
+    });
+    drop(live);
+    crate::log!("relay: private server {peer} ({fp}) registered");
+    let mut warned = false;
+    let end = link.run(LINK_IDLE, |k, payload, replies| match k {
+        kind::DATAGRAM => {
+            let Some((to, d)) = decode_datagram(payload) else {
                 return;
             };
-            let _ = c.set_read_timeout(None);
-            splice(r, client, c);
+            // Only to a peer that has just sent to us: never a reflector towards an address
+            // the control link names.
+            if !r.peers.lock().is_recent(Instant::now(), to) {
+                if !warned {
+                    crate::log!(
+                        "relay: dropping datagrams from the private server to {to}, which has \
+                         not sent to the relay (further drops are not logged)"
+                    );
+                    warned = true;
+                }
+                return;
+            }
+            r.capture(d);
+            let _ = r.udp.send_to(d, SocketAddr::V4(to));
         }
+        kind::PING => replies.push(frame(kind::PONG, &[])),
         _ => {}
+    });
+    let mut live = r.link.lock();
+    if live.as_ref().is_some_and(|l| l.id == id) {
+        *live = None;
     }
+    drop(live);
+    let why = end
+        .err()
+        .map_or_else(|| "closed".to_owned(), |e| e.to_string());
+    crate::log!("relay: private server {peer} ({fp}) left: {why}");
 }
 
-fn serve_link(r: &Arc<Relay>, c: TcpStream, peer: &str) {
-    let Ok(writer) = c.try_clone() else { return };
-    let writer = Arc::new(Mutex::new(writer));
-    if write_frame(&mut *writer.lock(), kind::WELCOME, &r.welcome).is_err() {
+/// The registered server's connection for API client `id`: spliced to that client.
+fn accept_api(r: &Arc<Relay>, s: ControlStream, key: &str, peer: SocketAddr, id: u64) {
+    let registered = r.link.lock().as_ref().is_some_and(|l| l.key == key);
+    if !registered {
+        crate::log!(
+            "relay: api accept from {peer} ({}) refused: not the registered server",
+            fingerprint_of(key)
+        );
         return;
     }
-    *r.link.lock() = Some(writer.clone());
-    crate::log!("relay: private server {peer} registered");
-    // (The 30 s read timeout set in `control_conn` stays: the server pings every 5 s.)
-    let mut reader = c;
-    while let Ok((k, payload)) = read_frame(&mut reader) {
-        match k {
-            kind::DATAGRAM => {
-                if let Some((to, d)) = decode_datagram(&payload) {
-                    r.capture(d);
-                    let _ = r.udp.send_to(d, SocketAddr::V4(to));
-                }
-            }
-            kind::PING => {
-                let _ = write_frame(&mut *writer.lock(), kind::PONG, &[]);
-            }
-            _ => {}
-        }
-    }
-    let mut link = r.link.lock();
-    if link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &writer)) {
-        *link = None;
-        crate::log!("relay: private server {peer} left");
-    }
-}
-
-/// Copies bytes both ways between a public client and the server's accepting connection.
-fn splice(r: &Arc<Relay>, client: TcpStream, server: TcpStream) {
-    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+    let Some(client) = r.pending.lock().remove(&id) else {
         return;
     };
-    let r2 = r.clone();
-    let _ = spawn("relay-splice", move || copy(&r2, client, s2));
-    copy(r, server, c2);
+    let StreamOwned { conn, sock } = s;
+    let seen = |b: &[u8]| r.capture(b);
+    let _ = TlsConn::new(conn, sock).and_then(|tls| tls_io::splice(tls, client, &seen));
 }
 
-fn copy(r: &Relay, mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                r.capture(&buf[..n]);
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_recent_peers_may_be_sent_to_and_the_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut t = PeerTable::new(t0);
+        let a = SocketAddrV4::new([10, 0, 0, 1].into(), 9);
+        let b = SocketAddrV4::new([10, 0, 0, 2].into(), 9);
+        assert!(!t.is_recent(t0, a));
+        assert!(t.handle_datagram(t0, a));
+        assert!(t.is_recent(t0 + Duration::from_secs(119), a));
+        assert!(!t.is_recent(t0 + PEER_TTL, a));
+        assert!(!t.is_recent(t0, b), "only the address that sent");
+        for i in 0..MAX_PEERS - 1 {
+            let ip = u32::try_from(i).unwrap() + (11 << 24);
+            assert!(t.handle_datagram(t0, SocketAddrV4::new(ip.into(), 1)));
         }
+        assert!(!t.handle_datagram(t0, b), "full of live peers");
+        assert!(t.handle_datagram(t0, a), "a known peer is refreshed");
+        let later = t0 + PEER_TTL + Duration::from_secs(1);
+        assert!(t.handle_datagram(later, b), "expired peers make room");
+        assert!(t.is_recent(later, b) && t.seen.len() == 1);
     }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
+
+    fn args(extra: &[&str]) -> Result<Option<Vec<String>>, String> {
+        authorized_keys(&RelayArgs::from_args(&["relay_server"], extra).unwrap())
+    }
+
+    #[test]
+    fn the_relay_refuses_to_start_without_authorized_servers() {
+        let k = "3059301306072a8648ce3d020106082a8648ce3d03010703420004aa";
+        let e = args(&[]).unwrap_err();
+        assert!(e.contains("--authorized-server-key"), "{e}");
+        assert!(args(&["--authorized-server-key", "nothex"]).is_err());
+        assert_eq!(
+            args(&["--authorized-server-key", k]).unwrap(),
+            Some(vec![k.into()])
+        );
+        assert_eq!(args(&["--insecure-accept-any-server"]).unwrap(), None);
+        assert!(args(&["--insecure-accept-any-server", "--authorized-server-key", k]).is_err());
+    }
 }

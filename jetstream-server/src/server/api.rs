@@ -120,7 +120,9 @@ pub fn serve(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, slot: super
 /// Serves a client whose address is `peer` (for a client reaching us through the relay: its
 /// public address, so that TLS and the remote-control rules apply as if it were direct).
 pub fn serve_as(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, via_relay: bool) {
-    if via_relay && !server.args.api_allow_remote_control && !peer.ip().is_loopback() {
+    // A client through the relay is remote even when its address is the relay host's own
+    // loopback: it must never pass for a local one here.
+    if via_relay && !server.args.api_allow_remote_control {
         crate::log!("api: refused {peer} (through the relay): remote control is off");
         return;
     }
@@ -148,7 +150,7 @@ fn serve_with(
     };
     // A client that stops reading its answers holds its thread for at most this long.
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    if !stream.is_tls() && !peer.ip().is_loopback() {
+    if !stream.is_tls() && (via_relay || !peer.ip().is_loopback()) {
         // Credentials must never cross a network in the clear.
         let mut s = stream;
         let _ = wire::write_line(

@@ -91,6 +91,14 @@ pub struct ServerArgs {
     /// the relay's control port (default 8887)
     #[argh(option, default = "8887")]
     pub recv_relay_port: u16,
+    /// the relay's public key (hex; `jetstream relay_server --print-public-key` prints it):
+    /// a relay presenting any other key is refused; required with --recv-relay-host
+    #[argh(option)]
+    pub recv_relay_public_key: Option<String>,
+    /// register with whatever answers at --recv-relay-host, without checking its key:
+    /// anyone on the path could then pose as the relay
+    #[argh(switch)]
+    pub insecure_accept_any_relay: bool,
     /// UDP address to bind the data port on (default 0.0.0.0)
     #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
     pub recv_host: IpAddr,

@@ -549,6 +549,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
     let triggers = triggers::Triggers::start(args.trigger_dir.clone(), args.trigger_log, 1000);
     let gc_settings = persisted.gc.unwrap_or_default();
     let trust = trust::AuthorizedClients::load(state.path())?;
+    crate::relay::client::relay_key(&args)?;
     let relay_addr = match &args.recv_relay_host {
         Some(h) => Some(
             std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), args.recv_relay_port))

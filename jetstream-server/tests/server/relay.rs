@@ -2,10 +2,12 @@
 //! reaches only R. A transfer from S to P goes through the relay, which forwards only
 //! ciphertext, and a relay restart is survived.
 
-use std::path::Path;
-use std::process::{Child, Stdio};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use jetstream_server::tls::Identity;
 use serde_json::Value;
 
 use super::util::*;
@@ -33,42 +35,126 @@ fn api(n: &Netns, port: u16, user: &str, pw: &str, args: &[&str]) -> Result<Valu
     }
 }
 
-struct Relay {
+/// A relay process: inside a namespace on the reference's ports (control 8887, public 8886),
+/// or on loopback on free ports. Its stderr (its log) goes to `<root>/<name>.stderr`.
+pub struct Relay {
     child: Child,
+    stderr: PathBuf,
+    /// Its public key, from `relay_server --print-public-key`.
+    pub key: String,
+    pub control: u16,
+    pub data: u16,
+    pub api: u16,
+}
+
+/// The public key of the relay whose state dir is `state` (created on first use).
+pub fn relay_public_key(state: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["relay_server", "--print-public-key", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "--print-public-key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The public key of the server whose state dir is `state`, creating its identity now (as
+/// its first start would) so that the relay can be told it before the server starts.
+pub fn server_public_key(state: &Path) -> String {
+    Identity::load_or_create(state)
+        .unwrap()
+        .public_key()
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Relay {
-    fn start(n: &Netns, capture: &Path) -> Self {
-        let child = n
-            .command(bin())
-            .args([
-                "relay_server",
-                "--control-port",
-                "8887",
-                "--data-port",
-                "8886",
-                "--api-port",
-                "8886",
-            ])
-            .arg("--capture")
-            .arg(capture)
+    /// Starts `relay_server` with its state in `<root>/<name>-state` and `extra` flags.
+    pub fn start(n: Option<&Netns>, root: &Path, name: &str, extra: &[&str]) -> Self {
+        let state = root.join(format!("{name}-state"));
+        let key = relay_public_key(&state);
+        let (control, data, api) = match n {
+            Some(_) => (8887, 8886, 8886),
+            None => (free_port(), free_port(), free_port()),
+        };
+        let stderr = root.join(format!("{name}.stderr"));
+        let mut c = match n {
+            Some(n) => n.command(bin()),
+            None => Command::new(bin()),
+        };
+        c.arg("relay_server")
+            .args(["--control-port", &control.to_string()])
+            .args(["--data-port", &data.to_string()])
+            .args(["--api-port", &api.to_string()]);
+        if n.is_none() {
+            c.args(["--control-host", "127.0.0.1", "--public-host", "127.0.0.1"]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr)
+            .unwrap();
+        let mut child = c
+            .arg("--state-dir")
+            .arg(&state)
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !n
-            .command("bash")
-            .args(["-c", "exec 3<>/dev/tcp/127.0.0.1/8887"])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-        {
+        loop {
+            let up = match n {
+                Some(n) => n
+                    .command("bash")
+                    .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{control}")])
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success(),
+                None => TcpStream::connect(("127.0.0.1", control)).is_ok(),
+            };
+            if up {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "relay exited at start ({status}): {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
             assert!(Instant::now() < deadline, "relay did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child }
+        Self {
+            child,
+            stderr,
+            key,
+            control,
+            data,
+            api,
+        }
+    }
+
+    /// What the relay logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until the relay's log holds `text`.
+    pub fn wait_log(&self, text: &str) -> String {
+        wait_file(&self.stderr, |t| t.contains(text))
     }
 }
 
@@ -76,6 +162,9 @@ impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- relay {}:\n{}", self.stderr.display(), self.log_text());
+        }
     }
 }
 
@@ -111,7 +200,15 @@ fn a_transfer_crosses_the_relay_which_sees_only_ciphertext_and_survives_a_restar
     s_ns.join("vs", "10.79.1.1", &r_ns, "vrs", "10.79.1.2");
     r_ns.join("vrp", "10.79.2.2", &p_ns, "vp", "10.79.2.1");
     let capture = root.join("relay.capture");
-    let mut relay = Relay::start(&r_ns, &capture);
+    // Each side pins the other's key (docs/server.md, Relay: the setup steps).
+    let p_key = server_public_key(&root.join("p-state"));
+    let relay_flags = [
+        "--capture",
+        capture.to_str().unwrap(),
+        "--authorized-server-key",
+        &p_key,
+    ];
+    let mut relay = Relay::start(Some(&r_ns), root, "relay", &relay_flags);
     let storage = root.join("storage");
     let p = Srv::start_in(
         Some(&p_ns),
@@ -122,6 +219,8 @@ fn a_transfer_crosses_the_relay_which_sees_only_ciphertext_and_survives_a_restar
             "10.79.2.2",
             "--recv-relay-port",
             "8887",
+            "--recv-relay-public-key",
+            &relay.key,
             "--sandbox-dir",
             storage.to_str().unwrap(),
         ],
@@ -233,7 +332,7 @@ fn a_transfer_crosses_the_relay_which_sees_only_ciphertext_and_survives_a_restar
         "still running when the relay goes: {mid_way}"
     );
     drop(relay);
-    relay = Relay::start(&r_ns, &capture);
+    relay = Relay::start(Some(&r_ns), root, "relay", &relay_flags);
     let end = wait(&tid, &|t| {
         t["status"] == "complete" || t["status"] == "error"
     });

@@ -955,7 +955,12 @@ mod tests {
         // Source 0 failed once: below its own pair limit, but the name is under attack.
         assert_eq!(a.login_at("root", "right", src(0), t0), throttled(300));
         assert_eq!(
-            a.login_at("root", "right", src(0), t0 + MAX_BACKOFF - Duration::from_secs(1)),
+            a.login_at(
+                "root",
+                "right",
+                src(0),
+                t0 + MAX_BACKOFF - Duration::from_secs(1)
+            ),
             throttled(1)
         );
         // A source that never failed for it logs in at once.
@@ -981,7 +986,10 @@ mod tests {
         ));
         assert_eq!(a.check_source(ip(61)), Ok(()));
         // They do not throttle password logins of users from that source (below 21).
-        assert_eq!(a.login_at("root", "right", me, Instant::now()).unwrap().uid, 0);
+        assert_eq!(
+            a.login_at("root", "right", me, Instant::now()).unwrap().uid,
+            0
+        );
     }
 
     #[test]
@@ -1019,7 +1027,11 @@ mod tests {
             );
         }
         let t = a.throttle.lock();
-        assert!(t.by_source.map.len() <= MAX_KEYS, "{}", t.by_source.map.len());
+        assert!(
+            t.by_source.map.len() <= MAX_KEYS,
+            "{}",
+            t.by_source.map.len()
+        );
         assert!(t.by_user.map.len() <= MAX_KEYS, "{}", t.by_user.map.len());
         assert!(t.by_pair.map.len() <= MAX_KEYS, "{}", t.by_pair.map.len());
         // The most recent sources are the ones kept.

@@ -88,7 +88,11 @@ fn hash_with(iterations: u32, salt: &str, password: &str) -> String {
 ///
 /// # Errors
 /// `stored` is in neither form (or its iteration count is 0 or above 10,000,000).
-pub fn verify_password(stored: &str, legacy_salt: &str, password: &str) -> Result<Check, FormatError> {
+pub fn verify_password(
+    stored: &str,
+    legacy_salt: &str,
+    password: &str,
+) -> Result<Check, FormatError> {
     if is_legacy(stored) {
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(legacy_salt.as_bytes());
@@ -156,10 +160,7 @@ pub const MASK: &str = "********";
 /// How a token is shown wherever one would otherwise appear: its first 6 characters and `…`
 /// (as in the event log), enough to tell tokens apart, far too little to use one.
 pub fn shown_token(token: &str) -> String {
-    let end = token
-        .char_indices()
-        .nth(6)
-        .map_or(token.len(), |(i, _)| i);
+    let end = token.char_indices().nth(6).map_or(token.len(), |(i, _)| i);
     format!("{}…", &token[..end])
 }
 
@@ -187,13 +188,13 @@ impl fmt::Debug for ShownTokenOpt<'_> {
     }
 }
 
-/// Whether a JSON key names a secret: passwords and passphrases (any case), tokens.
+/// Whether a JSON key names a secret, and which kind: any key containing `password`,
+/// `passphrase` or `secret` (any case), or ending in `token` (`token`, `ownerToken`, ...).
 pub fn is_secret_key(key: &str) -> Option<SecretKind> {
     let k = key.to_ascii_lowercase();
     if k.contains("password") || k.contains("passphrase") || k.contains("secret") {
         Some(SecretKind::Password)
-    } else if k == "token" || k == "ownertoken" || k.ends_with("token") && !k.ends_with("tokens")
-    {
+    } else if k.ends_with("token") {
         Some(SecretKind::Token)
     } else {
         None
@@ -266,10 +267,16 @@ mod tests {
         let h = hash_with(1000, "00112233", "pw");
         assert!(h.starts_with("pbkdf2-sha256$1000$00112233$"), "{h}");
         assert_eq!(h.rsplit('$').next().unwrap().len(), 64);
-        assert_eq!(verify_password(&h, "ignored", "pw"), Ok(Check::ValidOutdated));
+        assert_eq!(
+            verify_password(&h, "ignored", "pw"),
+            Ok(Check::ValidOutdated)
+        );
         assert_eq!(verify_password(&h, "ignored", "pX"), Ok(Check::Invalid));
         let current = hash_password("salt", "pw");
-        assert!(current.starts_with("pbkdf2-sha256$600000$salt$"), "{current}");
+        assert!(
+            current.starts_with("pbkdf2-sha256$600000$salt$"),
+            "{current}"
+        );
         assert_eq!(verify_password(&current, "", "pw"), Ok(Check::Valid));
         assert_eq!(verify_password(&current, "", ""), Ok(Check::Invalid));
     }
@@ -282,9 +289,18 @@ mod tests {
         ctx.update(b"abc123");
         ctx.update(b"secret pw");
         let legacy = super::super::objects::hex(ctx.finish().as_ref());
-        assert_eq!(verify_password(&legacy, "abc123", "secret pw"), Ok(Check::ValidOutdated));
-        assert_eq!(verify_password(&legacy, "abc123", "wrong"), Ok(Check::Invalid));
-        assert_eq!(verify_password(&legacy, "other", "secret pw"), Ok(Check::Invalid));
+        assert_eq!(
+            verify_password(&legacy, "abc123", "secret pw"),
+            Ok(Check::ValidOutdated)
+        );
+        assert_eq!(
+            verify_password(&legacy, "abc123", "wrong"),
+            Ok(Check::Invalid)
+        );
+        assert_eq!(
+            verify_password(&legacy, "other", "secret pw"),
+            Ok(Check::Invalid)
+        );
     }
 
     #[test]
@@ -326,7 +342,10 @@ mod tests {
         assert_eq!(v["description"], "keep");
         let msg = format!("no shared token \"{token}\" (hunter22)");
         let scrubbed = scrub_text(&msg, &found);
-        assert!(!scrubbed.contains(token) && !scrubbed.contains("hunter22"), "{scrubbed}");
+        assert!(
+            !scrubbed.contains(token) && !scrubbed.contains("hunter22"),
+            "{scrubbed}"
+        );
     }
 
     #[test]

@@ -1125,7 +1125,11 @@ fn password_guessing_is_throttled_per_source_and_per_user() {
         "parallel attacker (16 connections): {ev} evaluated, {th} refused in {} s",
         w.as_secs()
     );
-    assert!(ev <= 16 + 21 + 11, "{ev} guesses evaluated in {} s", w.as_secs());
+    assert!(
+        ev <= 16 + 21 + 11,
+        "{ev} guesses evaluated in {} s",
+        w.as_secs()
+    );
     // Per user: one wrong guess from each of six sources does not lock that user name: the
     // right password from a new source still works (a per-user lock-out would let anyone
     // keep any account locked, issue 15 item 12; see sec_auth.rs).

@@ -156,7 +156,11 @@ fn regression_token_passwords_are_stored_with_pbkdf2_and_old_hashes_upgrade() {
         .client()
         .call("authToken", json!({"token": token, "password": "tok-pw-2"}));
     assert!(wrong.is_err(), "a wrong password logged in");
-    assert_eq!(stored_hash(&s, &token), legacy, "upgraded without the password");
+    assert_eq!(
+        stored_hash(&s, &token),
+        legacy,
+        "upgraded without the password"
+    );
     s.client()
         .call("authToken", json!({"token": token, "password": token_pw}))
         .expect("a token stored by an older server logs in");

@@ -108,7 +108,10 @@ fn regression_trigger_arguments_carry_no_secret() {
         all.push_str(&argv);
     }
     for secret in [token.as_str(), token_pw, cred_token, cred_pw, pw.as_str()] {
-        assert!(!all.contains(secret), "{secret:?} reached a trigger:\n{all}");
+        assert!(
+            !all.contains(secret),
+            "{secret:?} reached a trigger:\n{all}"
+        );
     }
     // What remains is enough to tell which token it was: its first 6 characters.
     let created_argv = fs::read_to_string(tdir.join("on.createAPIToken.argv")).unwrap();
@@ -116,7 +119,10 @@ fn regression_trigger_arguments_carry_no_secret() {
         created_argv.contains(&format!("{}…", &token[..6])),
         "{created_argv}"
     );
-    assert!(created_argv.contains("for the trigger test"), "{created_argv}");
+    assert!(
+        created_argv.contains("for the trigger test"),
+        "{created_argv}"
+    );
 }
 
 /// Regression (issue 15, item 10): scripts ran as root whoever owned them and whoever could

@@ -21,8 +21,8 @@ pub(crate) struct Remote {
     pub(crate) path: String,
 }
 
-/// What to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What to do. `Debug` shows only the token's first characters.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Options {
     pub(crate) recursive: bool,
     pub(crate) port: Option<u16>,
@@ -37,6 +37,29 @@ pub(crate) struct Options {
     pub(crate) accept_new_host: bool,
     pub(crate) sources: Vec<Location>,
     pub(crate) target: Location,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("recursive", &self.recursive)
+            .field("port", &self.port)
+            .field("limit_kbps", &self.limit_kbps)
+            .field("policy", &self.policy)
+            .field("quiet", &self.quiet)
+            .field("verbose", &self.verbose)
+            .field("dest_path", &self.dest_path)
+            .field("resume", &self.resume)
+            .field(
+                "token",
+                &jetstream_server::server::secrets::ShownTokenOpt(&self.token),
+            )
+            .field("json", &self.json)
+            .field("accept_new_host", &self.accept_new_host)
+            .field("sources", &self.sources)
+            .field("target", &self.target)
+            .finish()
+    }
 }
 
 /// The parsed command line.
@@ -305,6 +328,16 @@ mod tests {
             port,
             path: path.into(),
         })
+    }
+
+    /// Regression (issue 15, item 13): `Options` derived `Debug`, which printed the token.
+    #[test]
+    fn regression_debug_hides_the_token() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let o = copy(&["--token", token, "h:/x", "."]);
+        let shown = format!("{o:?}");
+        assert!(!shown.contains(token), "{shown}");
+        assert!(shown.contains("012345…"), "{shown}");
     }
 
     #[test]

@@ -165,7 +165,8 @@ enum Parsed {
     Run(Invocation),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// `Debug` shows only the token's first characters and masks password parameters.
+#[derive(Clone, PartialEq)]
 struct Invocation {
     host: String,
     port: u16,
@@ -176,6 +177,23 @@ struct Invocation {
     /// The wire command name (prefixed).
     command: String,
     parameters: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parameters = Value::Object(self.parameters.clone());
+        crate::server::secrets::redact_json(&mut parameters);
+        f.debug_struct("Invocation")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("token", &crate::server::secrets::ShownTokenOpt(&self.token))
+            .field("superuser", &self.superuser)
+            .field("accept_new_host", &self.accept_new_host)
+            .field("command", &self.command)
+            .field("parameters", &parameters)
+            .finish()
+    }
 }
 
 /// Parses the arguments after `api`.
@@ -426,6 +444,25 @@ mod tests {
 
     fn params_of(s: &[&str]) -> Value {
         Value::Object(run_of(s).parameters)
+    }
+
+    /// Regression (issue 15, item 13): `Invocation` derived `Debug`, which printed the token
+    /// and `--password` values.
+    #[test]
+    fn regression_debug_hides_token_and_passwords() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let inv = run_of(&[
+            "--token",
+            token,
+            "createDestination",
+            "--destinationAddress=h",
+            "--password",
+            "hunter2-secret",
+        ]);
+        let shown = format!("{inv:?}");
+        assert!(!shown.contains(token), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("createDestination"), "{shown}");
     }
 
     #[test]

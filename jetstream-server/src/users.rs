@@ -5,6 +5,9 @@
 //! - logins are checked by PAM with the service [`PAM_SERVICE`] (`/etc/pam.d/jetstream`);
 //!   accounts without a password cannot log in;
 //! - a server not running as root can only log in the account it runs as;
+//! - failed attempts are throttled per (user, source), per source and per user, so that a
+//!   stranger guessing a user's password from one address cannot lock that user out of the
+//!   others (see [`Authenticator::login`]);
 //! - superusers are root, the account running the server, the users named by `--superuser`
 //!   and the members of the `--supergroup` groups (default `sudo`, `wheel`, `admin`).
 #![allow(unsafe_code)]
@@ -329,20 +332,34 @@ impl std::error::Error for AuthError {}
 
 /// Failures older than this are forgotten.
 const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Failures allowed before attempts are refused.
-const FREE_FAILURES: usize = 4;
+/// Failures of one user name from one source allowed before that pair is refused.
+const PAIR_FREE: usize = 4;
+/// Failures from one source (any user names) allowed before the source is refused: more than
+/// [`PAIR_FREE`], so that several people behind one NAT can each mistype, but few enough
+/// that a source trying many names is soon slowed down.
+const SOURCE_FREE: usize = 20;
+/// Failures of one user name (all sources) past which the name is "under attack": then a
+/// source that has failed for it at least once in the window is refused for
+/// [`MAX_BACKOFF`] after each failure, while a source that has not (the real user at home)
+/// is not affected. One source cannot get there alone: its own pair limit stops it near 15
+/// failures per window.
+const USER_FREE: usize = 100;
 /// Longest refusal after the last failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Failures kept per key: beyond it the backoff is at its maximum anyway.
-const MAX_TRACKED: usize = 16;
+/// Failures kept per key of the pair and source tables: beyond it the backoff is at its
+/// maximum anyway.
+const MAX_TRACKED: usize = 32;
+/// The user-name key of token logins in the pair table (NUL cannot be in a user name).
+const TOKEN_KEY: &str = "\0token";
 /// Keys per table before old ones are pruned (memory bound against address sprays).
 const MAX_KEYS: usize = 10_000;
 /// Longest user name passed to PAM; longer ones fail (and are tracked truncated).
 const MAX_USER_LEN: usize = 256;
 
-/// How long attempts are refused after the `n`-th failure in the window.
-fn backoff(n: usize) -> Duration {
-    match n.checked_sub(FREE_FAILURES + 1) {
+/// How long attempts are refused after the `n`-th failure in the window, when `free`
+/// failures are allowed.
+fn backoff(n: usize, free: usize) -> Duration {
+    match n.checked_sub(free + 1) {
         None => Duration::ZERO,
         Some(exp) if exp >= 9 => MAX_BACKOFF,
         Some(exp) => Duration::from_secs(1 << exp).min(MAX_BACKOFF),
@@ -363,77 +380,151 @@ impl Failures {
         }
     }
 
-    /// Until when attempts are refused, if they are.
-    fn blocked_until(&self) -> Option<Instant> {
+    /// Until when attempts are refused, if they are, with `free` failures allowed.
+    fn blocked_until(&self, free: usize) -> Option<Instant> {
         let last = *self.0.back()?;
-        (self.0.len() > FREE_FAILURES).then(|| last + backoff(self.0.len()))
+        (self.0.len() > free).then(|| last + backoff(self.0.len(), free))
     }
 }
 
-/// Failures per key (source address or user name), bounded to about `MAX_KEYS` keys.
+/// Failures per key (source address, user name, or both), bounded to about `MAX_KEYS` keys.
 #[derive(Debug)]
-struct Table<K>(HashMap<K, Failures>);
+struct Table<K> {
+    map: HashMap<K, Failures>,
+    /// Failures allowed per key before it is refused.
+    free: usize,
+    /// Failures remembered per key.
+    tracked: usize,
+}
 
 impl<K: Hash + Eq> Table<K> {
-    fn new() -> Self {
-        Self(HashMap::new())
+    fn new(free: usize, tracked: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            free,
+            tracked,
+        }
+    }
+
+    /// The failures of `key` still in the window at `now` (forgetting older ones).
+    fn recent(&mut self, now: Instant, key: &K) -> Option<&Failures> {
+        let f = self.map.get_mut(key)?;
+        f.prune(now);
+        if f.0.is_empty() {
+            self.map.remove(key);
+            return None;
+        }
+        self.map.get(key)
     }
 
     /// How long `key` must still wait at `now`, if it is throttled.
     fn check(&mut self, now: Instant, key: &K) -> Option<Duration> {
-        let f = self.0.get_mut(key)?;
-        f.prune(now);
-        let until = f.blocked_until();
-        if f.0.is_empty() {
-            self.0.remove(key);
-        }
-        until.filter(|&until| until > now).map(|until| until - now)
+        let free = self.free;
+        let until = self.recent(now, key)?.blocked_until(free)?;
+        (until > now).then(|| until - now)
+    }
+
+    /// How many failures `key` has in the window.
+    fn count(&mut self, now: Instant, key: &K) -> usize {
+        self.recent(now, key).map_or(0, |f| f.0.len())
+    }
+
+    /// The last failure of `key` in the window.
+    fn last(&mut self, now: Instant, key: &K) -> Option<Instant> {
+        self.recent(now, key)?.0.back().copied()
     }
 
     fn record(&mut self, now: Instant, key: K) {
-        let f = self.0.entry(key).or_default();
+        let tracked = self.tracked;
+        let f = self.map.entry(key).or_default();
         f.prune(now);
         f.0.push_back(now);
-        if f.0.len() > MAX_TRACKED {
+        if f.0.len() > tracked {
             f.0.pop_front();
         }
-        if self.0.len() > MAX_KEYS {
+        if self.map.len() > MAX_KEYS {
             self.shrink(now);
         }
     }
 
     fn reset(&mut self, key: &K) {
-        self.0.remove(key);
+        self.map.remove(key);
     }
 
     /// Drops expired keys; if a spray of fresh keys still overflows the table, keeps only the
     /// three quarters most recently failed (O(n log n), then no work for MAX_KEYS / 4 inserts).
     fn shrink(&mut self, now: Instant) {
-        self.0.retain(|_, f| {
+        self.map.retain(|_, f| {
             f.prune(now);
             !f.0.is_empty()
         });
-        if self.0.len() <= MAX_KEYS {
+        if self.map.len() <= MAX_KEYS {
             return;
         }
         let mut lasts: Vec<Instant> = self
-            .0
+            .map
             .values()
             .filter_map(|f| f.0.back().copied())
             .collect();
         lasts.sort_unstable();
         let keep = MAX_KEYS * 3 / 4;
         let cutoff = lasts[lasts.len() - keep];
-        self.0
+        self.map
             .retain(|_, f| f.0.back().is_some_and(|&t| t >= cutoff));
     }
 }
 
-/// Failure tables by source and by user.
+/// Failure tables by (user, source), by source and by user.
 #[derive(Debug)]
 struct Throttle {
+    by_pair: Table<(String, IpAddr)>,
     by_source: Table<IpAddr>,
     by_user: Table<String>,
+}
+
+impl Throttle {
+    fn new() -> Self {
+        Self {
+            by_pair: Table::new(PAIR_FREE, MAX_TRACKED),
+            by_source: Table::new(SOURCE_FREE, MAX_TRACKED),
+            by_user: Table::new(USER_FREE, USER_FREE + 1),
+        }
+    }
+
+    /// How long an attempt for `user` (the cut name, or [`TOKEN_KEY`]) from `src` (a
+    /// [`source_key`]) must still wait, if it must.
+    fn check(&mut self, now: Instant, user: &str, src: IpAddr) -> Option<Duration> {
+        let pair = (user.to_owned(), src);
+        let mut waits = vec![
+            self.by_pair.check(now, &pair),
+            self.by_source.check(now, &src),
+        ];
+        if self.by_user.count(now, &user.to_owned()) > USER_FREE {
+            // Under attack: a source that failed for this name waits the longest back-off.
+            waits.push(
+                self.by_pair
+                    .last(now, &pair)
+                    .map(|last| last + MAX_BACKOFF)
+                    .filter(|&until| until > now)
+                    .map(|until| until - now),
+            );
+        }
+        waits.into_iter().flatten().max()
+    }
+
+    fn record(&mut self, now: Instant, user: &str, src: IpAddr) {
+        self.by_pair.record(now, (user.to_owned(), src));
+        self.by_source.record(now, src);
+        if user != TOKEN_KEY {
+            self.by_user.record(now, user.to_owned());
+        }
+    }
+
+    /// After a successful login: only that pair is forgotten (a success of one account must
+    /// not wipe a source's failures for others, which an attacker with an account could use).
+    fn succeeded(&mut self, user: &str, src: IpAddr) {
+        self.by_pair.reset(&(user.to_owned(), src));
+    }
 }
 
 /// The throttle key of a source: IPv4-mapped addresses as IPv4, IPv6 by /64 (one host
@@ -506,10 +597,7 @@ impl Authenticator {
             failure_delay: Duration::from_secs(1),
             check_service_file: true,
             verify: pam::authenticate,
-            throttle: Mutex::new(Throttle {
-                by_source: Table::new(),
-                by_user: Table::new(),
-            }),
+            throttle: Mutex::new(Throttle::new()),
             per_user: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -535,14 +623,15 @@ impl Authenticator {
         self.failure_delay = d;
     }
 
-    /// Refuses a token login from `source` while that source is throttled (token guesses
-    /// count with password guesses: same table, same back-off).
+    /// Refuses a token login from `source` while token logins from it, or the source as a
+    /// whole, are throttled (token guesses count like password guesses of one more user name:
+    /// 5 free per source, and towards the source's limit).
     ///
     /// # Errors
     /// [`AuthError::Throttled`].
     pub fn check_source(&self, source: IpAddr) -> Result<(), AuthError> {
         let src = source_key(source);
-        match self.throttle.lock().by_source.check(Instant::now(), &src) {
+        match self.throttle.lock().check(Instant::now(), TOKEN_KEY, src) {
             Some(retry_after) => Err(AuthError::Throttled { retry_after }),
             None => Ok(()),
         }
@@ -552,8 +641,7 @@ impl Authenticator {
     pub fn token_failed(&self, source: IpAddr) {
         self.throttle
             .lock()
-            .by_source
-            .record(Instant::now(), source_key(source));
+            .record(Instant::now(), TOKEN_KEY, source_key(source));
         log_failure("(API or shared token)", source);
         if !self.failure_delay.is_zero() {
             std::thread::sleep(self.failure_delay);
@@ -564,11 +652,19 @@ impl Authenticator {
     ///
     /// Blocks while PAM works, and for the failure delay (1 s) after a failed attempt.
     ///
+    /// Throttling (failures within 15 minutes; a source is an IPv4 address or an IPv6 /64):
+    /// - per (user, source): from the 5th failure, refused until `min(2^(failures - 5), 300)`
+    ///   s after the last one;
+    /// - per source, all user names together: the same from the 21st failure;
+    /// - per user, all sources together: past 100 failures, a source that failed for this
+    ///   user at least once in the window is refused for 300 s after each of its failures; a
+    ///   source that did not (the real user elsewhere) logs in as usual.
+    ///
+    /// A success forgets the failures of that (user, source) pair only.
+    ///
     /// # Errors
     ///
-    /// - [`AuthError::Throttled`]: 5 or more failures in 15 minutes from this source (IPv6:
-    ///   its /64) or for this user; refused until `min(2^(failures - 5), 300)` s after the last
-    ///   one, without asking PAM;
+    /// - [`AuthError::Throttled`]: refused by one of the limits above, without asking PAM;
     /// - [`AuthError::Failed`]: empty or wrong password, unknown user or unusable account
     ///   (counted as a failure and logged to stderr);
     /// - [`AuthError::NotPermitted`]: not running as root and `user` is not the running user;
@@ -584,16 +680,19 @@ impl Authenticator {
         let slot = self.per_user.lock().entry(key.clone()).or_default().clone();
         let result = {
             let _one_at_a_time = slot.lock();
-            let result = self.login_at(user, password, source, Instant::now());
-            if result == Err(AuthError::Failed) && !self.failure_delay.is_zero() {
-                std::thread::sleep(self.failure_delay);
-            }
-            result
+            self.login_at(user, password, source, Instant::now())
         };
-        let mut map = self.per_user.lock();
-        // Ours and the map's: nobody else waits for this user.
-        if std::sync::Arc::strong_count(&slot) == 2 {
-            map.remove(&key);
+        {
+            let mut map = self.per_user.lock();
+            // Ours and the map's: nobody else waits for this user.
+            if std::sync::Arc::strong_count(&slot) == 2 {
+                map.remove(&key);
+            }
+        }
+        // The failure is already counted: wait outside the user's slot, so that a stranger's
+        // failures do not hold up the real user's login from elsewhere.
+        if result == Err(AuthError::Failed) && !self.failure_delay.is_zero() {
+            std::thread::sleep(self.failure_delay);
         }
         result
     }
@@ -610,16 +709,11 @@ impl Authenticator {
         let user_key = cut(user, MAX_USER_LEN).to_owned();
         {
             let mut t = self.throttle.lock();
-            let wait = [
-                t.by_source.check(now, &src),
-                t.by_user.check(now, &user_key),
-            ];
-            if let Some(retry_after) = wait.into_iter().flatten().max() {
+            if let Some(retry_after) = t.check(now, &user_key, src) {
                 return Err(AuthError::Throttled { retry_after });
             }
             if password.is_empty() || user.len() > MAX_USER_LEN {
-                t.by_source.record(now, src);
-                t.by_user.record(now, user_key);
+                t.record(now, &user_key, src);
                 drop(t);
                 log_failure(user, source);
                 return Err(AuthError::Failed);
@@ -639,9 +733,7 @@ impl Authenticator {
         match (self.verify)(&self.service, user, password) {
             Ok(()) => match lookup(user) {
                 Ok(Some(u)) => {
-                    let mut t = self.throttle.lock();
-                    t.by_source.reset(&src);
-                    t.by_user.reset(&user_key);
+                    self.throttle.lock().succeeded(&user_key, src);
                     Ok(u)
                 }
                 Ok(None) => Err(AuthError::Internal(format!(
@@ -652,10 +744,7 @@ impl Authenticator {
                 ))),
             },
             Err(e) if e.is_auth_failure() => {
-                let mut t = self.throttle.lock();
-                t.by_source.record(now, src);
-                t.by_user.record(now, user_key);
-                drop(t);
+                self.throttle.lock().record(now, &user_key, src);
                 log_failure(user, source);
                 Err(AuthError::Failed)
             }
@@ -782,27 +871,61 @@ mod tests {
         assert_eq!(a.login_at("root", "right", ip(2), t0).unwrap().name, "root");
     }
 
+    /// Regression (issue 15, item 12): five wrong passwords for a user from anywhere locked
+    /// that user out everywhere, so a stranger could lock out any account. Now the pair
+    /// (user, source) is throttled, the real user elsewhere is not.
     #[test]
-    fn user_throttle_trips_across_sources_and_source_across_users() {
+    fn regression_guessing_from_one_source_does_not_lock_out_the_user_elsewhere() {
         let a = fake_auth();
         let t0 = Instant::now();
-        for i in 0..5 {
+        for _ in 0..5 {
             assert_eq!(
-                a.login_at("root", "wrong", ip(10 + i), t0),
+                a.login_at("root", "wrong", ip(10), t0),
                 Err(AuthError::Failed)
             );
         }
-        assert_eq!(a.login_at("root", "right", ip(99), t0), throttled(1));
-        for i in 0..5 {
-            let user = format!("nobody{i}");
+        assert_eq!(a.login_at("root", "right", ip(10), t0), throttled(1));
+        assert_eq!(a.login_at("root", "right", ip(99), t0).unwrap().uid, 0);
+        // One wrong guess from each of six sources does not lock the name either.
+        for i in 0..6 {
             assert_eq!(
-                a.login_at(&user, "wrong", ip(50), t0),
+                a.login_at("root", "wrong", ip(20 + i), t0),
+                Err(AuthError::Failed)
+            );
+        }
+        assert_eq!(a.login_at("root", "right", ip(98), t0).unwrap().uid, 0);
+        // The attacker's source stays throttled for that name.
+        assert_eq!(a.login_at("root", "right", ip(10), t0), throttled(1));
+    }
+
+    #[test]
+    fn source_throttle_trips_across_user_names_from_the_21st_failure() {
+        let a = fake_auth();
+        let t0 = Instant::now();
+        for i in 0..SOURCE_FREE + 1 {
+            assert_eq!(
+                a.login_at(&format!("nobody{i}"), "wrong", ip(50), t0),
                 Err(AuthError::Failed)
             );
         }
         assert_eq!(a.login_at("someone", "x", ip(50), t0), throttled(1));
+        // A success of one account does not wipe the source's failures for the others.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            a.login_at("nobody0", "wrong", ip(50), t1),
+            Err(AuthError::Failed)
+        );
+        assert_eq!(a.login_at("root", "right", ip(50), t1), throttled(2));
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!(a.login_at("root", "right", ip(50), t2).unwrap().uid, 0);
+        assert_eq!(
+            a.login_at("nobody1", "wrong", ip(50), t2),
+            Err(AuthError::Failed)
+        );
+        // The 23rd failure: 4 s (a reset would have made it the first, with no wait).
+        assert_eq!(a.login_at("other", "x", ip(50), t2), throttled(4));
         // An IPv6 host is one /64; IPv4-mapped addresses count as IPv4.
-        for i in 0..5u16 {
+        for i in 0..=SOURCE_FREE as u16 {
             let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i));
             assert_eq!(
                 a.login_at(&format!("u{i}"), "w", v6, t0),
@@ -811,8 +934,62 @@ mod tests {
         }
         let same64 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 9, 9, 9, 9));
         assert_eq!(a.login_at("v", "w", same64, t0), throttled(1));
+        // ip(50), still throttled at t2.
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 50).to_ipv6_mapped());
-        assert_eq!(a.login_at("w", "w", mapped, t0), throttled(1));
+        assert_eq!(a.login_at("w", "w", mapped, t2), throttled(4));
+    }
+
+    /// A distributed guess at one name (more than 100 failures in the window): each source
+    /// that failed for it is held back for 300 s, a source that never failed still logs in.
+    #[test]
+    fn a_user_under_attack_slows_the_guessing_sources_only() {
+        let a = fake_auth();
+        let t0 = Instant::now();
+        let src = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        for i in 0..=USER_FREE as u32 {
+            assert_eq!(
+                a.login_at("root", "wrong", src(i), t0),
+                Err(AuthError::Failed)
+            );
+        }
+        // Source 0 failed once: below its own pair limit, but the name is under attack.
+        assert_eq!(a.login_at("root", "right", src(0), t0), throttled(300));
+        assert_eq!(
+            a.login_at(
+                "root",
+                "right",
+                src(0),
+                t0 + MAX_BACKOFF - Duration::from_secs(1)
+            ),
+            throttled(1)
+        );
+        // A source that never failed for it logs in at once.
+        assert_eq!(a.login_at("root", "right", ip(7), t0).unwrap().uid, 0);
+        // Other names are not affected at the guessing sources.
+        assert_eq!(
+            a.login_at("someone", "wrong", src(0), t0),
+            Err(AuthError::Failed)
+        );
+    }
+
+    #[test]
+    fn token_failures_count_per_source() {
+        let a = fake_auth();
+        let me = ip(60);
+        for _ in 0..5 {
+            assert_eq!(a.check_source(me), Ok(()));
+            a.token_failed(me);
+        }
+        assert!(matches!(
+            a.check_source(me),
+            Err(AuthError::Throttled { .. })
+        ));
+        assert_eq!(a.check_source(ip(61)), Ok(()));
+        // They do not throttle password logins of users from that source (below 21).
+        assert_eq!(
+            a.login_at("root", "right", me, Instant::now()).unwrap().uid,
+            0
+        );
     }
 
     #[test]
@@ -850,17 +1027,22 @@ mod tests {
             );
         }
         let t = a.throttle.lock();
-        assert!(t.by_source.0.len() <= MAX_KEYS, "{}", t.by_source.0.len());
-        assert!(t.by_user.0.len() <= MAX_KEYS, "{}", t.by_user.0.len());
+        assert!(
+            t.by_source.map.len() <= MAX_KEYS,
+            "{}",
+            t.by_source.map.len()
+        );
+        assert!(t.by_user.map.len() <= MAX_KEYS, "{}", t.by_user.map.len());
+        assert!(t.by_pair.map.len() <= MAX_KEYS, "{}", t.by_pair.map.len());
         // The most recent sources are the ones kept.
         let newest = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + MAX_KEYS as u32 * 2 - 1));
-        assert!(t.by_source.0.contains_key(&newest));
+        assert!(t.by_source.map.contains_key(&newest));
         drop(t);
         // Once the window has passed, a new insert prunes every old key.
         let mut t = a.throttle.lock();
         let later = t0 + WINDOW + Duration::from_secs(60);
         t.by_source.shrink(later);
-        assert!(t.by_source.0.is_empty());
+        assert!(t.by_source.map.is_empty());
     }
 
     #[test]

@@ -20,6 +20,8 @@ mod server {
     pub mod remote;
     pub mod restart;
     pub mod schedule;
+    pub mod sec_auth;
+    pub mod sec_triggers;
     pub mod storage;
     pub mod triggers;
     pub mod trust;

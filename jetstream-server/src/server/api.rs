@@ -14,8 +14,7 @@ use crate::tls::{self, ApiStream};
 use crate::users::SystemUser;
 use crate::wire::{self, FrameError, Request, Response};
 
-/// Who is logged in on one API connection.
-#[derive(Debug)]
+/// Who is logged in on one API connection. `Debug` shows only the token's first characters.
 pub struct Session {
     /// The client's address.
     pub peer: SocketAddr,
@@ -39,6 +38,23 @@ pub struct Session {
     pub receiving: Vec<(String, u64)>,
     /// Downloads this connection asked for (`send.startDownload`); stopped if it drops.
     pub downloads: Vec<jetstream_core::Transfer>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("peer", &self.peer)
+            .field("via_relay", &self.via_relay)
+            .field("peer_key", &self.peer_key)
+            .field("user", &self.user)
+            .field("token", &super::secrets::ShownTokenOpt(&self.token))
+            .field("token_session", &self.token_session)
+            .field("shared_manifest", &self.shared_manifest)
+            .field("superuser", &self.superuser)
+            .field("receiving", &self.receiving)
+            .field("downloads", &self.downloads)
+            .finish()
+    }
 }
 
 impl Session {
@@ -293,28 +309,29 @@ pub fn parse_request(line: &[u8]) -> Result<(Request, Value), Response> {
     Ok((req, params))
 }
 
-/// `on.<command>` (with `--trigger-on-api`): the command as JSON (passwords masked), the
-/// status, the message and the result as JSON.
+/// `on.<command>` (with `--trigger-on-api`): the command as JSON, the status, the message and
+/// the result as JSON, with every secret taken out (issue 15, item 9): a script's argv can be
+/// read by any local user (`ps`, `/proc/<pid>/cmdline`). Under any key naming a password or
+/// passphrase the value becomes `********`; under a key naming a token (`token`,
+/// `ownerToken`, ...) only its first 6 characters and `…` remain, as in the event log; and
+/// those secrets are also cut out of the message wherever it quotes them.
 fn api_trigger(server: &Server, req: &Request, response: &Response) {
     let name = format!("on.{}", req.request);
     if !server.triggers.has(&name) {
         return;
     }
     let mut command = json!({ "request": req.request, "parameters": req.parameters });
-    if let Some(p) = command["parameters"].as_object_mut() {
-        for (k, v) in p.iter_mut() {
-            if k.to_ascii_lowercase().contains("password") || k == "token" {
-                *v = json!("********");
-            }
-        }
-    }
+    let mut secrets = super::secrets::redact_json(&mut command);
+    let mut result = response.result.clone();
+    secrets.extend(super::secrets::redact_json(&mut result));
+    let message = super::secrets::scrub_text(&response.message, &secrets);
     server.triggers.fire(
         &name,
         vec![
             command.to_string(),
             response.status.clone(),
-            response.message.clone(),
-            response.result.to_string(),
+            message,
+            result.to_string(),
         ],
         None,
     );

@@ -525,11 +525,17 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         return Err(refused());
     }
     if let Some(hash) = &rec.password_hash {
-        let given = password
-            .map(|pw| token_hash(&rec.salt, pw))
-            .unwrap_or_default();
-        if !ct_eq(hash.as_bytes(), given.as_bytes()) {
+        let check = super::secrets::verify_password(hash, &rec.salt, password.unwrap_or(""))
+            .map_err(|e| {
+                let shown = super::secrets::shown_token(&rec.token);
+                crate::log!("auth: token {shown}: {e}; recreate the token");
+                refused()
+            })?;
+        if !check.is_valid() {
             return Err(refused());
+        }
+        if check == super::secrets::Check::ValidOutdated {
+            upgrade_token_hash(ctx, &rec.token, password.unwrap_or(""));
         }
     }
     let user = crate::users::lookup(&rec.owner.user)
@@ -651,12 +657,23 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// SHA-256(salt ‖ password), hex.
+/// The stored form of a token's password: PBKDF2-HMAC-SHA256 (see [`super::secrets`]).
 pub fn token_hash(salt: &str, password: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(salt.as_bytes());
-    ctx.update(password.as_bytes());
-    super::objects::hex(ctx.finish().as_ref())
+    super::secrets::hash_password(salt, password)
+}
+
+/// Replaces a token's old-format (SHA-256) or weaker password hash by the current KDF form,
+/// after a login proved `password` right.
+fn upgrade_token_hash(ctx: &Ctx<'_>, token: &str, password: &str) {
+    let mut objs = ctx.server.objects.lock();
+    let Some(rec) = objs.tokens.get_mut(token) else {
+        return;
+    };
+    rec.password_hash = Some(token_hash(&rec.salt, password));
+    drop(objs);
+    ctx.server.save();
+    let shown = super::secrets::shown_token(token);
+    crate::log!("auth: token {shown}: password hash upgraded to PBKDF2");
 }
 
 fn superuser(ctx: &mut Ctx<'_>) -> Reply {

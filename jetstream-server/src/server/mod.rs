@@ -18,6 +18,7 @@ pub mod manifests;
 pub mod objects;
 pub mod params;
 pub mod receive;
+pub mod secrets;
 pub mod shared;
 pub mod state;
 pub mod sys;

@@ -2,6 +2,7 @@
 //! tokens; their persisted form and their API views.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jetstream_core::Manifest;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use super::secrets::{shown_token, MaskedOpt, ShownTokenOpt, MASK};
 
 /// Microseconds since the Unix epoch (the API's timestamps).
 pub type Micros = i64;
@@ -52,7 +55,8 @@ pub fn new_session_id() -> jetstream_core::SessionId {
 pub use crate::tls::hex_encode as hex;
 
 /// Who owns an object: the user, and the API token (and token login) it was created through.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows only the token's first characters.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     /// System user name.
     pub user: String,
@@ -60,6 +64,16 @@ pub struct Owner {
     pub token: Option<String>,
     /// The token login session, if any.
     pub token_session: Option<String>,
+}
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Owner")
+            .field("user", &self.user)
+            .field("token", &ShownTokenOpt(&self.token))
+            .field("token_session", &self.token_session)
+            .finish()
+    }
 }
 
 impl Owner {
@@ -70,8 +84,9 @@ impl Owner {
     }
 }
 
-/// How the sending server logs in to a destination's server. Never shown by any command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How the sending server logs in to a destination's server. Never shown by any command;
+/// `Debug` masks the passwords and shows only the token's first characters.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Credentials {
     /// A system user and password.
     Password {
@@ -87,6 +102,23 @@ pub enum Credentials {
         /// The token's password.
         password: Option<String>,
     },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Password { user, password: _ } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .field("password", &format_args!("{MASK}"))
+                .finish(),
+            Self::Token { token, password } => f
+                .debug_struct("Token")
+                .field("token", &shown_token(token))
+                .field("password", &MaskedOpt(password))
+                .finish(),
+        }
+    }
 }
 
 /// A destination: a receiving server and how to log in to it (reference §4.2).
@@ -569,14 +601,17 @@ impl RecvRec {
     }
 }
 
-/// An API token (reference §4.8, §6.3).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// An API token (reference §4.8, §6.3). `Debug` shows only the token's first characters and
+/// whether a password hash is set.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct TokenRec {
     /// The token string (32 hex chars from the OS generator).
     pub token: String,
     /// Owner (tokens impersonate their creator).
     pub owner: Owner,
-    /// SHA-256 of salt‖password, hex, when a password is required.
+    /// The password's hash when one is required: `pbkdf2-sha256$<iterations>$<salt>$<hex>`
+    /// (see [`super::secrets`]), or from servers before that, hex SHA-256 of salt‖password
+    /// (still accepted, replaced at the next successful login).
     pub password_hash: Option<String>,
     /// Salt for the hash.
     pub salt: String,
@@ -596,6 +631,22 @@ pub struct TokenRec {
     /// For a shared token (a download link): what it shares and how often it was used.
     #[serde(default)]
     pub shared: Option<SharedInfo>,
+}
+
+impl fmt::Debug for TokenRec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRec")
+            .field("token", &shown_token(&self.token))
+            .field("owner", &self.owner)
+            .field("password_hash", &MaskedOpt(&self.password_hash))
+            .field("description", &self.description)
+            .field("creation_time", &self.creation_time)
+            .field("expiry_time", &self.expiry_time)
+            .field("path", &self.path)
+            .field("permissions", &self.permissions)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a shared token (reference §6.3) gives access to.
@@ -664,4 +715,55 @@ pub struct Persisted {
     /// Bandwidth limits (`updateBandwidthLimits`).
     #[serde(default)]
     pub bandwidth: Option<super::bandwidth::Limits>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 15, item 13): `Credentials`, `Owner` and `TokenRec` derived `Debug`,
+    /// so any `{:?}` of a destination or token printed passwords and whole tokens.
+    #[test]
+    fn regression_debug_never_prints_secrets() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let creds = [
+            Credentials::Password {
+                user: "alice".into(),
+                password: "hunter2-password".into(),
+            },
+            Credentials::Token {
+                token: token.into(),
+                password: Some("token-passphrase".into()),
+            },
+        ];
+        for c in &creds {
+            let shown = format!("{c:?} {c:#?}");
+            assert!(!shown.contains("hunter2-password"), "{shown}");
+            assert!(!shown.contains("token-passphrase"), "{shown}");
+            assert!(!shown.contains(token), "{shown}");
+        }
+        assert!(format!("{:?}", creds[0]).contains("alice"));
+        let owner = Owner {
+            user: "alice".into(),
+            token: Some(token.into()),
+            token_session: None,
+        };
+        let rec = TokenRec {
+            token: token.into(),
+            owner,
+            password_hash: Some("pbkdf2-sha256$600000$s$abcdef".into()),
+            salt: "s".into(),
+            description: "d".into(),
+            creation_time: 0,
+            expiry_time: None,
+            path: None,
+            permissions: vec![],
+            user_data: BTreeMap::new(),
+            shared: None,
+        };
+        let shown = format!("{rec:?}");
+        assert!(!shown.contains(token), "{shown}");
+        assert!(!shown.contains("abcdef\""), "{shown}");
+        assert!(shown.contains("012345…"), "{shown}");
+    }
 }

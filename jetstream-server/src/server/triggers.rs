@@ -16,10 +16,24 @@
 //! The script name comes from client input for API-command triggers (`on.<command>`), so it is
 //! checked before use: only plain file names made of `[A-Za-z0-9._-]`, not starting with `.`,
 //! are looked up in the trigger directory; anything else (`on.../../bin/sh`) is skipped.
+//!
+//! **Strict modes** (as sshd's `StrictModes`): scripts run with the server's rights (usually
+//! root), so before each run the executor refuses a script that another account could have
+//! written or replaced. Checked at run time, on the resolved (symlink-free) paths:
+//! - the script is owned by root or by the server's own user and is not group- or
+//!   world-writable;
+//! - the trigger directory and the directory holding the script (they differ when the script
+//!   is a symlink) are owned by root or the server's user and not group- or world-writable;
+//! - every directory above those is owned by root or the server's user and is not writable by
+//!   group or others unless it has the sticky bit (as `/tmp`, where others cannot rename
+//!   what they do not own).
+//!
+//! A refused script does not run; the refusal is written to the server log (always, not only
+//! with `--trigger-log`) and counted ([`Triggers::refused`]).
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -67,6 +81,8 @@ struct Shared {
     idle: Condvar,
     /// Jobs dropped because the queue was full (or the executor was gone).
     dropped: AtomicU64,
+    /// Scripts refused by the strict-modes check.
+    refused: AtomicU64,
     /// Set when the handle is dropped: the executor discards the jobs still queued.
     closed: AtomicBool,
 }
@@ -188,6 +204,12 @@ impl Triggers {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// Scripts refused so far because another account could have written them (see the
+    /// module's "strict modes"). Each is a trigger failure, logged in the server log.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
     /// Waits until the queue is empty and the executor idle, or `timeout` passes; returns
     /// whether it became idle (tests use it instead of sleeping).
     pub fn wait_idle(&self, timeout: Duration) -> bool {
@@ -243,6 +265,69 @@ fn script(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Permission bits that let group or others write.
+const GROUP_OTHER_WRITE: u32 = 0o022;
+
+/// The strict-modes check (see the module docs) of the script `script` in the trigger
+/// directory `dir`, for a server whose effective uid is `euid`.
+///
+/// # Errors
+/// Why the script must not run, naming the offending path.
+fn strict_modes(dir: &Path, script: &Path, euid: u32) -> Result<(), String> {
+    let trusted = |m: &fs::Metadata| m.uid() == 0 || m.uid() == euid;
+    let stat = |p: &Path| fs::metadata(p).map_err(|e| format!("cannot stat {}: {e}", p.display()));
+    let resolve =
+        |p: &Path| fs::canonicalize(p).map_err(|e| format!("cannot resolve {}: {e}", p.display()));
+    // `exact`: the directory itself must not be writable by others, sticky or not.
+    let check_dir = |d: &Path, exact: bool| -> Result<(), String> {
+        let m = stat(d)?;
+        if !trusted(&m) {
+            return Err(format!(
+                "directory {} is owned by uid {}, not root or the server's user",
+                d.display(),
+                m.uid()
+            ));
+        }
+        let sticky = m.mode() & 0o1000 != 0;
+        if m.mode() & GROUP_OTHER_WRITE != 0 && (exact || !sticky) {
+            return Err(format!(
+                "directory {} is writable by group or others (mode {:o})",
+                d.display(),
+                m.mode() & 0o7777
+            ));
+        }
+        Ok(())
+    };
+    let dir = resolve(dir)?;
+    let real = resolve(script)?;
+    let m = stat(&real)?;
+    if !trusted(&m) {
+        return Err(format!(
+            "{} is owned by uid {}, not root or the server's user",
+            real.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & GROUP_OTHER_WRITE != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o})",
+            real.display(),
+            m.mode() & 0o7777
+        ));
+    }
+    check_dir(&dir, true)?;
+    for above in dir.ancestors().skip(1) {
+        check_dir(above, false)?;
+    }
+    if let Some(holder) = real.parent().filter(|h| *h != dir) {
+        check_dir(holder, true)?;
+        for above in holder.ancestors().skip(1) {
+            check_dir(above, false)?;
+        }
+    }
+    Ok(())
+}
+
 /// The executor thread's state.
 struct Executor {
     dir: PathBuf,
@@ -274,6 +359,14 @@ impl Executor {
         if let Err(why) = script(&path) {
             if self.log {
                 eprintln!("trigger {name}: skipped: {why} ({})", path.display());
+            }
+            return;
+        }
+        if let Err(why) = strict_modes(&self.dir, &path, super::sys::euid()) {
+            let n = self.shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            crate::log!("triggers: refused {name}: {why} ({n} refused so far)");
+            if self.log {
+                eprintln!("trigger {name}: refused: {why}");
             }
             return;
         }
@@ -719,6 +812,64 @@ mod tests {
         assert!(t.wait_idle(LONG));
         assert_eq!(fs::read(dir.path().join("after.txt")).unwrap(), b"fed");
         assert!(pid.exists());
+    }
+
+    /// Regression (issue 15, item 10): scripts ran as the server (root) whoever owned them and
+    /// whoever could write them or their directory. Each refused script would append to a
+    /// marker; a good one fired after them shows the executor got past them.
+    #[test]
+    fn regression_strict_modes_refuse_scripts_others_could_write() {
+        let me = super::super::sys::euid();
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("triggers");
+        fs::create_dir(&dir).unwrap();
+        let marker = base.path().join("ran");
+        let body = format!("echo \"$0\" >> '{}'", marker.display());
+        let stranger = if me == 0 { 4242 } else { 0 };
+        write_script(&dir, "foreign", &body);
+        std::os::unix::fs::chown(dir.join("foreign"), Some(stranger), None).unwrap();
+        for (name, mode) in [("groupw", 0o775), ("worldw", 0o757)] {
+            write_script(&dir, name, &body);
+            fs::set_permissions(dir.join(name), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        // A symlink to a good script in a world-writable (even sticky) directory.
+        let open_dir = base.path().join("open");
+        fs::create_dir(&open_dir).unwrap();
+        write_script(&open_dir, "target", &body);
+        fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o1777)).unwrap();
+        std::os::unix::fs::symlink(open_dir.join("target"), dir.join("linked")).unwrap();
+        write_script(&dir, "good", "echo \"$1\" >> good.txt");
+        let t = Triggers::start(dir.clone(), false, 100);
+        for name in ["foreign", "groupw", "worldw", "linked"] {
+            t.fire(name, vec![], None);
+        }
+        t.fire("good", vec!["1".into()], None);
+        assert!(t.wait_idle(LONG));
+        assert!(!marker.exists(), "{}", fs::read_to_string(&marker).unwrap());
+        assert_eq!(t.refused(), 4);
+        assert_eq!(fs::read_to_string(dir.join("good.txt")).unwrap(), "1\n");
+
+        // The trigger directory itself writable by others: even the good script is refused.
+        for mode in [0o777, 0o1777, 0o775] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            t.fire("good", vec![format!("{mode:o}")], None);
+            assert!(t.wait_idle(LONG));
+        }
+        // A directory above it writable by others without the sticky bit: refused; with
+        // the sticky bit (as /tmp): allowed.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(base.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        t.fire("good", vec!["parent 777".into()], None);
+        assert!(t.wait_idle(LONG));
+        fs::set_permissions(base.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        t.fire("good", vec!["parent 1777".into()], None);
+        assert!(t.wait_idle(LONG));
+        fs::set_permissions(base.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("good.txt")).unwrap(),
+            "1\nparent 1777\n"
+        );
+        assert_eq!(t.refused(), 8);
     }
 
     #[test]

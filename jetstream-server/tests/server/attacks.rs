@@ -1107,9 +1107,10 @@ fn password_guessing_is_throttled_per_source_and_per_user() {
         "sequential attacker: {ev} guesses evaluated, {th} refused unevaluated in {} s ({per_min:.0}/min over this window)",
         w.as_secs()
     );
-    // 5 free, then back-off 1, 2, 4, 8, 16 … s after each (each failure is answered after 1 s, so the first back-off has passed by then):
-    // 9 in 15 s, 10 in 60 s.
-    assert!(ev <= 11, "{ev} guesses evaluated in {} s", w.as_secs());
+    // Each guess is a new user name, so only the per-source limit holds them back: 21 free
+    // (each answered after 1 s), then back-off 1, 2, 4, 8, 16 … s after each: 15 in 15 s,
+    // 26 in 60 s.
+    assert!(ev <= 21 + 11, "{ev} guesses evaluated in {} s", w.as_secs());
     // While that source is throttled, the right password from elsewhere works.
     let (ok, msg) = ask_from(
         Ipv4Addr::new(127, 0, 0, 3),
@@ -1124,9 +1125,14 @@ fn password_guessing_is_throttled_per_source_and_per_user() {
         "parallel attacker (16 connections): {ev} evaluated, {th} refused in {} s",
         w.as_secs()
     );
-    assert!(ev <= 16 + 11, "{ev} guesses evaluated in {} s", w.as_secs());
-    // Per user: one wrong guess from each of six sources locks that user name for a while
-    // even from a new source with the right password; other users are not affected.
+    assert!(
+        ev <= 16 + 21 + 11,
+        "{ev} guesses evaluated in {} s",
+        w.as_secs()
+    );
+    // Per user: one wrong guess from each of six sources does not lock that user name: the
+    // right password from a new source still works (a per-user lock-out would let anyone
+    // keep any account locked, issue 15 item 12; see sec_auth.rs).
     for i in 0..6 {
         let (ok, _) = ask_from(
             Ipv4Addr::new(127, 0, 1, 10 + i),
@@ -1142,8 +1148,8 @@ fn password_guessing_is_throttled_per_source_and_per_user() {
         "auth",
         json!({"userName": v.name(), "password": vpw}),
     );
-    assert!(!ok && msg.contains("too many failed logins"), "{msg}");
-    println!("per user: after 6 failures from 6 sources, the right password is refused: {msg}");
+    assert!(ok, "{msg}");
+    println!("per user: after 6 failures from 6 sources, the right password from a 7th works");
     let (ok, msg) = ask_from(
         Ipv4Addr::new(127, 0, 1, 99),
         s.api,

@@ -10,6 +10,7 @@ mod server {
     pub mod crash;
     pub mod discover;
     pub mod load;
+    pub mod nopam;
     pub mod pathmemory;
     pub mod paths;
     pub mod perms;

@@ -60,7 +60,7 @@ pub fn scratch() -> tempfile::TempDir {
     d
 }
 
-fn free_tcp() -> u16 {
+pub fn free_tcp() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -68,7 +68,7 @@ fn free_tcp() -> u16 {
         .port()
 }
 
-fn free_udp() -> u16 {
+pub fn free_udp() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

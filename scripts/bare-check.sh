@@ -87,7 +87,7 @@ if [ -e /usr/include/security/pam_appl.h ]; then
   echo "bare-check: pam_appl.h is still visible" >&2
   exit 1
 fi
-ldconfig -p | grep -q 'libpam\.so\.0 ' || echo "   note: libpam.so.0 (the runtime) is missing too"
+ldconfig -p | grep 'libpam\.so\.0 ' >/dev/null || echo "   note: libpam.so.0 (the runtime) is missing too"
 
 TARGET=${CARGO_TARGET_DIR:-target}
 step "cargo test --workspace --no-run (builds what the README's test command builds)"

@@ -773,7 +773,10 @@ mod tests {
             e.message.to_lowercase().contains("authentication failure"),
             "{e}"
         );
-        assert!(!PamError::from_code(Api::get().unwrap(), ptr::null_mut(), PAM_CONV_ERR).is_auth_failure());
+        assert!(
+            !PamError::from_code(Api::get().unwrap(), ptr::null_mut(), PAM_CONV_ERR)
+                .is_auth_failure()
+        );
     }
 
     #[test]

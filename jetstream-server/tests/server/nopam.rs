@@ -75,7 +75,12 @@ fn regression_server_starts_and_explains_without_libpam() {
         .arg(bin())
         .arg("server")
         .args(["--api-host", "127.0.0.1", "--recv-host", "127.0.0.1"])
-        .args(["--api-port", &api.to_string(), "--recv-port", &udp.to_string()])
+        .args([
+            "--api-port",
+            &api.to_string(),
+            "--recv-port",
+            &udp.to_string(),
+        ])
         .arg("--persistent-state-dir")
         .arg(&state)
         .arg("--log")
@@ -101,7 +106,10 @@ fn regression_server_starts_and_explains_without_libpam() {
         if listening && fs::metadata(&token_file).is_ok_and(|m| m.len() > 0) {
             break;
         }
-        assert!(Instant::now() < deadline, "server did not open its API port");
+        assert!(
+            Instant::now() < deadline,
+            "server did not open its API port"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let connect = || {
@@ -132,5 +140,8 @@ fn regression_server_starts_and_explains_without_libpam() {
         text.contains("auth: PAM library libpam.so.0 not found: install libpam0g"),
         "{text}"
     );
-    assert!(child.0.try_wait().unwrap().is_none(), "server still running");
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "server still running"
+    );
 }

@@ -91,7 +91,11 @@ fn eio_fs(dir: &Path, src: &Path, mnt: &Path, bad: &str, at: u64) -> Option<Moun
         return None;
     }
     let has_fusepy = runs(PYTHON, &["-c", "import fusepy"]);
-    if !need(has_fusepy, &format!("{PYTHON} with fusepy"), "python3-fusepy") {
+    if !need(
+        has_fusepy,
+        &format!("{PYTHON} with fusepy"),
+        "python3-fusepy",
+    ) {
         return None;
     }
     let script = dir.join("eiofs.py");

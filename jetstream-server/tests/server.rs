@@ -19,6 +19,7 @@ mod server {
     pub mod remote;
     pub mod restart;
     pub mod schedule;
+    pub mod service;
     pub mod storage;
     pub mod triggers;
     pub mod trust;

@@ -53,7 +53,12 @@ fn server(dir: &Path, notify: &Path, api: u16, udp: u16) -> Proc {
         Command::new(bin())
             .arg("server")
             .args(["--api-host", "127.0.0.1", "--recv-host", "127.0.0.1"])
-            .args(["--api-port", &api.to_string(), "--recv-port", &udp.to_string()])
+            .args([
+                "--api-port",
+                &api.to_string(),
+                "--recv-port",
+                &udp.to_string(),
+            ])
             .arg("--persistent-state-dir")
             .arg(dir.join("state"))
             .arg("--log")
@@ -120,7 +125,10 @@ fn sighup_reopens_the_log_file_and_the_server_keeps_serving() {
     let rotated = dir.path().join("server.log.1");
     // What logrotate does: move the file away, then ask for a reload.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !fs::read_to_string(&log).unwrap_or_default().contains(" listening: ") {
+    while !fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(" listening: ")
+    {
         assert!(Instant::now() < deadline, "no start-up line in the log");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -150,5 +158,7 @@ fn sighup_reopens_the_log_file_and_the_server_keeps_serving() {
         .unwrap();
     assert!(ok.success(), "API answers after SIGHUP");
     assert!(child.0.try_wait().unwrap().is_none());
-    assert!(fs::read_to_string(&rotated).unwrap().contains(" listening: "));
+    assert!(fs::read_to_string(&rotated)
+        .unwrap()
+        .contains(" listening: "));
 }

@@ -50,6 +50,8 @@ done
 
 step "hiding the PAM development files"
 SCRATCH=$(mktemp -d /tmp/jetstream-bare.XXXX)
+# The mounts go with the namespace; the directory they hang on is the host's.
+trap 'umount -l "$SCRATCH" 2>/dev/null; rmdir "$SCRATCH" 2>/dev/null || true' EXIT
 mount -t tmpfs jetstream-bare "$SCRATCH"
 # Headers: an empty directory over /usr/include/security (the package's alone).
 for inc in /usr/include/security /usr/local/include/security; do

@@ -4,7 +4,9 @@
 # data on UDP 8886 when those ports are free), printing jscp's summary line.
 # No password is needed: jscp logs in with the server's local token (<state>/local.token,
 # readable only by the account running the server, i.e. you).
-# Usage: scripts/demo.sh [FILE]   (default: 1 GiB of random data made in /dev/shm)
+# Usage: scripts/demo.sh [FILE]   (default: 1 GiB of random data made in /dev/shm;
+#        JETSTREAM_DEMO_SIZE=64M makes that much instead, in head -c's units: CI uses it)
+# Exits non-zero unless the copy arrived identical.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,15 +17,16 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/jetstream-demo.XXXX")
 SERVER_PID=""
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  rm -rf "$TMP" "${MADE:-}"
+  rm -rf "$TMP" "${MADE:-}" "${SANDBOX:-}"
 }
 trap cleanup EXIT
 
 FILE=${1:-}
 if [ -z "$FILE" ]; then
-  MADE=$(mktemp /dev/shm/jetstream-demo-1GiB.XXXX)
-  echo "making 1 GiB of random data in $MADE ..."
-  head -c 1G /dev/urandom > "$MADE"
+  SIZE=${JETSTREAM_DEMO_SIZE:-1G}
+  MADE=$(mktemp "/dev/shm/jetstream-demo-$SIZE.XXXX")
+  echo "making $SIZE of random data in $MADE ..."
+  head -c "$SIZE" /dev/urandom > "$MADE"
   FILE=$MADE
 fi
 
@@ -38,13 +41,26 @@ SANDBOX=/dev/shm/jetstream-demo-sandbox.$$
 "$BIN/jetstream" server --api-host 127.0.0.1 --api-port "$API_PORT" --recv-port "$RECV_PORT" \
   --persistent-state-dir "$TMP/state" --sandbox-dir "$SANDBOX" --log "$TMP/server.log" &
 SERVER_PID=$!
+READY=""
 for _ in $(seq 100); do
-  [ -s "$TMP/state/local.token" ] && "$BIN/jetstream" api --api-control-port "$API_PORT" echo >/dev/null 2>&1 && break
+  [ -s "$TMP/state/local.token" ] && "$BIN/jetstream" api --api-control-port "$API_PORT" echo >/dev/null 2>&1 \
+    && READY=1 && break
+  kill -0 "$SERVER_PID" 2>/dev/null || break
   sleep 0.1
 done
-echo "$(head -1 "$TMP/server.log" | cut -d' ' -f2-)"
+if [ -z "$READY" ]; then
+  echo "the server did not start; its log:" >&2
+  cat "$TMP/server.log" >&2 || true
+  exit 1
+fi
+# Its start-up line (and any warning, e.g. that password logins are unavailable).
+grep -E ' (server: .* listening:|auth: )' "$TMP/server.log" | cut -d' ' -f2- || true
 
 JETSTREAM_KNOWN_HOSTS="$TMP/known_hosts" "$BIN/jscp" --accept-new-host -P "$API_PORT" \
   --token "$(cat "$TMP/state/local.token")" "$FILE" "127.0.0.1:/demo/$(basename "$FILE")"
-cmp "$FILE" "$SANDBOX/demo/$(basename "$FILE")" && echo "verified: $SANDBOX/demo/$(basename "$FILE") is identical"
-rm -rf "$SANDBOX"
+COPY=$SANDBOX/demo/$(basename "$FILE")
+if ! cmp "$FILE" "$COPY"; then
+  echo "FAILED: $COPY differs from $FILE (or is missing)" >&2
+  exit 1
+fi
+echo "verified: $COPY is identical"

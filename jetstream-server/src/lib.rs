@@ -5,6 +5,7 @@
 pub mod cli_api;
 pub mod client;
 pub mod login;
+pub mod notify;
 pub mod pam;
 pub mod paths;
 pub mod relay;

@@ -2,9 +2,14 @@
 //! (`/etc/pam.d/jetstream`, see `packaging/pam.d/jetstream`).
 //!
 //! Only the few calls a password login needs are declared here: `pam_start`,
-//! `pam_authenticate`, `pam_acct_mgmt`, `pam_strerror` and `pam_end`. The conversation
-//! function answers every password prompt with the password it was given and nothing else, so
-//! modules that need a second factor or a password change fail with [`PamError`].
+//! `pam_authenticate`, `pam_acct_mgmt`, `pam_strerror`, `pam_set_item` and `pam_end`. They
+//! are looked up in `libpam.so.0` at run time (`dlopen`, on the first login), not linked:
+//! building needs no PAM development files, and where the library is missing the server
+//! still runs and only password logins fail, saying so.
+//!
+//! The conversation function answers every password prompt with the password it was given and
+//! nothing else, so modules that need a second factor or a password change fail with
+//! [`PamError`].
 //!
 //! PAM handles are not thread safe, but each [`authenticate`] call uses its own handle, so
 //! calls from several threads at once are fine.
@@ -15,10 +20,12 @@ use std::fmt;
 use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
+use std::sync::OnceLock;
 
 // Return codes and flags from <security/_pam_types.h> (Linux-PAM).
 const PAM_SUCCESS: c_int = 0;
 const PAM_SERVICE_ERR: c_int = 3;
+const PAM_SYSTEM_ERR: c_int = 4;
 const PAM_BUF_ERR: c_int = 5;
 const PAM_PERM_DENIED: c_int = 6;
 const PAM_AUTH_ERR: c_int = 7;
@@ -78,19 +85,123 @@ struct PamConv {
     appdata_ptr: *mut c_void,
 }
 
-#[link(name = "pam")]
-extern "C" {
-    fn pam_start(
-        service_name: *const c_char,
-        user: *const c_char,
-        pam_conversation: *const PamConv,
-        pamh: *mut *mut PamHandle,
-    ) -> c_int;
-    fn pam_end(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
-    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
-    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
-    fn pam_strerror(pamh: *mut PamHandle, errnum: c_int) -> *const c_char;
-    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+/// The file `dlopen` looks for: the soname of Linux-PAM's runtime library, which Debian's
+/// `libpam0g` package installs (it is part of every Debian system). Loading it at run time
+/// instead of linking `-lpam` means building needs no `libpam0g-dev`, and a machine without
+/// the library still runs the server: only password logins fail, with [`library_error`].
+pub const LIBRARY: &str = "libpam.so.0";
+
+/// `pam_start`.
+type StartFn = unsafe extern "C" fn(
+    service_name: *const c_char,
+    user: *const c_char,
+    pam_conversation: *const PamConv,
+    pamh: *mut *mut PamHandle,
+) -> c_int;
+/// `pam_end`.
+type EndFn = unsafe extern "C" fn(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
+/// `pam_authenticate` and `pam_acct_mgmt`.
+type FlagsFn = unsafe extern "C" fn(pamh: *mut PamHandle, flags: c_int) -> c_int;
+/// `pam_strerror`.
+type StrerrorFn = unsafe extern "C" fn(pamh: *mut PamHandle, errnum: c_int) -> *const c_char;
+/// `pam_set_item`.
+type SetItemFn =
+    unsafe extern "C" fn(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+
+/// The PAM calls this module makes, resolved from [`LIBRARY`] by `dlsym`.
+///
+/// The library is never closed: the pointers stay valid for the life of the process.
+#[derive(Debug)]
+struct Api {
+    start: StartFn,
+    end: EndFn,
+    authenticate: FlagsFn,
+    acct_mgmt: FlagsFn,
+    strerror: StrerrorFn,
+    set_item: SetItemFn,
+}
+
+/// The loaded library, once it loaded. A failure is not kept: the next login tries again, so
+/// installing `libpam0g` fixes a running server without a restart.
+static API: OnceLock<Api> = OnceLock::new();
+
+impl Api {
+    /// The loaded library, loading it on first use.
+    fn get() -> Result<&'static Self, PamError> {
+        if let Some(api) = API.get() {
+            return Ok(api);
+        }
+        let api = Self::load(LIBRARY).map_err(|message| PamError {
+            code: PAM_SYSTEM_ERR,
+            message,
+        })?;
+        // Two threads may both have loaded it; dlopen counts references, and the copy that
+        // loses the race holds the same addresses.
+        Ok(API.get_or_init(|| api))
+    }
+
+    /// `dlopen(name)` and `dlsym` of each function, or the reason why not, for people.
+    fn load(name: &str) -> Result<Self, String> {
+        let c_name = CString::new(name).map_err(|_| format!("{name:?} contains a NUL byte"))?;
+        // SAFETY: a valid NUL-terminated file name. Loading Linux-PAM runs no constructor
+        // with preconditions. RTLD_NOW: a broken library fails here, not at a later call.
+        let lib = unsafe { libc::dlopen(c_name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if lib.is_null() {
+            return Err(format!(
+                "PAM library {name} not found: install libpam0g ({})",
+                dl_error()
+            ));
+        }
+        let sym = |symbol: &CStr| -> Result<*mut c_void, String> {
+            // SAFETY: `lib` is a live handle from dlopen (never closed); `symbol` is
+            // NUL-terminated.
+            let p = unsafe { libc::dlsym(lib, symbol.as_ptr()) };
+            if p.is_null() {
+                Err(format!(
+                    "PAM library {name} has no {}: install Linux-PAM's libpam0g ({})",
+                    symbol.to_string_lossy(),
+                    dl_error()
+                ))
+            } else {
+                Ok(p)
+            }
+        };
+        // SAFETY (each transmute): the symbol is Linux-PAM's function of that name, whose C
+        // prototype in <security/pam_appl.h> / <security/_pam_types.h> is the one the
+        // target type spells out; a non-null data pointer from dlsym is its code address.
+        unsafe {
+            Ok(Self {
+                start: std::mem::transmute::<*mut c_void, StartFn>(sym(c"pam_start")?),
+                end: std::mem::transmute::<*mut c_void, EndFn>(sym(c"pam_end")?),
+                authenticate: std::mem::transmute::<*mut c_void, FlagsFn>(sym(
+                    c"pam_authenticate",
+                )?),
+                acct_mgmt: std::mem::transmute::<*mut c_void, FlagsFn>(sym(c"pam_acct_mgmt")?),
+                strerror: std::mem::transmute::<*mut c_void, StrerrorFn>(sym(c"pam_strerror")?),
+                set_item: std::mem::transmute::<*mut c_void, SetItemFn>(sym(c"pam_set_item")?),
+            })
+        }
+    }
+}
+
+/// `dlerror()`'s text for the last failure on this thread.
+fn dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl* call
+    // on this thread; it is copied at once.
+    let e = unsafe { libc::dlerror() };
+    if e.is_null() {
+        "no detail".into()
+    } else {
+        // SAFETY: non-null, NUL-terminated (see above).
+        unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
+    }
+}
+
+/// Why PAM cannot be used, if it cannot: [`LIBRARY`] is missing or unusable. Loads it if
+/// that was not done yet. The server reports this at start; password logins then fail with
+/// this text (token logins do not need PAM).
+pub fn library_error() -> Option<String> {
+    Api::get().err().map(|e| e.message)
 }
 
 /// The `PAM_FAIL_DELAY` callback: does nothing, so that modules' own failure delays (pam_unix
@@ -131,10 +242,10 @@ impl PamError {
     }
 
     /// An error for `code` with PAM's own text for it.
-    fn from_code(handle: *mut PamHandle, code: c_int) -> Self {
+    fn from_code(api: &Api, handle: *mut PamHandle, code: c_int) -> Self {
         // SAFETY: Linux-PAM's pam_strerror ignores `handle` (null is allowed) and returns a
         // pointer to a static NUL-terminated string (or null, which we check).
-        let text = unsafe { pam_strerror(handle, code) };
+        let text = unsafe { (api.strerror)(handle, code) };
         let message = if text.is_null() {
             format!("PAM error {code}")
         } else {
@@ -171,6 +282,7 @@ impl Drop for Secret {
 
 /// Closes the PAM handle with the last status when dropped.
 struct Handle {
+    api: &'static Api,
     ptr: *mut PamHandle,
     status: c_int,
 }
@@ -178,7 +290,7 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from a successful pam_start and is ended exactly once, here.
-        unsafe { pam_end(self.ptr, self.status) };
+        unsafe { (self.api.end)(self.ptr, self.status) };
     }
 }
 
@@ -192,7 +304,8 @@ impl Drop for Handle {
 ///
 /// # Errors
 ///
-/// The first failing PAM call's code and text. A user name that is empty or contains a NUL
+/// [`LIBRARY`] cannot be loaded: `PAM_SYSTEM_ERR` with [`library_error`]'s text. Otherwise
+/// the first failing PAM call's code and text. A user name that is empty or contains a NUL
 /// byte gives `PAM_USER_UNKNOWN`, a password with a NUL byte `PAM_AUTH_ERR` (neither reaches
 /// PAM). Use [`PamError::is_auth_failure`] to tell refused credentials from a broken setup.
 pub fn authenticate(service: &str, user: &str, password: &str) -> Result<(), PamError> {
@@ -216,6 +329,7 @@ pub fn authenticate(service: &str, user: &str, password: &str) -> Result<(), Pam
             message: "password contains a NUL byte".into(),
         });
     }
+    let api = Api::get()?;
     // Declared before `handle` so that it outlives it: `appdata_ptr` points here until
     // pam_end has run.
     let secret = Secret(password.as_bytes().to_vec());
@@ -227,12 +341,12 @@ pub fn authenticate(service: &str, user: &str, password: &str) -> Result<(), Pam
     // SAFETY: all pointers are valid NUL-terminated strings / structs that live until the
     // handle is ended (`conv` and `secret` are dropped after `handle`; Linux-PAM copies the
     // pam_conv struct anyway). `raw` is a valid out-pointer.
-    let rc = unsafe { pam_start(c_service.as_ptr(), c_user.as_ptr(), &conv, &mut raw) };
+    let rc = unsafe { (api.start)(c_service.as_ptr(), c_user.as_ptr(), &conv, &mut raw) };
     if rc != PAM_SUCCESS {
-        let err = PamError::from_code(raw, rc);
+        let err = PamError::from_code(api, raw, rc);
         if !raw.is_null() {
             // SAFETY: pam_start handed out a handle despite failing; end it once.
-            unsafe { pam_end(raw, rc) };
+            unsafe { (api.end)(raw, rc) };
         }
         return Err(err);
     }
@@ -243,24 +357,25 @@ pub fn authenticate(service: &str, user: &str, password: &str) -> Result<(), Pam
         });
     }
     let mut handle = Handle {
+        api,
         ptr: raw,
         status: PAM_SUCCESS,
     };
     let delay_fn: extern "C" fn(c_int, std::os::raw::c_uint, *mut c_void) = no_fail_delay;
     // SAFETY: live handle; for PAM_FAIL_DELAY Linux-PAM stores the item as a function pointer
     // of exactly this signature. Failure only means the modules' delay stays in effect.
-    unsafe { pam_set_item(handle.ptr, PAM_FAIL_DELAY, delay_fn as *const c_void) };
+    unsafe { (api.set_item)(handle.ptr, PAM_FAIL_DELAY, delay_fn as *const c_void) };
     // SAFETY: `handle.ptr` is a live handle used from this thread only.
-    let rc = unsafe { pam_authenticate(handle.ptr, PAM_DISALLOW_NULL_AUTHTOK) };
+    let rc = unsafe { (api.authenticate)(handle.ptr, PAM_DISALLOW_NULL_AUTHTOK) };
     if rc != PAM_SUCCESS {
         handle.status = rc;
-        return Err(PamError::from_code(handle.ptr, rc));
+        return Err(PamError::from_code(api, handle.ptr, rc));
     }
     // SAFETY: as above.
-    let rc = unsafe { pam_acct_mgmt(handle.ptr, PAM_DISALLOW_NULL_AUTHTOK) };
+    let rc = unsafe { (api.acct_mgmt)(handle.ptr, PAM_DISALLOW_NULL_AUTHTOK) };
     if rc != PAM_SUCCESS {
         handle.status = rc;
-        return Err(PamError::from_code(handle.ptr, rc));
+        return Err(PamError::from_code(api, handle.ptr, rc));
     }
     Ok(())
 }
@@ -652,13 +767,33 @@ mod tests {
 
     #[test]
     fn error_text_comes_from_pam_strerror() {
-        let e = PamError::from_code(ptr::null_mut(), PAM_AUTH_ERR);
+        let e = PamError::from_code(Api::get().unwrap(), ptr::null_mut(), PAM_AUTH_ERR);
         assert_eq!(e.code, PAM_AUTH_ERR);
         assert!(
             e.message.to_lowercase().contains("authentication failure"),
             "{e}"
         );
-        assert!(!PamError::from_code(ptr::null_mut(), PAM_CONV_ERR).is_auth_failure());
+        assert!(
+            !PamError::from_code(Api::get().unwrap(), ptr::null_mut(), PAM_CONV_ERR)
+                .is_auth_failure()
+        );
+    }
+
+    #[test]
+    fn a_missing_or_foreign_library_is_a_clear_error() {
+        let e = Api::load("libjetstream-test-absent.so.0").unwrap_err();
+        assert!(
+            e.starts_with(
+                "PAM library libjetstream-test-absent.so.0 not found: install libpam0g ("
+            ),
+            "{e}"
+        );
+        assert!(e.contains("No such file"), "{e}");
+        // A library that loads but is not Linux-PAM.
+        let e = Api::load("libc.so.6").unwrap_err();
+        assert!(e.contains("has no pam_start"), "{e}");
+        // The real one (libpam0g is on every Debian system, and so on every test machine).
+        assert_eq!(library_error(), None);
     }
 
     /// Real PAM through /etc/pam.d/jetstream with throwaway system users (root only).

@@ -583,13 +583,18 @@ impl fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// An authenticator for the PAM `service` (normally [`PAM_SERVICE`]); records whether the
-    /// process runs as root and as whom.
+    /// process runs as root and as whom, and loads the PAM library (logging why not where it
+    /// is missing: password logins then fail with [`AuthError::Internal`]).
     ///
     /// # Errors
     ///
     /// The running account cannot be looked up (see [`current`]).
     pub fn new(service: &str) -> io::Result<Self> {
         let me = current()?;
+        if let Some(why) = pam::library_error() {
+            // Not fatal: token logins (the local token among them) do not need PAM.
+            crate::log!("auth: {why}; password logins fail until it is installed");
+        }
         Ok(Self {
             service: service.to_owned(),
             is_root: euid() == 0,

@@ -11,6 +11,7 @@ mod server {
     pub mod discover;
     pub mod escalation;
     pub mod load;
+    pub mod nopam;
     pub mod pathmemory;
     pub mod paths;
     pub mod perms;
@@ -22,6 +23,7 @@ mod server {
     pub mod schedule;
     pub mod sec_auth;
     pub mod sec_triggers;
+    pub mod service;
     pub mod storage;
     pub mod triggers;
     pub mod trust;

@@ -298,6 +298,8 @@ fn start(a: &RelayArgs) -> Result<(), String> {
             a.control_host, a.control_port
         )
     })?;
+    // All three ports are bound (systemd's Type=notify).
+    crate::notify::ready("ports bound");
     let capture = match &a.capture {
         Some(p) => Some(Mutex::new(
             OpenOptions::new()

@@ -2,34 +2,62 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-static LOG_FILE: OnceLock<Mutex<File>> = OnceLock::new();
+static LOG_FILE: OnceLock<(PathBuf, Mutex<File>)> = OnceLock::new();
 
 /// Sends the log to `path` (appending; created 0640). Without a call, the log goes to stderr.
 ///
 /// # Errors
 /// When the file cannot be opened.
 pub fn to_file(path: &Path) -> io::Result<()> {
+    let f = open(path)?;
+    let _ = LOG_FILE.set((path.to_owned(), Mutex::new(f)));
+    Ok(())
+}
+
+fn open(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = OpenOptions::new()
+    OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
-        .open(path)?;
-    let _ = LOG_FILE.set(Mutex::new(f));
-    Ok(())
+        .open(path)
+}
+
+/// Opens the log file again by its name, so that lines go to a new file after a log rotation
+/// moved the old one away (`SIGHUP`, `systemctl reload`). Returns whether there is a log file
+/// (without `--log` the log goes to stderr, e.g. the journal, and there is nothing to do).
+///
+/// # Errors
+/// When the file cannot be opened; the log then stays with the old file.
+pub fn reopen() -> io::Result<bool> {
+    let Some((path, file)) = LOG_FILE.get() else {
+        return Ok(false);
+    };
+    let new = open(path)?;
+    *file.lock() = new;
+    Ok(true)
+}
+
+/// What `SIGHUP` (`systemctl reload`) does: reopens the log file, and says so in the log.
+pub fn reload() {
+    match reopen() {
+        Ok(true) => crate::log!("server: SIGHUP: log file reopened"),
+        Ok(false) => crate::log!("server: SIGHUP: nothing to reload (no --log file)"),
+        Err(e) => crate::log!("server: SIGHUP: cannot reopen the log file: {e}"),
+    }
 }
 
 /// Writes one line: `2026-11-23T14:27:32.123Z message`.
 pub fn line(message: &str) {
     let text = format!("{} {message}\n", timestamp(SystemTime::now()));
     match LOG_FILE.get() {
-        Some(f) => {
+        Some((_, f)) => {
             let _ = f.lock().write_all(text.as_bytes());
         }
         None => {

@@ -540,6 +540,8 @@ fn start(args: ServerArgs) -> Result<(), String> {
         )
     })?;
     let api_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // API and data ports are bound: systemd may start what comes after us (Type=notify).
+    crate::notify::ready(&format!("API tcp {api_addr}"));
     let persisted = state.load()?;
     let auth = Authenticator::new("jetstream").map_err(|e| format!("users: {e}"))?;
     let supers = SuperuserPolicy::new(args.superuser.clone(), args.supergroup.clone());
@@ -636,18 +638,24 @@ fn start(args: ServerArgs) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("signals: {e}"))?;
     let s = server.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    log::reload();
+                    continue;
+                }
                 s.stop(if sig == signal_hook::consts::SIGINT {
                     "SIGINT"
                 } else {
                     "SIGTERM"
                 });
+                break;
             }
         })
         .map_err(|e| e.to_string())?;

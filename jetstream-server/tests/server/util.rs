@@ -44,6 +44,32 @@ pub fn can_run() -> bool {
     true
 }
 
+/// Whether a test's outside need (`what`, from Debian's `package`) is met. When it is not, a
+/// newcomer's `cargo test --workspace` skips the test and says what to install; under CI
+/// (`CI=true`), whose `.ci/run` installs every such package, the test fails instead, so that a
+/// missing install step cannot hide behind a skip.
+pub fn need(present: bool, what: &str, package: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false"),
+        "{what} is missing (CI=true: .ci/run must install {package})"
+    );
+    eprintln!("skipped: needs {what} (apt-get install {package})");
+    false
+}
+
+/// Whether `program args` runs and exits 0 (output discarded).
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A user with a password.
 pub fn user() -> (TestUser, String) {
     let pw = format!("pw-{}", std::process::id());
@@ -60,7 +86,7 @@ pub fn scratch() -> tempfile::TempDir {
     d
 }
 
-fn free_tcp() -> u16 {
+pub fn free_tcp() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -68,7 +94,7 @@ fn free_tcp() -> u16 {
         .port()
 }
 
-fn free_udp() -> u16 {
+pub fn free_udp() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -333,6 +333,20 @@ impl Dir {
         Ok(self.child(fd, name))
     }
 
+    /// Opens the parent directory (`..`, which is never a link; for callers that follow a
+    /// link target they decided to trust).
+    ///
+    /// # Errors
+    /// The open's error.
+    pub fn open_parent(&self) -> io::Result<Self> {
+        let fd = openat(self.as_raw_fd(), c"..", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        Ok(Self {
+            fd,
+            path: self.path.parent().unwrap_or(&self.path).to_path_buf(),
+            walk_only: self.walk_only,
+        })
+    }
+
     /// Opens the directory entry `name` for reading (`O_RDONLY`, so that it can be `fchown`ed,
     /// `fchmod`ed and `fsync`ed), without following it.
     ///

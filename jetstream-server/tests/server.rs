@@ -17,6 +17,7 @@ mod server {
     pub mod relay;
     pub mod remote;
     pub mod restart;
+    pub mod sandbox_races;
     pub mod schedule;
     pub mod storage;
     pub mod triggers;

@@ -511,7 +511,8 @@ pub(crate) fn checkpoint(state: &Mutex<JournalState>) {
 }
 
 /// The sink's view of the disk: where part files live and how they become final files.
-/// Shared (read-only, except the journal) by the sink's worker and checkpoint threads.
+/// Shared (read-only, except the journal and the caches) by the sink's worker and checkpoint
+/// threads.
 #[derive(Debug)]
 pub(crate) struct Disk {
     /// The destination root's descriptor: every path is resolved beneath it.
@@ -520,37 +521,67 @@ pub(crate) struct Disk {
     pub(crate) tag: String,
     pub(crate) fsync: bool,
     pub(crate) journal: Mutex<JournalState>,
-    /// Part files already resolved and opened, with the descriptor of their directory, so that
-    /// a unit write is one `pwrite` rather than a path walk, an open and a close, and the
-    /// rename into place happens in the directory the part file was created in.
-    pub(crate) open: Mutex<HashMap<FileIndex, Arc<Part>>>,
+    /// Where each entry's part file is, from its first write to its rename into place (or
+    /// rejection): the descriptor of its directory, resolved once. The part file is created,
+    /// reopened, renamed and removed in that directory only, whatever happens to the path
+    /// meanwhile.
+    pub(crate) located: Mutex<HashMap<FileIndex, Arc<Located>>>,
+    /// Directories resolved for this transfer, by relative path, so that the files of one
+    /// directory share one descriptor and one resolution.
+    pub(crate) dirs: Mutex<HashMap<String, Arc<Dir>>>,
+    /// Part files already opened, so that a unit write is one `pwrite` rather than an open
+    /// and a close.
+    pub(crate) open: Mutex<HashMap<FileIndex, Arc<File>>>,
 }
 
-/// An open part file and where it is.
+impl Disk {
+    /// A disk writing beneath `root`.
+    pub(crate) fn new(
+        root: Arc<Dir>,
+        manifest: Arc<Manifest>,
+        tag: String,
+        fsync: bool,
+        journal: JournalState,
+    ) -> Self {
+        Self {
+            root,
+            manifest,
+            tag,
+            fsync,
+            journal: Mutex::new(journal),
+            located: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Where an entry's part file is.
 #[derive(Debug)]
-pub(crate) struct Part {
-    /// The directory it was created in (the final file's directory).
-    dir: Dir,
+pub(crate) struct Located {
+    /// The directory of the final path, shared by the entries in it.
+    dir: Arc<Dir>,
     /// The final file's name in `dir`.
     name: String,
     /// The part file's name in `dir`.
     part_name: String,
-    file: Arc<File>,
 }
 
-impl Part {
-    fn path(&self) -> PathBuf {
+impl Located {
+    fn part_path(&self) -> PathBuf {
         self.dir.path().join(&self.part_name)
     }
 
     /// Best-effort removal of the part file, in the directory it was created in.
-    pub(crate) fn remove(&self) {
+    pub(crate) fn remove_part(&self) {
         let _ = self.dir.remove_file(&self.part_name);
     }
 }
 
 /// Most part files kept open at once by one sink.
 const OPEN_PART_FILES: usize = 128;
+/// Most directories remembered by one sink (entries being written keep theirs regardless).
+const RESOLVED_DIRS: usize = 256;
 
 impl Disk {
     fn entry(&self, file: FileIndex) -> Result<&ManifestEntry, FsError> {
@@ -563,16 +594,61 @@ impl Disk {
             })
     }
 
-    /// The directory of `file`'s final path, resolved beneath the root (created with
-    /// `create`, symlinks refused), its final name and its part file's name.
+    /// The directory `rel` beneath the root (created with `create`, symlinks refused), once
+    /// per transfer while remembered.
+    fn dir(&self, rel: &str, create: bool) -> Result<Arc<Dir>, FsError> {
+        if let Some(dir) = self.dirs.lock().get(rel) {
+            return Ok(dir.clone());
+        }
+        let dir = Arc::new(if create {
+            self.root.create_dirs(rel)?
+        } else {
+            self.root.open_dir(rel)?
+        });
+        let mut dirs = self.dirs.lock();
+        if dirs.len() >= RESOLVED_DIRS {
+            dirs.clear();
+        }
+        // A concurrent resolution of the same directory wins: one descriptor per path.
+        Ok(dirs.entry(rel.to_owned()).or_insert(dir).clone())
+    }
+
+    /// Where `file`'s part file is: remembered from its first write, else resolved now
+    /// (parents created with `create`) and remembered with `remember`.
     pub(crate) fn locate(
         &self,
         file: FileIndex,
         create: bool,
-    ) -> Result<(Dir, String, String), FsError> {
-        let (dir, name) = self.root.parent_of(self.entry(file)?.dest_path(), create)?;
-        let part = part_name(name, &self.tag);
-        Ok((dir, name.to_owned(), part))
+        remember: bool,
+    ) -> Result<Arc<Located>, FsError> {
+        if let Some(l) = self.located.lock().get(&file) {
+            return Ok(l.clone());
+        }
+        let rel = self.entry(file)?.dest_path();
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let dir = self.dir(parent, create).map_err(|e| match e {
+            // Name the entry in the refusal, as the sender knows it.
+            FsError::Escape { .. } => FsError::Escape {
+                path: rel.to_owned(),
+            },
+            e => e,
+        })?;
+        let located = Arc::new(Located {
+            dir,
+            name: name.to_owned(),
+            part_name: part_name(name, &self.tag),
+        });
+        if remember {
+            let mut map = self.located.lock();
+            return Ok(map.entry(file).or_insert(located).clone());
+        }
+        Ok(located)
+    }
+
+    /// Forgets where `file` is (it is in place, rejected or discarded).
+    fn forget(&self, file: FileIndex) -> Option<Arc<Located>> {
+        self.open.lock().remove(&file);
+        self.located.lock().remove(&file)
     }
 
     /// Hashes unit `index` of `file` and writes it to the part file (created and preallocated
@@ -584,105 +660,91 @@ impl Disk {
         data: &[u8],
     ) -> Result<SubtreeHash, FsError> {
         let size = self.entry(file)?.size();
-        let part = self.part_file(file, size, true)?;
+        let (at, f) = self.part_file(file, size, true)?;
         let hash = subtree_hash(size, index, data)
-            .ok_or_else(|| internal(&part.path(), "unit of the wrong length"))?;
+            .ok_or_else(|| internal(&at.part_path(), "unit of the wrong length"))?;
         let offset = index * SUBTREE_LEN;
-        part.file
-            .write_all_at(data, offset)
-            .map_err(|e| FsError::io(part.path(), &e))?;
+        f.write_all_at(data, offset)
+            .map_err(|e| FsError::io(at.part_path(), &e))?;
         self.journal
             .lock()
-            .note_written(file, &part.file, offset..offset + data.len() as u64);
+            .note_written(file, &f, offset..offset + data.len() as u64);
         Ok(hash)
     }
 
     /// Re-reads unit `index` from the part file and hashes it (resume only).
     pub(crate) fn rehash_unit(&self, file: FileIndex, index: u64) -> Result<SubtreeHash, FsError> {
         let size = self.entry(file)?.size();
-        let part = self.part_file(file, size, false)?;
+        let (at, f) = self.part_file(file, size, false)?;
         // subtree_len <= SUBTREE_LEN, so it fits a usize.
         let mut data = vec![0; subtree_len(size, index) as usize];
-        part.file
-            .read_exact_at(&mut data, index * SUBTREE_LEN)
-            .map_err(|e| FsError::io(part.path(), &e))?;
-        subtree_hash(size, index, &data).ok_or_else(|| internal(&part.path(), "unit out of range"))
+        f.read_exact_at(&mut data, index * SUBTREE_LEN)
+            .map_err(|e| FsError::io(at.part_path(), &e))?;
+        subtree_hash(size, index, &data)
+            .ok_or_else(|| internal(&at.part_path(), "unit out of range"))
     }
 
-    /// The part file of `file`, resolved and opened on first use (created and preallocated
+    /// The part file of `file`, located and opened on first use (created and preallocated
     /// with `create`; otherwise it must exist at full length, as on resume).
-    fn part_file(&self, file: FileIndex, size: u64, create: bool) -> Result<Arc<Part>, FsError> {
-        if let Some(part) = self.open.lock().get(&file) {
-            return Ok(part.clone());
+    fn part_file(
+        &self,
+        file: FileIndex,
+        size: u64,
+        create: bool,
+    ) -> Result<(Arc<Located>, Arc<File>), FsError> {
+        let at = self.locate(file, create, true)?;
+        if let Some(f) = self.open.lock().get(&file) {
+            return Ok((at, f.clone()));
         }
-        let (dir, name, part_name) = self.locate(file, create)?;
-        let f = open_part(&dir, &part_name, size, create)?;
-        let part = Arc::new(Part {
-            dir,
-            name,
-            part_name,
-            file: Arc::new(f),
-        });
+        let f = Arc::new(open_part(&at.dir, &at.part_name, size, create)?);
         let mut open = self.open.lock();
         if open.len() >= OPEN_PART_FILES {
             open.clear();
         }
-        open.insert(file, part.clone());
-        Ok(part)
+        open.insert(file, f.clone());
+        Ok((at, f))
     }
 
     /// Puts a verified entry in place: sync, mtime, mode, rename (or creates the empty
     /// directory), then journals its completion.
     pub(crate) fn finalize(&self, file: FileIndex) -> Result<(), FsError> {
-        let cached = self.open.lock().remove(&file);
         let e = self.entry(file)?;
         if e.is_empty_dir() {
-            let (dir, name, _) = self.locate(file, true)?;
-            let path = dir.path().join(&name);
-            match dir.mkdir(&name, 0o777) {
+            let at = self.locate(file, true, false)?;
+            let (dir, name) = (&at.dir, &at.name);
+            let path = dir.path().join(name);
+            match dir.mkdir(name, 0o777) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                    let meta = dir.lstat(&name).map_err(|e| FsError::io(&path, &e))?;
+                    let meta = dir.lstat(name).map_err(|e| FsError::io(&path, &e))?;
                     if meta.kind != Kind::Directory {
                         return Err(FsError::io(&path, &err));
                     }
                 }
                 Err(err) => return Err(FsError::io(&path, &err)),
             }
-            dir.set_modified(&name, system_time(e.mtime_us()))
+            dir.set_modified(name, system_time(e.mtime_us()))
                 .map_err(|e| FsError::io(&path, &e))?;
         } else {
-            // The part file written to, in the directory it was created in. Evicted from the
-            // cache (many files at once), it is found again beneath the root; only an empty
-            // file's part may be created here, any other must exist at full length.
-            let part = match cached {
-                Some(part) => part,
-                None => {
-                    let (dir, name, part_name) = self.locate(file, e.size() == 0)?;
-                    let f = open_part(&dir, &part_name, e.size(), e.size() == 0)?;
-                    Arc::new(Part {
-                        dir,
-                        name,
-                        part_name,
-                        file: Arc::new(f),
-                    })
-                }
-            };
-            let f = &part.file;
-            let at = part.path();
+            // The part file written to, in the directory it was created in; only an empty
+            // file's part is created here, any other must exist at full length.
+            let empty = e.size() == 0;
+            let (at, f) = self.part_file(file, e.size(), empty)?;
+            self.forget(file);
+            let path = at.part_path();
             if self.fsync {
-                f.sync_data().map_err(|e| FsError::io(&at, &e))?;
+                f.sync_data().map_err(|e| FsError::io(&path, &e))?;
             }
             f.set_modified(system_time(e.mtime_us()))
-                .map_err(|e| FsError::io(&at, &e))?;
+                .map_err(|e| FsError::io(&path, &e))?;
             let mode = if e.is_executable() { 0o755 } else { 0o644 };
             f.set_permissions(Permissions::from_mode(mode))
-                .map_err(|e| FsError::io(&at, &e))?;
-            part.dir
-                .rename(&part.part_name, &part.name)
-                .map_err(|e| FsError::io(part.dir.path().join(&part.name), &e))?;
+                .map_err(|e| FsError::io(&path, &e))?;
+            at.dir
+                .rename(&at.part_name, &at.name)
+                .map_err(|e| FsError::io(at.dir.path().join(&at.name), &e))?;
             if self.fsync {
-                part.dir.sync();
+                at.dir.sync();
             }
         }
         self.journal.lock().note_complete(file, self.fsync);
@@ -692,21 +754,28 @@ impl Disk {
     /// Deletes the part file of an entry whose digest did not match; always returns the
     /// [`FsError::DigestMismatch`] to report.
     pub(crate) fn reject(&self, file: FileIndex) -> Result<(), FsError> {
-        let cached = self.open.lock().remove(&file);
-        let (final_path, removed) = match cached {
-            Some(part) => (
-                part.dir.path().join(&part.name),
-                part.dir.remove_file(&part.part_name),
-            ),
-            None => {
-                let (dir, name, part_name) = self.locate(file, false)?;
-                (dir.path().join(name), dir.remove_file(&part_name))
-            }
+        let at = match self.forget(file) {
+            Some(at) => at,
+            None => self.locate(file, false, false)?,
         };
         // Best effort: the bad data must not be mistaken for progress on a later resume either.
-        let _ = removed;
+        at.remove_part();
         self.journal.lock().pending.remove(&file);
-        Err(FsError::DigestMismatch { path: final_path })
+        Err(FsError::DigestMismatch {
+            path: at.dir.path().join(&at.name),
+        })
+    }
+
+    /// Best-effort removal of `file`'s part file (the transfer is discarded).
+    pub(crate) fn discard(&self, file: FileIndex) {
+        let at = match self.forget(file) {
+            Some(at) => at,
+            None => match self.locate(file, false, false) {
+                Ok(at) => at,
+                Err(_) => return,
+            },
+        };
+        at.remove_part();
     }
 }
 

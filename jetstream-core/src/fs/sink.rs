@@ -26,7 +26,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
 
 use super::identity::{run_as_user, FsIdentity};
 use super::journal::{self, contains, insert_range, Disk, JournalState};
@@ -349,14 +348,7 @@ impl FileSink {
             ..JournalState::default()
         };
         let ctx = Arc::new(Ctx {
-            disk: Disk {
-                root,
-                manifest,
-                tag,
-                fsync: config.fsync,
-                journal: Mutex::new(journal_state),
-                open: Mutex::new(HashMap::new()),
-            },
+            disk: Disk::new(root, manifest, tag, config.fsync, journal_state),
             identity: config.identity,
             cancelled: AtomicBool::new(false),
             notify,
@@ -681,17 +673,8 @@ impl FileSink {
         // Best effort throughout: a part file may never have been created.
         let _ = run_as_user(self.ctx.identity.clone(), move || {
             let disk = &ctx.disk;
-            let open = std::mem::take(&mut *disk.open.lock());
             for i in started {
-                let file = FileIndex(i as u32);
-                match open.get(&file) {
-                    Some(part) => part.remove(),
-                    None => {
-                        if let Ok((dir, _, part)) = disk.locate(file, false) {
-                            let _ = dir.remove_file(&part);
-                        }
-                    }
-                }
+                disk.discard(FileIndex(i as u32));
             }
             journal::remove(&disk.root, &disk.tag);
         });

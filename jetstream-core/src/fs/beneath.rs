@@ -154,13 +154,23 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     }
 }
 
-fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+fn openat(
+    dirfd: RawFd,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
     retry(|| {
         // SAFETY: `name` is a valid NUL-terminated string for the duration of the call;
         // `dirfd` is a descriptor the caller keeps open; the kernel returns a new descriptor
         // that nothing else owns, which `OwnedFd` takes over.
         let fd = unsafe {
-            libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC, libc::c_uint::from(mode))
+            libc::openat(
+                dirfd,
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                libc::c_uint::from(mode),
+            )
         };
         if fd < 0 {
             Err(last_error())
@@ -171,7 +181,12 @@ fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> 
     })
 }
 
-fn openat2(dirfd: RawFd, path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+fn openat2(
+    dirfd: RawFd,
+    path: &CStr,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: u64::from(mode),
@@ -316,7 +331,11 @@ impl Dir {
     /// # Errors
     /// The `fstatat` error (`NotFound` for a missing entry).
     pub fn lstat(&self, name: &str) -> io::Result<Stat> {
-        fstatat(self.as_raw_fd(), &component(name)?, libc::AT_SYMLINK_NOFOLLOW)
+        fstatat(
+            self.as_raw_fd(),
+            &component(name)?,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     }
 
     /// Opens the entry `name` of this directory as a directory, without following it.
@@ -367,8 +386,18 @@ impl Dir {
     ///
     /// # Errors
     /// `ELOOP` for a symbolic link, else the open's error.
-    pub fn open_file(&self, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
-        let fd = openat(self.as_raw_fd(), &component(name)?, flags | libc::O_NOFOLLOW, mode)?;
+    pub fn open_file(
+        &self,
+        name: &str,
+        flags: libc::c_int,
+        mode: libc::mode_t,
+    ) -> io::Result<File> {
+        let fd = openat(
+            self.as_raw_fd(),
+            &component(name)?,
+            flags | libc::O_NOFOLLOW,
+            mode,
+        )?;
         Ok(File::from(fd))
     }
 
@@ -440,7 +469,12 @@ impl Dir {
         let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
         // SAFETY: `c` is NUL-terminated; `buf` is writable for `buf.len()` bytes.
         let n = unsafe {
-            libc::readlinkat(self.as_raw_fd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            libc::readlinkat(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
         };
         let n = usize::try_from(n).map_err(|_| last_error())?;
         buf.truncate(n);
@@ -451,7 +485,12 @@ impl Dir {
 
     /// Best-effort `fsync` of this directory (so that a rename in it is durable).
     pub fn sync(&self) {
-        if let Ok(fd) = openat(self.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        if let Ok(fd) = openat(
+            self.as_raw_fd(),
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        ) {
             let _ = File::from(fd).sync_all();
         }
     }

@@ -260,11 +260,7 @@ impl Journal {
     ///
     /// # Errors
     /// [`FsError::Io`] when the directory or the file cannot be written.
-    pub(crate) fn create(
-        root: &Dir,
-        tag: &str,
-        records: &JournalRecords,
-    ) -> Result<Self, FsError> {
+    pub(crate) fn create(root: &Dir, tag: &str, records: &JournalRecords) -> Result<Self, FsError> {
         let path = journal_path(root.path(), tag);
         let dir_path = root.path().join(JOURNAL_DIR);
         match root.lstat(JOURNAL_DIR) {

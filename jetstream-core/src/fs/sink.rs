@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::beneath::Dir;
 use super::identity::{run_as_user, FsIdentity};
 use super::journal::{self, contains, insert_range, Disk, JournalState};
-use super::beneath::Dir;
 use super::tree::{subtree_len, SubtreeHash, TreeHasher, SUBTREE_LEN};
 use super::FsError;
 use crate::manifest::{Manifest, ManifestEntry};

@@ -154,7 +154,9 @@ fn open_for_user(base: &Path, ids: &UserIds) -> Result<Dir, SandboxError> {
                         io::Error::from_raw_os_error(libc::ELOOP),
                     ));
                 }
-                let target = cur.read_link(name).map_err(|e| SandboxError::io(&path, e))?;
+                let target = cur
+                    .read_link(name)
+                    .map_err(|e| SandboxError::io(&path, e))?;
                 if target.is_absolute() {
                     cur = Dir::open(Path::new("/"))
                         .map_err(|e| SandboxError::io(Path::new("/"), e))?;
@@ -196,12 +198,14 @@ fn create_as_root(
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(SandboxError::io(path, e)),
     }
-    let f = cur.open_child_readable(name).map_err(|e| match e.raw_os_error() {
-        Some(libc::ELOOP | libc::ENOTDIR) => SandboxError::NotADirectory {
-            path: path.to_path_buf(),
-        },
-        _ => SandboxError::io(path, e),
-    })?;
+    let f = cur
+        .open_child_readable(name)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => SandboxError::NotADirectory {
+                path: path.to_path_buf(),
+            },
+            _ => SandboxError::io(path, e),
+        })?;
     let meta = f.metadata().map_err(|e| SandboxError::io(path, e))?;
     // Exactly 0755 whatever the umask; a directory another root receive made is taken as is.
     if std::os::unix::fs::MetadataExt::uid(&meta) == 0 {
@@ -460,7 +464,10 @@ mod tests {
         std::fs::remove_file(home.join("jetstream")).unwrap();
         symlink(&outside, home.join("jetstream")).unwrap();
         let r = open_receive_dir(&home.join("jetstream/incoming"), "", Some(&nobody()));
-        assert!(matches!(r, Err(SandboxError::UnsafeSymlink { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(SandboxError::UnsafeSymlink { .. })),
+            "{r:?}"
+        );
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         assert_eq!(owner_mode(&outside).0, 0);
     }

@@ -38,7 +38,11 @@ struct Cast {
 
 impl Cast {
     /// `prepare` runs before the servers start, with the scratch directory and the user.
-    fn new(sandbox: &str, prepare: impl FnOnce(&Path, &TestUser), extra: serde_json::Value) -> Self {
+    fn new(
+        sandbox: &str,
+        prepare: impl FnOnce(&Path, &TestUser),
+        extra: serde_json::Value,
+    ) -> Self {
         let (user, pw) = user();
         let dir = scratch();
         let d = dir.path().to_path_buf();
@@ -131,7 +135,11 @@ fn regression_a_users_link_on_the_way_to_the_sandbox_is_refused() {
     let end = cast.send(&src, "/f.txt", Duration::from_secs(30));
     assert_eq!(end["status"], "error", "{end}");
     let msg = end["errorMessage"].as_str().unwrap_or("");
-    let link = cast.d().join("home").join(cast.user.name()).join("jetstream");
+    let link = cast
+        .d()
+        .join("home")
+        .join(cast.user.name())
+        .join("jetstream");
     assert!(
         msg.contains(&link.display().to_string()) && msg.contains("symbolic link"),
         "the error names the link: {msg}"
@@ -142,7 +150,11 @@ fn regression_a_users_link_on_the_way_to_the_sandbox_is_refused() {
         Vec::<PathBuf>::new(),
         "something was made through the link"
     );
-    assert_eq!(owner_mode(&outside), (0, 0, 0o755), "the link's target was given away");
+    assert_eq!(
+        owner_mode(&outside),
+        (0, 0, 0o755),
+        "the link's target was given away"
+    );
 }
 
 /// Issue 15 item 4: with `<d>/srv/js/%u` and `<d>/srv/js` absent, the old server gave
@@ -163,7 +175,11 @@ fn regression_missing_ancestors_of_the_sandbox_are_roots() {
     assert_eq!(owner_mode(&d.join("srv/js")), (0, 0, 0o755), "srv/js");
     let sandbox = d.join("srv/js").join(cast.user.name());
     let (u, g) = (cast.user.uid(), cast.user.gid());
-    for p in [sandbox.clone(), sandbox.join("sub"), sandbox.join("sub/f.txt")] {
+    for p in [
+        sandbox.clone(),
+        sandbox.join("sub"),
+        sandbox.join("sub/f.txt"),
+    ] {
         let (uid, gid, _) = owner_mode(&p);
         assert_eq!((uid, gid), (u, g), "{}", p.display());
     }
@@ -211,7 +227,8 @@ fn regression_swapping_a_directory_for_a_link_during_a_transfer_writes_nothing_o
         let (stop, swaps, ids) = (stop.clone(), swaps.clone(), cast.ids());
         let (at, out, sandbox) = (sandbox.join("d"), out.clone(), sandbox.clone());
         std::thread::spawn(move || {
-            ids.apply_to_this_thread().expect("take the user's identity");
+            ids.apply_to_this_thread()
+                .expect("take the user's identity");
             // Bounded: at most a minute, whatever happens to the transfer.
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut k = 0u64;

@@ -33,14 +33,23 @@ fn creates_and_opens_directories_below_the_root() {
         assert_eq!(root.open_dir("").unwrap().path(), root.path());
         let missing = root.open_dir("a/none");
         assert!(
-            matches!(&missing, Err(FsError::Io { kind: io::ErrorKind::NotFound, .. })),
+            matches!(
+                &missing,
+                Err(FsError::Io {
+                    kind: io::ErrorKind::NotFound,
+                    ..
+                })
+            ),
             "{missing:?}"
         );
         // A file written through the parent's descriptor lands there.
         let (parent, name) = root.parent_of("a/b c/ファイル/f.txt", true).unwrap();
         let mut f = parent.open_file(name, CREATE, 0o600).unwrap();
         f.write_all(b"x").unwrap();
-        assert_eq!(std::fs::read(tmp.join("root/a/b c/ファイル/f.txt")).unwrap(), b"x");
+        assert_eq!(
+            std::fs::read(tmp.join("root/a/b c/ファイル/f.txt")).unwrap(),
+            b"x"
+        );
     });
 }
 
@@ -52,7 +61,10 @@ fn refuses_a_symlinked_directory_pointing_outside() {
         symlink(&outside, tmp.join("root/link")).unwrap();
         assert!(is_escape(&root.open_dir("link")), "open link");
         assert!(is_escape(&root.open_dir("link/x")), "open link/x");
-        assert!(is_escape(&root.create_dirs("link/sub/x")), "create below link");
+        assert!(
+            is_escape(&root.create_dirs("link/sub/x")),
+            "create below link"
+        );
         assert!(is_escape(&root.parent_of("link/f", true)), "parent link");
         // A link pointing back inside is refused too (simple and obviously safe).
         std::fs::create_dir(tmp.join("root/real")).unwrap();
@@ -71,7 +83,9 @@ fn refuses_a_symlinked_final_component() {
         symlink(&victim, tmp.join("root/f")).unwrap();
         symlink(tmp.join("nowhere"), tmp.join("root/dangling")).unwrap();
         for name in ["f", "dangling"] {
-            let err = root.open_file(name, CREATE | libc::O_TRUNC, 0o600).unwrap_err();
+            let err = root
+                .open_file(name, CREATE | libc::O_TRUNC, 0o600)
+                .unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{name}: {err}");
         }
         assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
@@ -109,7 +123,11 @@ fn refuses_a_file_used_as_a_directory() {
         std::fs::write(tmp.join("root/file"), b"x").unwrap();
         for r in [root.open_dir("file/x"), root.create_dirs("file/sub/x")] {
             match r {
-                Err(FsError::Io { kind, message, path }) => {
+                Err(FsError::Io {
+                    kind,
+                    message,
+                    path,
+                }) => {
                     assert_eq!(kind, io::ErrorKind::Other, "{path:?}");
                     assert_eq!(message, "not a directory");
                     assert_eq!(path, tmp.join("root/file"));

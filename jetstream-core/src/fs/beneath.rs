@@ -565,6 +565,9 @@ impl Dir {
                     }
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {}
+                // A concurrent rename made the kernel give up (it cannot tell whether the
+                // result would be beneath): the walk decides, refusing links just the same.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
                 Err(e) => return Err(self.classify(&components, rel, &e)),
             }
         }

@@ -167,9 +167,21 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .user
         .clone()
         .ok_or_else(|| ApiError("not authenticated".into()))?;
-    let base = server
-        .sandbox_of(ctx.session)?
-        .unwrap_or_else(|| "/".into());
+    // A token's path is below the user's sandbox: the sandbox is what the server may create
+    // and give to the user, the token's path is created as the user (without a sandbox, the
+    // token's path is the sandbox).
+    let (base, rel) = match server.sandbox_parts(ctx.session)? {
+        (Some(base), Some(token)) if !token.is_empty() => {
+            let rel = if rel.is_empty() {
+                token
+            } else {
+                format!("{token}/{rel}")
+            };
+            (base, rel)
+        }
+        (None, Some(token)) => (sandbox::join_under(std::path::Path::new("/"), &token), rel),
+        (base, _) => (base.unwrap_or_else(|| "/".into()), rel),
+    };
     // Running as root for another user, everything below the sandbox is done with the user's
     // file-system identity, so the user's permissions apply (a directory they may not write
     // stays unwritten). Only the sandbox itself may be created by root and given to the user,

@@ -196,8 +196,9 @@ const RACE_FILES: usize = 3000;
 /// of theirs would be) swaps the destination's directory `d` for a link to a directory
 /// outside the sandbox that they may write, over and over, while many small files arrive in
 /// `d`. The old server checked each path with `lstat` and then opened it by name, and wrote
-/// some files through the link (dozens per run); now every file is created beneath
-/// descriptors, and none may appear outside. The transfer completes, or ends in error naming
+/// files through the link: 31 to 373 files and part files outside in each of 10 runs out of
+/// 10 (about 40 000 swaps per run). Now every file is created beneath descriptors, and none
+/// may appear outside. The transfer completes, or ends in error naming
 /// the files whose directory was a link when they were resolved.
 #[test]
 fn regression_swapping_a_directory_for_a_link_during_a_transfer_writes_nothing_outside() {

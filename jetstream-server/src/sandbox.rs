@@ -20,22 +20,26 @@
 //!   target path: a leading `/` means "from the top of the sandbox", `..` may not climb above
 //!   that top;
 //! - [`map_target`] combines the three parts lexically (for reporting and tests);
-//! - [`ensure_dir_under`] creates `<sandbox>/<destinationPath>` on disk, refusing symbolic
-//!   links below the sandbox, before the engine writes under it (the engine itself refuses
-//!   symlinks below that point);
+//! - [`open_receive_dir`] opens (creating what is missing) the sandbox and
+//!   `<sandbox>/<destinationPath>` with directory descriptors, never letting a user's link
+//!   make root create or give away anything (see [`open`] for the rules), and returns the
+//!   descriptor the engine then writes beneath (it refuses symlinks below that point);
 //! - [`run_as_user`] runs a closure with a user's file-system identity, so that a root server
 //!   reads and lists files (e.g. to build a manifest) with that user's rights only.
 //!
-//! The symlink checks are made one component at a time with `lstat`; they protect against a
-//! hostile *peer*, not against a local user racing us inside the sandbox (that would need
-//! `openat`-style resolution).
+//! Every check is made on an open directory descriptor (`openat` with `O_NOFOLLOW`, or
+//! `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` in the engine), never on a path
+//! looked at earlier, so a local user swapping directories for links while a transfer runs
+//! cannot win a race against them.
 //!
 //! Paths are handled as UTF-8 strings (they come from JSON); `\` is an ordinary character.
 
 use std::fmt;
 use std::io;
-use std::os::unix::fs::lchown;
 use std::path::{Path, PathBuf};
+
+pub mod open;
+pub use open::open_receive_dir;
 
 /// Why a sandbox path could not be computed or prepared.
 #[derive(Debug)]
@@ -72,6 +76,20 @@ pub enum SandboxError {
         /// The full path of the offending component.
         path: PathBuf,
     },
+    /// A symbolic link on the way to the sandbox that root will not follow: the link or the
+    /// directory holding it is not root's alone.
+    UnsafeSymlink {
+        /// The full path of the link.
+        path: PathBuf,
+    },
+    /// A directory on the way to (or below) the sandbox is missing and the receiving user may
+    /// not create it (root only creates in directories nobody else can change).
+    UserCannotCreate {
+        /// The directory that could not be created.
+        path: PathBuf,
+        /// The user's error (usually `PermissionDenied`).
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for SandboxError {
@@ -89,6 +107,18 @@ impl fmt::Display for SandboxError {
                 "{} is a symbolic link, which is not allowed inside the sandbox",
                 path.display()
             ),
+            Self::UnsafeSymlink { path } => write!(
+                f,
+                "{} is a symbolic link the server will not follow to a sandbox (only links \
+                 owned by root in a directory only root may write are followed)",
+                path.display()
+            ),
+            Self::UserCannotCreate { path, source } => write!(
+                f,
+                "{}: cannot be created with the receiving user's rights ({source}); the server \
+                 creates sandbox directories as root only in directories only root may write",
+                path.display()
+            ),
         }
     }
 }
@@ -96,7 +126,7 @@ impl fmt::Display for SandboxError {
 impl std::error::Error for SandboxError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io { source, .. } => Some(source),
+            Self::Io { source, .. } | Self::UserCannotCreate { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -302,110 +332,6 @@ pub fn map_target(
     Ok(join_under(&base, &target))
 }
 
-/// Gives `path` to `owner` when one is set.
-fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<(), SandboxError> {
-    match owner {
-        Some((uid, gid)) => {
-            lchown(path, Some(uid), Some(gid)).map_err(|e| SandboxError::io(path, e))
-        }
-        None => Ok(()),
-    }
-}
-
-/// Creates the directory `path` (whose parent exists) unless it already is one; a created
-/// directory is given to `owner`. `symlinks_refused` says whether a symlink at `path` is an
-/// error (below the sandbox) or is followed (the sandbox itself and its ancestors).
-fn make_dir(
-    path: &Path,
-    owner: Option<(u32, u32)>,
-    symlinks_refused: bool,
-) -> Result<(), SandboxError> {
-    let inspect = |path: &Path| -> Result<Option<bool>, SandboxError> {
-        let meta = if symlinks_refused {
-            std::fs::symlink_metadata(path)
-        } else {
-            std::fs::metadata(path)
-        };
-        match meta {
-            Ok(m) if m.file_type().is_symlink() => Err(SandboxError::Symlink {
-                path: path.to_path_buf(),
-            }),
-            Ok(m) => Ok(Some(m.is_dir())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(SandboxError::io(path, e)),
-        }
-    };
-    let not_a_dir = || SandboxError::NotADirectory {
-        path: path.to_path_buf(),
-    };
-    match inspect(path)? {
-        Some(true) => return Ok(()),
-        Some(false) => return Err(not_a_dir()),
-        None => {}
-    }
-    match std::fs::create_dir(path) {
-        Ok(()) => give(path, owner),
-        // Lost a race with another creator: accept it only if it is now a real directory.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match inspect(path)? {
-            Some(true) => Ok(()),
-            _ => Err(not_a_dir()),
-        },
-        Err(e) => Err(SandboxError::io(path, e)),
-    }
-}
-
-/// Creates `root` and then `root/<rel>`, one component at a time, and returns the full path.
-///
-/// This is how the receiving server prepares `<sandbox>/<destinationPath>` before the engine
-/// writes under it. `rel` is cleaned with [`clean_relative`] first (idempotent for a clean
-/// path). `root` and its ancestors are created like `create_dir_all` (following symlinks: the
-/// sandbox is configured by the administrator). Below `root`, a component that is a symbolic
-/// link is refused, even one pointing back inside the sandbox, and so is one that exists but is
-/// not a directory. Every directory this call creates (for `root` too) is given to `owner`
-/// (uid, gid) when one is set; existing ones are left alone.
-///
-/// # Errors
-/// [`SandboxError::Symlink`], [`SandboxError::NotADirectory`] as above, errors of
-/// [`clean_relative`], and [`SandboxError::Io`] when a directory cannot be created, inspected
-/// or given away.
-pub fn ensure_dir_under(
-    root: &Path,
-    rel: &str,
-    owner: Option<(u32, u32)>,
-) -> Result<PathBuf, SandboxError> {
-    let rel = clean_relative(rel)?;
-    // The missing ancestors of `root` (and `root` itself), deepest first.
-    let mut missing: Vec<&Path> = Vec::new();
-    for ancestor in root.ancestors() {
-        if ancestor.as_os_str().is_empty() {
-            break;
-        }
-        match std::fs::metadata(ancestor) {
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(ancestor),
-            Err(e) => return Err(SandboxError::io(ancestor, e)),
-        }
-    }
-    for dir in missing.iter().rev() {
-        make_dir(dir, owner, false)?;
-    }
-    match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(SandboxError::NotADirectory {
-                path: root.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(SandboxError::io(root, e)),
-    }
-    let mut path = root.to_path_buf();
-    for component in rel.split('/').filter(|c| !c.is_empty()) {
-        path.push(component);
-        make_dir(&path, owner, true)?;
-    }
-    Ok(path)
-}
-
 /// The identity a [`run_as_user`] thread takes for file-system access (uid, gid,
 /// supplementary groups): the engine's, shared with the receive path.
 pub use jetstream_core::fs::identity::FsIdentity as UserIds;
@@ -419,23 +345,6 @@ pub use jetstream_core::fs::identity::run_as_user;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{symlink, MetadataExt};
-
-    /// Whether this process can give files away (root with CAP_CHOWN): the ownership tests
-    /// need it and are skipped (with a message) otherwise.
-    fn can_chown(dir: &Path) -> bool {
-        let probe = dir.join("chown-probe");
-        let ok = std::fs::write(&probe, b"").is_ok()
-            && std::fs::metadata(&probe).is_ok_and(|m| m.uid() == 0)
-            && lchown(&probe, Some(NOBODY), Some(NOBODY)).is_ok();
-        let _ = std::fs::remove_file(&probe);
-        if !ok {
-            eprintln!("skipped: needs root with CAP_CHOWN");
-        }
-        ok
-    }
-
-    const NOBODY: u32 = 65534;
 
     #[test]
     fn maps_the_seed_table() {
@@ -653,103 +562,6 @@ mod tests {
         assert_eq!(
             expand_sandbox("/s/a..b", "u", "u").unwrap(),
             Path::new("/s/a..b")
-        );
-    }
-
-    #[test]
-    fn ensure_dir_creates_and_returns_the_path() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("sandbox/alice");
-        let got = ensure_dir_under(&root, "/repository1/x/../y", None).unwrap();
-        assert_eq!(got, root.join("repository1/y"));
-        assert!(got.is_dir());
-        // Idempotent, and "" is the root.
-        assert_eq!(ensure_dir_under(&root, "repository1/y", None).unwrap(), got);
-        assert_eq!(ensure_dir_under(&root, "", None).unwrap(), root);
-        let r = ensure_dir_under(&root, "../x", None);
-        assert!(matches!(r, Err(SandboxError::Escape { .. })), "{r:?}");
-    }
-
-    #[test]
-    fn ensure_dir_gives_created_dirs_to_owner() {
-        let tmp = tempfile::tempdir().unwrap();
-        if !can_chown(tmp.path()) {
-            return;
-        }
-        std::fs::create_dir(tmp.path().join("existing")).unwrap();
-        let root = tmp.path().join("existing/sandbox");
-        let got = ensure_dir_under(&root, "a/b", Some((NOBODY, NOBODY))).unwrap();
-        for dir in [root.clone(), root.join("a"), got] {
-            let meta = std::fs::symlink_metadata(&dir).unwrap();
-            assert_eq!(
-                (meta.uid(), meta.gid()),
-                (NOBODY, NOBODY),
-                "{}",
-                dir.display()
-            );
-        }
-        // Directories that already existed keep their owner.
-        let meta = std::fs::metadata(tmp.path().join("existing")).unwrap();
-        assert_eq!(meta.uid(), 0);
-        let meta = std::fs::metadata(tmp.path()).unwrap();
-        assert_eq!(meta.uid(), 0);
-    }
-
-    #[test]
-    fn ensure_dir_refuses_symlinks_below_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        let outside = tmp.path().join("outside");
-        let root = tmp.path().join("root");
-        std::fs::create_dir_all(&outside).unwrap();
-        std::fs::create_dir_all(root.join("inside")).unwrap();
-        symlink(&outside, root.join("out")).unwrap();
-        symlink(root.join("inside"), root.join("in")).unwrap();
-        for rel in ["out", "out/x", "/in/x/y", "in"] {
-            let r = ensure_dir_under(&root, rel, None);
-            let first = rel.trim_start_matches('/').split('/').next().unwrap();
-            assert!(
-                matches!(&r, Err(SandboxError::Symlink { path }) if *path == root.join(first)),
-                "{rel}: {r:?}"
-            );
-        }
-        assert!(!outside.join("x").exists());
-        assert!(!root.join("inside/x").exists());
-        // A symlinked sandbox root itself is the administrator's choice and is followed.
-        let linked_root = tmp.path().join("linked-root");
-        symlink(&root, &linked_root).unwrap();
-        let got = ensure_dir_under(&linked_root, "inside/z", None).unwrap();
-        assert!(root.join("inside/z").is_dir(), "{}", got.display());
-    }
-
-    #[test]
-    fn ensure_dir_refuses_a_file_in_the_way() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        std::fs::create_dir_all(root.join("a")).unwrap();
-        std::fs::write(root.join("a/file"), b"x").unwrap();
-        for rel in ["a/file", "a/file/b"] {
-            let r = ensure_dir_under(&root, rel, None);
-            assert!(
-                matches!(&r, Err(SandboxError::NotADirectory { path }) if *path == root.join("a/file")),
-                "{rel}: {r:?}"
-            );
-        }
-        // A file as the root (or in its ancestry) too.
-        let r = ensure_dir_under(&root.join("a/file"), "x", None);
-        assert!(
-            matches!(
-                r,
-                Err(SandboxError::NotADirectory { .. }) | Err(SandboxError::Io { .. })
-            ),
-            "{r:?}"
-        );
-        let r = ensure_dir_under(&root.join("a/file/sub"), "x", None);
-        assert!(
-            matches!(
-                r,
-                Err(SandboxError::NotADirectory { .. }) | Err(SandboxError::Io { .. })
-            ),
-            "{r:?}"
         );
     }
 }

@@ -20,6 +20,7 @@ mod server {
     pub mod relay_auth;
     pub mod remote;
     pub mod restart;
+    pub mod sandbox_races;
     pub mod schedule;
     pub mod sec_auth;
     pub mod sec_triggers;

@@ -6,6 +6,12 @@
 //! preallocated (sparse) to its full size. Once its digest is verified it is `fdatasync`ed, given
 //! its mtime and mode (0o755 or 0o644, umask-free), and renamed over the final path.
 //!
+//! Every path is resolved beneath the destination root's descriptor without following a
+//! symbolic link ([`super::beneath`]): the part file is created in the descriptor of its
+//! parent directory, that descriptor is kept with the open part file, and the rename into
+//! place happens in that same directory (`renameat`), so a local user swapping directories
+//! for links while the transfer runs cannot make a file land outside the root.
+//!
 //! ## Journal
 //!
 //! One append-only text file per transfer, `<root>/.jetstream-resume/<tag>.journal`. Every line
@@ -25,17 +31,18 @@
 //! hold, which also drops a torn tail before anything is appended after it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::{File, Permissions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use super::paths::{resolve, resolve_for_write, temp_path};
+use super::beneath::{Dir, Kind};
+use super::paths::temp_path;
 use super::tree::{subtree_count, subtree_hash, subtree_len, SubtreeHash, SUBTREE_LEN};
 use super::FsError;
 use crate::manifest::{Manifest, ManifestEntry};
@@ -151,14 +158,17 @@ pub(crate) fn parse(text: &str, tag: &str) -> JournalRecords {
     records
 }
 
+/// The journal's file name in [`JOURNAL_DIR`].
+fn journal_name(tag: &str) -> String {
+    format!("{tag}.journal")
+}
+
 /// Reads the journal of `tag` under `root`; no journal (or an unreadable one) gives no records.
-pub(crate) fn read(root: &Path, tag: &str) -> JournalRecords {
-    let path = journal_path(root, tag);
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-    else {
+pub(crate) fn read(root: &Dir, tag: &str) -> JournalRecords {
+    let Ok(dir) = root.open_dir(JOURNAL_DIR) else {
+        return JournalRecords::default();
+    };
+    let Ok(file) = dir.open_file(&journal_name(tag), libc::O_RDONLY, 0) else {
         return JournalRecords::default();
     };
     let mut bytes = Vec::new();
@@ -181,7 +191,7 @@ pub(crate) fn read(root: &Path, tag: &str) -> JournalRecords {
 /// (or as a directory), and `D` ranges (cut down to whole [`SUBTREE_LEN`] units) of files whose
 /// part file exists with the right length. Never creates anything.
 pub(crate) fn validate(
-    root: &Path,
+    root: &Dir,
     tag: &str,
     manifest: &Manifest,
     records: &JournalRecords,
@@ -192,16 +202,16 @@ pub(crate) fn validate(
         let Some(entry) = entries.get(file.0 as usize) else {
             continue;
         };
-        let Ok(path) = resolve(root, entry.dest_path()) else {
+        let Ok((dir, name)) = root.parent_of(entry.dest_path(), false) else {
             continue;
         };
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        let Ok(meta) = dir.lstat(name) else {
             continue;
         };
         let ok = if entry.is_empty_dir() {
-            meta.is_dir()
+            meta.kind == Kind::Directory
         } else {
-            meta.is_file() && meta.len() == entry.size()
+            meta.kind == Kind::File && meta.len == entry.size()
         };
         if ok {
             out.complete.insert(file);
@@ -214,12 +224,11 @@ pub(crate) fn validate(
         if out.complete.contains(&file) || entry.is_empty_dir() || entry.size() == 0 {
             continue;
         }
-        let Ok(path) = resolve(root, entry.dest_path()) else {
+        let Ok((dir, name)) = root.parent_of(entry.dest_path(), false) else {
             continue;
         };
-        let part = temp_path(&path, tag);
-        match std::fs::symlink_metadata(&part) {
-            Ok(meta) if meta.is_file() && meta.len() == entry.size() => {}
+        match dir.lstat(&part_name(name, tag)) {
+            Ok(meta) if meta.kind == Kind::File && meta.len == entry.size() => {}
             _ => continue,
         }
         let size = entry.size();
@@ -251,22 +260,24 @@ impl Journal {
     ///
     /// # Errors
     /// [`FsError::Io`] when the directory or the file cannot be written.
-    pub(crate) fn create(
-        root: &Path,
-        tag: &str,
-        records: &JournalRecords,
-    ) -> Result<Self, FsError> {
-        let path = journal_path(root, tag);
-        let dir = root.join(JOURNAL_DIR);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
+    pub(crate) fn create(root: &Dir, tag: &str, records: &JournalRecords) -> Result<Self, FsError> {
+        let path = journal_path(root.path(), tag);
+        let dir_path = root.path().join(JOURNAL_DIR);
+        match root.lstat(JOURNAL_DIR) {
+            Ok(meta) if meta.kind == Kind::Directory => {}
             Ok(_) => {
                 return Err(FsError::Escape {
                     path: JOURNAL_DIR.to_owned(),
                 })
             }
-            Err(_) => std::fs::create_dir(&dir).map_err(|e| FsError::io(&dir, &e))?,
+            Err(_) => match root.mkdir(JOURNAL_DIR, 0o777) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(FsError::io(&dir_path, &e)),
+            },
         }
+        // No-follow: a link swapped in since the check is refused here.
+        let dir = root.open_dir(JOURNAL_DIR)?;
         let mut text = line(&format!("{VERSION} {tag}"));
         for (file, ranges) in &records.durable {
             for r in ranges {
@@ -281,24 +292,24 @@ impl Journal {
         for file in &records.complete {
             text.push_str(&line(&format!("C {}", file.0)));
         }
-        let tmp = dir.join(format!(".{tag}.journal.tmp"));
+        let tmp_name = format!(".{tag}.journal.tmp");
+        let tmp = dir_path.join(&tmp_name);
         let io_err = |p: &Path, e: io::Error| FsError::io(p, &e);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
+        let mut f = dir
+            .open_file(
+                &tmp_name,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                0o666,
+            )
             .map_err(|e| io_err(&tmp, e))?;
         f.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-        sync_dir(&dir);
-        let file = OpenOptions::new()
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
+        dir.rename(&tmp_name, &journal_name(tag))
+            .map_err(|e| io_err(&path, e))?;
+        dir.sync();
+        let file = dir
+            .open_file(&journal_name(tag), libc::O_WRONLY | libc::O_APPEND, 0)
             .map_err(|e| io_err(&path, e))?;
         Ok(Self { path, file })
     }
@@ -346,29 +357,29 @@ impl Journal {
 }
 
 /// Removes the journal of `tag` (and the journal directory if that leaves it empty).
-pub(crate) fn remove(root: &Path, tag: &str) {
+pub(crate) fn remove(root: &Dir, tag: &str) {
     // Best effort: a leftover journal is harmless, it is validated against the disk on open.
-    let _ = std::fs::remove_file(journal_path(root, tag));
-    let _ = std::fs::remove_dir(root.join(JOURNAL_DIR));
+    if let Ok(dir) = root.open_dir(JOURNAL_DIR) {
+        let _ = dir.remove_file(&journal_name(tag));
+    }
+    let _ = root.remove_dir(JOURNAL_DIR);
 }
 
-/// Best-effort `fsync` of a directory, so a rename in it is durable.
-pub(crate) fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+/// The part file's name of the entry named `name` (see [`temp_path`]).
+pub(crate) fn part_name(name: &str, tag: &str) -> String {
+    temp_path(Path::new(name), tag)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Reads the journal of a previous run, keeps what still holds on disk, and starts the journal
-/// of this run (with `journaling`); creates `root` if missing. Runs with the sink's
-/// file-system identity, if any.
+/// of this run (with `journaling`). Runs with the sink's file-system identity, if any.
 pub(crate) fn prepare(
-    root: &Path,
+    root: &Dir,
     manifest: &Manifest,
     tag: &str,
     journaling: bool,
 ) -> Result<(JournalRecords, Option<Journal>), FsError> {
-    std::fs::create_dir_all(root).map_err(|e| FsError::io(root, &e))?;
     if !journaling {
         return Ok((JournalRecords::default(), None));
     }
@@ -398,8 +409,9 @@ pub(crate) fn prepare(
 pub(crate) struct JournalState {
     /// `None` when journaling is off, finished, or stopped after a write error.
     pub(crate) journal: Option<Journal>,
-    /// Per file: its part file and the unit ranges written since the last checkpoint.
-    pub(crate) pending: BTreeMap<FileIndex, (PathBuf, Vec<Range<u64>>)>,
+    /// Per file: its open part file and the unit ranges written since the last checkpoint
+    /// (synced through that descriptor, never reopened by path).
+    pub(crate) pending: BTreeMap<FileIndex, (Arc<File>, Vec<Range<u64>>)>,
     /// Bytes in `pending`.
     pub(crate) pending_bytes: u64,
     /// Wakes the checkpoint thread early once `pending_bytes` reaches `checkpoint_bytes`
@@ -423,7 +435,7 @@ pub(crate) fn checkpoint_bytes(total: u64) -> u64 {
 
 impl JournalState {
     /// Notes that `range` of `file` was written to `part` (called after the write returned).
-    pub(crate) fn note_written(&mut self, file: FileIndex, part: &Path, range: Range<u64>) {
+    pub(crate) fn note_written(&mut self, file: FileIndex, part: &Arc<File>, range: Range<u64>) {
         if self.journal.is_none() {
             return;
         }
@@ -433,7 +445,7 @@ impl JournalState {
         let slot = self
             .pending
             .entry(file)
-            .or_insert_with(|| (part.to_path_buf(), Vec::new()));
+            .or_insert_with(|| (part.clone(), Vec::new()));
         insert_range(&mut slot.1, range);
         if self.pending_bytes >= self.checkpoint_bytes {
             if let Some(kick) = &self.kick {
@@ -473,15 +485,9 @@ pub(crate) fn checkpoint(state: &Mutex<JournalState>) {
     }
     let mut synced = Vec::with_capacity(batch.len());
     for (file, (part, ranges)) in batch {
-        // A part file that is gone was finalised (or discarded) meanwhile: nothing to record.
-        let Ok(f) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&part)
-        else {
-            continue;
-        };
-        if f.sync_data().is_ok() {
+        // A part file finalised meanwhile has a `C` record, which wins over `D` records on
+        // reopen; a rejected one is gone from disk, so its records are dropped on reopen.
+        if part.sync_data().is_ok() {
             synced.push((file, ranges));
         }
     }
@@ -501,21 +507,77 @@ pub(crate) fn checkpoint(state: &Mutex<JournalState>) {
 }
 
 /// The sink's view of the disk: where part files live and how they become final files.
-/// Shared (read-only, except the journal) by the sink's worker and checkpoint threads.
+/// Shared (read-only, except the journal and the caches) by the sink's worker and checkpoint
+/// threads.
 #[derive(Debug)]
 pub(crate) struct Disk {
-    pub(crate) root: PathBuf,
+    /// The destination root's descriptor: every path is resolved beneath it.
+    pub(crate) root: Arc<Dir>,
     pub(crate) manifest: Arc<Manifest>,
     pub(crate) tag: String,
     pub(crate) fsync: bool,
     pub(crate) journal: Mutex<JournalState>,
-    /// Part files already resolved and opened, so that a unit write is one `pwrite` rather
-    /// than a path walk, an open and a close (and the path is not re-resolved between units).
-    pub(crate) open: Mutex<HashMap<FileIndex, (PathBuf, Arc<File>)>>,
+    /// Where each entry's part file is, from its first write to its rename into place (or
+    /// rejection): the descriptor of its directory, resolved once. The part file is created,
+    /// reopened, renamed and removed in that directory only, whatever happens to the path
+    /// meanwhile.
+    pub(crate) located: Mutex<HashMap<FileIndex, Arc<Located>>>,
+    /// Directories resolved for this transfer, by relative path, so that the files of one
+    /// directory share one descriptor and one resolution.
+    pub(crate) dirs: Mutex<HashMap<String, Arc<Dir>>>,
+    /// Part files already opened, so that a unit write is one `pwrite` rather than an open
+    /// and a close.
+    pub(crate) open: Mutex<HashMap<FileIndex, Arc<File>>>,
+}
+
+impl Disk {
+    /// A disk writing beneath `root`.
+    pub(crate) fn new(
+        root: Arc<Dir>,
+        manifest: Arc<Manifest>,
+        tag: String,
+        fsync: bool,
+        journal: JournalState,
+    ) -> Self {
+        Self {
+            root,
+            manifest,
+            tag,
+            fsync,
+            journal: Mutex::new(journal),
+            located: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Where an entry's part file is.
+#[derive(Debug)]
+pub(crate) struct Located {
+    /// The directory of the final path, shared by the entries in it.
+    dir: Arc<Dir>,
+    /// The final file's name in `dir`.
+    name: String,
+    /// The part file's name in `dir`.
+    part_name: String,
+}
+
+impl Located {
+    fn part_path(&self) -> PathBuf {
+        self.dir.path().join(&self.part_name)
+    }
+
+    /// Best-effort removal of the part file, in the directory it was created in.
+    pub(crate) fn remove_part(&self) {
+        let _ = self.dir.remove_file(&self.part_name);
+    }
 }
 
 /// Most part files kept open at once by one sink.
 const OPEN_PART_FILES: usize = 128;
+/// Most directories remembered by one sink (entries being written keep theirs regardless).
+const RESOLVED_DIRS: usize = 256;
 
 impl Disk {
     fn entry(&self, file: FileIndex) -> Result<&ManifestEntry, FsError> {
@@ -528,11 +590,61 @@ impl Disk {
             })
     }
 
-    /// The final path (parents created, symlinks refused) and the part path of `file`.
-    pub(crate) fn paths_of(&self, file: FileIndex) -> Result<(PathBuf, PathBuf), FsError> {
-        let final_path = resolve_for_write(&self.root, self.entry(file)?.dest_path())?;
-        let part = temp_path(&final_path, &self.tag);
-        Ok((final_path, part))
+    /// The directory `rel` beneath the root (created with `create`, symlinks refused), once
+    /// per transfer while remembered.
+    fn dir(&self, rel: &str, create: bool) -> Result<Arc<Dir>, FsError> {
+        if let Some(dir) = self.dirs.lock().get(rel) {
+            return Ok(dir.clone());
+        }
+        let dir = Arc::new(if create {
+            self.root.create_dirs(rel)?
+        } else {
+            self.root.open_dir(rel)?
+        });
+        let mut dirs = self.dirs.lock();
+        if dirs.len() >= RESOLVED_DIRS {
+            dirs.clear();
+        }
+        // A concurrent resolution of the same directory wins: one descriptor per path.
+        Ok(dirs.entry(rel.to_owned()).or_insert(dir).clone())
+    }
+
+    /// Where `file`'s part file is: remembered from its first write, else resolved now
+    /// (parents created with `create`) and remembered with `remember`.
+    pub(crate) fn locate(
+        &self,
+        file: FileIndex,
+        create: bool,
+        remember: bool,
+    ) -> Result<Arc<Located>, FsError> {
+        if let Some(l) = self.located.lock().get(&file) {
+            return Ok(l.clone());
+        }
+        let rel = self.entry(file)?.dest_path();
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let dir = self.dir(parent, create).map_err(|e| match e {
+            // Name the entry in the refusal, as the sender knows it.
+            FsError::Escape { .. } => FsError::Escape {
+                path: rel.to_owned(),
+            },
+            e => e,
+        })?;
+        let located = Arc::new(Located {
+            dir,
+            name: name.to_owned(),
+            part_name: part_name(name, &self.tag),
+        });
+        if remember {
+            let mut map = self.located.lock();
+            return Ok(map.entry(file).or_insert(located).clone());
+        }
+        Ok(located)
+    }
+
+    /// Forgets where `file` is (it is in place, rejected or discarded).
+    fn forget(&self, file: FileIndex) -> Option<Arc<Located>> {
+        self.open.lock().remove(&file);
+        self.located.lock().remove(&file)
     }
 
     /// Hashes unit `index` of `file` and writes it to the part file (created and preallocated
@@ -544,88 +656,91 @@ impl Disk {
         data: &[u8],
     ) -> Result<SubtreeHash, FsError> {
         let size = self.entry(file)?.size();
-        let (part, f) = self.part_file(file, size)?;
+        let (at, f) = self.part_file(file, size, true)?;
         let hash = subtree_hash(size, index, data)
-            .ok_or_else(|| internal(&part, "unit of the wrong length"))?;
+            .ok_or_else(|| internal(&at.part_path(), "unit of the wrong length"))?;
         let offset = index * SUBTREE_LEN;
         f.write_all_at(data, offset)
-            .map_err(|e| FsError::io(&part, &e))?;
+            .map_err(|e| FsError::io(at.part_path(), &e))?;
         self.journal
             .lock()
-            .note_written(file, &part, offset..offset + data.len() as u64);
+            .note_written(file, &f, offset..offset + data.len() as u64);
         Ok(hash)
     }
 
     /// Re-reads unit `index` from the part file and hashes it (resume only).
     pub(crate) fn rehash_unit(&self, file: FileIndex, index: u64) -> Result<SubtreeHash, FsError> {
         let size = self.entry(file)?.size();
-        let (_, part) = self.paths_of(file)?;
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&part)
-            .map_err(|e| FsError::io(&part, &e))?;
+        let (at, f) = self.part_file(file, size, false)?;
         // subtree_len <= SUBTREE_LEN, so it fits a usize.
         let mut data = vec![0; subtree_len(size, index) as usize];
         f.read_exact_at(&mut data, index * SUBTREE_LEN)
-            .map_err(|e| FsError::io(&part, &e))?;
-        subtree_hash(size, index, &data).ok_or_else(|| internal(&part, "unit out of range"))
+            .map_err(|e| FsError::io(at.part_path(), &e))?;
+        subtree_hash(size, index, &data)
+            .ok_or_else(|| internal(&at.part_path(), "unit out of range"))
     }
 
-    /// The part file of `file`, resolved, created and preallocated on first use.
-    fn part_file(&self, file: FileIndex, size: u64) -> Result<(PathBuf, Arc<File>), FsError> {
-        if let Some((part, f)) = self.open.lock().get(&file) {
-            return Ok((part.clone(), f.clone()));
+    /// The part file of `file`, located and opened on first use (created and preallocated
+    /// with `create`; otherwise it must exist at full length, as on resume).
+    fn part_file(
+        &self,
+        file: FileIndex,
+        size: u64,
+        create: bool,
+    ) -> Result<(Arc<Located>, Arc<File>), FsError> {
+        let at = self.locate(file, create, true)?;
+        if let Some(f) = self.open.lock().get(&file) {
+            return Ok((at, f.clone()));
         }
-        let (_, part) = self.paths_of(file)?;
-        let f = Arc::new(open_part(&part, size)?);
+        let f = Arc::new(open_part(&at.dir, &at.part_name, size, create)?);
         let mut open = self.open.lock();
         if open.len() >= OPEN_PART_FILES {
             open.clear();
         }
-        open.insert(file, (part.clone(), f.clone()));
-        Ok((part, f))
+        open.insert(file, f.clone());
+        Ok((at, f))
     }
 
     /// Puts a verified entry in place: sync, mtime, mode, rename (or creates the empty
     /// directory), then journals its completion.
     pub(crate) fn finalize(&self, file: FileIndex) -> Result<(), FsError> {
-        self.open.lock().remove(&file);
         let e = self.entry(file)?;
         if e.is_empty_dir() {
-            let dir = resolve_for_write(&self.root, e.dest_path())?;
-            match std::fs::create_dir(&dir) {
+            let at = self.locate(file, true, false)?;
+            let (dir, name) = (&at.dir, &at.name);
+            let path = dir.path().join(name);
+            match dir.mkdir(name, 0o777) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                    let meta =
-                        std::fs::symlink_metadata(&dir).map_err(|e| FsError::io(&dir, &e))?;
-                    if !meta.is_dir() {
-                        return Err(FsError::io(&dir, &err));
+                    let meta = dir.lstat(name).map_err(|e| FsError::io(&path, &e))?;
+                    if meta.kind != Kind::Directory {
+                        return Err(FsError::io(&path, &err));
                     }
                 }
-                Err(err) => return Err(FsError::io(&dir, &err)),
+                Err(err) => return Err(FsError::io(&path, &err)),
             }
-            let d = File::open(&dir).map_err(|e| FsError::io(&dir, &e))?;
-            d.set_modified(system_time(e.mtime_us()))
-                .map_err(|e| FsError::io(&dir, &e))?;
+            dir.set_modified(name, system_time(e.mtime_us()))
+                .map_err(|e| FsError::io(&path, &e))?;
         } else {
-            let (final_path, part) = self.paths_of(file)?;
-            // For an empty file this creates the part file; otherwise it exists at full length.
-            let f = open_part(&part, e.size())?;
+            // The part file written to, in the directory it was created in; only an empty
+            // file's part is created here, any other must exist at full length.
+            let empty = e.size() == 0;
+            let (at, f) = self.part_file(file, e.size(), empty)?;
+            self.forget(file);
+            let path = at.part_path();
             if self.fsync {
-                f.sync_data().map_err(|e| FsError::io(&part, &e))?;
+                f.sync_data().map_err(|e| FsError::io(&path, &e))?;
             }
             f.set_modified(system_time(e.mtime_us()))
-                .map_err(|e| FsError::io(&part, &e))?;
+                .map_err(|e| FsError::io(&path, &e))?;
             let mode = if e.is_executable() { 0o755 } else { 0o644 };
             f.set_permissions(Permissions::from_mode(mode))
-                .map_err(|e| FsError::io(&part, &e))?;
-            drop(f);
-            std::fs::rename(&part, &final_path).map_err(|e| FsError::io(&final_path, &e))?;
+                .map_err(|e| FsError::io(&path, &e))?;
+            at.dir
+                .rename(&at.part_name, &at.name)
+                .map_err(|e| FsError::io(at.dir.path().join(&at.name), &e))?;
             if self.fsync {
-                if let Some(dir) = final_path.parent() {
-                    sync_dir(dir);
-                }
+                at.dir.sync();
             }
         }
         self.journal.lock().note_complete(file, self.fsync);
@@ -635,37 +750,57 @@ impl Disk {
     /// Deletes the part file of an entry whose digest did not match; always returns the
     /// [`FsError::DigestMismatch`] to report.
     pub(crate) fn reject(&self, file: FileIndex) -> Result<(), FsError> {
-        self.open.lock().remove(&file);
-        let (final_path, part) = self.paths_of(file)?;
+        let at = match self.forget(file) {
+            Some(at) => at,
+            None => self.locate(file, false, false)?,
+        };
         // Best effort: the bad data must not be mistaken for progress on a later resume either.
-        let _ = std::fs::remove_file(&part);
+        at.remove_part();
         self.journal.lock().pending.remove(&file);
-        Err(FsError::DigestMismatch { path: final_path })
+        Err(FsError::DigestMismatch {
+            path: at.dir.path().join(&at.name),
+        })
+    }
+
+    /// Best-effort removal of `file`'s part file (the transfer is discarded).
+    pub(crate) fn discard(&self, file: FileIndex) {
+        let at = match self.forget(file) {
+            Some(at) => at,
+            None => match self.locate(file, false, false) {
+                Ok(at) => at,
+                Err(_) => return,
+            },
+        };
+        at.remove_part();
     }
 }
 
-/// Opens (creating, `O_NOFOLLOW`) a part file and makes it exactly `size` bytes long.
-fn open_part(part: &Path, size: u64) -> Result<File, FsError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(part)
-        .map_err(|e| FsError::io(part, &e))?;
-    let meta = f.metadata().map_err(|e| FsError::io(part, &e))?;
+/// Opens the part file `name` in `dir` (`O_NOFOLLOW`; created with `create`) and makes it
+/// exactly `size` bytes long.
+fn open_part(dir: &Dir, name: &str, size: u64, create: bool) -> Result<File, FsError> {
+    let path = dir.path().join(name);
+    let flags = libc::O_RDWR | if create { libc::O_CREAT } else { 0 };
+    let f = dir
+        .open_file(name, flags, 0o600)
+        .map_err(|e| FsError::io(&path, &e))?;
+    let meta = f.metadata().map_err(|e| FsError::io(&path, &e))?;
     if !meta.is_file() {
-        return Err(FsError::io(part, &io::Error::other("not a regular file")));
+        return Err(FsError::io(&path, &io::Error::other("not a regular file")));
     }
     if meta.len() != size {
+        if !create {
+            return Err(FsError::io(
+                &path,
+                &io::Error::other("the part file is not of the expected length"),
+            ));
+        }
         // Real preallocation where the filesystem supports it: blocks allocated up front make
         // the later fdatasync much cheaper, and a full disk shows up now, not midway. Sparse
         // `set_len` otherwise; it also trims a stale part file of another length.
         // (fallocate with mode 0 also sets the file size.)
         let allocated = meta.len() == 0 && preallocate(&f, size);
         if !allocated {
-            f.set_len(size).map_err(|e| FsError::io(part, &e))?;
+            f.set_len(size).map_err(|e| FsError::io(&path, &e))?;
         }
     }
     Ok(f)
@@ -716,6 +851,7 @@ mod tests {
     use super::*;
     use crate::fs::sink::tests::{content, digest, file_entry, open, part_files, TAG};
     use crate::fs::sink::{ResumeState, SinkConfig, SinkEvent};
+    use std::fs::OpenOptions;
 
     #[test]
     fn insert_range_coalesces() {
@@ -745,15 +881,16 @@ mod tests {
         records.add_durable(FileIndex(3), 0..SUBTREE_LEN);
         records.add_durable(FileIndex(3), SUBTREE_LEN..2 * SUBTREE_LEN + 7);
         records.complete.insert(FileIndex(1));
-        let mut j = Journal::create(dir.path(), "abcd", &records).expect("create");
+        let root = Dir::open(dir.path()).expect("root");
+        let mut j = Journal::create(&root, "abcd", &records).expect("create");
         j.append_durable(FileIndex(5), &(0..100)).expect("append");
         j.sync().expect("sync");
         drop(j);
         let mut expected = records.clone();
         expected.add_durable(FileIndex(5), 0..100);
-        assert_eq!(read(dir.path(), "abcd"), expected);
+        assert_eq!(read(&root, "abcd"), expected);
         // A different tag does not read someone else's journal.
-        assert_eq!(read(dir.path(), "ffff"), JournalRecords::default());
+        assert_eq!(read(&root, "ffff"), JournalRecords::default());
 
         // Tear the last line: it and only it is ignored.
         let path = journal_path(dir.path(), "abcd");
@@ -763,12 +900,12 @@ mod tests {
         std::fs::write(&path, &text).expect("write");
         let mut with_c = expected.clone();
         with_c.complete.insert(FileIndex(9));
-        assert_eq!(read(dir.path(), "abcd"), with_c);
+        assert_eq!(read(&root, "abcd"), with_c);
         // Corrupt a middle line: everything from there on is ignored.
         let corrupt = text.replacen("D 5 0 100", "D 5 0 900", 1);
         assert_eq!(parse(&corrupt, "abcd").durable.get(&FileIndex(5)), None);
         assert!(!parse(&corrupt, "abcd").complete.contains(&FileIndex(9)));
-        remove(dir.path(), "abcd");
+        remove(&root, "abcd");
         assert!(!dir.path().join(JOURNAL_DIR).exists());
     }
 

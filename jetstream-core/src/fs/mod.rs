@@ -7,6 +7,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+pub mod beneath;
 pub mod identity;
 pub mod journal;
 pub mod paths;

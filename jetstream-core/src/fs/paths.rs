@@ -9,9 +9,11 @@
 //! `.` or `..` component, no NUL byte, at most [`MAX_PATH_BYTES`] bytes, each component at most
 //! [`MAX_COMPONENT_BYTES`] bytes. Backslashes are ordinary characters on Unix and are allowed.
 //!
-//! The symlink checks are made with `symlink_metadata` one component at a time; they protect
-//! against a hostile *peer*, not against a hostile local user racing us inside the destination
-//! directory (that would need `openat`-style resolution).
+//! [`resolve`] and [`resolve_for_write`] check with `symlink_metadata` one component at a time
+//! and return a path: they state the rules (and the fuzz target checks them), but a path
+//! resolved again later can be raced by a local user swapping directories. The engine's
+//! receive path does not use them: it resolves beneath a directory descriptor with
+//! [`super::beneath`] and writes through the descriptors it resolved.
 
 use std::ffi::OsString;
 use std::io;

@@ -26,11 +26,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
 
+use super::beneath::Dir;
 use super::identity::{run_as_user, FsIdentity};
 use super::journal::{self, contains, insert_range, Disk, JournalState};
-use super::paths::{resolve, temp_path};
 use super::tree::{subtree_len, SubtreeHash, TreeHasher, SUBTREE_LEN};
 use super::FsError;
 use crate::manifest::{Manifest, ManifestEntry};
@@ -89,6 +88,55 @@ impl SinkConfig {
     pub fn journal(&mut self, journal: bool) -> &mut Self {
         self.journal = journal;
         self
+    }
+}
+
+/// Where a [`FileSink`] writes: a directory path (created if missing, with the sink's
+/// identity; the path itself may go through links, it is the caller's to trust), or a
+/// directory descriptor the caller resolved safely (a server handing a sandbox over).
+///
+/// Either way the sink resolves everything below it beneath that one descriptor, refusing
+/// symbolic links ([`super::beneath`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SinkRoot {
+    /// An open directory.
+    Dir(Arc<Dir>),
+    /// A path, opened (and created if missing) when the sink opens.
+    Path(PathBuf),
+}
+
+impl SinkRoot {
+    /// The root's path (for messages and reports).
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Dir(d) => d.path(),
+            Self::Path(p) => p,
+        }
+    }
+
+    /// Opens the root (creating a path root and its parents if missing) with the calling
+    /// thread's identity.
+    fn open(self) -> Result<Arc<Dir>, FsError> {
+        match self {
+            Self::Dir(d) => Ok(d),
+            Self::Path(p) => {
+                std::fs::create_dir_all(&p).map_err(|e| FsError::io(&p, &e))?;
+                Ok(Arc::new(Dir::open(&p).map_err(|e| FsError::io(&p, &e))?))
+            }
+        }
+    }
+}
+
+impl From<PathBuf> for SinkRoot {
+    fn from(path: PathBuf) -> Self {
+        Self::Path(path)
+    }
+}
+
+impl From<Dir> for SinkRoot {
+    fn from(dir: Dir) -> Self {
+        Self::Dir(Arc::new(dir))
     }
 }
 
@@ -241,7 +289,7 @@ const POOL_BUFFERS: usize = 64;
 impl fmt::Debug for FileSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileSink")
-            .field("root", &self.ctx.disk.root)
+            .field("root", &self.ctx.disk.root.path())
             .field("tag", &self.ctx.disk.tag)
             .field("active", &self.active.len())
             .field("buffered", &self.buffered)
@@ -273,20 +321,24 @@ impl FileSink {
     /// [`FsError::Io`] when the root or the journal cannot be created (e.g. `PermissionDenied`
     /// where the identity may not write), or the identity cannot be taken.
     pub fn open(
-        root: PathBuf,
+        root: impl Into<SinkRoot>,
         manifest: Arc<Manifest>,
         tag: String,
         config: SinkConfig,
         notify: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<(Self, ResumeState), FsError> {
+        let root: SinkRoot = root.into();
         let count = manifest.len();
-        let (records, journal) = {
-            let (dir, manifest, tag) = (root.clone(), manifest.clone(), tag.clone());
+        let (root, records, journal) = {
+            let (manifest, tag) = (manifest.clone(), tag.clone());
+            let root_path = root.path().to_path_buf();
             let journaling = config.journal;
             run_as_user(config.identity.clone(), move || {
-                journal::prepare(&dir, &manifest, &tag, journaling)
+                let root = root.open()?;
+                let (records, journal) = journal::prepare(&root, &manifest, &tag, journaling)?;
+                Ok::<_, FsError>((root, records, journal))
             })
-            .map_err(|e| FsError::io(&root, &e))??
+            .map_err(|e| FsError::io(&root_path, &e))??
         };
         let (kick_tx, kick_rx) = crossbeam_channel::bounded::<()>(1);
         let journal_state = JournalState {
@@ -296,14 +348,7 @@ impl FileSink {
             ..JournalState::default()
         };
         let ctx = Arc::new(Ctx {
-            disk: Disk {
-                root,
-                manifest,
-                tag,
-                fsync: config.fsync,
-                journal: Mutex::new(journal_state),
-                open: Mutex::new(HashMap::new()),
-            },
+            disk: Disk::new(root, manifest, tag, config.fsync, journal_state),
             identity: config.identity,
             cancelled: AtomicBool::new(false),
             notify,
@@ -629,10 +674,7 @@ impl FileSink {
         let _ = run_as_user(self.ctx.identity.clone(), move || {
             let disk = &ctx.disk;
             for i in started {
-                let entry = &disk.manifest.entries()[i];
-                if let Ok(path) = resolve(&disk.root, entry.dest_path()) {
-                    let _ = std::fs::remove_file(temp_path(&path, &disk.tag));
-                }
+                disk.discard(FileIndex(i as u32));
             }
             journal::remove(&disk.root, &disk.tag);
         });
@@ -697,7 +739,7 @@ fn worker(ctx: &Ctx, jobs: &Receiver<Job>, done: &Sender<Done>) {
     // rather than running with the process's rights.
     let refused = ctx.identity.as_ref().and_then(|identity| {
         let err = identity.apply_to_this_thread().err()?;
-        Some(FsError::io(&ctx.disk.root, &err))
+        Some(FsError::io(ctx.disk.root.path(), &err))
     });
     let refused = refused.as_ref();
     while let Ok(job) = jobs.recv() {

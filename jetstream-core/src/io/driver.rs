@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +18,7 @@ use crate::config::EngineConfig;
 use crate::error::{Error, TransferError};
 use crate::fs::identity::FsIdentity;
 use crate::fs::reader::{spawn_reader, ReadEvent, ReaderHandle};
-use crate::fs::sink::{FileSink, SinkEvent};
+use crate::fs::sink::{FileSink, SinkEvent, SinkRoot};
 use crate::fs::FsError;
 use crate::manifest::Manifest;
 use crate::proto::{Endpoint, Event, ReceiveParams, SendParams, SessionHandle, Storage};
@@ -205,7 +204,7 @@ struct Active {
     role: Role,
     shared: Arc<Shared>,
     reader: Option<(ReaderHandle, Receiver<ReadEvent>)>,
-    root: Option<PathBuf>,
+    root: Option<SinkRoot>,
     /// The user a receive writes as (see [`EngineHandle::receive_as`](super::EngineHandle::receive_as)).
     owner: Option<FsIdentity>,
     manifest: Option<Arc<Manifest>>,
@@ -734,7 +733,7 @@ impl Driver {
                             let _ = self.triggers.try_send(TriggerEvent::FileReceived {
                                 transfer_id: t.id,
                                 path: e.dest_path().to_owned(),
-                                written: root.join(e.dest_path()),
+                                written: root.path().join(e.dest_path()),
                             });
                         }
                     }
@@ -836,7 +835,7 @@ impl Driver {
                 let written = t
                     .root
                     .as_ref()
-                    .map(|r| r.join(e.dest_path()))
+                    .map(|r| r.path().join(e.dest_path()))
                     .unwrap_or_default();
                 files.push((e.dest_path().to_owned(), written));
             }

@@ -50,7 +50,7 @@ pub(crate) struct SendCommand {
 #[derive(Debug)]
 pub(crate) struct ReceiveCommand {
     pub(crate) keys: TransferKeys,
-    pub(crate) root: PathBuf,
+    pub(crate) root: crate::fs::sink::SinkRoot,
     pub(crate) owner: Option<crate::fs::identity::FsIdentity>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) config: TransportConfig,
@@ -213,9 +213,33 @@ impl EngineHandle {
         root: impl Into<PathBuf>,
         owner: Option<crate::fs::identity::FsIdentity>,
     ) -> Result<Transfer, Error> {
+        self.receive_at(keys, crate::fs::sink::SinkRoot::Path(root.into()), owner)
+    }
+
+    /// As [`Self::receive_as`], writing beneath a directory the caller opened and resolved
+    /// safely (a server that walked a user's sandbox without following untrusted links, see
+    /// [`crate::fs::beneath`]): nothing is resolved from `root`'s path again, every file goes
+    /// below that descriptor, and no symbolic link below it is followed.
+    ///
+    /// # Errors
+    /// If the engine has stopped or the session id is in use.
+    pub fn receive_in(
+        &self,
+        keys: TransferKeys,
+        root: crate::fs::beneath::Dir,
+        owner: Option<crate::fs::identity::FsIdentity>,
+    ) -> Result<Transfer, Error> {
+        self.receive_at(keys, root.into(), owner)
+    }
+
+    fn receive_at(
+        &self,
+        keys: TransferKeys,
+        root: crate::fs::sink::SinkRoot,
+        owner: Option<crate::fs::identity::FsIdentity>,
+    ) -> Result<Transfer, Error> {
         let shared = Self::new_shared(Role::Receiver)?;
-        let root = root.into();
-        shared.status.lock().destination_path = Some(root.clone());
+        shared.status.lock().destination_path = Some(root.path().to_path_buf());
         let (reply, rx) = bounded(1);
         let cmd = ReceiveCommand {
             keys,

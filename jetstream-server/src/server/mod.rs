@@ -367,6 +367,27 @@ impl Server {
     /// # Errors
     /// A bad `--sandbox-dir` template or token path.
     pub fn sandbox_of(&self, session: &Session) -> Result<Option<PathBuf>, ApiError> {
+        let (base, token_rel) = self.sandbox_parts(session)?;
+        Ok(match token_rel {
+            Some(rel) => Some(sandbox::join_under(
+                base.as_deref().unwrap_or(std::path::Path::new("/")),
+                &rel,
+            )),
+            None => base,
+        })
+    }
+
+    /// [`Self::sandbox_of`] in its two parts: the user's sandbox (`--sandbox-dir` expanded;
+    /// `None` = the whole filesystem) and the token's path below it, cleaned (a token login
+    /// with a `path`). The receive path creates the first as the server and the second as
+    /// the user.
+    ///
+    /// # Errors
+    /// A bad `--sandbox-dir` template or token path.
+    pub fn sandbox_parts(
+        &self,
+        session: &Session,
+    ) -> Result<(Option<PathBuf>, Option<String>), ApiError> {
         let Some(user) = &session.user else {
             return Err(ApiError("not authenticated".into()));
         };
@@ -382,16 +403,10 @@ impl Server {
                 .find(|r| &r.token == t)
                 .and_then(|r| r.path.clone())
         });
-        Ok(match token_path {
-            Some(p) => {
-                let rel = sandbox::clean_relative(&p)?;
-                Some(sandbox::join_under(
-                    base.as_deref().unwrap_or(std::path::Path::new("/")),
-                    &rel,
-                ))
-            }
-            None => base,
-        })
+        let token_rel = token_path
+            .map(|p| sandbox::clean_relative(&p))
+            .transpose()?;
+        Ok((base, token_rel))
     }
 
     /// The ids to act with on a user's behalf: `Some` when this server runs as root and the

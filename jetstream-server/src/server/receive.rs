@@ -199,23 +199,31 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .user
         .clone()
         .ok_or_else(|| ApiError("not authenticated".into()))?;
-    let base = server
-        .sandbox_of(ctx.session)?
-        .unwrap_or_else(|| "/".into());
+    // A token's path is below the user's sandbox: the sandbox is what the server may create
+    // and give to the user, the token's path is created as the user (without a sandbox, the
+    // token's path is the sandbox).
+    let (base, rel) = match server.sandbox_parts(ctx.session)? {
+        (Some(base), Some(token)) if !token.is_empty() => {
+            let rel = if rel.is_empty() {
+                token
+            } else {
+                format!("{token}/{rel}")
+            };
+            (base, rel)
+        }
+        (None, Some(token)) => (sandbox::join_under(std::path::Path::new("/"), &token), rel),
+        (base, _) => (base.unwrap_or_else(|| "/".into()), rel),
+    };
     // Running as root for another user, everything below the sandbox is done with the user's
     // file-system identity, so the user's permissions apply (a directory they may not write
-    // stays unwritten). The sandbox itself is the server's to create (its parent is usually
-    // not the user's), and is given to the user when created.
+    // stays unwritten). Only the sandbox itself may be created by root and given to the user,
+    // and only where no user can swap a link in (`sandbox::open`). The engine writes beneath
+    // the descriptor resolved here, never the path string.
     let ids = server.user_ids(&user);
     let dest_err =
         |e: &dyn std::fmt::Display| ApiError(format!("destinationPath {destination_path:?}: {e}"));
-    let owner = ids.as_ref().map(|ids| (ids.uid, ids.gid));
-    let base = sandbox::ensure_dir_under(&base, "", owner).map_err(|e| dest_err(&e))?;
-    let root = sandbox::run_as_user(ids.clone(), move || {
-        sandbox::ensure_dir_under(&base, &rel, None)
-    })
-    .map_err(|e| dest_err(&e))?
-    .map_err(|e| dest_err(&e))?;
+    let dir = sandbox::open_receive_dir(&base, &rel, ids.as_ref()).map_err(|e| dest_err(&e))?;
+    let root = dir.path().to_path_buf();
     // A sender retrying while our old session still runs: stop that one first (the engine
     // handles commands in order, so its files are closed before the new session opens them).
     if let Some(old) = server.objects.lock().receives.get(&transfer_id) {
@@ -229,7 +237,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     }
     let engine = server.receive_engine();
     let handle = engine
-        .receive_as(keys, &root, ids)
+        .receive_in(keys, dir, ids)
         .map_err(|e| ApiError::internal("starting the receive", e))?;
     let rec = RecvRec {
         id: transfer_id.clone(),

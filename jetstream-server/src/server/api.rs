@@ -120,6 +120,14 @@ fn serve_with(
     let mut login_by = Instant::now() + login_timeout;
     let stream = match tls::accept(tcp, &server.tls_config, login_by) {
         Ok(s) => s,
+        Err(e) if is_timeout(&e) => {
+            crate::log!(
+                "api: {peer}: closed: not logged in within {} s of connecting \
+                 (--api-login-timeout): no request, or the TLS handshake did not end",
+                login_timeout.as_secs()
+            );
+            return;
+        }
         Err(e) => {
             crate::log!("api: {peer}: TLS handshake failed: {e}");
             return;

@@ -23,7 +23,7 @@ fn long() -> bool {
 }
 
 /// The pid of the server whose state dir is `s.state`.
-fn server_pid(s: &Srv) -> u32 {
+pub fn server_pid(s: &Srv) -> u32 {
     let want = s.state.display().to_string();
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -39,7 +39,7 @@ fn server_pid(s: &Srv) -> u32 {
 }
 
 /// A `/proc/<pid>/status` field in KiB (VmRSS, VmHWM) or a count (Threads).
-fn status(pid: u32, key: &str) -> u64 {
+pub fn status(pid: u32, key: &str) -> u64 {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))

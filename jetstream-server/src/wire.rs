@@ -21,6 +21,44 @@ pub const MAX_LINE: usize = 16 << 20;
 /// an anonymous client must not make the server buffer and parse megabytes.
 pub const MAX_LINE_BEFORE_LOGIN: usize = 8 << 10;
 
+/// Most JSON values (arrays, objects, and their elements) one request may hold: 524,288.
+/// Parsed, each costs 32 bytes or more however short its text (`[],` is 3 bytes; an object
+/// member ~150 bytes), so the line cap alone let a 16 MiB request take ~360 MiB; with this
+/// bound parsing one request takes at most ~80 MiB (measured). A `createManifest` of 100,000
+/// mappings holds ~100,000 values.
+pub const MAX_VALUES: usize = 1 << 19;
+
+/// The number of JSON values in `line` if it is valid JSON (one, plus one per `,` and per
+/// non-empty array or object, outside strings), counted without parsing, in one pass.
+pub fn count_values(line: &[u8]) -> usize {
+    let (mut n, mut in_string, mut escaped, mut opened) = (1, false, false, false);
+    for &b in line {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if b.is_ascii_whitespace() {
+            continue;
+        }
+        if std::mem::take(&mut opened) && b != b']' && b != b'}' {
+            // The first element of a non-empty array or object.
+            n += 1;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => opened = true,
+            b',' => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
 /// One API request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Request {
@@ -236,6 +274,31 @@ mod tests {
             read_request_line(&mut r, &mut buf, 4),
             Err(FrameError::Io(_))
         ));
+    }
+
+    #[test]
+    fn values_are_counted_outside_strings_only() {
+        assert_eq!(count_values(b"1"), 1);
+        // The object, [1,2], 1, 2, {}.
+        assert_eq!(count_values(br#"{"a": [1, 2], "b": {}}"#), 5);
+        assert_eq!(count_values(br#"[ ]"#), 1);
+        assert_eq!(count_values(br#"["[{,", "\"[,", 3]"#), 4);
+        let mut many = b"[".to_vec();
+        many.extend_from_slice(&b"[],".repeat(1000));
+        many.extend_from_slice(b"{}]");
+        assert_eq!(count_values(&many), 1002);
+        for text in [r#"{"a": [1, [2, {"b": null}]], "c": "x,y"}"#, "[[[]], {}, 0]"] {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(count_values(text.as_bytes()), values_in(&v), "{text}");
+        }
+    }
+
+    fn values_in(v: &serde_json::Value) -> usize {
+        1 + match v {
+            serde_json::Value::Array(a) => a.iter().map(values_in).sum(),
+            serde_json::Value::Object(o) => o.values().map(values_in).sum(),
+            _ => 0,
+        }
     }
 
     #[test]

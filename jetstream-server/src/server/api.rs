@@ -204,8 +204,10 @@ fn serve_with(
         }
         let response = handle_line(server, &mut session, reader.get_ref(), &line);
         if line.capacity() > KEPT_LINE_CAPACITY {
-            // A big request's buffer goes back now, not when the connection ends.
+            // A big request's buffer, and what parsing it took, go back now, not when the
+            // connection ends.
             line = Vec::new();
+            super::sys::release_free_memory();
         }
         let mut out = Deadline::new(reader.get_mut(), WRITE_TIMEOUT);
         if wire::write_line(&mut out, &response).is_err() {
@@ -328,7 +330,7 @@ fn handle_line(
     stream: &ApiStream,
     line: &[u8],
 ) -> Response {
-    let (req, params) = match parse_request(line) {
+    let (mut req, params) = match parse_request(line) {
         Ok(r) => r,
         Err(response) => return response,
     };
@@ -346,6 +348,9 @@ fn handle_line(
         Response::error("bad request: \"parameters\" must be an object")
     };
     if server.args.trigger_on_api {
+        if !req.parameters.is_null() {
+            req.parameters = params;
+        }
         api_trigger(server, &req, &response);
     }
     response.id = req.id;
@@ -353,16 +358,24 @@ fn handle_line(
 }
 
 /// Parses one request line into the request and its parameters (`{}` when absent or `null`;
-/// the caller checks that they are an object). Pure: the fuzz target `api_request` drives it.
+/// the caller checks that they are an object). The parameters are moved out of the request,
+/// not copied (a big request is held once): the returned request's `parameters` is `{}` when
+/// it had any, `null` when it had none. Pure: the fuzz target `api_request` drives it.
 ///
 /// # Errors
-/// The error response for malformed JSON or a line that is not a request (with the line's
-/// `id` when it had one).
+/// The error response for more than [`wire::MAX_VALUES`] values, malformed JSON or a line
+/// that is not a request (with the line's `id` when it had one).
 pub fn parse_request(line: &[u8]) -> Result<(Request, Value), Response> {
+    if wire::count_values(line) > wire::MAX_VALUES {
+        return Err(Response::error(format!(
+            "request too large: at most {} JSON values (array or object elements) in one request",
+            wire::MAX_VALUES
+        )));
+    }
     let value: Value = serde_json::from_slice(line)
         .map_err(|e| Response::error(format!("malformed JSON request: {e}")))?;
     let id = value.get("id").cloned();
-    let req: Request = serde_json::from_value(value).map_err(|e| {
+    let mut req: Request = serde_json::from_value(value).map_err(|e| {
         let mut r = Response::error(format!(
             "bad request: {e}; expected {{\"request\": \"command\", \"parameters\": {{...}}}}"
         ));
@@ -372,7 +385,7 @@ pub fn parse_request(line: &[u8]) -> Result<(Request, Value), Response> {
     let params = if req.parameters.is_null() {
         json!({})
     } else {
-        req.parameters.clone()
+        std::mem::replace(&mut req.parameters, json!({}))
     };
     Ok((req, params))
 }

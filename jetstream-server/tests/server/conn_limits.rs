@@ -361,6 +361,33 @@ fn regression_lines_over_the_cap_after_login_are_refused_and_the_connection_stay
     );
     let v = ask(&c, br#"{"request": "echo", "parameters": {"text": "after"}}"#);
     assert_eq!(v["result"]["text"], "after", "the connection stays usable: {v}");
+    // Short lines with many values (here 600,000 empty arrays in 1.8 MiB) are refused too:
+    // parsed, they took 10 to 20 times their size.
+    let v = ask(&c, &heavy_line(1_800_000));
+    assert_eq!(v["status"], "error", "{}", v["message"]);
+    let msg = v["message"].as_str().unwrap_or("");
+    assert!(msg.contains("at most 524288 JSON values"), "{msg}");
+    // A big request's memory goes back once it is answered (the connection kept a 16 MiB
+    // buffer, and the allocator what parsing took).
+    let pid = server_pid(&s);
+    let rss0 = status(pid, "VmRSS");
+    let text = "t".repeat(12 << 20);
+    let v = ask(
+        &c,
+        json!({"request": "echo", "parameters": {"text": text}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(v["result"]["text"].as_str().map(str::len), Some(12 << 20));
+    let v = ask(&c, br#"{"request": "echo", "parameters": {"text": "small"}}"#);
+    assert_eq!(v["result"]["text"], "small", "{v}");
+    let rss1 = status(pid, "VmRSS");
+    println!("RSS {} MiB before a 12 MiB request, {} MiB after", rss0 >> 10, rss1 >> 10);
+    assert!(
+        rss1 < rss0 + (8 << 10),
+        "the server kept {} MiB after a 12 MiB request",
+        (rss1 - rss0) >> 10
+    );
 }
 
 /// Issue 15, item 6: a logged-in connection that sends nothing is closed after

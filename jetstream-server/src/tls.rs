@@ -8,6 +8,7 @@
 //! The API port speaks both plain TCP (allowed by the caller for loopback peers only) and TLS:
 //! [`accept`] peeks at the first byte, and a TLS handshake record (`0x16`) selects TLS.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -15,7 +16,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -890,7 +890,8 @@ mod tests {
         let thread = std::thread::spawn(move || {
             for _ in 0..3 {
                 let (tcp, _) = listener.accept().unwrap();
-                let stream = accept(tcp, &config, Instant::now() + Duration::from_secs(10)).unwrap();
+                let stream =
+                    accept(tcp, &config, Instant::now() + Duration::from_secs(10)).unwrap();
                 let key = stream.peer_public_key();
                 let mut r = io::BufReader::new(stream);
                 let mut line = Vec::new();

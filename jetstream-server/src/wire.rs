@@ -287,7 +287,10 @@ mod tests {
         many.extend_from_slice(&b"[],".repeat(1000));
         many.extend_from_slice(b"{}]");
         assert_eq!(count_values(&many), 1002);
-        for text in [r#"{"a": [1, [2, {"b": null}]], "c": "x,y"}"#, "[[[]], {}, 0]"] {
+        for text in [
+            r#"{"a": [1, [2, {"b": null}]], "c": "x,y"}"#,
+            "[[[]], {}, 0]",
+        ] {
             let v: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(count_values(text.as_bytes()), values_in(&v), "{text}");
         }

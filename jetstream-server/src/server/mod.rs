@@ -822,11 +822,15 @@ mod tests {
     #[test]
     fn regression_api_connections_are_capped_per_ipv6_64() {
         let mut c = ApiConnections::default();
-        let v6 = |net: u16, host: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, net, 0, 0, 0, host));
+        let v6 =
+            |net: u16, host: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, net, 0, 0, 0, host));
         let keys: Vec<IpAddr> = (0..MAX_API_CONNECTIONS_PER_SOURCE as u16)
             .map(|i| c.take(v6(1, i)).expect("under the cap"))
             .collect();
-        assert!(c.take(v6(1, 999)).is_none(), "another address of the same /64");
+        assert!(
+            c.take(v6(1, 999)).is_none(),
+            "another address of the same /64"
+        );
         assert!(c.take(v6(2, 1)).is_some(), "another /64 is another source");
         // IPv4 counts by address, the IPv4-mapped form as the same address.
         let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));

@@ -138,9 +138,14 @@ fn regression_connections_that_do_not_log_in_are_closed_at_the_login_deadline() 
     let silent = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
     let tls_stuck = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
     // A handshake record announcing 16 KiB that never comes.
-    (&tls_stuck).write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]).unwrap();
+    (&tls_stuck)
+        .write_all(&[0x16, 0x03, 0x01, 0x40, 0x00])
+        .unwrap();
     let chatty = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
-    let v = ask(&chatty, br#"{"request": "echo", "parameters": {"text": "hi"}}"#);
+    let v = ask(
+        &chatty,
+        br#"{"request": "echo", "parameters": {"text": "hi"}}"#,
+    );
     assert_eq!(v["status"], "success", "echo is allowed before login: {v}");
     let logged = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
     let v = ask(&logged, &auth_line(u.name(), &pw));
@@ -189,7 +194,11 @@ fn regression_dribbling_bytes_does_not_extend_the_login_deadline() {
         dribble(&c, &[0], LOGIN_WAIT)
     });
     let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let plain = dribble(&c, br#"{"request": "echo", "parameters": {"text": "aaaa"#, LOGIN_WAIT);
+    let plain = dribble(
+        &c,
+        br#"{"request": "echo", "parameters": {"text": "aaaa"#,
+        LOGIN_WAIT,
+    );
     let tls = tls.join().unwrap();
     assert!(
         plain.closed,
@@ -286,7 +295,10 @@ fn regression_long_lines_before_login_are_refused_without_buffering() {
     let pid = server_pid(&s);
     // One request first, so that the baseline includes a served connection.
     let first = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
-    assert_eq!(ask(&first, br#"{"request": "getServerInfo"}"#)["status"], "success");
+    assert_eq!(
+        ask(&first, br#"{"request": "getServerInfo"}"#)["status"],
+        "success"
+    );
     let (rss0, hwm0) = (status(pid, "VmRSS"), status(pid, "VmHWM"));
     let line = std::sync::Arc::new(heavy_line(4 << 20));
     let port = s.api;
@@ -296,7 +308,10 @@ fn regression_long_lines_before_login_are_refused_without_buffering() {
             std::thread::spawn(move || {
                 let c = connect_from(Ipv4Addr::new(127, 0, 1, 1 + i), port);
                 let v = ask(&c, &line);
-                let after = ask(&c, br#"{"request": "echo", "parameters": {"text": "still here"}}"#);
+                let after = ask(
+                    &c,
+                    br#"{"request": "echo", "parameters": {"text": "still here"}}"#,
+                );
                 (v, after)
             })
         })
@@ -343,7 +358,11 @@ fn regression_lines_over_the_cap_after_login_are_refused_and_the_connection_stay
     assert_eq!(v["status"], "error", "1 MiB before login: {}", v["message"]);
     assert_eq!(ask(&c, &auth_line(u.name(), &pw))["status"], "success");
     let v = ask(&c, mb.as_bytes());
-    assert_eq!(v["status"], "success", "1 MiB after login: {}", v["message"]);
+    assert_eq!(
+        v["status"], "success",
+        "1 MiB after login: {}",
+        v["message"]
+    );
     assert_eq!(v["result"]["text"].as_str().map(str::len), Some(1 << 20));
     // 16 MiB + 1 byte: an echo whose text makes the line one byte too long.
     let head = br#"{"request": "echo", "parameters": {"text": ""#;
@@ -359,8 +378,14 @@ fn regression_lines_over_the_cap_after_login_are_refused_and_the_connection_stay
         msg.contains("too long") && msg.contains("16777216"),
         "{msg}"
     );
-    let v = ask(&c, br#"{"request": "echo", "parameters": {"text": "after"}}"#);
-    assert_eq!(v["result"]["text"], "after", "the connection stays usable: {v}");
+    let v = ask(
+        &c,
+        br#"{"request": "echo", "parameters": {"text": "after"}}"#,
+    );
+    assert_eq!(
+        v["result"]["text"], "after",
+        "the connection stays usable: {v}"
+    );
     // Short lines with many values (here 600,000 empty arrays in 1.8 MiB) are refused too:
     // parsed, they took 10 to 20 times their size.
     let v = ask(&c, &heavy_line(1_800_000));
@@ -379,10 +404,17 @@ fn regression_lines_over_the_cap_after_login_are_refused_and_the_connection_stay
             .as_bytes(),
     );
     assert_eq!(v["result"]["text"].as_str().map(str::len), Some(12 << 20));
-    let v = ask(&c, br#"{"request": "echo", "parameters": {"text": "small"}}"#);
+    let v = ask(
+        &c,
+        br#"{"request": "echo", "parameters": {"text": "small"}}"#,
+    );
     assert_eq!(v["result"]["text"], "small", "{v}");
     let rss1 = status(pid, "VmRSS");
-    println!("RSS {} MiB before a 12 MiB request, {} MiB after", rss0 >> 10, rss1 >> 10);
+    println!(
+        "RSS {} MiB before a 12 MiB request, {} MiB after",
+        rss0 >> 10,
+        rss1 >> 10
+    );
     assert!(
         rss1 < rss0 + (8 << 10),
         "the server kept {} MiB after a 12 MiB request",

@@ -193,6 +193,13 @@ fn a_client_that_never_reads_does_not_stall_the_others() {
     // The slow client: 64 KiB echo requests, written until the server stops reading (its
     // answers fill both socket buffers, so its write blocks, so it stops reading ours).
     let slow = connect_from(Ipv4Addr::new(127, 0, 0, 20), s.api);
+    // Logged in: before login a request line may hold only 8 KiB (conn_limits.rs).
+    let mut login = Line {
+        w: slow.try_clone().unwrap(),
+        r: BufReader::new(slow.try_clone().unwrap()),
+    };
+    let v = login.ask("auth", json!({"userName": u.name(), "password": pw}));
+    assert_eq!(v["status"], "success", "{v}");
     slow.set_write_timeout(Some(Duration::from_secs(2)))
         .unwrap();
     let req = format!(

@@ -169,7 +169,8 @@ fn serve_with(
             Err(FrameError::TooLong) => {
                 // The line was dropped as it arrived; the connection stays in step and usable.
                 let response = Response::error(too_long(logged_in));
-                let mut out = Deadline::new(reader.get_mut(), WRITE_TIMEOUT);
+                let until = write_deadline(logged_in, login_by);
+                let mut out = Deadline::until(reader.get_mut(), until);
                 if wire::write_line(&mut out, &response).is_err() {
                     break;
                 }
@@ -209,7 +210,8 @@ fn serve_with(
             line = Vec::new();
             super::sys::release_free_memory();
         }
-        let mut out = Deadline::new(reader.get_mut(), WRITE_TIMEOUT);
+        let until = write_deadline(session.user.is_some(), login_by);
+        let mut out = Deadline::until(reader.get_mut(), until);
         if wire::write_line(&mut out, &response).is_err() {
             break;
         }
@@ -223,6 +225,18 @@ fn serve_with(
         if !d.status().state.is_final() {
             d.cancel();
         }
+    }
+}
+
+/// When writing an answer must end: [`WRITE_TIMEOUT`] from now, and before login no later
+/// than the login deadline (a client that has not logged in cannot stretch its time by not
+/// reading its answers either).
+fn write_deadline(logged_in: bool, login_by: Instant) -> Instant {
+    let normal = Instant::now() + WRITE_TIMEOUT;
+    if logged_in {
+        normal
+    } else {
+        normal.min(login_by)
     }
 }
 
@@ -290,21 +304,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// ever; here each call gets only the time left.
 struct Deadline<'a> {
     stream: &'a mut ApiStream,
-    until: std::time::Instant,
+    until: Instant,
 }
 
 impl<'a> Deadline<'a> {
     fn new(stream: &'a mut ApiStream, limit: Duration) -> Self {
-        Self {
-            stream,
-            until: std::time::Instant::now() + limit,
-        }
+        Self::until(stream, Instant::now() + limit)
+    }
+
+    fn until(stream: &'a mut ApiStream, until: Instant) -> Self {
+        Self { stream, until }
     }
 
     fn arm(&self) -> std::io::Result<()> {
-        let left = self
-            .until
-            .saturating_duration_since(std::time::Instant::now());
+        let left = self.until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }

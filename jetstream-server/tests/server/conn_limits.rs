@@ -219,6 +219,47 @@ fn regression_dribbling_bytes_does_not_extend_the_login_deadline() {
     );
 }
 
+/// Writes `line` over and over without ever reading, until the server closes the connection
+/// (a write fails with a reset or broken pipe) or `limit` passes.
+fn flood(s: &TcpStream, line: &[u8], limit: Duration) -> Ending {
+    let start = Instant::now();
+    let mut w = s.try_clone().unwrap();
+    w.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut pos = 0;
+    while start.elapsed() < limit {
+        match w.write(&line[pos..]) {
+            Ok(n) => pos = (pos + n) % line.len(),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return ending(Vec::new(), true, start),
+        }
+    }
+    ending(Vec::new(), false, start)
+}
+
+/// Issue 15, item 6: a client that has not logged in and stops reading its answers (pre-login
+/// `echo`s of 7 KiB each, until the server's writes block) must not hold the connection past
+/// the login deadline either; writing an answer used to get 30 s whatever the deadline.
+#[test]
+fn regression_a_client_that_does_not_read_is_closed_at_the_login_deadline() {
+    if !can_run() {
+        return;
+    }
+    let dir = scratch();
+    let s = Srv::start(dir.path(), "s", &["--api-login-timeout", "2"]);
+    let c = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
+    let mut line = json!({"request": "echo", "parameters": {"text": "e".repeat(7 << 10)}})
+        .to_string()
+        .into_bytes();
+    line.push(b'\n');
+    let e = flood(&c, &line, LOGIN_WAIT);
+    assert!(
+        e.closed,
+        "a client that does not read is still connected after {:?}",
+        e.after
+    );
+}
+
 /// Issue 15, item 6: "128 idle connections from each of 8 addresses shut everyone else out".
 /// One address holding its whole share (with connections that each made a request and then
 /// wait) does not stop another address from logging in, and its connections are closed at

@@ -242,6 +242,8 @@ pub struct ApiClient {
     stream: BufReader<ClientStream>,
     peer_public_key: Option<String>,
     line: Vec<u8>,
+    /// Where it connected, and how (for [`ApiClient::reconnect`]).
+    origin: (String, u16, ConnectOptions),
 }
 
 impl ApiClient {
@@ -270,7 +272,20 @@ impl ApiClient {
             stream: BufReader::new(stream),
             peer_public_key,
             line: Vec::new(),
+            origin: (host.to_owned(), port, opts.clone()),
         })
+    }
+
+    /// Replaces the connection with a new one to the same server, trusted the same way (a
+    /// server closes a connection that has not logged in within its `--api-login-timeout`,
+    /// e.g. while a person types a password).
+    ///
+    /// # Errors
+    /// As [`ApiClient::connect`].
+    pub fn reconnect(&mut self) -> Result<(), ClientError> {
+        let (host, port, opts) = &self.origin;
+        *self = Self::connect(host, *port, opts)?;
+        Ok(())
     }
 
     /// Calls `request` with `parameters` and returns its `result`.
@@ -662,12 +677,11 @@ mod tests {
             let mut tls_flags = Vec::new();
             for config in configs {
                 let (tcp, _) = listener.accept().unwrap();
-                let Ok(stream) = accept(tcp, &config, Duration::from_secs(10)) else {
+                // Each connection of these tests ends well within 10 s.
+                let until = std::time::Instant::now() + Duration::from_secs(10);
+                let Ok(stream) = accept(tcp, &config, until) else {
                     continue;
                 };
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
                 tls_flags.push(stream.is_tls());
                 let mut r = io::BufReader::new(stream);
                 let mut buf = Vec::new();

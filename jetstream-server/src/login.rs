@@ -134,7 +134,15 @@ pub fn authenticate(
     };
     let password = match password {
         Some(p) => p,
-        None => ask_password(&user, host)?,
+        None => {
+            let typed = ask_password(&user, host)?;
+            // The server gives a connection a short time to log in (`--api-login-timeout`,
+            // 20 s by default); typing may take longer, so log in on a fresh connection.
+            client
+                .reconnect()
+                .map_err(|e| Failure::new(exit::CONNECT, e.to_string()))?;
+            typed
+        }
     };
     let params = serde_json::json!({ "userName": user, "password": password });
     client.call("auth", params).map_err(Failure::of_auth)?;

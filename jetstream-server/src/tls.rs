@@ -8,6 +8,7 @@
 //! The API port speaks both plain TCP (allowed by the caller for loopback peers only) and TLS:
 //! [`accept`] peeks at the first byte, and a TLS handshake record (`0x16`) selects TLS.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -15,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
@@ -587,28 +588,86 @@ pub(crate) use handshake_signature_checks;
 #[derive(Debug)]
 pub enum ApiStream {
     /// Plain TCP.
-    Plain(TcpStream),
+    Plain(ApiSocket),
     /// TLS over TCP, handshake completed.
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Tls(Box<StreamOwned<ServerConnection, ApiSocket>>),
 }
 
-/// Accepts an API connection: peeks the first byte (waiting at most `handshake_timeout`) and
-/// completes a TLS handshake if it is a TLS handshake record (`0x16`); anything else (including
-/// an immediate close) is returned as [`ApiStream::Plain`].
+/// The TCP socket under an API connection, whose reads all end by one deadline.
 ///
-/// On return the socket has no read or write timeout.
+/// A socket read timeout alone bounds each `read` call: a client that sends one byte now and
+/// then (inside a TLS record, during the handshake, or in a request line) would restart it
+/// each time and hold the connection for ever. Here every read gets only the time left until
+/// the deadline, and fails with [`io::ErrorKind::TimedOut`] once it has passed, whatever layer
+/// (the TLS handshake, rustls' record reader, the line reader) is reading.
+#[derive(Debug)]
+pub struct ApiSocket {
+    tcp: TcpStream,
+    read_deadline: Cell<Option<Instant>>,
+}
+
+impl ApiSocket {
+    fn new(tcp: TcpStream, read_deadline: Option<Instant>) -> Self {
+        Self {
+            tcp,
+            read_deadline: Cell::new(read_deadline),
+        }
+    }
+}
+
+impl Read for ApiSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.read_deadline.get() {
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the connection's read deadline passed",
+                    ));
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        self.tcp.set_read_timeout(timeout)?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for ApiSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// Accepts an API connection: peeks the first byte and completes a TLS handshake if it is a
+/// TLS handshake record (`0x16`); anything else (including an immediate close) is returned as
+/// [`ApiStream::Plain`]. Everything is read by `read_deadline` (the peek, and the handshake
+/// however slowly the client sends it); the handshake's writes wait at most the time that
+/// was left at the start.
+///
+/// On return the socket keeps `read_deadline` for its reads (see
+/// [`ApiStream::set_read_deadline`]) and has no write timeout.
 ///
 /// # Errors
-/// The peek timed out or failed, or the TLS handshake failed or timed out.
+/// The peek timed out or failed, or the TLS handshake failed or passed the deadline.
 pub fn accept(
     stream: TcpStream,
     config: &Arc<ServerConfig>,
-    handshake_timeout: Duration,
+    read_deadline: Instant,
 ) -> io::Result<ApiStream> {
     const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-    let timeout = Some(handshake_timeout).filter(|t| !t.is_zero());
-    stream.set_read_timeout(timeout)?;
-    stream.set_write_timeout(timeout)?;
+    let left = read_deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left))?;
+    stream.set_write_timeout(Some(left))?;
     let mut first = [0u8; 1];
     let n = loop {
         match stream.peek(&mut first) {
@@ -616,18 +675,17 @@ pub fn accept(
             other => break other?,
         }
     };
+    let sock = ApiSocket::new(stream, Some(read_deadline));
     if n == 0 || first[0] != TLS_HANDSHAKE_RECORD {
-        stream.set_read_timeout(None)?;
-        stream.set_write_timeout(None)?;
-        return Ok(ApiStream::Plain(stream));
+        sock.tcp.set_write_timeout(None)?;
+        return Ok(ApiStream::Plain(sock));
     }
     let conn = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-    let mut tls = StreamOwned::new(conn, stream);
+    let mut tls = StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock)?;
     }
-    tls.sock.set_read_timeout(None)?;
-    tls.sock.set_write_timeout(None)?;
+    tls.sock.tcp.set_write_timeout(None)?;
     Ok(ApiStream::Tls(Box::new(tls)))
 }
 
@@ -683,12 +741,10 @@ impl ApiStream {
         self.tcp().peer_addr()
     }
 
-    /// Sets the socket's read timeout (`None` = block forever).
-    ///
-    /// # Errors
-    /// The socket's error (e.g. a zero duration).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.tcp().set_read_timeout(timeout)
+    /// Sets the deadline by which every later read must end (`None` = reads may block for
+    /// ever). Reads after it fail with [`io::ErrorKind::TimedOut`].
+    pub fn set_read_deadline(&self, deadline: Option<Instant>) {
+        self.socket().read_deadline.set(deadline);
     }
 
     /// Sets the write timeout of the underlying TCP socket.
@@ -700,6 +756,10 @@ impl ApiStream {
     }
 
     fn tcp(&self) -> &TcpStream {
+        &self.socket().tcp
+    }
+
+    fn socket(&self) -> &ApiSocket {
         match self {
             Self::Plain(s) => s,
             Self::Tls(s) => &s.sock,
@@ -830,7 +890,8 @@ mod tests {
         let thread = std::thread::spawn(move || {
             for _ in 0..3 {
                 let (tcp, _) = listener.accept().unwrap();
-                let stream = accept(tcp, &config, Duration::from_secs(10)).unwrap();
+                let stream =
+                    accept(tcp, &config, Instant::now() + Duration::from_secs(10)).unwrap();
                 let key = stream.peer_public_key();
                 let mut r = io::BufReader::new(stream);
                 let mut line = Vec::new();

@@ -527,9 +527,10 @@ impl Throttle {
     }
 }
 
-/// The throttle key of a source: IPv4-mapped addresses as IPv4, IPv6 by /64 (one host
-/// usually owns a whole /64).
-fn source_key(ip: IpAddr) -> IpAddr {
+/// The key a source is counted by (the login throttle, the API connection cap): IPv4 and
+/// IPv4-mapped addresses by address, IPv6 by /64 (one host usually owns a whole /64, so
+/// counting its addresses one by one would count nothing).
+pub fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -5,7 +5,7 @@
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -157,8 +157,20 @@ fn serve_with(
     _slot: super::ApiSlot,
 ) {
     let _ = tcp.set_nodelay(true);
-    let stream = match tls::accept(tcp, &server.tls_config, Duration::from_secs(10)) {
+    let login_timeout = server.args.api_login_timeout();
+    // The TLS handshake and the login share one deadline: a client that sends nothing, or one
+    // byte now and then, is closed when it passes (issue 15, item 6).
+    let mut login_by = Instant::now() + login_timeout;
+    let stream = match tls::accept(tcp, &server.tls_config, login_by) {
         Ok(s) => s,
+        Err(e) if is_timeout(&e) => {
+            crate::log!(
+                "api: {peer}: closed: not logged in within {} s of connecting \
+                 (--api-login-timeout): no request, or the TLS handshake did not end",
+                login_timeout.as_secs()
+            );
+            return;
+        }
         Err(e) => {
             crate::log!("api: {peer}: TLS handshake failed: {e}");
             return;
@@ -180,11 +192,53 @@ fn serve_with(
     session.peer_key = stream.peer_public_key();
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
+    let mut was_logged_in = false;
     loop {
-        match wire::read_line(&mut reader, &mut line) {
+        let logged_in = session.user.is_some();
+        if was_logged_in && !logged_in {
+            // The session's token lapsed: it is a client that has not logged in again.
+            login_by = Instant::now() + login_timeout;
+        }
+        was_logged_in = logged_in;
+        let (deadline, max) = if logged_in {
+            let idle = server.args.api_idle_timeout();
+            (idle.map(|d| Instant::now() + d), wire::MAX_LINE)
+        } else {
+            (Some(login_by), wire::MAX_LINE_BEFORE_LOGIN)
+        };
+        reader.get_ref().set_read_deadline(deadline);
+        match wire::read_request_line(&mut reader, &mut line, max) {
             Ok(()) => {}
             Err(FrameError::TooLong) => {
-                let _ = wire::write_line(reader.get_mut(), &Response::error("request too long"));
+                // The line was dropped as it arrived; the connection stays in step and usable.
+                let response = Response::error(too_long(logged_in));
+                let until = write_deadline(logged_in, login_by);
+                let mut out = Deadline::until(reader.get_mut(), until);
+                if wire::write_line(&mut out, &response).is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(FrameError::Io(e)) if is_timeout(&e) => {
+                // A connection carrying a receive or a download is not idle: its transfer has
+                // its own liveness checks. Only a client between two lines is kept waiting.
+                if logged_in && line.is_empty() && carries_transfer(server, &session) {
+                    continue;
+                }
+                let why = if logged_in {
+                    format!(
+                        "closed: no request for {} s (--api-idle-timeout)",
+                        server.args.api_idle_timeout
+                    )
+                } else {
+                    format!(
+                        "closed: not logged in within {} s of connecting (--api-login-timeout)",
+                        login_timeout.as_secs()
+                    )
+                };
+                crate::log!("api: {peer}: {why}");
+                let mut out = Deadline::new(reader.get_mut(), FAREWELL_TIMEOUT);
+                let _ = wire::write_line(&mut out, &Response::error(why));
                 break;
             }
             Err(_) => break,
@@ -193,7 +247,14 @@ fn serve_with(
             continue;
         }
         let response = handle_line(server, &mut session, reader.get_ref(), &line);
-        let mut out = Deadline::new(reader.get_mut(), WRITE_TIMEOUT);
+        if line.capacity() > KEPT_LINE_CAPACITY {
+            // A big request's buffer, and what parsing it took, go back now, not when the
+            // connection ends.
+            line = Vec::new();
+            super::sys::release_free_memory();
+        }
+        let until = write_deadline(session.user.is_some(), login_by);
+        let mut out = Deadline::until(reader.get_mut(), until);
         if wire::write_line(&mut out, &response).is_err() {
             break;
         }
@@ -210,6 +271,72 @@ fn serve_with(
     }
 }
 
+/// When writing an answer must end: [`WRITE_TIMEOUT`] from now, and before login no later
+/// than the login deadline (a client that has not logged in cannot stretch its time by not
+/// reading its answers either).
+fn write_deadline(logged_in: bool, login_by: Instant) -> Instant {
+    let normal = Instant::now() + WRITE_TIMEOUT;
+    if logged_in {
+        normal
+    } else {
+        normal.min(login_by)
+    }
+}
+
+/// The answer to a request line over the limit.
+fn too_long(logged_in: bool) -> String {
+    if logged_in {
+        format!(
+            "request too long: a request line may hold at most {} bytes",
+            wire::MAX_LINE
+        )
+    } else {
+        format!(
+            "request too long: before logging in (auth or authToken) a request line may hold at \
+             most {} bytes",
+            wire::MAX_LINE_BEFORE_LOGIN
+        )
+    }
+}
+
+/// Whether a read failed because its deadline passed (a socket timeout reads as
+/// `WouldBlock` on Linux).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+/// Whether the connection carries a transfer that is still moving: a receive it started
+/// (`recv.startTransfer`, by a sending server or `jscp`) or a download it asked for.
+fn carries_transfer(server: &Server, session: &Session) -> bool {
+    if session
+        .downloads
+        .iter()
+        .any(|d| !d.status().state.is_final())
+    {
+        return true;
+    }
+    if session.receiving.is_empty() {
+        return false;
+    }
+    let mut objs = server.objects.lock();
+    session.receiving.iter().any(|(id, attempt)| {
+        objs.receives
+            .get_mut(id)
+            .filter(|r| r.attempt == *attempt)
+            .is_some_and(super::receive::is_receiving)
+    })
+}
+
+/// A request buffer above this is released after its request (most requests are a few
+/// hundred bytes; one big `createManifest` must not pin megabytes for the connection's life).
+const KEPT_LINE_CAPACITY: usize = 64 << 10;
+
+/// How long the server tries to tell a client why it closes its connection.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Longest time one answer may take to write: a client that stops reading its answers holds
 /// its thread (and connection slot) for at most this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -220,21 +347,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// ever; here each call gets only the time left.
 struct Deadline<'a> {
     stream: &'a mut ApiStream,
-    until: std::time::Instant,
+    until: Instant,
 }
 
 impl<'a> Deadline<'a> {
     fn new(stream: &'a mut ApiStream, limit: Duration) -> Self {
-        Self {
-            stream,
-            until: std::time::Instant::now() + limit,
-        }
+        Self::until(stream, Instant::now() + limit)
+    }
+
+    fn until(stream: &'a mut ApiStream, until: Instant) -> Self {
+        Self { stream, until }
     }
 
     fn arm(&self) -> std::io::Result<()> {
-        let left = self
-            .until
-            .saturating_duration_since(std::time::Instant::now());
+        let left = self.until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
@@ -260,7 +386,7 @@ fn handle_line(
     stream: &ApiStream,
     line: &[u8],
 ) -> Response {
-    let (req, params) = match parse_request(line) {
+    let (mut req, params) = match parse_request(line) {
         Ok(r) => r,
         Err(response) => return response,
     };
@@ -278,6 +404,9 @@ fn handle_line(
         Response::error("bad request: \"parameters\" must be an object")
     };
     if server.args.trigger_on_api {
+        if !req.parameters.is_null() {
+            req.parameters = params;
+        }
         api_trigger(server, &req, &response);
     }
     response.id = req.id;
@@ -285,16 +414,24 @@ fn handle_line(
 }
 
 /// Parses one request line into the request and its parameters (`{}` when absent or `null`;
-/// the caller checks that they are an object). Pure: the fuzz target `api_request` drives it.
+/// the caller checks that they are an object). The parameters are moved out of the request,
+/// not copied (a big request is held once): the returned request's `parameters` is `{}` when
+/// it had any, `null` when it had none. Pure: the fuzz target `api_request` drives it.
 ///
 /// # Errors
-/// The error response for malformed JSON or a line that is not a request (with the line's
-/// `id` when it had one).
+/// The error response for more than [`wire::MAX_VALUES`] values, malformed JSON or a line
+/// that is not a request (with the line's `id` when it had one).
 pub fn parse_request(line: &[u8]) -> Result<(Request, Value), Response> {
+    if wire::count_values(line) > wire::MAX_VALUES {
+        return Err(Response::error(format!(
+            "request too large: at most {} JSON values (array or object elements) in one request",
+            wire::MAX_VALUES
+        )));
+    }
     let value: Value = serde_json::from_slice(line)
         .map_err(|e| Response::error(format!("malformed JSON request: {e}")))?;
     let id = value.get("id").cloned();
-    let req: Request = serde_json::from_value(value).map_err(|e| {
+    let mut req: Request = serde_json::from_value(value).map_err(|e| {
         let mut r = Response::error(format!(
             "bad request: {e}; expected {{\"request\": \"command\", \"parameters\": {{...}}}}"
         ));
@@ -304,7 +441,7 @@ pub fn parse_request(line: &[u8]) -> Result<(Request, Value), Response> {
     let params = if req.parameters.is_null() {
         json!({})
     } else {
-        req.parameters.clone()
+        std::mem::replace(&mut req.parameters, json!({}))
     };
     Ok((req, params))
 }

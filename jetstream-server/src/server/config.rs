@@ -19,6 +19,15 @@ pub struct ServerArgs {
     /// only loopback clients are served
     #[argh(option, default = "true")]
     pub api_allow_remote_control: bool,
+    /// seconds an API client has, from connecting, to log in (TLS handshake included); a
+    /// connection not logged in by then is closed, whatever it sends (default 20)
+    #[argh(option, default = "20")]
+    pub api_login_timeout: u64,
+    /// seconds a logged-in API connection may wait between requests before it is closed
+    /// (default 900, 15 minutes; 0: never); connections carrying a receive or a download are
+    /// not idle
+    #[argh(option, default = "900")]
+    pub api_idle_timeout: u64,
     /// UDP port that receives (and sends) transfer data (default 8886; may be repeated)
     #[argh(option)]
     pub recv_port: Vec<u16>,
@@ -105,6 +114,16 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// How long a client has to log in (`--api-login-timeout`, at least 1 s).
+    pub fn api_login_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.api_login_timeout.max(1))
+    }
+
+    /// How long a logged-in connection may be idle (`--api-idle-timeout`); `None`: for ever.
+    pub fn api_idle_timeout(&self) -> Option<std::time::Duration> {
+        (self.api_idle_timeout > 0).then(|| std::time::Duration::from_secs(self.api_idle_timeout))
+    }
+
     /// The receive ports, 8886 when none was given.
     pub fn recv_ports(&self) -> Vec<u16> {
         if self.recv_port.is_empty() {
@@ -152,6 +171,14 @@ mod tests {
             a.persistent_state_dir,
             PathBuf::from("/var/lib/jetstream/state")
         );
+        assert_eq!(a.api_login_timeout(), std::time::Duration::from_secs(20));
+        assert_eq!(
+            a.api_idle_timeout(),
+            Some(std::time::Duration::from_secs(900))
+        );
+        let a = parse(&["--api-idle-timeout=0", "--api-login-timeout", "0"]).unwrap();
+        assert_eq!(a.api_idle_timeout(), None);
+        assert_eq!(a.api_login_timeout(), std::time::Duration::from_secs(1));
     }
 
     #[test]

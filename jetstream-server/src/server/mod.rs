@@ -50,26 +50,53 @@ use crate::users::{Authenticator, SuperuserPolicy, SystemUser};
 
 /// Most API connections open at once.
 pub const MAX_API_CONNECTIONS: usize = 1024;
-/// Most API connections open at once from one address.
+/// Most API connections open at once from one source: an IPv4 address, or an IPv6 /64 (see
+/// [`crate::users::source_key`]).
 pub const MAX_API_CONNECTIONS_PER_SOURCE: usize = 128;
+
+/// The open API connections, in all and per source (IPv6 by /64).
+#[derive(Debug, Default)]
+pub struct ApiConnections {
+    total: usize,
+    by_source: HashMap<std::net::IpAddr, usize>,
+}
+
+impl ApiConnections {
+    /// Counts a connection from `ip` if the caps allow it; returns the key it is counted
+    /// under (to give to [`Self::release`]).
+    pub fn take(&mut self, ip: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        let key = crate::users::source_key(ip);
+        let here = self.by_source.get(&key).copied().unwrap_or(0);
+        if self.total >= MAX_API_CONNECTIONS || here >= MAX_API_CONNECTIONS_PER_SOURCE {
+            return None;
+        }
+        self.total += 1;
+        self.by_source.insert(key, here + 1);
+        Some(key)
+    }
+
+    /// Forgets a connection counted under `key`.
+    pub fn release(&mut self, key: std::net::IpAddr) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_source.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_source.remove(&key);
+            }
+        }
+    }
+}
 
 /// A held API connection slot (see [`Server::api_slot`]).
 #[derive(Debug)]
 pub struct ApiSlot {
     server: Arc<Server>,
-    ip: std::net::IpAddr,
+    key: std::net::IpAddr,
 }
 
 impl Drop for ApiSlot {
     fn drop(&mut self) {
-        let mut c = self.server.api_connections.lock();
-        c.0 = c.0.saturating_sub(1);
-        if let Some(n) = c.1.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.1.remove(&self.ip);
-            }
-        }
+        self.server.api_connections.lock().release(self.key);
     }
 }
 
@@ -217,8 +244,8 @@ pub struct Server {
     next_engine: AtomicUsize,
     kick: crossbeam_channel::Sender<()>,
     stopping: AtomicBool,
-    /// Open API connections, in all and per source address.
-    api_connections: Mutex<(usize, HashMap<std::net::IpAddr, usize>)>,
+    /// Open API connections, in all and per source.
+    api_connections: Mutex<ApiConnections>,
     save_lock: Mutex<()>,
 }
 
@@ -278,19 +305,14 @@ impl Server {
     }
 
     /// Takes a slot for an API connection from `ip`: at most [`MAX_API_CONNECTIONS`] in all
-    /// and [`MAX_API_CONNECTIONS_PER_SOURCE`] from one address, so that one client opening
-    /// connections cannot take every thread. `None` when full; the slot frees itself on drop.
+    /// and [`MAX_API_CONNECTIONS_PER_SOURCE`] from one source (IPv6 by /64), so that one
+    /// client opening connections cannot take every thread. `None` when full; the slot frees
+    /// itself on drop.
     pub fn api_slot(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<ApiSlot> {
-        let mut c = self.api_connections.lock();
-        let here = c.1.get(&ip).copied().unwrap_or(0);
-        if c.0 >= MAX_API_CONNECTIONS || here >= MAX_API_CONNECTIONS_PER_SOURCE {
-            return None;
-        }
-        c.0 += 1;
-        c.1.insert(ip, here + 1);
+        let key = self.api_connections.lock().take(ip)?;
         Some(ApiSlot {
             server: self.clone(),
-            ip,
+            key,
         })
     }
 
@@ -614,7 +636,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         next_engine: AtomicUsize::new(0),
         kick,
         stopping: AtomicBool::new(false),
-        api_connections: Mutex::new((0, HashMap::new())),
+        api_connections: Mutex::new(ApiConnections::default()),
         save_lock: Mutex::new(()),
         args,
     });
@@ -823,5 +845,51 @@ fn restore(server: &Arc<Server>, p: Persisted) {
     drop(objs);
     if n > 0 {
         crate::log!("state: restored {n} transfers");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    /// Issue 15, item 6: the per-source cap counted each IPv6 address alone, so one host with
+    /// a /64 had no cap at all. Now a /64 is one source, as in the login throttle.
+    #[test]
+    fn regression_api_connections_are_capped_per_ipv6_64() {
+        let mut c = ApiConnections::default();
+        let v6 =
+            |net: u16, host: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, net, 0, 0, 0, host));
+        let keys: Vec<IpAddr> = (0..MAX_API_CONNECTIONS_PER_SOURCE as u16)
+            .map(|i| c.take(v6(1, i)).expect("under the cap"))
+            .collect();
+        assert!(
+            c.take(v6(1, 999)).is_none(),
+            "another address of the same /64"
+        );
+        assert!(c.take(v6(2, 1)).is_some(), "another /64 is another source");
+        // IPv4 counts by address, the IPv4-mapped form as the same address.
+        let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+        for _ in 0..MAX_API_CONNECTIONS_PER_SOURCE / 2 {
+            c.take(v4).unwrap();
+            c.take(mapped).unwrap();
+        }
+        assert!(c.take(v4).is_none() && c.take(mapped).is_none());
+        assert!(c.take(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8))).is_some());
+        // Released slots come back.
+        c.release(keys[0]);
+        assert!(c.take(v6(1, 12345)).is_some());
+        assert!(c.take(v6(1, 12346)).is_none());
+    }
+
+    #[test]
+    fn api_connections_are_capped_in_all() {
+        let mut c = ApiConnections::default();
+        for i in 0..MAX_API_CONNECTIONS {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32));
+            assert!(c.take(ip).is_some());
+        }
+        assert!(c.take(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))).is_none());
     }
 }

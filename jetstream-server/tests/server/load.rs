@@ -23,7 +23,7 @@ fn long() -> bool {
 }
 
 /// The pid of the server whose state dir is `s.state`.
-fn server_pid(s: &Srv) -> u32 {
+pub fn server_pid(s: &Srv) -> u32 {
     let want = s.state.display().to_string();
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -39,7 +39,7 @@ fn server_pid(s: &Srv) -> u32 {
 }
 
 /// A `/proc/<pid>/status` field in KiB (VmRSS, VmHWM) or a count (Threads).
-fn status(pid: u32, key: &str) -> u64 {
+pub fn status(pid: u32, key: &str) -> u64 {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
@@ -193,6 +193,13 @@ fn a_client_that_never_reads_does_not_stall_the_others() {
     // The slow client: 64 KiB echo requests, written until the server stops reading (its
     // answers fill both socket buffers, so its write blocks, so it stops reading ours).
     let slow = connect_from(Ipv4Addr::new(127, 0, 0, 20), s.api);
+    // Logged in: before login a request line may hold only 8 KiB (conn_limits.rs).
+    let mut login = Line {
+        w: slow.try_clone().unwrap(),
+        r: BufReader::new(slow.try_clone().unwrap()),
+    };
+    let v = login.ask("auth", json!({"userName": u.name(), "password": pw}));
+    assert_eq!(v["status"], "success", "{v}");
     slow.set_write_timeout(Some(Duration::from_secs(2)))
         .unwrap();
     let req = format!(

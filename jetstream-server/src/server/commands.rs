@@ -55,8 +55,9 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: &Value) -> Reply {
             None => {}
         }
     }
-    super::access::check(name, access, ctx.session, token_permissions.as_deref())?;
+    // A download link's narrower rule first: its refusal says what a link may do.
     super::shared::restrict(ctx, name, p)?;
+    super::access::check(name, access, ctx.session, token_permissions.as_deref())?;
     if matches!(name, "sendDiscoverPacketAsync" | "recvDiscoverPacketAsync") {
         let owner = owner_of(ctx);
         let params = params.clone();

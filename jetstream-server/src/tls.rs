@@ -169,7 +169,10 @@ impl Identity {
         let not_after = not_after_of(leaf)
             .ok_or_else(|| invalid("certificate", cert_path, "cannot read its validity".into()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let client_verifier = Arc::new(AnyClientCert {
+        let client_verifier = Arc::new(KeyClientCert {
+            keys: None,
+            mandatory: false,
+            allow_with: "",
             algorithms: provider.signature_verification_algorithms,
         });
         let config = ServerConfig::builder_with_provider(provider)
@@ -510,28 +513,36 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 // ---- client certificates ----
 
-/// Accepts any client certificate, verifying only that the client holds its private key.
+/// A client-certificate verifier that trusts keys, not CAs: the API's (any key, certificate
+/// optional) and the relay control port's (only the keys an operator pinned, certificate
+/// mandatory).
 ///
 /// Why this `danger` API use is sound: clients are not authenticated by a CA. A client
 /// certificate is only ever used as a *public key* (its SPKI, [`ApiStream::peer_public_key`])
-/// which the receiver compares with its list of authorized clients; names, issuers and dates
-/// mean nothing here, so the chain is deliberately not validated. What matters is that the
-/// client proves possession of the matching private key, and the handshake signatures
-/// (CertificateVerify) are verified against the certificate's key with the ring provider's
-/// algorithms below. A client without a certificate is still served (`client_auth_mandatory`
-/// is false): people log in with passwords; only `recv.startTransfer` looks at the key.
+/// which is compared with a list of authorized keys (the receiver's authorized clients, the
+/// relay's `--authorized-server-key`); names, issuers and dates mean nothing here, so the
+/// chain is deliberately not validated. What matters is that the client proves possession of
+/// the matching private key, and the handshake signatures (CertificateVerify) are verified
+/// against the certificate's key with the ring provider's algorithms.
 #[derive(Debug)]
-struct AnyClientCert {
-    algorithms: WebPkiSupportedAlgorithms,
+pub(crate) struct KeyClientCert {
+    /// The keys accepted here (hex SPKI); `None`: any key (the API checks it later, where it
+    /// matters: `recv.startTransfer`).
+    pub(crate) keys: Option<Vec<String>>,
+    /// Whether a client must present a certificate (the API serves password logins without).
+    pub(crate) mandatory: bool,
+    /// The message's hint for an unlisted key: the flag that would allow it.
+    pub(crate) allow_with: &'static str,
+    pub(crate) algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ClientCertVerifier for AnyClientCert {
+impl ClientCertVerifier for KeyClientCert {
     fn offer_client_auth(&self) -> bool {
         true
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -544,9 +555,20 @@ impl ClientCertVerifier for AnyClientCert {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        // Only refuse what cannot be parsed: the key is what counts.
         ParsedCertificate::try_from(end_entity)?;
-        Ok(ClientCertVerified::assertion())
+        let Some(keys) = &self.keys else {
+            return Ok(ClientCertVerified::assertion());
+        };
+        let key = spki_hex(end_entity).map_err(rustls::Error::General)?;
+        if keys.contains(&key) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the key {} is not authorized (to allow it: {} {key})",
+                fingerprint_of(&key),
+                self.allow_with
+            )))
+        }
     }
 
     crate::tls::handshake_signature_checks!();

@@ -12,16 +12,12 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use parking_lot::Mutex;
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::ParsedCertificate;
-use rustls::{DistinguishedName, ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::json;
 
 use super::tls_io::{self, LinkSender, TlsConn};
 use super::{decode_datagram, encode_datagram, frame, kind, read_frame, v4, write_frame};
-use crate::tls::{fingerprint_of, spki_hex, Identity};
+use crate::tls::{fingerprint_of, spki_hex, Identity, KeyClientCert};
 
 /// The JetStream relay: runs in a DMZ, accepts a private server's connection on the control
 /// port and opens the public UDP data port and TCP API port on its behalf, forwarding both
@@ -168,60 +164,15 @@ impl PeerTable {
     }
 }
 
-/// Accepts a client certificate only if its key is authorized (`None`: any key, the
-/// `--insecure-accept-any-server` mode).
-///
-/// Why this `danger` API use is sound: private servers are not authenticated by a CA but by
-/// their public key, pinned here by the operator (`--authorized-server-key`); names, issuers
-/// and dates mean nothing, so the chain is deliberately not validated. The client must still
-/// prove it holds the key: the handshake signatures are verified with the ring provider's
-/// algorithms. A certificate is mandatory.
-#[derive(Debug)]
-struct AuthorizedServers {
-    keys: Option<Vec<String>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ClientCertVerifier for AuthorizedServers {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        ParsedCertificate::try_from(end_entity)?;
-        let key = spki_hex(end_entity).map_err(rustls::Error::General)?;
-        match &self.keys {
-            Some(keys) if !keys.contains(&key) => Err(rustls::Error::General(format!(
-                "the server key {} is not authorized (to allow it: --authorized-server-key {key})",
-                fingerprint_of(&key)
-            ))),
-            _ => Ok(ClientCertVerified::assertion()),
-        }
-    }
-
-    crate::tls::handshake_signature_checks!();
-}
-
 /// The control port's TLS configuration: TLS 1.3, the relay's identity, a mandatory client
-/// certificate checked by [`AuthorizedServers`], and no session resumption (a resumed
+/// certificate checked by [`KeyClientCert`] (a certificate whose key `--authorized-server-key` lists; any key in the `--insecure-accept-any-server` mode), and no session resumption (a resumed
 /// session would not present the certificate again).
 fn control_tls(identity: &Identity, keys: Option<Vec<String>>) -> Result<ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AuthorizedServers {
+    let verifier = Arc::new(KeyClientCert {
         keys,
+        mandatory: true,
+        allow_with: "--authorized-server-key",
         algorithms: provider.signature_verification_algorithms,
     });
     let (chain, key) = identity.chain_and_key();
@@ -467,7 +418,7 @@ fn control_conn(r: &Arc<Relay>, tcp: TcpStream) {
 
 type ControlStream = StreamOwned<ServerConnection, TcpStream>;
 
-/// The TLS handshake (the client's key checked by [`AuthorizedServers`]) and the first
+/// The TLS handshake (the client's key checked by [`KeyClientCert`] (a certificate whose key `--authorized-server-key` lists; any key in the `--insecure-accept-any-server` mode)) and the first
 /// frame, within [`HANDSHAKE_TIMEOUT`].
 fn handshake(r: &Relay, tcp: TcpStream) -> io::Result<(ControlStream, String, u8, Vec<u8>)> {
     tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;

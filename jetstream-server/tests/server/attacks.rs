@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_server::client::{ApiClient, ClientError};
 use jetstream_server::users::test_support::TestUser;
 use serde_json::{json, Value};
 
@@ -149,7 +149,7 @@ impl Arena {
                 json!({"manifestId": ok_manifest, "password": "spw"}),
             )
             .unwrap();
-        let mut shared = tls_client(a.api);
+        let mut shared = a.tls_client();
         shared
             .call("authToken", json!({"token": t["token"], "password": "spw"}))
             .unwrap();
@@ -204,7 +204,7 @@ impl Arena {
                 Self::send(&mut self.c, &self.dest, &self.ok_manifest, Some(path))
             }
             Via::Receive(path) => {
-                let mut direct = tls_client(self.b.api);
+                let mut direct = self.b.tls_client();
                 direct
                     .call(
                         "auth",
@@ -334,16 +334,6 @@ fn secret() -> Vec<u8> {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
-}
-
-fn tls_client(port: u16) -> ApiClient {
-    let opts = ConnectOptions {
-        trust: Trust::Pinned(None),
-        timeout: T,
-        force_tls: true,
-        client_identity: None,
-    };
-    ApiClient::connect("127.0.0.1", port, &opts).expect("TLS connect")
 }
 
 /// Every regular file below `dir` (links not followed), with its bytes.

@@ -4,26 +4,12 @@
 //! `cargo test -p jetstream-server --test server escalation -- --nocapture` prints what each
 //! attempt got.
 
-use std::time::Duration;
-
-use jetstream_server::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_server::client::{ApiClient, ClientError};
 use jetstream_server::server::access::{Access, COMMANDS};
 use jetstream_server::server::objects::PERMISSIONS;
 use serde_json::{json, Value};
 
 use super::util::*;
-
-const T: Duration = Duration::from_secs(30);
-
-fn tls(port: u16) -> ApiClient {
-    let opts = ConnectOptions {
-        trust: Trust::Pinned(None),
-        timeout: T,
-        force_tls: true,
-        client_identity: None,
-    };
-    ApiClient::connect("127.0.0.1", port, &opts).expect("TLS connect")
-}
 
 fn token_login(s: &Srv, token: &str) -> ApiClient {
     let mut c = s.client();
@@ -97,7 +83,7 @@ fn links_and_narrowed_tokens_cannot_read_the_owners_async_results() {
     assert!(first < 1 << 53 && other < 1 << 53, "ids fit a JSON double");
 
     let mut n = token_login(&a, &narrowed);
-    let mut l = tls(a.api);
+    let mut l = a.tls_client();
     l.call("authToken", json!({ "token": link }))
         .expect("link login");
     for (who, c) in [("narrowed token", &mut n), ("download link", &mut l)] {
@@ -266,11 +252,11 @@ fn another_user_cannot_take_over_a_receive_by_its_transfer_id() {
             json!({"transferId": id, "sessionId": session, "destinationPath": "/in"}),
         )
     };
-    let mut cu = tls(b.api);
+    let mut cu = b.tls_client();
     cu.call("auth", json!({"userName": u.name(), "password": upw}))
         .unwrap();
     start(&mut cu, "0123456789abcdef").expect("u receives");
-    let mut cv = tls(b.api);
+    let mut cv = b.tls_client();
     cv.call("auth", json!({"userName": v.name(), "password": vpw}))
         .unwrap();
     let m = refused(start(&mut cv, "fedcba9876543210"));
@@ -293,7 +279,7 @@ fn another_user_cannot_take_over_a_receive_by_its_transfer_id() {
     let seen = cv.call("recv.getTransfers", json!({})).unwrap();
     assert!(!seen.to_string().contains(id), "{seen}");
     // u retrying (a sender reconnecting) is still allowed.
-    let mut cu2 = tls(b.api);
+    let mut cu2 = b.tls_client();
     cu2.call("auth", json!({"userName": u.name(), "password": upw}))
         .unwrap();
     start(&mut cu2, "0123456789abcde0").expect("the owner retries");

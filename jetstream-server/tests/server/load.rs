@@ -114,26 +114,39 @@ fn two_hundred_api_connections_are_all_served() {
             let (name, pw, barrier) = (u.name().to_owned(), pw.clone(), barrier.clone());
             let port = s.api;
             std::thread::spawn(move || {
-                // Spread over 10 source addresses: one address may hold 128 connections.
-                let mut c = Line::new(Ipv4Addr::new(127, 0, 0, 10 + (i % 10) as u8), port);
-                let v = c.ask("auth", json!({"userName": name, "password": pw}));
-                assert_eq!(v["status"], "success", "{v}");
+                // A client that fails still meets both barriers (the test then fails on its
+                // error instead of waiting for it for ever).
+                let login = std::panic::catch_unwind(|| {
+                    // Spread over 10 source addresses: one address may hold 128 connections.
+                    let mut c = Line::new(Ipv4Addr::new(127, 0, 0, 10 + (i % 10) as u8), port);
+                    let v = c.ask("auth", json!({"userName": name, "password": pw}));
+                    assert_eq!(v["status"], "success", "{v}");
+                    c
+                });
                 barrier.wait();
-                let mut lat = Vec::with_capacity(per);
-                for k in 0..per {
-                    let (cmd, p) = match k % 3 {
-                        0 => ("send.getTransfers", json!({})),
-                        1 => ("getServerInfo", json!({})),
-                        _ => ("echo", json!({"text": format!("{i}-{k}")})),
-                    };
-                    let t0 = Instant::now();
-                    let v = c.ask(cmd, p);
-                    lat.push(t0.elapsed());
-                    assert_eq!(v["status"], "success", "{cmd}: {v}");
-                }
+                let work = login.and_then(|mut c| {
+                    std::panic::catch_unwind(move || {
+                        let mut lat = Vec::with_capacity(per);
+                        for k in 0..per {
+                            let (cmd, p) = match k % 3 {
+                                0 => ("send.getTransfers", json!({})),
+                                1 => ("getServerInfo", json!({})),
+                                _ => ("echo", json!({"text": format!("{i}-{k}")})),
+                            };
+                            let t0 = Instant::now();
+                            let v = c.ask(cmd, p);
+                            lat.push(t0.elapsed());
+                            assert_eq!(v["status"], "success", "{cmd}: {v}");
+                        }
+                        (c, lat)
+                    })
+                });
                 // Hold the connection until every client is done.
                 barrier.wait();
-                lat
+                match work {
+                    Ok((_c, lat)) => lat,
+                    Err(e) => std::panic::resume_unwind(e),
+                }
             })
         })
         .collect();

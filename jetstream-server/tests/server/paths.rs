@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use jetstream_server::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_server::client::ClientError;
 use serde_json::json;
 
 use super::util::*;
@@ -141,13 +141,7 @@ fn no_path_escapes_the_sandbox() {
         .unwrap_err();
     assert!(err.to_string().contains("escapes the sandbox"), "{err}");
     // ...and by the receiver itself, whatever a sender asks.
-    let opts = ConnectOptions {
-        trust: Trust::Pinned(None),
-        timeout: Duration::from_secs(10),
-        force_tls: true,
-        client_identity: None,
-    };
-    let mut direct = ApiClient::connect("127.0.0.1", b.api, &opts).unwrap();
+    let mut direct = b.tls_client();
     direct
         .call("auth", json!({"userName": u.name(), "password": pw}))
         .unwrap();

@@ -101,6 +101,10 @@ fn the_relay_tells_systemd_it_is_ready_once_its_ports_are_bound() {
             .args(["--control-port", &control.to_string()])
             .args(["--api-port", &api.to_string()])
             .args(["--data-port", &udp.to_string()])
+            .arg("--state-dir")
+            .arg(dir.path().join("relay-state"))
+            // Any well-formed key: readiness does not depend on which server may register.
+            .args(["--authorized-server-key", &"ab".repeat(91)])
             .env("NOTIFY_SOCKET", &path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -250,6 +250,17 @@ impl Srv {
         ApiClient::connect("127.0.0.1", self.api, &opts).expect("connect")
     }
 
+    /// A TLS connection (as a remote client or a sending server has), not logged in.
+    pub fn tls_client(&self) -> ApiClient {
+        let opts = ConnectOptions {
+            trust: Trust::Pinned(None),
+            timeout: Duration::from_secs(30),
+            force_tls: true,
+            client_identity: None,
+        };
+        ApiClient::connect("127.0.0.1", self.api, &opts).expect("TLS connect")
+    }
+
     /// A connection logged in as `user`.
     pub fn login(&self, user: &str, password: &str) -> ApiClient {
         let mut c = self.client();

@@ -7,7 +7,7 @@
 #   /lib/systemd/system/jetstream.service, jetstream-relay.service (ExecStart /usr/bin/jetstream)
 #   /lib/systemd/system-preset/90-jetstream.preset (both disabled)
 #   /var/lib/jetstream (0755), state/ (0700), triggers/ (0755), all root:root
-#   /usr/share/doc/jetstream/{copyright,changelog.Debian.gz,operations.md}
+#   /usr/share/doc/jetstream/{copyright,changelog.gz,operations.md}
 # with the maintainer scripts of packaging/debian/ (units installed disabled and never
 # started by the package; purge removes the state).
 #
@@ -62,6 +62,7 @@ for u in jetstream.service jetstream-relay.service; do
     echo "# Installed by the jetstream package: enable with systemctl enable --now ${u%.service}"
     echo "# (installed disabled). Configuration: /etc/jetstream/; see jetstream(1)."
     sed -e '1,/^\[Unit\]/{/^\[Unit\]/!d}' -e 's#/usr/local/bin/jetstream#/usr/bin/jetstream#g' \
+      -e 's#^\[Unit\]$#[Unit]\nDocumentation=man:jetstream(1)#' \
       "packaging/systemd/$u"
   } >"$STAGE/lib/systemd/system/$u"
   chmod 644 "$STAGE/lib/systemd/system/$u"
@@ -80,7 +81,7 @@ Upstream-Name: jetstream
 Comment: An open-source re-implementation of the JetStream UDP file-transfer server.
 
 Files: *
-Copyright: The JetStream re-implementation authors
+Copyright: 2026 The JetStream re-implementation authors
 License: MIT or Apache-2.0
  On Debian systems the Apache License 2.0 is in /usr/share/common-licenses/Apache-2.0.
  .
@@ -104,8 +105,13 @@ chmod 644 "$STAGE/usr/share/doc/$PKG/copyright"
 # The date of the last commit, so that the same tree gives the same package.
 DATE=$(git log -1 --format=%aD 2>/dev/null || date -R)
 printf '%s (%s) unstable; urgency=medium\n\n  * Built from the source tree by packaging/build-deb.sh.\n\n -- %s  %s\n' \
-  "$PKG" "$VERSION" "$MAINTAINER" "$DATE" | gzip -9n >"$STAGE/usr/share/doc/$PKG/changelog.Debian.gz"
-chmod 644 "$STAGE/usr/share/doc/$PKG/changelog.Debian.gz"
+  "$PKG" "$VERSION" "$MAINTAINER" "$DATE" | gzip -9n >"$STAGE/usr/share/doc/$PKG/changelog.gz"
+chmod 644 "$STAGE/usr/share/doc/$PKG/changelog.gz"
+# The state directory is 0700 on purpose (keys, tokens, credentials).
+install -d -m 755 "$STAGE/usr/share/lintian/overrides"
+echo "$PKG: non-standard-dir-perm 0700 != 0755 [var/lib/jetstream/state/]" \
+  >"$STAGE/usr/share/lintian/overrides/$PKG"
+chmod 644 "$STAGE/usr/share/lintian/overrides/$PKG"
 
 for s in postinst prerm postrm; do
   install -m 755 "packaging/debian/$s" "$STAGE/DEBIAN/$s"

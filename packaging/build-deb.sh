@@ -17,7 +17,8 @@
 # see: libpam0g (the server dlopens libpam.so.0 at run time) and libpam-modules (pam_unix,
 # which /etc/pam.d/jetstream names).
 #
-# Usage: packaging/build-deb.sh [OUTDIR]   (default: $CARGO_TARGET_DIR or target/, + /debian)
+# Usage: [DEB_VERSION=V] packaging/build-deb.sh [OUTDIR]
+#        (OUTDIR default: $CARGO_TARGET_DIR or target/, + /debian; version: Cargo.toml's)
 # Prints the path of the .deb on its last line. Builds the release binaries if needed
 # (a no-op when they are up to date, as in CI after scripts/bare-check.sh).
 set -euo pipefail
@@ -29,7 +30,8 @@ OUT=${1:-$TARGET/debian}
 cargo build --release -q -p jetstream-server -p jetstream-cli
 BIN=$TARGET/release
 
-VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+# DEB_VERSION: another package version (scripts/deb-check.sh makes an "upgrade" with it).
+VERSION=${DEB_VERSION:-$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)}
 [ -n "$VERSION" ] || { echo "build-deb: no version in Cargo.toml [workspace.package]" >&2; exit 1; }
 ARCH=$(dpkg --print-architecture)
 PKG=jetstream

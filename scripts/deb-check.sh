@@ -11,8 +11,9 @@
 #   4. copies a file with the installed /usr/bin/jscp twice: as root with the server's local
 #      token (as scripts/demo.sh does), and as a throwaway system user with a password
 #      (through the installed /etc/pam.d/jetstream); checks the bytes and the owner;
-#   5. stops the server with SIGTERM (what systemctl stop sends), purges the package and
-#      checks that nothing of it is left: no file dpkg -L listed, no /etc/jetstream,
+#   5. stops the server with SIGTERM (what systemctl stop sends); upgrades to a newer build of
+#      the package and checks that an edited conffile and the state are kept;
+#   6. purges the package and checks that nothing of it is left: no file dpkg -L listed, no /etc/jetstream,
 #      /var/lib/jetstream, PAM file, unit, unit symlink or deb-systemd-helper state, and
 #      dpkg no longer knows the package. The users' copies are still there.
 # Cleans up on any exit (server, package, user, files). Refuses to run where a jetstream
@@ -280,6 +281,20 @@ SERVER_PID=""
 [ "$rc" = 0 ] || fail "the server exited with $rc on SIGTERM"
 expect /var/lib/jetstream/state "directory" root:root 700
 expect /var/lib/jetstream/state/tls/server.key "regular file" root:root 600
+
+step "upgrade: dpkg -i of a newer version keeps the state and an edited configuration"
+key_sum=$(sha256sum /var/lib/jetstream/state/tls/server.key)
+echo '# edited by deb-check' >>/etc/jetstream/jetstream.toml
+conf_sum=$(sha256sum /etc/jetstream/jetstream.toml)
+DEB2=$(DEB_VERSION="$(dpkg-deb -f "$DEB" Version)+upgrade1" packaging/build-deb.sh "$SCRATCH/out2" | tail -1)
+dpkg_locked dpkg -i "$DEB2" | sed 's/^/   /'
+[ "$(dpkg-query -W -f='${Version}' jetstream)" = "$(dpkg-deb -f "$DEB2" Version)" ] || fail "the upgrade did not install"
+[ "$(sha256sum /etc/jetstream/jetstream.toml)" = "$conf_sum" ] || fail "the upgrade replaced the edited jetstream.toml"
+[ "$(sha256sum /var/lib/jetstream/state/tls/server.key)" = "$key_sum" ] || fail "the upgrade changed the state"
+[ -z "$(find /etc/systemd -name 'jetstream*' 2>/dev/null)" ] || fail "the upgrade enabled a unit"
+expect /var/lib/jetstream/state "directory" root:root 700
+PAM_STAMP=$(stat -c '%i %z' /etc/pam.d/jetstream)
+echo "   kept: the edited /etc/jetstream/jetstream.toml, the state (server key unchanged); units still disabled"
 
 step "dpkg --purge"
 dpkg -L jetstream | sort >"$SCRATCH/files"

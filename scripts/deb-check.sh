@@ -68,8 +68,8 @@ trap 'exit 130' INT TERM
 
 # dpkg takes a lock; on a developer machine something else may hold it for a while.
 dpkg_locked() {
-  local i out
-  for i in $(seq 120); do
+  local out
+  for _ in $(seq 120); do
     if out=$("$@" 2>&1); then
       printf '%s\n' "$out"
       return 0
@@ -177,7 +177,9 @@ fi
 step "starting /usr/bin/jetstream as jetstream.service's ExecStart does"
 UNIT=/lib/systemd/system/jetstream.service
 EXEC=$(sed -n 's/^ExecStart=//p' "$UNIT")
-[ "$(wc -l <<<"$EXEC")" = 1 ] && [ -n "$EXEC" ] || fail "$UNIT: expected one ExecStart line"
+if [ -z "$EXEC" ] || [ "$(wc -l <<<"$EXEC")" != 1 ]; then
+  fail "$UNIT: expected one ExecStart line"
+fi
 # The unit's environment: Environment= and EnvironmentFile= (a leading - : optional).
 declare -A unit_env=()
 while IFS= read -r line; do
@@ -208,6 +210,7 @@ done <"$UNIT"
 # and the ExecStart prefixes (-, @, +, !) are not used by the unit and not handled here.
 argv=()
 for word in $EXEC; do
+  # shellcheck disable=SC2016 # the patterns are literal $ signs
   case "$word" in
     '"'* | "'"* | *%*) fail "ExecStart uses quoting or specifiers this check does not handle: $EXEC" ;;
     '$'[A-Za-z_]*) for w in ${unit_env[${word#\$}]:-}; do argv+=("$w"); done ;;

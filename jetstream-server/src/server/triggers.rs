@@ -181,9 +181,9 @@ impl Triggers {
         self.shared.done();
         let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if gone {
-            crate::log!("triggers: executor gone: dropped {name} ({dropped} dropped so far)");
+            crate::warn!("triggers: executor gone: dropped {name} ({dropped} dropped so far)");
         } else {
-            crate::log!(
+            crate::warn!(
                 "triggers: queue full ({} waiting): dropped {name} ({dropped} dropped so far)",
                 tx.len()
             );
@@ -364,7 +364,7 @@ impl Executor {
         }
         if let Err(why) = strict_modes(&self.dir, &path, super::sys::euid()) {
             let n = self.shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            crate::log!("triggers: refused {name}: {why} ({n} refused so far)");
+            crate::warn!("triggers: refused {name}: {why} ({n} refused so far)");
             if self.log {
                 eprintln!("trigger {name}: refused: {why}");
             }

@@ -428,7 +428,10 @@ fn debug_request(session: &Session, command: &str, response: &Response) {
         return;
     }
     // The command name is the client's: a long one is cut.
-    let end = command.char_indices().nth(64).map_or(command.len(), |(i, _)| i);
+    let end = command
+        .char_indices()
+        .nth(64)
+        .map_or(command.len(), |(i, _)| i);
     let user = session.user.as_ref().map_or("-", |u| u.name.as_str());
     let token = session
         .token

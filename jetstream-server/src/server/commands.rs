@@ -545,7 +545,11 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         "api: {} logged in as {} with {} token {}",
         ctx.session.peer,
         user.name,
-        if rec.shared.is_some() { "a shared" } else { "an API" },
+        if rec.shared.is_some() {
+            "a shared"
+        } else {
+            "an API"
+        },
         super::secrets::shown_token(&rec.token)
     );
     ctx.session.user = Some(user);

@@ -390,10 +390,22 @@ mod tests {
             format_line(Level::Info, m, false, at(T)),
             format!("2026-11-23T14:17:32.123Z INFO {m}\n")
         );
-        assert_eq!(format_line(Level::Error, m, true, at(T)), format!("<3>{m}\n"));
-        assert_eq!(format_line(Level::Warn, m, true, at(T)), format!("<4>{m}\n"));
-        assert_eq!(format_line(Level::Info, m, true, at(T)), format!("<6>{m}\n"));
-        assert_eq!(format_line(Level::Debug, m, true, at(T)), format!("<7>{m}\n"));
+        assert_eq!(
+            format_line(Level::Error, m, true, at(T)),
+            format!("<3>{m}\n")
+        );
+        assert_eq!(
+            format_line(Level::Warn, m, true, at(T)),
+            format!("<4>{m}\n")
+        );
+        assert_eq!(
+            format_line(Level::Info, m, true, at(T)),
+            format!("<6>{m}\n")
+        );
+        assert_eq!(
+            format_line(Level::Debug, m, true, at(T)),
+            format!("<7>{m}\n")
+        );
         assert_eq!(
             format_line(Level::Debug, m, false, at(T)),
             format!("2026-11-23T14:17:32.123Z DEBUG {m}\n")
@@ -476,9 +488,18 @@ mod tests {
 
     #[test]
     fn the_journal_is_recognised_by_the_device_and_inode_of_stderr() {
-        assert!(journal_matches(Some("64769:1234567"), Some((64769, 1_234_567))));
-        assert!(!journal_matches(Some("64769:1234568"), Some((64769, 1_234_567))));
-        assert!(!journal_matches(Some("1:1234567"), Some((64769, 1_234_567))));
+        assert!(journal_matches(
+            Some("64769:1234567"),
+            Some((64769, 1_234_567))
+        ));
+        assert!(!journal_matches(
+            Some("64769:1234568"),
+            Some((64769, 1_234_567))
+        ));
+        assert!(!journal_matches(
+            Some("1:1234567"),
+            Some((64769, 1_234_567))
+        ));
         assert!(!journal_matches(Some("64769"), Some((64769, 1_234_567))));
         assert!(!journal_matches(Some(""), Some((0, 0))));
         assert!(!journal_matches(None, Some((64769, 1_234_567))));

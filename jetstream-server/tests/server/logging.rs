@@ -94,7 +94,9 @@ fn log_level_warn_hides_info_lines_and_keeps_a_failed_login() {
         "{log}"
     );
     assert!(
-        lines.iter().any(|l| l[25..].starts_with("WARN auth: failed login")),
+        lines
+            .iter()
+            .any(|l| l[25..].starts_with("WARN auth: failed login")),
         "{log}"
     );
     assert!(!log.contains(" DEBUG "), "no debug lines by default: {log}");
@@ -113,16 +115,21 @@ fn log_level_debug_shows_requests_and_a_newline_cannot_forge_a_line() {
     let forged = "x\n2026-01-01T00:00:00.000Z INFO api: 10.9.9.9 root\u{1b}[2K";
     let e = c.call(forged, json!({})).unwrap_err().to_string();
     assert!(e.contains("unknown") || e.contains("log in"), "{e}");
-    let log = wait_text(&s.log, |t| t.contains("DEBUG api: 127.0.0.1") && t.contains("\\n2026"));
+    let log = wait_text(&s.log, |t| {
+        t.contains("DEBUG api: 127.0.0.1") && t.contains("\\n2026")
+    });
     let lines = file_lines(&log);
     assert!(
         lines
             .iter()
-            .any(|l| l[25..].starts_with("DEBUG api: 127.0.0.1:") && l.ends_with("(-): echo: success")),
+            .any(|l| l[25..].starts_with("DEBUG api: 127.0.0.1:")
+                && l.ends_with("(-): echo: success")),
         "{log}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("DEBUG api: 127.0.0.1:") && l.contains(": connected (plain)")),
+        lines
+            .iter()
+            .any(|l| l.contains("DEBUG api: 127.0.0.1:") && l.contains(": connected (plain)")),
         "{log}"
     );
     let escaped = "(-): x\\n2026-01-01T00:00:00.000Z INFO api: 10.9.9.9 root\\u{1b}[2K: error";
@@ -201,9 +208,15 @@ impl Bare {
             .is_ok_and(|c| c.local_addr().ok() != c.peer_addr().ok())
         {
             if let Ok(Some(st)) = child.try_wait() {
-                panic!("server exited ({st}): {}", fs::read_to_string(stderr).unwrap_or_default());
+                panic!(
+                    "server exited ({st}): {}",
+                    fs::read_to_string(stderr).unwrap_or_default()
+                );
             }
-            assert!(Instant::now() < deadline, "server did not open its API port");
+            assert!(
+                Instant::now() < deadline,
+                "server did not open its API port"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Self {
@@ -247,7 +260,9 @@ fn stderr_on_the_journal_gets_syslog_priority_prefixes() {
     let journal = format!("{dev}:{ino}");
     let s = Bare::start(dir.path(), "j", &err, &journal, &["--log-level", "debug"]);
     fail_token_login(s.api);
-    wait_text(&err, |t| t.contains("failed login") && t.contains("<7>api: "));
+    wait_text(&err, |t| {
+        t.contains("failed login") && t.contains("<7>api: ")
+    });
     // An error: a second server on the same API port cannot start, and says so at error.
     let out = Bare::command(dir.path(), "j2", s.api, &err, &[])
         .env("JOURNAL_STREAM", &journal)
@@ -258,17 +273,20 @@ fn stderr_on_the_journal_gets_syslog_priority_prefixes() {
     for l in text.lines() {
         let p = l.get(..3).unwrap_or("");
         assert!(
-            ["<3>", "<4>", "<6>", "<7>"].contains(&p) && !l[3..].starts_with(|c: char| c.is_ascii_digit()),
+            ["<3>", "<4>", "<6>", "<7>"].contains(&p)
+                && !l[3..].starts_with(|c: char| c.is_ascii_digit()),
             "not a journal line: {l:?}\n{text}"
         );
     }
     assert!(text.lines().any(|l| l.starts_with("<6>server: ")), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("<4>auth: failed login for")),
+        text.lines()
+            .any(|l| l.starts_with("<4>auth: failed login for")),
         "{text}"
     );
     assert!(
-        text.lines().any(|l| l.starts_with("<3>jetstream server: ") && l.contains("API")),
+        text.lines()
+            .any(|l| l.starts_with("<3>jetstream server: ") && l.contains("API")),
         "{text}"
     );
     drop(s);
@@ -282,7 +300,11 @@ fn stderr_on_the_journal_gets_syslog_priority_prefixes() {
     fail_token_login(s.api);
     let text = wait_text(&other, |t| t.contains("failed login"));
     file_lines(&text);
-    assert!(text.lines().any(|l| l[25..].starts_with("WARN auth: failed login")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l[25..].starts_with("WARN auth: failed login")),
+        "{text}"
+    );
 }
 
 /// Writes an executable trigger script that prints its arguments.
@@ -334,9 +356,20 @@ fn no_secret_reaches_the_log_or_stderr() {
     let a = Srv::start(
         dir.path(),
         "a",
-        &[debug[0], debug[1], "--trigger-dir", &trig, "--trigger-log", "--trigger-on-api"],
+        &[
+            debug[0],
+            debug[1],
+            "--trigger-dir",
+            &trig,
+            "--trigger-log",
+            "--trigger-on-api",
+        ],
     );
-    let b = Srv::start(dir.path(), "b", &[debug[0], debug[1], "--sandbox-dir", &storage]);
+    let b = Srv::start(
+        dir.path(),
+        "b",
+        &[debug[0], debug[1], "--sandbox-dir", &storage],
+    );
 
     // On B: an API token with a password, for A's second destination.
     let mut cb = b.login(user.name(), &pw);
@@ -352,10 +385,16 @@ fn no_secret_reaches_the_log_or_stderr() {
     let mut ca = a.login(user.name(), &pw);
     let e = a
         .client()
-        .call("auth", json!({"userName": user.name(), "password": wrong_pw}))
+        .call(
+            "auth",
+            json!({"userName": user.name(), "password": wrong_pw}),
+        )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("authentication failed") || e.contains("failed"), "{e}");
+    assert!(
+        e.contains("authentication failed") || e.contains("failed"),
+        "{e}"
+    );
     let token_a = ca
         .call("createAPIToken", json!({"password": tok_pw_a}))
         .unwrap()["token"]
@@ -366,7 +405,10 @@ fn no_secret_reaches_the_log_or_stderr() {
         .call("authToken", json!({"token": token_a, "password": tok_pw_a}))
         .unwrap();
     a.client()
-        .call("authToken", json!({"token": token_a, "password": wrong_tok_pw}))
+        .call(
+            "authToken",
+            json!({"token": token_a, "password": wrong_tok_pw}),
+        )
         .unwrap_err();
     let d_pw = destination(&mut ca, &b, user.name(), &pw, json!({}));
     let d_tok = ca
@@ -406,9 +448,15 @@ fn no_secret_reaches_the_log_or_stderr() {
     // destinations and the shared token.
     let a_err = dir.path().join("a.stderr");
     let stderr = wait_text(&a_err, |t| {
-        t.lines().filter(|l| l.contains("trigger on.") && l.contains(" after ")).count() >= 9
+        t.lines()
+            .filter(|l| l.contains("trigger on.") && l.contains(" after "))
+            .count()
+            >= 9
     });
-    assert!(stderr.contains("********"), "the scripts saw masked arguments: {stderr}");
+    assert!(
+        stderr.contains("********"),
+        "the scripts saw masked arguments: {stderr}"
+    );
 
     let secrets = [
         ("the user's password", pw.clone()),
@@ -432,12 +480,18 @@ fn no_secret_reaches_the_log_or_stderr() {
     ];
     for (what, text) in &outputs {
         for (secret, value) in &secrets {
-            assert!(!text.contains(value.as_str()), "{secret} is in {what}:\n{text}");
+            assert!(
+                !text.contains(value.as_str()),
+                "{secret} is in {what}:\n{text}"
+            );
         }
         // Shown tokens are 6 characters; 8 (not 7) so that a chance match in the keys and
         // fingerprints the log holds stays out of reach (16^8).
         for token in [&token_a, &token_b, &shared] {
-            assert!(!text.contains(&token[..8]), "a token's first 8 characters in {what}");
+            assert!(
+                !text.contains(&token[..8]),
+                "a token's first 8 characters in {what}"
+            );
         }
     }
     // The events did happen and were logged (the check above is not vacuous).
@@ -452,7 +506,13 @@ fn no_secret_reaches_the_log_or_stderr() {
     ] {
         assert!(a_log.contains(&want), "{want:?} not in A's log:\n{a_log}");
     }
-    assert!(b_log.contains(&format!("logged in as {who} with an API token {}…", &token_b[..6])), "{b_log}");
+    assert!(
+        b_log.contains(&format!(
+            "logged in as {who} with an API token {}…",
+            &token_b[..6]
+        )),
+        "{b_log}"
+    );
     assert!(b_log.contains(&format!("logged in as {who}\n")), "{b_log}");
     file_lines(a_log);
     file_lines(b_log);

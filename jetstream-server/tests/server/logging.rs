@@ -517,3 +517,44 @@ fn no_secret_reaches_the_log_or_stderr() {
     file_lines(a_log);
     file_lines(b_log);
 }
+
+/// The relay takes `--log-level` too, and logs in the same format.
+#[test]
+fn the_relay_takes_log_level_too() {
+    let dir = scratch();
+    let relay = super::relay::Relay::start(
+        None,
+        dir.path(),
+        "r",
+        &["--insecure-accept-any-server", "--log-level", "warn"],
+    );
+    let log = relay.wait_log("INSECURE");
+    let lines = file_lines(&log);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l[25..].starts_with("WARN relay: INSECURE: any private server")),
+        "{log}"
+    );
+    assert!(
+        lines.iter().all(|l| l[25..].starts_with("WARN ")),
+        "no info line (such as `relay: public key`) at --log-level warn: {log}"
+    );
+}
+
+/// A level that does not exist is refused at start, naming the levels that do.
+#[test]
+fn an_unknown_log_level_is_refused_with_the_levels() {
+    for command in ["server", "relay_server"] {
+        let out = Command::new(bin())
+            .args([command, "--log-level", "verbose"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains("unknown log level \"verbose\": expected error, warn, info or debug"),
+            "{command}: {err}"
+        );
+    }
+}

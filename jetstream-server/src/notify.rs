@@ -20,7 +20,7 @@ pub fn ready(status: &str) {
     };
     let message = format!("READY=1\nSTATUS={status}\nMAINPID={}\n", std::process::id());
     if let Err(e) = send(&socket, message.as_bytes()) {
-        crate::log!("systemd: cannot notify {}: {e}", socket.to_string_lossy());
+        crate::error!("systemd: cannot notify {}: {e}", socket.to_string_lossy());
     }
 }
 

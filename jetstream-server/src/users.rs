@@ -594,7 +594,7 @@ impl Authenticator {
         let me = current()?;
         if let Some(why) = pam::library_error() {
             // Not fatal: token logins (the local token among them) do not need PAM.
-            crate::log!("auth: {why}; password logins fail until it is installed");
+            crate::error!("auth: {why}; password logins fail until it is installed");
         }
         Ok(Self {
             service: service.to_owned(),
@@ -763,7 +763,7 @@ impl Authenticator {
 /// client cannot flood the log.
 fn log_failure(user: &str, source: IpAddr) {
     let user = cut(user, 64);
-    crate::log!("auth: failed login for {user:?} from {source}");
+    crate::warn!("auth: failed login for {user:?} from {source}");
 }
 
 /// Test fixtures (throwaway system users and groups, the PAM service file); they live in

@@ -220,7 +220,7 @@ pub fn start(server: &Arc<Server>, relay: SocketAddr, engine: SocketAddr) {
                         // A link that worked starts the back-off again.
                         backoff = Duration::from_secs(1);
                     }
-                    crate::log!("relay: {relay}: {e}; retrying in {backoff:?}");
+                    crate::warn!("relay: {relay}: {e}; retrying in {backoff:?}");
                 }
                 *server.relay.data_port.lock() = None;
                 std::thread::sleep(backoff);
@@ -276,7 +276,7 @@ fn link(
                 Ok(sock) => {
                     let _ = sock.send(d);
                 }
-                Err(e) => crate::log!("relay: no local socket for {from}: {e}"),
+                Err(e) => crate::warn!("relay: no local socket for {from}: {e}"),
             }
         }
         kind::API_OPEN if payload.len() >= 14 => {
@@ -361,7 +361,7 @@ fn accept_api(
     let mut s = match connect(relay, pin, &server.identity) {
         Ok(s) => s,
         Err(e) => {
-            crate::log!("relay: api client {client}: {e}");
+            crate::warn!("relay: api client {client}: {e}");
             return;
         }
     };
@@ -374,7 +374,7 @@ fn accept_api(
     let (inner, outer) = match loopback_pair() {
         Ok(p) => p,
         Err(e) => {
-            crate::log!("relay: api client {client}: {e}");
+            crate::warn!("relay: api client {client}: {e}");
             return;
         }
     };

@@ -61,6 +61,9 @@ pub struct RelayArgs {
     /// print the relay's public key (creating its identity if there is none yet) and exit
     #[argh(switch)]
     pub print_public_key: bool,
+    /// the least important events logged: error, warn, info or debug (default info)
+    #[argh(option, default = "crate::server::log::Level::Info")]
+    pub log_level: crate::server::log::Level,
 }
 
 /// A control connection gets this long for its TLS handshake and first frame.
@@ -211,6 +214,7 @@ fn authorized_keys(a: &RelayArgs) -> Result<Option<Vec<String>>, String> {
 
 /// Runs the relay; returns an exit code on a start-up failure.
 pub fn run(args: &RelayArgs) -> i32 {
+    crate::server::log::set_level(args.log_level);
     let result = if args.print_public_key {
         Identity::load_or_create(&args.state_dir)
             .map(|id| println!("{}", id.public_key()))
@@ -221,7 +225,7 @@ pub fn run(args: &RelayArgs) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            crate::log!("jetstream relay_server: {e}");
+            crate::error!("jetstream relay_server: {e}");
             1
         }
     }
@@ -291,7 +295,7 @@ fn start(a: &RelayArgs) -> Result<(), String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        None => crate::log!(
+        None => crate::warn!(
             "relay: INSECURE: any private server that reaches the control port may register \
              (--insecure-accept-any-server)"
         ),
@@ -316,7 +320,7 @@ fn start(a: &RelayArgs) -> Result<(), String> {
     for c in control.incoming().flatten() {
         if relay.handshakes.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES {
             relay.handshakes.fetch_sub(1, Ordering::SeqCst);
-            crate::log!("relay: too many control connections in their handshake: closed one");
+            crate::warn!("relay: too many control connections in their handshake: closed one");
             continue;
         }
         let r = relay.clone();
@@ -371,7 +375,7 @@ fn api_client(r: &Arc<Relay>, c: TcpStream) {
     {
         let mut pending = r.pending.lock();
         if pending.len() >= MAX_PENDING {
-            crate::log!("relay: api client {peer} closed: {MAX_PENDING} clients already wait");
+            crate::warn!("relay: api client {peer} closed: {MAX_PENDING} clients already wait");
             return;
         }
         pending.insert(id, c);
@@ -401,7 +405,7 @@ fn control_conn(r: &Arc<Relay>, tcp: TcpStream) {
     let (stream, key, k, payload) = match first {
         Ok(f) => f,
         Err(e) => {
-            crate::log!("relay: control connection from {peer} refused: {e}");
+            crate::warn!("relay: control connection from {peer} refused: {e}");
             return;
         }
     };
@@ -412,7 +416,7 @@ fn control_conn(r: &Arc<Relay>, tcp: TcpStream) {
             id.copy_from_slice(&payload);
             accept_api(r, stream, &key, peer, u64::from_be_bytes(id));
         }
-        _ => crate::log!("relay: control connection from {peer}: unexpected frame {k}"),
+        _ => crate::warn!("relay: control connection from {peer}: unexpected frame {k}"),
     }
 }
 
@@ -451,7 +455,7 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
             fingerprint_of(&l.key)
         );
         drop(live);
-        crate::log!("relay: refused the registration of {peer} ({fp}): {reason}");
+        crate::warn!("relay: refused the registration of {peer} ({fp}): {reason}");
         let _ = write_frame(&mut s, kind::REFUSED, reason.as_bytes()).and_then(|()| s.flush());
         s.conn.send_close_notify();
         let _ = s.flush();
@@ -462,7 +466,7 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
     let (link, sender) = match link {
         Ok(l) => l,
         Err(e) => {
-            crate::log!("relay: private server {peer}: {e}");
+            crate::warn!("relay: private server {peer}: {e}");
             return;
         }
     };
@@ -489,7 +493,7 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
             // the control link names.
             if !r.peers.lock().is_recent(Instant::now(), to) {
                 if !warned {
-                    crate::log!(
+                    crate::warn!(
                         "relay: dropping datagrams from the private server to {to}, which has \
                          not sent to the relay (further drops are not logged)"
                     );
@@ -518,7 +522,7 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
 fn accept_api(r: &Arc<Relay>, s: ControlStream, key: &str, peer: SocketAddr, id: u64) {
     let registered = r.link.lock().as_ref().is_some_and(|l| l.key == key);
     if !registered {
-        crate::log!(
+        crate::warn!(
             "relay: api accept from {peer} ({}) refused: not the registered server",
             fingerprint_of(key)
         );

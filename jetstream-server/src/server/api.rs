@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::log::Level;
 use super::Server;
 use crate::tls::{self, ApiStream};
 use crate::users::SystemUser;
@@ -88,7 +89,7 @@ impl ApiError {
     /// fresh reference; the client gets `what` failed and that reference.
     pub fn internal(what: &str, detail: impl std::fmt::Display) -> Self {
         let reference = &super::objects::new_id()[..12];
-        crate::log!("api: internal error {reference}: {what}: {detail}");
+        crate::error!("api: internal error {reference}: {what}: {detail}");
         Self(format!(
             "{what} failed: internal server error (reference {reference} in the server log)"
         ))
@@ -139,11 +140,11 @@ pub fn serve_as(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, via_rela
     // A client through the relay is remote even when its address is the relay host's own
     // loopback: it must never pass for a local one here.
     if via_relay && !server.args.api_allow_remote_control {
-        crate::log!("api: refused {peer} (through the relay): remote control is off");
+        crate::warn!("api: refused {peer} (through the relay): remote control is off");
         return;
     }
     let Some(slot) = server.api_slot(peer.ip()) else {
-        crate::log!("api: refused {peer}: too many API connections");
+        crate::warn!("api: refused {peer}: too many API connections");
         return;
     };
     serve_with(server, tcp, peer, via_relay, slot);
@@ -164,7 +165,7 @@ fn serve_with(
     let stream = match tls::accept(tcp, &server.tls_config, login_by) {
         Ok(s) => s,
         Err(e) if is_timeout(&e) => {
-            crate::log!(
+            crate::warn!(
                 "api: {peer}: closed: not logged in within {} s of connecting \
                  (--api-login-timeout): no request, or the TLS handshake did not end",
                 login_timeout.as_secs()
@@ -172,7 +173,7 @@ fn serve_with(
             return;
         }
         Err(e) => {
-            crate::log!("api: {peer}: TLS handshake failed: {e}");
+            crate::warn!("api: {peer}: TLS handshake failed: {e}");
             return;
         }
     };
@@ -187,6 +188,10 @@ fn serve_with(
         );
         return;
     }
+    crate::debug!(
+        "api: {peer}: connected ({})",
+        if stream.is_tls() { "TLS" } else { "plain" }
+    );
     let mut session = Session::new(peer);
     session.via_relay = via_relay;
     session.peer_key = stream.peer_public_key();
@@ -236,7 +241,9 @@ fn serve_with(
                         login_timeout.as_secs()
                     )
                 };
-                crate::log!("api: {peer}: {why}");
+                // An idle client that was logged in is ordinary; one that never logged in is not.
+                let level = if logged_in { Level::Info } else { Level::Warn };
+                crate::log_at!(level, "api: {peer}: {why}");
                 let mut out = Deadline::new(reader.get_mut(), FAREWELL_TIMEOUT);
                 let _ = wire::write_line(&mut out, &Response::error(why));
                 break;
@@ -403,6 +410,7 @@ fn handle_line(
     } else {
         Response::error("bad request: \"parameters\" must be an object")
     };
+    debug_request(session, &req.request, &response);
     if server.args.trigger_on_api {
         if !req.parameters.is_null() {
             req.parameters = params;
@@ -411,6 +419,31 @@ fn handle_line(
     }
     response.id = req.id;
     response
+}
+
+/// The debug line of a request: who, which command, and whether it succeeded (never its
+/// parameters or the answer's message, which may quote a password or a token).
+fn debug_request(session: &Session, command: &str, response: &Response) {
+    if !super::log::enabled(Level::Debug) {
+        return;
+    }
+    // The command name is the client's: a long one is cut.
+    let end = command
+        .char_indices()
+        .nth(64)
+        .map_or(command.len(), |(i, _)| i);
+    let user = session.user.as_ref().map_or("-", |u| u.name.as_str());
+    let token = session
+        .token
+        .as_deref()
+        .map(|t| format!(" token {}", super::secrets::shown_token(t)))
+        .unwrap_or_default();
+    crate::debug!(
+        "api: {} ({user}{token}): {}: {}",
+        session.peer,
+        &command[..end],
+        response.status
+    );
 }
 
 /// Parses one request line into the request and its parameters (`{}` when absent or `null`;

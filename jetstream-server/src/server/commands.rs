@@ -529,7 +529,7 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         let check = super::secrets::verify_password(hash, &rec.salt, password.unwrap_or(""))
             .map_err(|e| {
                 let shown = super::secrets::shown_token(&rec.token);
-                crate::log!("auth: token {shown}: {e}; recreate the token");
+                crate::error!("auth: token {shown}: {e}; recreate the token");
                 refused()
             })?;
         if !check.is_valid() {
@@ -542,6 +542,17 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let user = crate::users::lookup(&rec.owner.user)
         .map_err(|e| ApiError::internal("authToken: looking up the token's user", e))?
         .ok_or_else(refused)?;
+    crate::log!(
+        "api: {} logged in as {} with {} token {}",
+        ctx.session.peer,
+        user.name,
+        if rec.shared.is_some() {
+            "a shared"
+        } else {
+            "an API"
+        },
+        super::secrets::shown_token(&rec.token)
+    );
     ctx.session.user = Some(user);
     ctx.session.shared_manifest = rec.shared.as_ref().map(|s| s.manifest_id.clone());
     ctx.session.token = Some(rec.token);

@@ -51,6 +51,9 @@ pub struct ServerArgs {
     /// write the log to this file instead of stderr
     #[argh(option)]
     pub log: Option<PathBuf>,
+    /// the least important events logged: error, warn, info or debug (default info)
+    #[argh(option, default = "crate::server::log::Level::Info")]
+    pub log_level: crate::server::log::Level,
     /// accepted for compatibility: this server collects and sends no telemetry
     #[argh(switch)]
     pub disable_telemetry: bool,

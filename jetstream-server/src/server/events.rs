@@ -73,7 +73,7 @@ impl EventLog {
             .append(true)
             .mode(0o600)
             .open(&self.path)
-            .map_err(|e| crate::log!("events: cannot write {}: {e}", self.path.display()))
+            .map_err(|e| crate::error!("events: cannot write {}: {e}", self.path.display()))
             .ok()
     }
 
@@ -86,7 +86,7 @@ impl EventLog {
         }
         match super::state::write_atomic(&self.path, &text) {
             Ok(()) => inner.lines_in_file = inner.entries.len(),
-            Err(e) => crate::log!("events: cannot compact {}: {e}", self.path.display()),
+            Err(e) => crate::error!("events: cannot compact {}: {e}", self.path.display()),
         }
         inner.file = self.append_handle();
     }

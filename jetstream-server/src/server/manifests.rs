@@ -299,7 +299,7 @@ fn walk_dir(
         let lmeta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let meta = if lmeta.file_type().is_symlink() {
             if confine.is_some() {
-                crate::log!(
+                crate::debug!(
                     "manifest: skipping symbolic link {} (sandbox)",
                     path.display()
                 );
@@ -308,7 +308,7 @@ fn walk_dir(
             match fs::metadata(&path) {
                 Ok(m) if m.is_file() => m,
                 _ => {
-                    crate::log!("manifest: skipping symbolic link {}", path.display());
+                    crate::debug!("manifest: skipping symbolic link {}", path.display());
                     continue;
                 }
             }
@@ -324,7 +324,7 @@ fn walk_dir(
         } else if meta.is_file() {
             out.push(open_file(&path, &t, confine)?);
         } else {
-            crate::log!("manifest: skipping special file {}", path.display());
+            crate::debug!("manifest: skipping special file {}", path.display());
         }
     }
     Ok(())

@@ -477,7 +477,7 @@ impl Server {
             }
         };
         if let Err(e) = self.state.save(&p) {
-            crate::log!("state: cannot save {}: {e}", self.state.path().display());
+            crate::error!("state: cannot save {}: {e}", self.state.path().display());
         }
     }
 
@@ -514,10 +514,11 @@ impl Server {
 /// Runs `jetstream server` with `args`; returns the exit code on a start-up failure (a
 /// running server leaves through [`Server::stop`]).
 pub fn run(args: ServerArgs) -> i32 {
+    log::set_level(args.log_level);
     match start(args) {
         Ok(()) => 0,
         Err(e) => {
-            crate::log!("jetstream server: {e}");
+            crate::error!("jetstream server: {e}");
             1
         }
     }
@@ -727,11 +728,11 @@ fn start(args: ServerArgs) -> Result<(), String> {
         let Ok(tcp) = conn else { continue };
         let Ok(peer) = tcp.peer_addr() else { continue };
         if !server.args.api_allow_remote_control && !peer.ip().is_loopback() {
-            crate::log!("api: refused {peer}: remote control is off");
+            crate::warn!("api: refused {peer}: remote control is off");
             continue;
         }
         let Some(slot) = server.api_slot(peer.ip()) else {
-            crate::log!("api: refused {peer}: too many API connections");
+            crate::warn!("api: refused {peer}: too many API connections");
             continue;
         };
         let s = server.clone();
@@ -740,7 +741,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
             .stack_size(256 * 1024)
             .spawn(move || api::serve(&s, tcp, peer, slot));
         if let Err(e) = spawned {
-            crate::log!("api: cannot serve {peer}: {e}");
+            crate::error!("api: cannot serve {peer}: {e}");
         }
     }
     Ok(())

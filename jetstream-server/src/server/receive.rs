@@ -116,7 +116,7 @@ pub fn session_keys(
     };
     let floor = ctx.server.args.min_cipher.as_str();
     let cipher = super::ciphers::choose(&offered, floor).inspect_err(|e| {
-        crate::log!("{command}: refused {}: {}", ctx.session.peer, e.0);
+        crate::warn!("{command}: refused {}: {}", ctx.session.peer, e.0);
     })?;
     let stream = ctx.stream;
     let keys = derive_keys(

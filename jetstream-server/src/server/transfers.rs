@@ -178,7 +178,7 @@ fn start_due(server: &Arc<Server>) {
             .name(format!("transfer-{}", &id[..8]))
             .spawn(move || worker(&server, &id, &ctl));
         if let Err(e) = spawned {
-            crate::log!("transfers: cannot start a worker thread: {e}");
+            crate::error!("transfers: cannot start a worker thread: {e}");
             objs.running.remove(&failed_id);
         }
     }
@@ -229,7 +229,7 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
             }
             Outcome::Stopped => break,
             Outcome::Failed(msg, failed) => {
-                crate::log!("transfers: {id} failed: {msg}");
+                crate::warn!("transfers: {id} failed: {msg}");
                 t.status = TxStatus::Error;
                 t.error_message = Some(msg);
                 t.failed_files = failed;
@@ -243,7 +243,7 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
                     t.end_time = Some(now_us());
                     break;
                 }
-                crate::log!("transfers: {id} interrupted ({msg}); retrying in {backoff:?}");
+                crate::warn!("transfers: {id} interrupted ({msg}); retrying in {backoff:?}");
                 t.error_message = Some(format!(
                     "interrupted: {msg}; retrying in {} s",
                     backoff.as_secs()
@@ -478,7 +478,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         }
     }
     server.save();
-    crate::log!(
+    crate::debug!(
         "transfers: {id} sending to {ip}:{port} (attempt via {})",
         dest.address
     );
@@ -519,7 +519,7 @@ fn remember_path(
     let mut paths = server.paths.lock();
     paths.record(dest_id, estimate);
     if let Err(e) = paths.save() {
-        crate::log!("transfers: cannot save the path memory: {e}");
+        crate::warn!("transfers: cannot save the path memory: {e}");
     }
 }
 

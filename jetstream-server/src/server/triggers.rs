@@ -45,6 +45,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 
+/// A `--trigger-log` line: on stderr, never in the `--log` file (reference §2), but written as
+/// the log is: one line (the script's text escaped, so its output can neither split a line nor
+/// set a journal priority with a leading `<0>`), a time stamp and level, or under systemd the
+/// journal's priority prefix.
+macro_rules! trigger_log {
+    ($level:ident, $($arg:tt)*) => {
+        crate::server::log::stderr_line(crate::server::log::Level::$level, &format!($($arg)*))
+    };
+}
+
 /// Longest accepted script name (`NAME_MAX` on Linux).
 const MAX_NAME_LEN: usize = 255;
 /// With `--trigger-log`: how long the executor waits, after the script exited, for the rest of
@@ -181,9 +191,9 @@ impl Triggers {
         self.shared.done();
         let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if gone {
-            crate::log!("triggers: executor gone: dropped {name} ({dropped} dropped so far)");
+            crate::warn!("triggers: executor gone: dropped {name} ({dropped} dropped so far)");
         } else {
-            crate::log!(
+            crate::warn!(
                 "triggers: queue full ({} waiting): dropped {name} ({dropped} dropped so far)",
                 tx.len()
             );
@@ -351,35 +361,35 @@ impl Executor {
         let name = &job.name;
         if !safe_name(name) {
             if self.log {
-                eprintln!("trigger {name:?}: skipped: unsafe name");
+                trigger_log!(Info, "trigger {name:?}: skipped: unsafe name");
             }
             return;
         }
         let path = self.dir.join(name);
         if let Err(why) = script(&path) {
             if self.log {
-                eprintln!("trigger {name}: skipped: {why} ({})", path.display());
+                trigger_log!(Info, "trigger {name}: skipped: {why} ({})", path.display());
             }
             return;
         }
         if let Err(why) = strict_modes(&self.dir, &path, super::sys::euid()) {
             let n = self.shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            crate::log!("triggers: refused {name}: {why} ({n} refused so far)");
+            crate::warn!("triggers: refused {name}: {why} ({n} refused so far)");
             if self.log {
-                eprintln!("trigger {name}: refused: {why}");
+                trigger_log!(Warn, "trigger {name}: refused: {why}");
             }
             return;
         }
         let shown = self.log.then(|| show(name, &job.args));
         if let Some(shown) = &shown {
-            eprintln!("trigger {shown}: starting");
+            trigger_log!(Info, "trigger {shown}: starting");
         }
         let started = Instant::now();
         let mut child = match self.spawn(&path, job) {
             Ok(c) => c,
             Err(e) => {
                 if let Some(shown) = &shown {
-                    eprintln!("trigger {shown}: failed to start: {e}");
+                    trigger_log!(Warn, "trigger {shown}: failed to start: {e}");
                 }
                 return;
             }
@@ -395,7 +405,7 @@ impl Executor {
                     let _ = pipe.write_all(&data);
                 });
             if let (Err(e), Some(shown)) = (spawned, &shown) {
-                eprintln!("trigger {shown}: cannot feed stdin: {e}");
+                trigger_log!(Warn, "trigger {shown}: cannot feed stdin: {e}");
             }
         }
         let output = shown.as_ref().map(|_| capture(name, &mut child));
@@ -412,8 +422,8 @@ impl Executor {
         }
         if let Some(shown) = &shown {
             match status {
-                Ok(s) => eprintln!("trigger {shown}: {} after {secs:.3} s", exit(s)),
-                Err(e) => eprintln!("trigger {shown}: cannot wait: {e}"),
+                Ok(s) => trigger_log!(Info, "trigger {shown}: {} after {secs:.3} s", exit(s)),
+                Err(e) => trigger_log!(Warn, "trigger {shown}: cannot wait: {e}"),
             }
         }
     }
@@ -480,13 +490,14 @@ fn capture(name: &str, child: &mut Child) -> Receiver<()> {
             });
         if let Err(e) = spawned {
             // The pipe is closed with the failed closure; the script gets EPIPE if it writes.
-            eprintln!("trigger {name}: cannot read output: {e}");
+            trigger_log!(Warn, "trigger {name}: cannot read output: {e}");
         }
     }
     rx
 }
 
-/// Copies `pipe` to stderr line by line (lines longer than `MAX_OUTPUT_LINE` are cut).
+/// Copies `pipe` to stderr line by line (lines longer than `MAX_OUTPUT_LINE` are cut), each
+/// as one `--trigger-log` line.
 fn print_lines(prefix: &str, pipe: Box<dyn Read + Send>) {
     let mut reader = BufReader::new(pipe);
     let mut buf = Vec::new();
@@ -499,7 +510,7 @@ fn print_lines(prefix: &str, pipe: Box<dyn Read + Send>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&buf);
-                eprintln!("{prefix}{}", text.trim_end_matches(['\n', '\r']));
+                trigger_log!(Info, "{prefix}{}", text.trim_end_matches(['\n', '\r']));
             }
         }
     }

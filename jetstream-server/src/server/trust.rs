@@ -83,7 +83,7 @@ impl AuthorizedClients {
         match peer_key {
             Some(key) if list.authorized_clients.contains(&key.to_ascii_lowercase()) => Ok(()),
             Some(key) => {
-                crate::log!("trust: refused a transfer from an unauthorized client, key {key}");
+                crate::warn!("trust: refused a transfer from an unauthorized client, key {key}");
                 Err(ApiError(format!(
                     "this server accepts transfers only from authorized clients, and the key \
                      presented ({}) is not one of them: the receiver's administrator must add \
@@ -92,7 +92,7 @@ impl AuthorizedClients {
                 )))
             }
             None => {
-                crate::log!("trust: refused a transfer from a client that presented no key");
+                crate::warn!("trust: refused a transfer from a client that presented no key");
                 Err(ApiError(
                     "this server accepts transfers only from authorized clients, and no client \
                      certificate was presented: connect with TLS as a server, and have the \

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use parking_lot::Mutex;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -26,9 +26,25 @@ use crate::tls::{fingerprint_of, spki_hex, Identity};
 /// The JetStream relay: runs in a DMZ, accepts a private server's connection on the control
 /// port and opens the public UDP data port and TCP API port on its behalf, forwarding both
 /// as opaque bytes. The control port is TLS, and only an authorized private server (by its
-/// public key) may register.
-#[derive(FromArgs, Debug, Clone)]
+/// public key) may register. Every option can also be set in the configuration file
+/// (default /etc/jetstream/relay.toml, if it exists): `key = value` with the long flag name as
+/// the key; a flag on the command line wins over the file.
+#[derive(FromArgs, ArgsInfo, serde::Serialize, Debug, Clone)]
+#[serde(rename_all = "kebab-case")]
 pub struct RelayArgs {
+    /// the configuration file (default /etc/jetstream/relay.toml when it exists; "none": no
+    /// file)
+    #[argh(option)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// read no configuration file, not even the default one
+    #[argh(switch)]
+    #[serde(skip)]
+    pub no_config: bool,
+    /// print the effective configuration (file and command line) as TOML and exit
+    #[argh(switch)]
+    #[serde(skip)]
+    pub print_config: bool,
     /// TCP port the private server connects to (default 8887)
     #[argh(option, default = "8887")]
     pub control_port: u16,
@@ -64,7 +80,27 @@ pub struct RelayArgs {
     pub insecure_accept_any_server: bool,
     /// print the relay's public key (creating its identity if there is none yet) and exit
     #[argh(switch)]
+    #[serde(skip)]
     pub print_public_key: bool,
+}
+
+impl crate::config_file::FileConfig for RelayArgs {
+    const COMMAND: &'static str = "jetstream relay_server";
+    const DEFAULT_PATH: &'static str = "/etc/jetstream/relay.toml";
+    const COMMAND_LINE_ONLY: &'static [&'static str] =
+        &["config", "no-config", "print-config", "print-public-key"];
+
+    fn config_flag(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    fn no_config(&self) -> bool {
+        self.no_config
+    }
+
+    fn print_config(&self) -> bool {
+        self.print_config
+    }
 }
 
 /// A control connection gets this long for its TLS handshake and first frame.

@@ -138,7 +138,7 @@ pub fn serve(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, slot: super
 pub fn serve_as(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, via_relay: bool) {
     // A client through the relay is remote even when its address is the relay host's own
     // loopback: it must never pass for a local one here.
-    if via_relay && !server.args.api_allow_remote_control {
+    if via_relay && !server.live().api_allow_remote_control {
         crate::log!("api: refused {peer} (through the relay): remote control is off");
         return;
     }
@@ -157,7 +157,7 @@ fn serve_with(
     _slot: super::ApiSlot,
 ) {
     let _ = tcp.set_nodelay(true);
-    let login_timeout = server.args.api_login_timeout();
+    let login_timeout = server.live().api_login_timeout();
     // The TLS handshake and the login share one deadline: a client that sends nothing, or one
     // byte now and then, is closed when it passes (issue 15, item 6).
     let mut login_by = Instant::now() + login_timeout;
@@ -201,7 +201,7 @@ fn serve_with(
         }
         was_logged_in = logged_in;
         let (deadline, max) = if logged_in {
-            let idle = server.args.api_idle_timeout();
+            let idle = server.live().api_idle_timeout();
             (idle.map(|d| Instant::now() + d), wire::MAX_LINE)
         } else {
             (Some(login_by), wire::MAX_LINE_BEFORE_LOGIN)
@@ -228,7 +228,7 @@ fn serve_with(
                 let why = if logged_in {
                     format!(
                         "closed: no request for {} s (--api-idle-timeout)",
-                        server.args.api_idle_timeout
+                        server.live().api_idle_timeout
                     )
                 } else {
                     format!(
@@ -403,7 +403,7 @@ fn handle_line(
     } else {
         Response::error("bad request: \"parameters\" must be an object")
     };
-    if server.args.trigger_on_api {
+    if server.live().trigger_on_api {
         if !req.parameters.is_null() {
             req.parameters = params;
         }

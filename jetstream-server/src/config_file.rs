@@ -240,6 +240,11 @@ pub fn merge<A: FileConfig>(cli: &[String], path: &Path, text: &str) -> Result<A
     })?;
     let given = given_on_cli::<A>(cli);
     let known = file_keys::<A>();
+    // A key with a default has the default's TOML type: `api-port = "8886"` is refused.
+    let defaults = parse_args::<A>(&[])
+        .ok()
+        .and_then(|d| values(&d, false).ok())
+        .unwrap_or_default();
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
     let mut extra = Vec::new();
@@ -257,6 +262,17 @@ pub fn merge<A: FileConfig>(cli: &[String], path: &Path, text: &str) -> Result<A
             };
             return Err(err(span, Some(name), reason));
         };
+        if let Some(d) = defaults.get(name) {
+            let v = value.get_ref();
+            if flag.kind == Kind::Single && d.type_str() != v.type_str() {
+                let reason = format!(
+                    "expected {} (like {d}), not {}",
+                    a(d.type_str()),
+                    describe(v)
+                );
+                return Err(err(span, Some(name), reason));
+            }
+        }
         let fragment = to_args(flag, value.get_ref())
             .map_err(|reason| err(span.clone(), Some(name), reason))?;
         // The value alone through the flag's own parser: its error names this key and line.
@@ -337,6 +353,13 @@ fn scalar(value: &Value) -> Result<String, String> {
         Value::Float(f) => Ok(f.to_string()),
         Value::Boolean(b) => Ok(b.to_string()),
         other => Err(format!("expected one value, not {}", describe(other))),
+    }
+}
+
+fn a(type_str: &str) -> String {
+    match type_str {
+        "integer" => "an integer".into(),
+        other => format!("a {other}"),
     }
 }
 

@@ -165,7 +165,7 @@ fn mistakes_name_the_line_and_the_key() {
         &format!("{ok}api-host = [\"a\"]\n"),
         4,
         Some("api-host"),
-        "expected one value, not an array",
+        "expected a string (like \"0.0.0.0\"), not an array",
     );
     check(
         &format!("{ok}trigger-log = \"yes\"\n"),
@@ -177,7 +177,7 @@ fn mistakes_name_the_line_and_the_key() {
         "\napi-allow-remote-control = \"maybe\"\n",
         2,
         Some("api-allow-remote-control"),
-        "invalid value \"maybe\"",
+        "expected a boolean (like true), not the string \"maybe\"",
     );
     check(
         "api-port = 70000\n",
@@ -196,6 +196,18 @@ fn mistakes_name_the_line_and_the_key() {
         1,
         Some("print-config"),
         "command line only",
+    );
+    check(
+        "\n\napi-port = \"8886\"\n",
+        3,
+        Some("api-port"),
+        "expected an integer (like 8886), not the string \"8886\"",
+    );
+    check(
+        "api-host = 1\n",
+        1,
+        Some("api-host"),
+        "expected a string (like \"0.0.0.0\"), not integer 1",
     );
     check("api-port = \n", 1, None, "not valid TOML");
     check("a = 1\na = 2\n", 2, None, "not valid TOML");

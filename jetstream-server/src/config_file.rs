@@ -207,14 +207,52 @@ impl ConfigSource {
                 reason: e.output.trim_end().to_owned(),
             });
         };
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let fail = |reason: String| ConfigError {
             path: path.clone(),
             line: None,
             key: None,
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+        trusted(&meta, crate::server::sys::euid()).map_err(fail)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE), &mut text)
+            .map_err(|e| fail(e.to_string()))?;
+        if text.len() as u64 >= MAX_FILE {
+            return Err(fail(format!("larger than {MAX_FILE} bytes")));
+        }
         merge::<A>(&self.cli, path, &text)
     }
+}
+
+/// A configuration file is at most this long (a few kilobytes in practice).
+const MAX_FILE: u64 = 1 << 20;
+
+/// Whether a file with `meta` may configure a process running as `euid`: the server runs as
+/// root and its file says which programs it runs (`trigger-dir`) and where users' files go,
+/// so a file someone else could write would hand them the server. Refused: a file writable by
+/// every user, or owned by anyone but root or `euid`.
+fn trusted(meta: &std::fs::Metadata, euid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Err(format!(
+            "writable by every user (mode {:04o}): anyone could change what the server does; \
+             chmod o-w it",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!(
+            "owned by uid {}, neither root nor the account running this process (uid {euid}): \
+             its owner could change what the server does; chown it",
+            meta.uid()
+        ));
+    }
+    Ok(())
 }
 
 /// The flags of `cli` merged over the file `path` holding `text`.
@@ -450,7 +488,7 @@ pub fn render<A: FileConfig>(args: &A, header: &str, commented: bool) -> Result<
     let values = values(args, true)?;
     let mut out = String::new();
     for line in header.lines() {
-        out.push_str(&format!("# {line}").trim_end().to_owned());
+        out.push_str(format!("# {line}").trim_end());
         out.push('\n');
     }
     for flag in file_keys::<A>() {

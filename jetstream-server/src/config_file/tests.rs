@@ -362,3 +362,38 @@ fn packaging_examples_are_current() {
          `jetstream relay_server --print-config` shows the configuration in force.",
     );
 }
+
+#[test]
+fn a_file_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.toml");
+    std::fs::write(&path, "api-port = 9\n").unwrap();
+    let source = ConfigSource {
+        cli: Vec::new(),
+        file: Some(path.clone()),
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(source.read::<ServerArgs>().unwrap().api_port, 9);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let e = source.read::<ServerArgs>().unwrap_err();
+    assert!(
+        e.reason.contains("writable by every user (mode 0666)"),
+        "{e}"
+    );
+    let meta = std::fs::metadata(dir.path()).unwrap();
+    assert!(trusted(&meta, 0)
+        .unwrap_err()
+        .contains("not a regular file"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() == 0 {
+        // Owned by root: trusted by anyone.
+        assert!(trusted(&meta, 1234).is_ok());
+    } else {
+        assert!(trusted(&meta, meta.uid() + 1)
+            .unwrap_err()
+            .contains("owned by uid"));
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -292,6 +293,21 @@ fn an_unknown_key_or_a_bad_value_in_the_file_stops_the_start_naming_file_line_an
         udp,
         "8: not valid TOML",
     );
+    // A file every user could write would hand them the server (it runs as root and the file
+    // says which trigger scripts it runs): refused, however right its contents.
+    let open_to_all = config(dir.path(), "open.toml", &good);
+    fs::set_permissions(&open_to_all, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = jetstream(&["server", "--config", open_to_all.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "jetstream server: {}: writable by every user (mode 0666)",
+            open_to_all.display()
+        )),
+        "{err}"
+    );
+    TcpListener::bind(("127.0.0.1", api)).expect("the API port is free");
     // A file named on the command line must exist.
     let out = jetstream(&["server", "--config", "/nonexistent/jetstream.toml"]);
     assert_eq!(out.status.code(), Some(2));

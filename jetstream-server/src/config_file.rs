@@ -8,8 +8,9 @@
 //! turned back into command-line arguments (`--key value`, in the flag's own syntax) and parsed
 //! by the same argh parser, so a value the command line refuses is refused from the file too,
 //! and a flag added to the struct is a key at once. [`ArgsInfo`] says which flags exist and
-//! of which kind; `serde::Serialize` on the same struct gives the effective values for
-//! `--print-config`.
+//! of which kind; the struct's `Debug` form gives the effective values for `--print-config`
+//! (each checked by parsing it back), so a flag's type needs nothing beyond what argh and
+//! `#[derive(Debug)]` already ask of it.
 //!
 //! Precedence: the command line, then the file, then the built-in default. A flag given on the
 //! command line replaces the file's value whole (a repeatable flag's list too).
@@ -19,11 +20,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use argh::{ArgsInfo, EarlyExit, FlagInfoKind, FromArgs, Optionality};
-use serde::Serialize;
 use toml::{Spanned, Value};
 
 /// A command whose flags can also come from a configuration file.
-pub trait FileConfig: FromArgs + ArgsInfo + Serialize + Sized {
+pub trait FileConfig: FromArgs + ArgsInfo + fmt::Debug + Sized {
     /// How the command is named in messages (`jetstream server`).
     const COMMAND: &'static str;
     /// The file read when it exists and no `--config` names another.
@@ -461,20 +461,224 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The effective values of `args` by key (unset options absent), secrets masked when `mask`.
 ///
+/// They are read from the flags' `Debug` form (which argh's structs have anyway), so a flag
+/// needs no other trait: numbers and booleans become TOML integers and booleans, quoted
+/// strings and paths strings, bare words (an address, an enum's variant) strings, `None`
+/// nothing, lists arrays. Each value is checked by parsing it back through the flag's parser
+/// (trying the lowercase spelling when the `Debug` one is refused, as for an enum).
+///
 /// # Errors
-/// A value TOML cannot hold (a path that is not UTF-8).
+/// A value whose `Debug` form does not parse back as the same value.
 pub fn values<A: FileConfig>(args: &A, mask: bool) -> Result<toml::Table, String> {
-    let Value::Table(mut table) = Value::try_from(args).map_err(|e| e.to_string())? else {
-        return Err("the flags are not a table".into());
-    };
-    if mask {
-        for key in A::SECRET_KEYS {
-            if let Some(v) = table.get_mut(*key) {
-                *v = Value::String("********".into());
+    let fields = debug_fields(&format!("{args:?}"))?;
+    let mut table = toml::Table::new();
+    for flag in file_keys::<A>() {
+        let Some(shown) = fields.get(&flag.key.replace('-', "_")) else {
+            return Err(format!("{}: key {:?} has no field", A::COMMAND, flag.key));
+        };
+        let Some(value) = shown_value(&flag, shown, |v| {
+            let args = to_args(&flag, v).ok()?;
+            let parsed: A = parse_args(&args).ok()?;
+            let again = debug_fields(&format!("{parsed:?}")).ok()?;
+            Some(again.get(&flag.key.replace('-', "_")) == Some(shown))
+        })?
+        else {
+            continue;
+        };
+        let value = if mask && A::SECRET_KEYS.contains(&flag.key.as_str()) {
+            Value::String("********".into())
+        } else {
+            value
+        };
+        table.insert(flag.key.clone(), value);
+    }
+    Ok(table)
+}
+
+/// A value as `Debug` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Shown {
+    /// `"text"` (a string or a path), unescaped.
+    Quoted(String),
+    /// A number, `true`, an address, an enum's variant: as written.
+    Bare(String),
+    /// `None`.
+    Nothing,
+    /// `Some(x)`.
+    Some(Box<Self>),
+    /// `[a, b]`.
+    List(Vec<Self>),
+}
+
+/// The TOML value of a flag shown as `shown` (`None`: not set); `same(v)` says whether `v`
+/// parses back to it.
+fn shown_value(
+    flag: &Flag,
+    shown: &Shown,
+    same: impl Fn(&Value) -> Option<bool>,
+) -> Result<Option<Value>, String> {
+    fn candidates(s: &Shown) -> Vec<Value> {
+        match s {
+            Shown::Quoted(t) => vec![Value::String(t.clone())],
+            Shown::Bare(t) if t == "true" || t == "false" => vec![Value::Boolean(t == "true")],
+            Shown::Bare(t) => {
+                let mut v = Vec::new();
+                if let Ok(i) = t.parse::<i64>() {
+                    v.push(Value::Integer(i));
+                }
+                v.push(Value::String(t.clone()));
+                if t.to_lowercase() != *t {
+                    v.push(Value::String(t.to_lowercase()));
+                }
+                v
+            }
+            Shown::Some(x) => candidates(x),
+            Shown::Nothing => Vec::new(),
+            Shown::List(items) => {
+                // Each item's first spelling that parses back, found item by item below.
+                vec![Value::Array(
+                    items
+                        .iter()
+                        .filter_map(|i| candidates(i).into_iter().next())
+                        .collect(),
+                )]
             }
         }
     }
-    Ok(table)
+    let mut options = match shown {
+        Shown::Nothing => return Ok(None),
+        Shown::List(items) if items.is_empty() => return Ok(Some(Value::Array(Vec::new()))),
+        Shown::List(items) => {
+            // Try the spellings of all items together, first the plain ones, then lowercase.
+            let plain: Vec<Value> = items
+                .iter()
+                .filter_map(|i| candidates(i).into_iter().next())
+                .collect();
+            let lower: Vec<Value> = items
+                .iter()
+                .filter_map(|i| candidates(i).into_iter().last())
+                .collect();
+            vec![Value::Array(plain), Value::Array(lower)]
+        }
+        other => candidates(other),
+    };
+    if flag.kind == Kind::Switch {
+        options = vec![Value::Boolean(
+            matches!(shown, Shown::Bare(t) if t == "true"),
+        )];
+    }
+    for v in options {
+        if same(&v) == Some(true) {
+            return Ok(Some(v));
+        }
+    }
+    Err(format!(
+        "key {:?}: its value ({shown:?}) cannot be written so that it reads back the same",
+        flag.key
+    ))
+}
+
+/// The fields of a struct's `Debug` form (`Name { a: 1, b: "x" }`), by field name.
+fn debug_fields(text: &str) -> Result<std::collections::HashMap<String, Shown>, String> {
+    let bad = || format!("unexpected Debug form: {text}");
+    let open = text.find(" { ").ok_or_else(bad)?;
+    let mut rest = &text[open + 3..];
+    let mut fields = std::collections::HashMap::new();
+    loop {
+        let colon = rest.find(": ").ok_or_else(bad)?;
+        let name = rest[..colon].trim().to_owned();
+        let (value, after) = debug_value(&rest[colon + 2..]).ok_or_else(bad)?;
+        fields.insert(name, value);
+        if let Some(r) = after.strip_prefix(", ") {
+            rest = r;
+        } else if after.trim() == "}" {
+            return Ok(fields);
+        } else {
+            return Err(bad());
+        }
+    }
+}
+
+/// A list at the start of `text` (`[a, b]`, but not `[::1]:80`, an address), and what
+/// follows it.
+fn debug_list(text: &str) -> Option<(Shown, &str)> {
+    let mut body = text.strip_prefix('[')?;
+    let mut items = Vec::new();
+    let after = loop {
+        if items.is_empty() {
+            if let Some(after) = body.strip_prefix(']') {
+                break after;
+            }
+        }
+        let (item, after) = debug_value(body)?;
+        items.push(item);
+        if let Some(r) = after.strip_prefix(", ") {
+            body = r;
+        } else {
+            break after.strip_prefix(']')?;
+        }
+    };
+    let ends = after.is_empty() || after.starts_with([',', ')', ']', ' ']);
+    ends.then_some((Shown::List(items), after))
+}
+
+/// One value at the start of `text`, and what follows it.
+fn debug_value(text: &str) -> Option<(Shown, &str)> {
+    if let Some(body) = text.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => return Some((Shown::Quoted(out), &body[i + 1..])),
+                '\\' => match chars.next()?.1 {
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    '0' => out.push('\0'),
+                    'u' => {
+                        let (j, _) = chars.next()?; // '{'
+                        let end = body[j..].find('}')? + j;
+                        let code = u32::from_str_radix(&body[j + 1..end], 16).ok()?;
+                        out.push(char::from_u32(code)?);
+                        while chars.next()?.0 < end {}
+                    }
+                    other => out.push(other),
+                },
+                c => out.push(c),
+            }
+        }
+        return None;
+    }
+    if let Some(body) = text.strip_prefix("Some(") {
+        let (inner, after) = debug_value(body)?;
+        return Some((Shown::Some(Box::new(inner)), after.strip_prefix(')')?));
+    }
+    if let Some(list) = debug_list(text) {
+        return Some(list);
+    }
+    // A bare token: up to a comma or a closing bracket outside any nesting of its own.
+    let mut depth = 0usize;
+    let mut end = text.len();
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' if depth == 0 => {
+                end = i;
+                break;
+            }
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let token = text[..end].trim_end();
+    if token == "None" {
+        return Some((Shown::Nothing, &text[token.len()..]));
+    }
+    (!token.is_empty()).then(|| (Shown::Bare(token.to_owned()), &text[token.len()..]))
 }
 
 /// The effective configuration as a TOML file: every key with its help as a comment, set

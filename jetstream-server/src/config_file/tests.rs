@@ -34,7 +34,7 @@ fn samples() -> Vec<Value> {
 
 /// Every flag that is a setting is a key: some value of it in a file shows in the effective
 /// configuration, differing from the default. A new flag the file machinery cannot carry
-/// (a type without `Serialize` would not compile; one whose printed form does not parse back,
+/// (one whose printed form does not parse back,
 /// or a renamed `long`) fails here.
 fn every_flag_is_a_key<A: FileConfig>() {
     let defaults = values(&merge::<A>(&[], Path::new("x"), "").unwrap(), false).unwrap();
@@ -260,9 +260,9 @@ fn reload_takes_only_the_keys_asked_for() {
 }
 
 /// A command with a secret, to check the masking.
-#[derive(argh::FromArgs, argh::ArgsInfo, serde::Serialize, Debug)]
-#[serde(rename_all = "kebab-case")]
+#[derive(argh::FromArgs, argh::ArgsInfo, Debug)]
 /// test
+#[allow(dead_code)] // read through Debug
 struct WithSecret {
     /// a secret
     #[argh(option)]
@@ -396,4 +396,110 @@ fn a_file_others_can_write_is_refused() {
             .unwrap_err()
             .contains("owned by uid"));
     }
+}
+
+/// A level like `--log-level`'s: an enum read in lowercase, shown by `Debug` capitalised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Info,
+    Debug,
+}
+
+impl argh::FromArgValue for Level {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        match value {
+            "info" => Ok(Self::Info),
+            "debug" => Ok(Self::Debug),
+            _ => Err(format!("unknown level {value:?}")),
+        }
+    }
+}
+
+/// Flags of types with no trait beyond argh's and `Debug`.
+#[derive(argh::FromArgs, argh::ArgsInfo, Debug)]
+/// test
+#[allow(dead_code)] // read through Debug
+struct Odd {
+    /// a level
+    #[argh(option, default = "Level::Info")]
+    level: Level,
+    /// levels
+    #[argh(option)]
+    levels: Vec<Level>,
+    /// an address
+    #[argh(option)]
+    addr: Option<std::net::SocketAddr>,
+    /// a v6 address
+    #[argh(option, default = "std::net::IpAddr::from([0u16; 8])")]
+    host: std::net::IpAddr,
+    /// a path
+    #[argh(option)]
+    path: Option<PathBuf>,
+    /// names
+    #[argh(option)]
+    name: Vec<String>,
+    /// a switch
+    #[argh(switch)]
+    on: bool,
+    /// a maybe
+    #[argh(option)]
+    maybe: Option<bool>,
+}
+
+impl FileConfig for Odd {
+    const COMMAND: &'static str = "odd";
+    const DEFAULT_PATH: &'static str = "/nonexistent";
+    const COMMAND_LINE_ONLY: &'static [&'static str] = &[];
+
+    fn config_flag(&self) -> Option<&Path> {
+        None
+    }
+
+    fn no_config(&self) -> bool {
+        false
+    }
+
+    fn print_config(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn values_of_any_flag_type_round_trip() {
+    every_flag_is_a_key::<Odd>();
+    let weird = "a, b \"c\" } ] ) \\ \n\t é \u{7} None Some(x) '";
+    let a: Odd = merge(
+        &strings(&["--name", weird, "--name", "", "--path", "/p/Some(\"x\")"]),
+        Path::new("x"),
+        "level = \"debug\"\nlevels = [\"debug\", \"info\"]\naddr = \"[::1]:80\"\n\
+         host = \"::1\"\non = true\nmaybe = false\n",
+    )
+    .unwrap();
+    let shown = values(&a, false).unwrap();
+    assert_eq!(shown["level"], Value::String("debug".into()));
+    assert_eq!(
+        shown["levels"],
+        Value::Array(vec![
+            Value::String("debug".into()),
+            Value::String("info".into())
+        ])
+    );
+    assert_eq!(shown["addr"], Value::String("[::1]:80".into()));
+    assert_eq!(shown["host"], Value::String("::1".into()));
+    assert_eq!(shown["maybe"], Value::Boolean(false));
+    assert_eq!(shown["on"], Value::Boolean(true));
+    assert_eq!(
+        shown["name"],
+        Value::Array(vec![
+            Value::String(weird.into()),
+            Value::String(String::new())
+        ])
+    );
+    let printed = render(&a, "", false).unwrap();
+    let back: Odd = merge(&[], Path::new("x"), &printed).unwrap();
+    assert_eq!(format!("{back:?}"), format!("{a:?}"));
+    let defaults: Odd = merge(&[], Path::new("x"), "").unwrap();
+    let shown = values(&defaults, false).unwrap();
+    assert_eq!(shown["level"], Value::String("info".into()));
+    assert!(!shown.contains_key("addr") && !shown.contains_key("path"));
 }

@@ -29,21 +29,17 @@ use crate::tls::{fingerprint_of, spki_hex, Identity};
 /// public key) may register. Every option can also be set in the configuration file
 /// (default /etc/jetstream/relay.toml, if it exists): `key = value` with the long flag name as
 /// the key; a flag on the command line wins over the file.
-#[derive(FromArgs, ArgsInfo, serde::Serialize, Debug, Clone)]
-#[serde(rename_all = "kebab-case")]
+#[derive(FromArgs, ArgsInfo, Debug, Clone)]
 pub struct RelayArgs {
     /// the configuration file (default /etc/jetstream/relay.toml when it exists; "none": no
     /// file)
     #[argh(option)]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// read no configuration file, not even the default one
     #[argh(switch)]
-    #[serde(skip)]
     pub no_config: bool,
     /// print the effective configuration (file and command line) as TOML and exit
     #[argh(switch)]
-    #[serde(skip)]
     pub print_config: bool,
     /// TCP port the private server connects to (default 8887)
     #[argh(option, default = "8887")]
@@ -80,7 +76,6 @@ pub struct RelayArgs {
     pub insecure_accept_any_server: bool,
     /// print the relay's public key (creating its identity if there is none yet) and exit
     #[argh(switch)]
-    #[serde(skip)]
     pub print_public_key: bool,
 }
 

@@ -4,7 +4,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use argh::{ArgsInfo, FromArgs};
-use serde::Serialize;
 
 pub use crate::config_file::split_equals;
 
@@ -15,23 +14,18 @@ pub use crate::config_file::split_equals;
 /// key; a flag on the command line wins over the file.
 //
 // A new flag needs nothing more than its field: the configuration file, --print-config and
-// reloads find it through ArgsInfo and Serialize (its type must implement serde::Serialize,
-// as std types do, in the form its own parser reads back).
-#[derive(FromArgs, ArgsInfo, Serialize, Debug, Clone)]
-#[serde(rename_all = "kebab-case")]
+// reloads find it through ArgsInfo and its Debug form (see crate::config_file).
+#[derive(FromArgs, ArgsInfo, Debug, Clone)]
 pub struct ServerArgs {
     /// the configuration file (default /etc/jetstream/jetstream.toml when it exists; "none":
     /// no file)
     #[argh(option)]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// read no configuration file, not even the default one
     #[argh(switch)]
-    #[serde(skip)]
     pub no_config: bool,
     /// print the effective configuration (file and command line) as TOML and exit
     #[argh(switch)]
-    #[serde(skip)]
     pub print_config: bool,
     /// TCP port of the control API (default 8886)
     #[argh(option, default = "8886")]

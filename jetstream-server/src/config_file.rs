@@ -125,8 +125,11 @@ impl std::error::Error for ConfigError {}
 pub struct ConfigSource {
     /// The command line (after `--name=value` was split).
     pub cli: Vec<String>,
-    /// The file read, if any.
+    /// The file named by `--config`; `None` with `default`: none.
     pub file: Option<PathBuf>,
+    /// The default file, read when it exists (no `--config`, no `--no-config`); looked for
+    /// again at every reload, so a file created after the start is read by the next reload.
+    pub default: Option<PathBuf>,
 }
 
 /// A parsed configuration and where it came from.
@@ -175,31 +178,37 @@ fn parse_args<A: FileConfig>(args: &[String]) -> Result<A, EarlyExit> {
 pub fn load<A: FileConfig>(cli: &[String]) -> Result<Loaded<A>, LoadError> {
     let cli = split_equals(cli);
     let on_cli: A = parse_args(&cli).map_err(LoadError::CommandLine)?;
-    let file = match (on_cli.no_config(), on_cli.config_flag()) {
-        (true, _) => None,
-        (false, Some(p)) if p == Path::new("none") => None,
-        (false, Some(p)) => Some(p.to_owned()),
-        (false, None) => {
-            let p = Path::new(A::DEFAULT_PATH);
-            // Only "not there" means no file: an unreadable one is an error, not a default.
-            match std::fs::symlink_metadata(p) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                _ => Some(p.to_owned()),
-            }
-        }
+    let (file, default) = match (on_cli.no_config(), on_cli.config_flag()) {
+        (true, _) => (None, None),
+        (false, Some(p)) if p == Path::new("none") => (None, None),
+        (false, Some(p)) => (Some(p.to_owned()), None),
+        (false, None) => (None, Some(PathBuf::from(A::DEFAULT_PATH))),
     };
-    let source = ConfigSource { cli, file };
+    let source = ConfigSource { cli, file, default };
     let args = source.read::<A>().map_err(LoadError::File)?;
     Ok(Loaded { args, source })
 }
 
 impl ConfigSource {
+    /// The file to read now: the one named, or the default one if it exists.
+    pub fn path(&self) -> Option<PathBuf> {
+        if self.file.is_some() {
+            return self.file.clone();
+        }
+        let p = self.default.as_ref()?;
+        // Only "not there" means no file: an unreadable one is an error, not a default.
+        match std::fs::symlink_metadata(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(p.clone()),
+        }
+    }
+
     /// Reads the file again and merges it under the command line.
     ///
     /// # Errors
     /// The file is missing, unreadable or wrong.
     pub fn read<A: FileConfig>(&self) -> Result<A, ConfigError> {
-        let Some(path) = &self.file else {
+        let Some(path) = &self.path() else {
             return parse_args(&self.cli).map_err(|e| ConfigError {
                 path: PathBuf::from("(command line)"),
                 line: None,
@@ -785,7 +794,7 @@ pub fn main<A: FileConfig>(cli: &[String], run: impl FnOnce(Loaded<A>) -> i32) -
                 "The effective configuration of `{}`{}.\nKeys are the long flag names; \
                  `jetstream {} --help` describes them.",
                 A::COMMAND,
-                match &loaded.source.file {
+                match &loaded.source.path() {
                     Some(p) => format!(" (file {}, then the command line)", p.display()),
                     None => " (no configuration file)".to_owned(),
                 },

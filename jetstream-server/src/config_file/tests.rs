@@ -372,6 +372,7 @@ fn a_file_others_can_write_is_refused() {
     let source = ConfigSource {
         cli: Vec::new(),
         file: Some(path.clone()),
+        default: None,
     };
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(source.read::<ServerArgs>().unwrap().api_port, 9);
@@ -502,4 +503,21 @@ fn values_of_any_flag_type_round_trip() {
     let shown = values(&defaults, false).unwrap();
     assert_eq!(shown["level"], Value::String("info".into()));
     assert!(!shown.contains_key("addr") && !shown.contains_key("path"));
+}
+
+#[test]
+fn the_default_file_is_looked_for_at_every_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jetstream.toml");
+    let source = ConfigSource {
+        cli: strings(&["--api-port", "7"]),
+        file: None,
+        default: Some(path.clone()),
+    };
+    assert_eq!(source.path(), None);
+    assert_eq!(source.read::<ServerArgs>().unwrap().api_port, 7);
+    std::fs::write(&path, "api-port = 9\napi-idle-timeout = 5\n").unwrap();
+    assert_eq!(source.path(), Some(path));
+    let a = source.read::<ServerArgs>().unwrap();
+    assert_eq!((a.api_port, a.api_idle_timeout), (7, 5));
 }

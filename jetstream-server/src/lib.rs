@@ -4,6 +4,7 @@
 
 pub mod cli_api;
 pub mod client;
+pub mod config_file;
 pub mod login;
 pub mod notify;
 pub mod pam;

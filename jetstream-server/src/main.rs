@@ -1,9 +1,9 @@
 //! `jetstream`: the JetStream server process (`jetstream server`), the console API client
 //! (`jetstream api`) and the relay (`jetstream relay_server`).
 
-use argh::FromArgs;
+use jetstream_server::config_file;
 use jetstream_server::relay::server::RelayArgs;
-use jetstream_server::server::config::{split_equals, ServerArgs};
+use jetstream_server::server::config::ServerArgs;
 
 const USAGE: &str = "usage: jetstream <command> [options]
 
@@ -18,39 +18,12 @@ fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let code = match argv.get(1).map(String::as_str) {
         Some("server") => {
-            let rest = split_equals(&argv[2..]);
-            let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
-            match ServerArgs::from_args(&["jetstream server"], &refs) {
-                Ok(args) => jetstream_server::server::run(args),
-                Err(early) => {
-                    if early.status.is_ok() {
-                        println!("{}", early.output);
-                        0
-                    } else {
-                        eprintln!("jetstream server: {}", early.output.trim_end());
-                        eprintln!("Run `jetstream server --help` for the options.");
-                        2
-                    }
-                }
-            }
+            config_file::main::<ServerArgs>(&argv[2..], jetstream_server::server::run)
         }
         Some("api") => jetstream_server::cli_api::main(&argv[2..]),
-        Some("relay_server") => {
-            let rest = split_equals(&argv[2..]);
-            let refs: Vec<&str> = rest.iter().map(String::as_str).collect();
-            match RelayArgs::from_args(&["jetstream relay_server"], &refs) {
-                Ok(args) => jetstream_server::relay::server::run(&args),
-                Err(early) => {
-                    if early.status.is_ok() {
-                        println!("{}", early.output);
-                        0
-                    } else {
-                        eprintln!("jetstream relay_server: {}", early.output.trim_end());
-                        2
-                    }
-                }
-            }
-        }
+        Some("relay_server") => config_file::main::<RelayArgs>(&argv[2..], |loaded| {
+            jetstream_server::relay::server::run(&loaded.args)
+        }),
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");
             0

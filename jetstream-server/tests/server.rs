@@ -6,6 +6,7 @@ mod server {
     pub mod api;
     pub mod attacks;
     pub mod bandwidth;
+    pub mod config_file;
     pub mod conn_limits;
     pub mod control;
     pub mod crash;

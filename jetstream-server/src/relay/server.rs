@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use parking_lot::Mutex;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::json;
@@ -22,9 +22,21 @@ use crate::tls::{fingerprint_of, spki_hex, Identity, KeyClientCert};
 /// The JetStream relay: runs in a DMZ, accepts a private server's connection on the control
 /// port and opens the public UDP data port and TCP API port on its behalf, forwarding both
 /// as opaque bytes. The control port is TLS, and only an authorized private server (by its
-/// public key) may register.
-#[derive(FromArgs, Debug, Clone)]
+/// public key) may register. Every option can also be set in the configuration file
+/// (default /etc/jetstream/relay.toml, if it exists): `key = value` with the long flag name as
+/// the key; a flag on the command line wins over the file.
+#[derive(FromArgs, ArgsInfo, Debug, Clone)]
 pub struct RelayArgs {
+    /// the configuration file (default /etc/jetstream/relay.toml when it exists; "none": no
+    /// file)
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// read no configuration file, not even the default one
+    #[argh(switch)]
+    pub no_config: bool,
+    /// print the effective configuration (file and command line) as TOML and exit
+    #[argh(switch)]
+    pub print_config: bool,
     /// TCP port the private server connects to (default 8887)
     #[argh(option, default = "8887")]
     pub control_port: u16,
@@ -64,6 +76,25 @@ pub struct RelayArgs {
     /// the least important events logged: error, warn, info or debug (default info)
     #[argh(option, default = "crate::server::log::Level::Info")]
     pub log_level: crate::server::log::Level,
+}
+
+impl crate::config_file::FileConfig for RelayArgs {
+    const COMMAND: &'static str = "jetstream relay_server";
+    const DEFAULT_PATH: &'static str = "/etc/jetstream/relay.toml";
+    const COMMAND_LINE_ONLY: &'static [&'static str] =
+        &["config", "no-config", "print-config", "print-public-key"];
+
+    fn config_flag(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    fn no_config(&self) -> bool {
+        self.no_config
+    }
+
+    fn print_config(&self) -> bool {
+        self.print_config
+    }
 }
 
 /// A control connection gets this long for its TLS handshake and first frame.

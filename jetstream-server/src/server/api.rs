@@ -139,7 +139,7 @@ pub fn serve(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, slot: super
 pub fn serve_as(server: &Arc<Server>, tcp: TcpStream, peer: SocketAddr, via_relay: bool) {
     // A client through the relay is remote even when its address is the relay host's own
     // loopback: it must never pass for a local one here.
-    if via_relay && !server.args.api_allow_remote_control {
+    if via_relay && !server.live().api_allow_remote_control {
         crate::warn!("api: refused {peer} (through the relay): remote control is off");
         return;
     }
@@ -158,7 +158,7 @@ fn serve_with(
     _slot: super::ApiSlot,
 ) {
     let _ = tcp.set_nodelay(true);
-    let login_timeout = server.args.api_login_timeout();
+    let login_timeout = server.live().api_login_timeout();
     // The TLS handshake and the login share one deadline: a client that sends nothing, or one
     // byte now and then, is closed when it passes (issue 15, item 6).
     let mut login_by = Instant::now() + login_timeout;
@@ -206,7 +206,7 @@ fn serve_with(
         }
         was_logged_in = logged_in;
         let (deadline, max) = if logged_in {
-            let idle = server.args.api_idle_timeout();
+            let idle = server.live().api_idle_timeout();
             (idle.map(|d| Instant::now() + d), wire::MAX_LINE)
         } else {
             (Some(login_by), wire::MAX_LINE_BEFORE_LOGIN)
@@ -233,7 +233,7 @@ fn serve_with(
                 let why = if logged_in {
                     format!(
                         "closed: no request for {} s (--api-idle-timeout)",
-                        server.args.api_idle_timeout
+                        server.live().api_idle_timeout
                     )
                 } else {
                     format!(
@@ -411,7 +411,7 @@ fn handle_line(
         Response::error("bad request: \"parameters\" must be an object")
     };
     debug_request(session, &req.request, &response);
-    if server.args.trigger_on_api {
+    if server.live().trigger_on_api {
         if !req.parameters.is_null() {
             req.parameters = params;
         }

@@ -3,12 +3,30 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
+
+pub use crate::config_file::split_equals;
 
 /// The JetStream server: one process that sends and receives files, serves the JSON control
 /// API on TCP (default 8886) and carries every transfer on one UDP port (default 8886).
-#[derive(FromArgs, Debug, Clone)]
+/// Every option can also be set in the configuration file (default
+/// /etc/jetstream/jetstream.toml, if it exists): `key = value` with the long flag name as the
+/// key; a flag on the command line wins over the file.
+//
+// A new flag needs nothing more than its field: the configuration file, --print-config and
+// reloads find it through ArgsInfo and its Debug form (see crate::config_file).
+#[derive(FromArgs, ArgsInfo, Debug, Clone)]
 pub struct ServerArgs {
+    /// the configuration file (default /etc/jetstream/jetstream.toml when it exists; "none":
+    /// no file)
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+    /// read no configuration file, not even the default one
+    #[argh(switch)]
+    pub no_config: bool,
+    /// print the effective configuration (file and command line) as TOML and exit
+    #[argh(switch)]
+    pub print_config: bool,
     /// TCP port of the control API (default 8886)
     #[argh(option, default = "8886")]
     pub api_port: u16,
@@ -69,6 +87,26 @@ pub struct ServerArgs {
     /// disable shared tokens (sharedTokensAvailable false)
     #[argh(switch)]
     pub api_disable_shared_tokens: bool,
+    /// server-wide cap on incoming transfers, kbit/s (0: no cap); when set (here or in the
+    /// configuration file) it overrides updateBandwidthLimits at start and at every reload
+    #[argh(option)]
+    pub incoming_rate_limit: Option<u64>,
+    /// server-wide cap on outgoing transfers, kbit/s (0: no cap); overrides
+    /// updateBandwidthLimits at start and at every reload
+    #[argh(option)]
+    pub outgoing_rate_limit: Option<u64>,
+    /// lend unused incoming capacity to outgoing traffic (true|false); overrides
+    /// updateBandwidthLimits at start and at every reload
+    #[argh(option)]
+    pub borrow_incoming: Option<bool>,
+    /// lend unused outgoing capacity to incoming traffic (true|false); overrides
+    /// updateBandwidthLimits at start and at every reload
+    #[argh(option)]
+    pub borrow_outgoing: Option<bool>,
+    /// at most this many transfers received at once (0: no limit); overrides
+    /// updateBandwidthLimits at start and at every reload
+    #[argh(option)]
+    pub incoming_max_connections: Option<u64>,
     /// PEM certificate chain for the API (CA-issued); default: a self-signed certificate
     /// generated at first start and kept in the state dir
     #[argh(option)]
@@ -137,20 +175,67 @@ impl ServerArgs {
     }
 }
 
-/// Splits `--name=value` into `--name value` (argh wants them apart) so that both spellings
-/// of the reference's examples work.
-pub fn split_equals(args: &[String]) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len());
-    for a in args {
-        match a.split_once('=') {
-            Some((name, value)) if a.starts_with("--") => {
-                out.push(name.to_owned());
-                out.push(value.to_owned());
-            }
-            _ => out.push(a.clone()),
-        }
+impl crate::config_file::FileConfig for ServerArgs {
+    const COMMAND: &'static str = "jetstream server";
+    const DEFAULT_PATH: &'static str = "/etc/jetstream/jetstream.toml";
+    const COMMAND_LINE_ONLY: &'static [&'static str] = &["config", "no-config", "print-config"];
+
+    fn config_flag(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
     }
-    out
+
+    fn no_config(&self) -> bool {
+        self.no_config
+    }
+
+    fn print_config(&self) -> bool {
+        self.print_config
+    }
+}
+
+/// The keys a reload (`SIGHUP`, `systemctl reload jetstream`) applies to the running server;
+/// a change to any other key is logged as needing a restart. Each is read where it is used,
+/// from [`super::Server::live`]: the login and idle deadlines of the next wait, remote control
+/// for the next connection, `on.<command>` triggers for the next command, ciphers for the
+/// next transfer, bandwidth limits within 200 ms.
+pub const LIVE_KEYS: &[&str] = &[
+    "api-allow-remote-control",
+    "api-login-timeout",
+    "api-idle-timeout",
+    "trigger-on-api",
+    "min-cipher",
+    "cipher",
+    "incoming-rate-limit",
+    "outgoing-rate-limit",
+    "borrow-incoming",
+    "borrow-outgoing",
+    "incoming-max-connections",
+];
+
+impl ServerArgs {
+    /// `limits` with what these flags set (`--incoming-rate-limit` and the others) put over
+    /// them: a set flag wins over `updateBandwidthLimits` at start and at every reload.
+    pub fn bandwidth_over(&self, limits: super::bandwidth::Limits) -> super::bandwidth::Limits {
+        let mut l = limits;
+        if let Some(r) = self.incoming_rate_limit {
+            l.incoming_limit_active = r > 0;
+            l.incoming_rate_limit = r;
+        }
+        if let Some(r) = self.outgoing_rate_limit {
+            l.outgoing_limit_active = r > 0;
+            l.outgoing_rate_limit = r;
+        }
+        if let Some(b) = self.borrow_incoming {
+            l.borrow_incoming = b;
+        }
+        if let Some(b) = self.borrow_outgoing {
+            l.borrow_outgoing = b;
+        }
+        if let Some(n) = self.incoming_max_connections {
+            l.incoming_max_connections = n;
+        }
+        l
+    }
 }
 
 #[cfg(test)]

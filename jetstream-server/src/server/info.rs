@@ -10,7 +10,7 @@ use super::{API_VERSION, REVISION};
 /// The structure for this session.
 pub fn server_info(ctx: &Ctx<'_>) -> Value {
     let s = ctx.server;
-    let a = &s.args;
+    let a = s.live();
     let engine = s.send_engine().info().ok();
     let session = &*ctx.session;
     let authed = session.user.is_some();

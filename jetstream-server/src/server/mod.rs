@@ -192,8 +192,13 @@ impl Requests {
 /// The running server.
 #[derive(Debug)]
 pub struct Server {
-    /// Its flags.
+    /// Its flags as it started. A setting that a reload may change ([`config::LIVE_KEYS`])
+    /// is read from [`Self::live`] instead.
     pub args: ServerArgs,
+    /// The flags as last (re)loaded: `args` with the live keys of the latest good reload.
+    live: parking_lot::RwLock<Arc<ServerArgs>>,
+    /// The command line and configuration file, to read again on `SIGHUP`.
+    config_source: crate::config_file::ConfigSource,
     /// Per launch.
     pub server_id: String,
     /// Kept in the state dir.
@@ -253,6 +258,68 @@ impl Server {
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The flags in force now, for the settings a reload may change ([`config::LIVE_KEYS`]).
+    pub fn live(&self) -> Arc<ServerArgs> {
+        self.live.read().clone()
+    }
+
+    /// What `SIGHUP` (`systemctl reload jetstream`) does: reopens the log file, reads the
+    /// configuration file again and applies the keys that can change live; every other key
+    /// that changed is logged as needing a restart. A file that does not parse, or a value
+    /// the server refuses, is logged and the running configuration stays.
+    pub fn reload(&self) {
+        log::reload();
+        let new: ServerArgs = match self.config_source.read() {
+            Ok(a) => a,
+            Err(e) => {
+                crate::log!("server: reload: {e}; the running configuration stays");
+                return;
+            }
+        };
+        if let Err(e) = check(&new) {
+            crate::log!("server: reload: {e}; the running configuration stays");
+            return;
+        }
+        let old = self.live();
+        let changed = crate::config_file::changed_keys(&*old, &new);
+        let live: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|k| config::LIVE_KEYS.contains(k))
+            .collect();
+        let now = match crate::config_file::with_keys(&*old, &new, &live) {
+            Ok(a) => a,
+            Err(e) => {
+                crate::log!("server: reload: {e}; the running configuration stays");
+                return;
+            }
+        };
+        let shown = crate::config_file::values(&new, true).unwrap_or_default();
+        for key in &changed {
+            let value = shown
+                .get(key)
+                .map_or_else(|| "(not set)".to_owned(), ToString::to_string);
+            if live.contains(&key.as_str()) {
+                crate::log!("server: reload: {key} = {value}: applied");
+            } else {
+                crate::log!(
+                    "server: reload: {key} = {value}: needs a restart to take effect \
+                     (systemctl restart jetstream); still running with the old value"
+                );
+            }
+        }
+        if changed.is_empty() {
+            crate::log!("server: reload: configuration unchanged");
+        }
+        // The bandwidth keys set in the configuration win again over updateBandwidthLimits.
+        let limits = now.bandwidth_over(self.bandwidth_limits());
+        *self.live.write() = Arc::new(now);
+        if limits != self.bandwidth_limits() {
+            crate::log!("server: reload: bandwidth limits now {}", limits.view());
+            self.set_bandwidth_limits(limits);
+        }
     }
 
     /// The server-wide bandwidth limits.
@@ -513,9 +580,9 @@ impl Server {
 
 /// Runs `jetstream server` with `args`; returns the exit code on a start-up failure (a
 /// running server leaves through [`Server::stop`]).
-pub fn run(args: ServerArgs) -> i32 {
-    log::set_level(args.log_level);
-    match start(args) {
+pub fn run(config: crate::config_file::Loaded<ServerArgs>) -> i32 {
+    log::set_level(config.args.log_level);
+    match start(config.args, config.source) {
         Ok(()) => 0,
         Err(e) => {
             crate::error!("jetstream server: {e}");
@@ -524,10 +591,8 @@ pub fn run(args: ServerArgs) -> i32 {
     }
 }
 
-fn start(args: ServerArgs) -> Result<(), String> {
-    if let Some(path) = &args.log {
-        log::to_file(path).map_err(|e| format!("--log {}: {e}", path.display()))?;
-    }
+/// The checks on values that argh cannot make alone (at start and on reload).
+fn check(args: &ServerArgs) -> Result<(), String> {
     if args.tls_cert.is_some() != args.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
     }
@@ -538,6 +603,14 @@ fn start(args: ServerArgs) -> Result<(), String> {
     if let Some(t) = &args.sandbox_dir {
         sandbox::expand_sandbox(t, "user", "user").map_err(|e| format!("--sandbox-dir: {e}"))?;
     }
+    Ok(())
+}
+
+fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> Result<(), String> {
+    if let Some(path) = &args.log {
+        log::to_file(path).map_err(|e| format!("--log {}: {e}", path.display()))?;
+    }
+    check(&args)?;
     let state = StateDir::open(&args.persistent_state_dir)?;
     // The previous run's local token goes before the API port opens: a script that waits for
     // the port and then reads the file must find the fresh token (written before the first
@@ -629,7 +702,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         },
         paths: Mutex::new(paths),
         gc: Mutex::new(gc_settings),
-        bandwidth: Mutex::new(persisted.bandwidth.unwrap_or_default()),
+        bandwidth: Mutex::new(args.bandwidth_over(persisted.bandwidth.unwrap_or_default())),
         gc_wake,
         engines: Mutex::new(engines),
         dest_engines: Mutex::new(HashMap::new()),
@@ -639,6 +712,8 @@ fn start(args: ServerArgs) -> Result<(), String> {
         stopping: AtomicBool::new(false),
         api_connections: Mutex::new(ApiConnections::default()),
         save_lock: Mutex::new(()),
+        live: parking_lot::RwLock::new(Arc::new(args.clone())),
+        config_source,
         args,
     });
     restore(&server, persisted);
@@ -685,7 +760,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         .spawn(move || {
             for sig in signals.forever() {
                 if sig == signal_hook::consts::SIGHUP {
-                    log::reload();
+                    s.reload();
                     continue;
                 }
                 s.stop(if sig == signal_hook::consts::SIGINT {
@@ -727,7 +802,7 @@ fn start(args: ServerArgs) -> Result<(), String> {
         }
         let Ok(tcp) = conn else { continue };
         let Ok(peer) = tcp.peer_addr() else { continue };
-        if !server.args.api_allow_remote_control && !peer.ip().is_loopback() {
+        if !server.live().api_allow_remote_control && !peer.ip().is_loopback() {
             crate::warn!("api: refused {peer}: remote control is off");
             continue;
         }

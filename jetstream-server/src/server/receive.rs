@@ -114,7 +114,8 @@ pub fn session_keys(
         (None, Some(one)) => vec![one.to_owned()],
         (None, None) => vec!["aes-256-gcm".to_owned()],
     };
-    let floor = ctx.server.args.min_cipher.as_str();
+    let live = ctx.server.live();
+    let floor = live.min_cipher.as_str();
     let cipher = super::ciphers::choose(&offered, floor).inspect_err(|e| {
         crate::warn!("{command}: refused {}: {}", ctx.session.peer, e.0);
     })?;

@@ -385,7 +385,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         Err(e) => return interrupted(format!("log-in: {e}")),
     }
     let session_id = super::objects::new_session_id();
-    let offered = super::ciphers::offer(&server.args.cipher);
+    let offered = super::ciphers::offer(&server.live().cipher);
     let started = client.call(
         "recv.startTransfer",
         json!({

@@ -520,6 +520,25 @@ impl Throttle {
         }
     }
 
+    /// Sources that would be refused at `now`, alone or for some user name (distinct
+    /// sources).
+    fn throttled_sources(&mut self, now: Instant) -> usize {
+        let mut out = std::collections::HashSet::new();
+        let sources: Vec<IpAddr> = self.by_source.map.keys().copied().collect();
+        for src in sources {
+            if self.by_source.check(now, &src).is_some() {
+                out.insert(src);
+            }
+        }
+        let pairs: Vec<(String, IpAddr)> = self.by_pair.map.keys().cloned().collect();
+        for pair in pairs {
+            if !out.contains(&pair.1) && self.by_pair.check(now, &pair).is_some() {
+                out.insert(pair.1);
+            }
+        }
+        out.len()
+    }
+
     /// After a successful login: only that pair is forgotten (a success of one account must
     /// not wipe a source's failures for others, which an attacker with an account could use).
     fn succeeded(&mut self, user: &str, src: IpAddr) {
@@ -627,6 +646,13 @@ impl Authenticator {
     #[doc(hidden)]
     pub fn set_failure_delay(&mut self, d: Duration) {
         self.failure_delay = d;
+    }
+
+    /// How many sources (IPv4 addresses, IPv6 /64s) are throttled now, for some user name or
+    /// for all (the metric `jetstream_api_throttled_sources`). Walks the failure tables
+    /// (at most 10,000 keys each).
+    pub fn throttled_sources(&self) -> usize {
+        self.throttle.lock().throttled_sources(Instant::now())
     }
 
     /// Refuses a token login from `source` while token logins from it, or the source as a

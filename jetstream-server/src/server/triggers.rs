@@ -83,6 +83,10 @@ struct Shared {
     dropped: AtomicU64,
     /// Scripts refused by the strict-modes check.
     refused: AtomicU64,
+    /// Scripts started.
+    runs: AtomicU64,
+    /// Scripts that could not start, or exited with a status other than 0 (or by a signal).
+    failures: AtomicU64,
     /// Set when the handle is dropped: the executor discards the jobs still queued.
     closed: AtomicBool,
 }
@@ -208,6 +212,16 @@ impl Triggers {
     /// module's "strict modes"). Each is a trigger failure, logged in the server log.
     pub fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Scripts run so far (started, whatever their outcome).
+    pub fn runs(&self) -> u64 {
+        self.shared.runs.load(Ordering::Relaxed)
+    }
+
+    /// Scripts that failed so far: could not start, or did not exit with status 0.
+    pub fn failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
     }
 
     /// Waits until the queue is empty and the executor idle, or `timeout` passes; returns
@@ -375,9 +389,11 @@ impl Executor {
             eprintln!("trigger {shown}: starting");
         }
         let started = Instant::now();
+        self.shared.runs.fetch_add(1, Ordering::Relaxed);
         let mut child = match self.spawn(&path, job) {
             Ok(c) => c,
             Err(e) => {
+                self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 if let Some(shown) = &shown {
                     eprintln!("trigger {shown}: failed to start: {e}");
                 }
@@ -400,6 +416,9 @@ impl Executor {
         }
         let output = shown.as_ref().map(|_| capture(name, &mut child));
         let status = child.wait();
+        if !status.as_ref().is_ok_and(ExitStatus::success) {
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
+        }
         let secs = started.elapsed().as_secs_f64();
         if let Some(done) = output {
             // Waits for the readers to reach EOF, but not forever (see `OUTPUT_GRACE`).

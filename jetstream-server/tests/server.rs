@@ -12,6 +12,7 @@ mod server {
     pub mod discover;
     pub mod escalation;
     pub mod load;
+    pub mod metrics;
     pub mod nopam;
     pub mod pathmemory;
     pub mod paths;

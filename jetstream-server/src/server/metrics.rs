@@ -218,11 +218,12 @@ pub fn snapshot(server: &Server) -> Snapshot {
             add_dropped(&mut dropped, &info.dropped);
         }
     }
-    let (send_rate, receive_rate) = server.metrics.rates.lock().sample(
-        Instant::now(),
-        traffic.bytes_sent,
-        traffic.bytes_recv,
-    );
+    let (send_rate, receive_rate) =
+        server
+            .metrics
+            .rates
+            .lock()
+            .sample(Instant::now(), traffic.bytes_sent, traffic.bytes_recv);
     Snapshot {
         sends,
         receives,
@@ -254,12 +255,11 @@ pub fn render(m: &Metrics, snap: &Snapshot) -> String {
         Unit::Seconds,
         ConstGauge::new(snap.start_time),
     );
-    let counter = |reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>, v: u64| {
-        match unit {
+    let counter =
+        |reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>, v: u64| match unit {
             Some(u) => reg.register_with_unit(name, help, u, ConstCounter::new(v)),
             None => reg.register(name, help, ConstCounter::new(v)),
-        }
-    };
+        };
     counter(
         &mut reg,
         "jetstream_sent",
@@ -381,13 +381,13 @@ pub fn render(m: &Metrics, snap: &Snapshot) -> String {
             "jetstream_state_dir_size",
             "Size of the file system holding the state directory",
             Unit::Bytes,
-            ConstGauge::new(size as f64),
+            ConstGauge::new(size),
         );
         reg.register_with_unit(
             "jetstream_state_dir_free",
             "Bytes free for unprivileged users on the file system holding the state directory",
             Unit::Bytes,
-            ConstGauge::new(free as f64),
+            ConstGauge::new(free),
         );
     }
     let mut out = String::new();
@@ -461,7 +461,12 @@ fn answer(server: &Server, mut tcp: TcpStream) {
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         if buf.len() >= MAX_REQUEST || Instant::now() >= deadline {
-            let _ = respond(&mut tcp, "431 Request Header Fields Too Large", "text/plain", b"");
+            let _ = respond(
+                &mut tcp,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"",
+            );
             return;
         }
         match tcp.read(&mut chunk) {
@@ -480,7 +485,12 @@ fn answer(server: &Server, mut tcp: TcpStream) {
             let _ = respond(&mut tcp, "200 OK", CONTENT_TYPE, body.as_bytes());
         }
         (_, "/metrics") => {
-            let _ = respond(&mut tcp, "405 Method Not Allowed", "text/plain", b"GET only\n");
+            let _ = respond(
+                &mut tcp,
+                "405 Method Not Allowed",
+                "text/plain",
+                b"GET only\n",
+            );
         }
         _ => {
             let _ = respond(&mut tcp, "404 Not Found", "text/plain", b"see /metrics\n");
@@ -504,7 +514,10 @@ mod tests {
 
     /// Parses the exposition: `# TYPE` lines by family name, and samples as (name, labels,
     /// value).
-    fn parse(text: &str) -> (Vec<(String, String)>, Vec<(String, String, f64)>) {
+    /// (name, labels, value).
+    type Sample = (String, String, f64);
+
+    fn parse(text: &str) -> (Vec<(String, String)>, Vec<Sample>) {
         let mut types = Vec::new();
         let mut samples = Vec::new();
         for line in text.lines() {
@@ -523,7 +536,7 @@ mod tests {
         (types, samples)
     }
 
-    fn value(samples: &[(String, String, f64)], name: &str, labels: &str) -> f64 {
+    fn value(samples: &[Sample], name: &str, labels: &str) -> f64 {
         samples
             .iter()
             .find(|s| s.0 == name && s.1 == labels)
@@ -576,7 +589,10 @@ mod tests {
             start_time: 1.5e9,
         };
         let text = render(&m, &snap);
-        assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF:\n{text}");
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics ends with # EOF:\n{text}"
+        );
         let (types, samples) = parse(&text);
         let ty = |name: &str| {
             types
@@ -614,8 +630,14 @@ mod tests {
         // The snapshot's engine totals are shown as they are (retired engines are added when
         // the snapshot is taken, not again here).
         assert_eq!(value(&samples, "jetstream_sent_bytes_total", ""), 1000.0);
-        assert_eq!(value(&samples, "jetstream_received_bytes_total", ""), 2000.0);
-        assert_eq!(value(&samples, "jetstream_retransmitted_bytes_total", ""), 30.0);
+        assert_eq!(
+            value(&samples, "jetstream_received_bytes_total", ""),
+            2000.0
+        );
+        assert_eq!(
+            value(&samples, "jetstream_retransmitted_bytes_total", ""),
+            30.0
+        );
         assert_eq!(value(&samples, "jetstream_sent_files_total", ""), 3.0);
         assert_eq!(value(&samples, "jetstream_received_files_total", ""), 2.0);
         let t = |d: &str, s: &str| {
@@ -636,7 +658,11 @@ mod tests {
             )
         };
         assert_eq!(
-            (rej("malformed"), rej("unknown_session"), rej("unauthenticated")),
+            (
+                rej("malformed"),
+                rej("unknown_session"),
+                rej("unauthenticated")
+            ),
             (5.0, 6.0, 7.0)
         );
         let login = |m: &str, r: &str| {
@@ -653,16 +679,30 @@ mod tests {
         assert_eq!(value(&samples, "jetstream_api_throttled_sources", ""), 2.0);
         assert_eq!(value(&samples, "jetstream_trigger_runs_total", ""), 9.0);
         assert_eq!(value(&samples, "jetstream_trigger_failures_total", ""), 1.0);
-        assert_eq!(value(&samples, "jetstream_send_rate_bytes_per_second", ""), 123.0);
-        assert_eq!(value(&samples, "jetstream_state_dir_free_bytes", ""), 1048576.0);
+        assert_eq!(
+            value(&samples, "jetstream_send_rate_bytes_per_second", ""),
+            123.0
+        );
+        assert_eq!(
+            value(&samples, "jetstream_state_dir_free_bytes", ""),
+            1048576.0
+        );
         // Every counter sample ends in _total, and every sample belongs to a TYPE'd family.
         for (name, _, _) in &samples {
             let family = types
                 .iter()
-                .find(|t| name == &t.0 || name.strip_prefix(t.0.as_str()).is_some_and(|s| s.starts_with('_')))
+                .find(|t| {
+                    name == &t.0
+                        || name
+                            .strip_prefix(t.0.as_str())
+                            .is_some_and(|s| s.starts_with('_'))
+                })
                 .unwrap_or_else(|| panic!("{name} has no TYPE"));
             if family.1 == "counter" {
-                assert!(name.ends_with("_total") || name.ends_with("_created"), "{name}");
+                assert!(
+                    name.ends_with("_total") || name.ends_with("_created"),
+                    "{name}"
+                );
             }
         }
     }
@@ -672,7 +712,10 @@ mod tests {
         let mut r = RateSampler::default();
         let t0 = Instant::now();
         assert_eq!(r.sample(t0, 0, 0), (0, 0), "one sample has no rate");
-        assert_eq!(r.sample(t0 + Duration::from_secs(2), 2000, 4000), (1000, 2000));
+        assert_eq!(
+            r.sample(t0 + Duration::from_secs(2), 2000, 4000),
+            (1000, 2000)
+        );
         // Scraped every 2 s: the rate covers the last 10 s.
         for i in 2..=10 {
             r.sample(t0 + Duration::from_secs(2 * i), 2000 * i, 0);
@@ -683,17 +726,26 @@ mod tests {
             "steady 1000 B/s"
         );
         // Scraped rarely: the rate covers the time since the previous scrape.
-        assert_eq!(r.sample(t0 + Duration::from_secs(82), 22_000, 60_000), (0, 1000));
+        assert_eq!(
+            r.sample(t0 + Duration::from_secs(82), 22_000, 60_000),
+            (0, 1000)
+        );
     }
 
     #[test]
     fn addresses_default_to_loopback() {
-        assert_eq!(parse_address("9100").unwrap(), "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(
+            parse_address("9100").unwrap(),
+            "127.0.0.1:9100".parse().unwrap()
+        );
         assert_eq!(
             parse_address("0.0.0.0:9100").unwrap(),
             "0.0.0.0:9100".parse().unwrap()
         );
-        assert_eq!(parse_address("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
+        assert_eq!(
+            parse_address("[::1]:9").unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
         assert!(parse_address("nonsense").is_err());
     }
 }

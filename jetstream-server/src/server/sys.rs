@@ -42,6 +42,8 @@ pub fn release_free_memory() {
 ///
 /// # Errors
 /// statvfs failed (e.g. the path is gone) or the path holds a NUL byte.
+// The statvfs fields are u64 here, narrower on 32-bit targets: the conversions are for those.
+#[allow(clippy::useless_conversion)]
 pub fn disk_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())

@@ -96,7 +96,10 @@ fn metrics_count_a_transfer_and_logins() {
     );
     // Before anything happened: the counters are there, at zero.
     let before = scrape(mb);
-    assert_eq!(sample(&before, "jetstream_received_bytes_total", ""), Some(0.0));
+    assert_eq!(
+        sample(&before, "jetstream_received_bytes_total", ""),
+        Some(0.0)
+    );
     assert_eq!(
         sample(
             &before,
@@ -106,12 +109,17 @@ fn metrics_count_a_transfer_and_logins() {
         Some(0.0),
         "{before}"
     );
-    assert!(a.log_text().contains(&format!("http://127.0.0.1:{ma}/metrics")));
+    assert!(a
+        .log_text()
+        .contains(&format!("http://127.0.0.1:{ma}/metrics")));
 
     // A wrong password at b, then a transfer a -> b (the destination logs in at b).
     let mut c = b.client();
     assert!(c
-        .call("auth", json!({"userName": user.name(), "password": "wrong"}))
+        .call(
+            "auth",
+            json!({"userName": user.name(), "password": "wrong"})
+        )
         .is_err());
     let src = dir.path().join("src.bin");
     let len = 3 * 1024 * 1024 + 17;
@@ -127,9 +135,15 @@ fn metrics_count_a_transfer_and_logins() {
     let got = |name: &str, labels: &str| {
         sample(&at_b, name, labels).unwrap_or_else(|| panic!("no {name}{{{labels}}}:\n{at_b}"))
     };
-    assert!(got("jetstream_received_bytes_total", "") >= len as f64, "{at_b}");
+    assert!(
+        got("jetstream_received_bytes_total", "") >= len as f64,
+        "{at_b}"
+    );
     assert_eq!(got("jetstream_received_files_total", ""), 1.0);
-    assert!(got("jetstream_sent_bytes_total", "") > 0.0, "acknowledgements");
+    assert!(
+        got("jetstream_sent_bytes_total", "") > 0.0,
+        "acknowledgements"
+    );
     assert_eq!(
         got(
             "jetstream_api_logins_total",
@@ -157,10 +171,16 @@ fn metrics_count_a_transfer_and_logins() {
     let got = |name: &str, labels: &str| {
         sample(&at_a, name, labels).unwrap_or_else(|| panic!("no {name}{{{labels}}}:\n{at_a}"))
     };
-    assert!(got("jetstream_sent_bytes_total", "") >= len as f64, "{at_a}");
+    assert!(
+        got("jetstream_sent_bytes_total", "") >= len as f64,
+        "{at_a}"
+    );
     assert_eq!(got("jetstream_sent_files_total", ""), 1.0);
     assert_eq!(
-        got("jetstream_transfers", "direction=\"send\",state=\"complete\""),
+        got(
+            "jetstream_transfers",
+            "direction=\"send\",state=\"complete\""
+        ),
         1.0
     );
     assert_eq!(
@@ -215,7 +235,11 @@ fn metrics_count_rejected_datagrams_and_are_off_by_default() {
     // Without the flag nothing listens beyond the API and data ports: the server's log says
     // nothing of metrics.
     let quiet = Srv::start(dir.path(), "quiet", &[]);
-    assert!(!quiet.log_text().contains("metrics"), "{}", quiet.log_text());
+    assert!(
+        !quiet.log_text().contains("metrics"),
+        "{}",
+        quiet.log_text()
+    );
 }
 
 /// A Prometheus server scraping `target` every second, with its own storage in `dir`;
@@ -240,7 +264,10 @@ impl Prometheus {
         let port = free_tcp();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(
@@ -342,7 +369,13 @@ fn prometheus_scrapes_a_server_during_a_transfer() {
     let src = dir.path().join("big.bin");
     write(&src, &data(len, 3));
     let mut ca = a.login(user.name(), &pw);
-    let d = destination(&mut ca, &b, user.name(), &pw, json!({ "sendRateMax": 24_000 }));
+    let d = destination(
+        &mut ca,
+        &b,
+        user.name(),
+        &pw,
+        json!({ "sendRateMax": 24_000 }),
+    );
     let m = manifest(&mut ca, json!({ src.to_str().unwrap(): "/big.bin" })).unwrap();
     let t = transfer(&mut ca, &d, &m, Some("/"));
     // Prometheus sees the receive running: it scraped during the transfer.
@@ -359,11 +392,40 @@ fn prometheus_scrapes_a_server_during_a_transfer() {
         &prom_dir,
     );
     eprintln!("prometheus: jetstream_received_bytes_total = {got} (file {len} bytes)");
-    prom.wait(
-        "jetstream_received_files_total",
-        |v| v == 1.0,
-        &prom_dir,
-    );
+    prom.wait("jetstream_received_files_total", |v| v == 1.0, &prom_dir);
     drop(prom);
     fs::remove_dir_all(&prom_dir).unwrap();
+
+    // The scrape job and the alert rules docs/metrics.md gives are what promtool accepts.
+    let doc = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md"))
+        .expect("docs/metrics.md");
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(yaml, _)| yaml))
+        .collect();
+    let find = |start: &str| {
+        *blocks
+            .iter()
+            .find(|b| b.starts_with(start))
+            .unwrap_or_else(|| panic!("no yaml block starting with {start} in docs/metrics.md"))
+    };
+    for (what, start, file) in [
+        ("config", "scrape_configs:", "prometheus.yml"),
+        ("rules", "groups:", "rules.yml"),
+    ] {
+        let path = dir.path().join(file);
+        fs::write(&path, find(start)).unwrap();
+        let out = Command::new("promtool")
+            .args(["check", what])
+            .arg(&path)
+            .output()
+            .expect("promtool (from the prometheus package)");
+        assert!(
+            out.status.success(),
+            "promtool check {what} on docs/metrics.md's block: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

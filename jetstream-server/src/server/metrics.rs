@@ -437,15 +437,27 @@ pub fn bind(address: Option<&str>) -> Result<Option<TcpListener>, String> {
 /// # Errors
 /// The thread cannot start.
 pub fn serve(server: &Arc<Server>, listener: TcpListener) -> Result<(), String> {
+    let s = server.clone();
+    serve_http(listener, move || render(&s.metrics, &snapshot(&s)))
+}
+
+/// Serves the text `render` makes at `GET /metrics` on `listener`, from a thread of its own,
+/// one connection at a time (the server's and the relay's endpoint).
+///
+/// # Errors
+/// The thread cannot start.
+pub fn serve_http(
+    listener: TcpListener,
+    render: impl Fn() -> String + Send + 'static,
+) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     crate::log!("metrics: serving http://{addr}/metrics");
-    let s = server.clone();
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(tcp) = conn else { continue };
-                answer(&s, tcp);
+                answer(tcp, &render);
             }
         })
         .map(|_| ())
@@ -453,7 +465,7 @@ pub fn serve(server: &Arc<Server>, listener: TcpListener) -> Result<(), String> 
 }
 
 /// Reads one request and answers it; every error just closes the connection.
-fn answer(server: &Server, mut tcp: TcpStream) {
+fn answer(mut tcp: TcpStream, render: &dyn Fn() -> String) {
     let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
     let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
     let deadline = Instant::now() + IO_TIMEOUT;
@@ -481,7 +493,7 @@ fn answer(server: &Server, mut tcp: TcpStream) {
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => {
-            let body = render(&server.metrics, &snapshot(server));
+            let body = render();
             let _ = respond(&mut tcp, "200 OK", CONTENT_TYPE, body.as_bytes());
         }
         (_, "/metrics") => {

@@ -429,3 +429,78 @@ fn prometheus_scrapes_a_server_during_a_transfer() {
         );
     }
 }
+
+#[test]
+fn relay_metrics_show_registration_and_forwarded_datagrams() {
+    if !can_run() {
+        return;
+    }
+    let dir = scratch();
+    let root = dir.path();
+    let port = free_tcp();
+    let p_key = super::relay::server_public_key(&root.join("p-state"));
+    let relay = super::relay::Relay::start(
+        None,
+        root,
+        "relay",
+        &[
+            "--authorized-server-key",
+            &p_key,
+            "--metrics-address",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let poll = |what: &str, done: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = scrape(port);
+            if done(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // No private server yet: a datagram is dropped, and counted as such.
+    udp.send_to(b"hello", ("127.0.0.1", relay.data)).unwrap();
+    let text = poll("dropped without a server", &|t| {
+        sample(
+            t,
+            "jetstream_relay_dropped_datagrams_total",
+            "reason=\"no_server\"",
+        ) == Some(1.0)
+    });
+    assert_eq!(sample(&text, "jetstream_relay_registered", ""), Some(0.0));
+    // The private server registers; then datagrams reach it.
+    let _p = Srv::start(
+        root,
+        "p",
+        &[
+            "--recv-relay-host",
+            "127.0.0.1",
+            "--recv-relay-port",
+            &relay.control.to_string(),
+            "--recv-relay-public-key",
+            &relay.key,
+        ],
+    );
+    poll("registered", &|t| {
+        sample(t, "jetstream_relay_registered", "") == Some(1.0)
+            && sample(t, "jetstream_relay_registrations_total", "") == Some(1.0)
+    });
+    udp.send_to(b"0123456789", ("127.0.0.1", relay.data))
+        .unwrap();
+    poll("forwarded to the server", &|t| {
+        sample(
+            t,
+            "jetstream_relay_forwarded_datagrams_total",
+            "direction=\"to_server\"",
+        ) == Some(1.0)
+            && sample(
+                t,
+                "jetstream_relay_forwarded_bytes_total",
+                "direction=\"to_server\"",
+            ) == Some(10.0)
+    });
+}

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jetstream_core::proto::{EndpointStats, TrafficStats};
+use jetstream_core::transfer::TransferState;
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -181,7 +182,7 @@ pub struct Snapshot {
 /// Reads the server's state for a scrape.
 pub fn snapshot(server: &Server) -> Snapshot {
     let (sends, receives) = {
-        let mut objs = server.objects.lock();
+        let objs = server.objects.lock();
         let mut sends: Vec<(&'static str, u64)> = [
             TxStatus::Pending,
             TxStatus::Sending,
@@ -200,10 +201,20 @@ pub fn snapshot(server: &Server) -> Snapshot {
         }
         let mut receives: Vec<(&'static str, u64)> =
             vec![("receiving", 0), ("complete", 0), ("error", 0)];
-        for r in objs.receives.values_mut() {
-            // Refreshed from the engine, as `recv.getTransfersAsync` does.
-            super::receive::is_receiving(r);
-            if let Some(e) = receives.iter_mut().find(|e| e.0 == r.status) {
+        for r in objs.receives.values() {
+            // A receive the API has not looked at since it ended still says "receiving": its
+            // engine transfer knows better. Read without updating the record (a refresh
+            // would also move its lastRecvTime, which garbage collection goes by).
+            let state = match r.handle.as_ref().map(|h| h.status().state) {
+                Some(TransferState::Complete) if r.status == "receiving" => "complete",
+                Some(TransferState::Error | TransferState::Cancelled)
+                    if r.status == "receiving" =>
+                {
+                    "error"
+                }
+                _ => r.status.as_str(),
+            };
+            if let Some(e) = receives.iter_mut().find(|e| e.0 == state) {
                 e.1 += 1;
             }
         }

@@ -838,6 +838,28 @@ mod tests {
         })
     }
 
+    /// What `jetstream_api_throttled_sources` shows: each throttled source once.
+    #[test]
+    fn throttled_sources_are_counted_once_each() {
+        let a = fake_auth();
+        let t0 = Instant::now();
+        assert_eq!(a.throttle.lock().throttled_sources(t0), 0);
+        for _ in 0..5 {
+            let _ = a.login_at("root", "wrong", ip(1), t0);
+        }
+        // ip(2) is throttled for two names: still one source.
+        for user in ["root", "other"] {
+            for _ in 0..5 {
+                let _ = a.login_at(user, "wrong", ip(2), t0);
+            }
+        }
+        // ip(3) failed, but not enough to be throttled.
+        let _ = a.login_at("root", "wrong", ip(3), t0);
+        assert_eq!(a.throttle.lock().throttled_sources(t0), 2);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(a.throttle.lock().throttled_sources(later), 0);
+    }
+
     #[test]
     fn fifth_failure_throttles_with_growing_backoff_that_expires() {
         let a = fake_auth();

@@ -656,6 +656,23 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.path().join("argc")).unwrap(), "0\n");
     }
 
+    /// What `jetstream_trigger_runs_total` and `jetstream_trigger_failures_total` show.
+    #[test]
+    fn runs_and_failures_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        write_script(dir.path(), "launch", "exit 0");
+        write_script(dir.path(), "recv.transferComplete", "exit 3");
+        write_script(dir.path(), "send.transferComplete", "kill -9 $$");
+        let t = Triggers::start(dir.path().to_owned(), false, 10);
+        t.fire("launch", vec![], None);
+        t.fire("recv.transferComplete", vec![], None);
+        t.fire("send.transferComplete", vec![], None);
+        // No such script: neither a run nor a failure.
+        t.fire("recv.transferStarted", vec![], None);
+        assert!(t.wait_idle(LONG));
+        assert_eq!((t.runs(), t.failures(), t.refused()), (3, 2, 0));
+    }
+
     #[test]
     fn cwd_is_the_trigger_dir() {
         let dir = tempfile::tempdir().unwrap();

@@ -520,6 +520,25 @@ impl Throttle {
         }
     }
 
+    /// Sources that would be refused at `now`, alone or for some user name (distinct
+    /// sources).
+    fn throttled_sources(&mut self, now: Instant) -> usize {
+        let mut out = std::collections::HashSet::new();
+        let sources: Vec<IpAddr> = self.by_source.map.keys().copied().collect();
+        for src in sources {
+            if self.by_source.check(now, &src).is_some() {
+                out.insert(src);
+            }
+        }
+        let pairs: Vec<(String, IpAddr)> = self.by_pair.map.keys().cloned().collect();
+        for pair in pairs {
+            if !out.contains(&pair.1) && self.by_pair.check(now, &pair).is_some() {
+                out.insert(pair.1);
+            }
+        }
+        out.len()
+    }
+
     /// After a successful login: only that pair is forgotten (a success of one account must
     /// not wipe a source's failures for others, which an attacker with an account could use).
     fn succeeded(&mut self, user: &str, src: IpAddr) {
@@ -627,6 +646,13 @@ impl Authenticator {
     #[doc(hidden)]
     pub fn set_failure_delay(&mut self, d: Duration) {
         self.failure_delay = d;
+    }
+
+    /// How many sources (IPv4 addresses, IPv6 /64s) are throttled now, for some user name or
+    /// for all (the metric `jetstream_api_throttled_sources`). Walks the failure tables
+    /// (at most 10,000 keys each).
+    pub fn throttled_sources(&self) -> usize {
+        self.throttle.lock().throttled_sources(Instant::now())
     }
 
     /// Refuses a token login from `source` while token logins from it, or the source as a
@@ -810,6 +836,28 @@ mod tests {
         Err(AuthError::Throttled {
             retry_after: Duration::from_secs(secs),
         })
+    }
+
+    /// What `jetstream_api_throttled_sources` shows: each throttled source once.
+    #[test]
+    fn throttled_sources_are_counted_once_each() {
+        let a = fake_auth();
+        let t0 = Instant::now();
+        assert_eq!(a.throttle.lock().throttled_sources(t0), 0);
+        for _ in 0..5 {
+            let _ = a.login_at("root", "wrong", ip(1), t0);
+        }
+        // ip(2) is throttled for two names: still one source.
+        for user in ["root", "other"] {
+            for _ in 0..5 {
+                let _ = a.login_at(user, "wrong", ip(2), t0);
+            }
+        }
+        // ip(3) failed, but not enough to be throttled.
+        let _ = a.login_at("root", "wrong", ip(3), t0);
+        assert_eq!(a.throttle.lock().throttled_sources(t0), 2);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(a.throttle.lock().throttled_sources(later), 0);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod server {
     pub mod escalation;
     pub mod load;
     pub mod logging;
+    pub mod metrics;
     pub mod nopam;
     pub mod pathmemory;
     pub mod paths;

@@ -484,6 +484,7 @@ impl Driver {
                         dropped: self.endpoint.stats(),
                         sessions: self.endpoint.session_count(),
                         discovery: self.discovery_stats,
+                        traffic: self.endpoint.traffic(),
                     });
                 }
                 Ok(Command::Discover(to, nonce, reply)) => {

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::{EngineConfig, TransportConfig};
 use crate::error::Error;
 use crate::manifest::Manifest;
-use crate::proto::EndpointStats;
+use crate::proto::{EndpointStats, TrafficStats};
 use crate::transfer::{Destination, Shared, Transfer, TransferKeys, TransferStatus};
 use crate::trigger::{NoTrigger, Trigger};
 use crate::types::{BitsPerSecond, Role, TransferId};
@@ -77,6 +77,8 @@ pub struct EngineInfo {
     pub sessions: usize,
     /// Discovery datagrams (reachability probes and echoes) seen and sent.
     pub discovery: DiscoveryStats,
+    /// Bytes carried by every session of this engine so far (closed ones included).
+    pub traffic: TrafficStats,
 }
 
 /// A discovery datagram the engine received: a reachability probe from another engine, or

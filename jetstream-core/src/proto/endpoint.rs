@@ -69,6 +69,26 @@ pub struct EndpointStats {
     pub rejected: u64,
 }
 
+/// What the endpoint's sessions have carried, closed ones included: monotonic counters for
+/// the life of the endpoint (an operator's `*_total` metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficStats {
+    /// Bytes of UDP payload sent.
+    pub bytes_sent: u64,
+    /// Bytes of UDP payload received and authenticated.
+    pub bytes_recv: u64,
+    /// Payload bytes sent again because they were lost.
+    pub bytes_retransmitted: u64,
+}
+
+impl TrafficStats {
+    fn add(&mut self, s: &SessionStats) {
+        self.bytes_sent += s.bytes_sent;
+        self.bytes_recv += s.bytes_recv;
+        self.bytes_retransmitted += s.bytes_retransmitted;
+    }
+}
+
 /// Starting a send.
 #[derive(Debug)]
 pub struct SendParams {
@@ -126,6 +146,8 @@ pub struct Endpoint {
     by_id: HashMap<SessionId, SessionHandle>,
     events: VecDeque<Event>,
     stats: EndpointStats,
+    /// Traffic of the sessions already closed.
+    closed_traffic: TrafficStats,
     next_rr: usize,
 }
 
@@ -138,6 +160,15 @@ impl Endpoint {
     /// Counters of dropped datagrams.
     pub fn stats(&self) -> EndpointStats {
         self.stats
+    }
+
+    /// Traffic of every session so far, closed and live.
+    pub fn traffic(&self) -> TrafficStats {
+        let mut t = self.closed_traffic;
+        for s in self.sessions.iter().flatten() {
+            t.add(&s.stats());
+        }
+        t
     }
 
     fn insert(&mut self, id: SessionId, s: Session) -> Result<SessionHandle, TransferError> {
@@ -384,7 +415,9 @@ impl Endpoint {
         }
         if common.lifecycle == Lifecycle::Closed {
             let id = common.id;
-            self.sessions[h.slot as usize] = None;
+            if let Some(s) = self.sessions[h.slot as usize].take() {
+                self.closed_traffic.add(&s.stats());
+            }
             self.by_id.remove(&id);
             self.events.push_back(Event::Closed(h));
         }

@@ -14,7 +14,8 @@ pub(crate) mod session;
 pub(crate) mod timer;
 
 pub use endpoint::{
-    Endpoint, EndpointStats, Event, ReceiveParams, SendParams, SessionHandle, Transmit,
+    Endpoint, EndpointStats, Event, ReceiveParams, SendParams, SessionHandle, TrafficStats,
+    Transmit,
 };
 pub use session::SessionStats;
 

@@ -596,3 +596,31 @@ fn a_closed_sessions_handle_never_reaches_the_session_in_its_slot() {
         handles.push(h);
     }
 }
+
+/// The endpoint's traffic totals keep what its closed sessions carried: the server's
+/// `jetstream_*_bytes_total` metrics are read from them and must not drop to zero when a
+/// transfer ends (issue 16, item 5).
+#[test]
+fn traffic_totals_outlive_the_sessions_that_made_them() {
+    let m = manifest_of(&[2 * MB]);
+    let mut p = Pair::new(
+        m,
+        link(10, 100, 0.01, 11),
+        link(10, 100, 0.0, 12),
+        TransportConfig::default(),
+    );
+    p.run(Duration::from_secs(30));
+    assert_clean(&p);
+    assert_eq!(
+        (p.sender.session_count(), p.receiver.session_count()),
+        (0, 0),
+        "both sessions are closed and freed"
+    );
+    let (sent, got) = (p.sender.traffic(), p.receiver.traffic());
+    assert!(sent.bytes_sent >= p.sender_stats.bytes_sent, "{sent:?}");
+    assert!(sent.bytes_sent > 2 * MB, "{sent:?}");
+    assert!(sent.bytes_retransmitted >= p.sender_stats.bytes_retransmitted);
+    assert!(got.bytes_recv > 2 * MB, "{got:?}");
+    assert!(got.bytes_sent > 0, "acknowledgements: {got:?}");
+    assert!(sent.bytes_recv > 0, "{sent:?}");
+}

@@ -28,6 +28,7 @@
 //! is for reaching servers that cannot open ports, not for the fastest path.
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 mod tls_io;
 

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::json;
 
+use super::metrics::Dropped;
 use super::tls_io::{self, LinkSender, TlsConn};
 use super::{decode_datagram, encode_datagram, frame, kind, read_frame, v4, write_frame};
 use crate::tls::{fingerprint_of, spki_hex, Identity, KeyClientCert};
@@ -76,6 +77,11 @@ pub struct RelayArgs {
     /// the least important events logged: error, warn, info or debug (default info)
     #[argh(option, default = "crate::server::log::Level::Info")]
     pub log_level: crate::server::log::Level,
+    /// serve Prometheus metrics over HTTP at ADDR:PORT (GET /metrics; a bare PORT means
+    /// 127.0.0.1:PORT); default: off. Unauthenticated: keep them on loopback or a trusted
+    /// network
+    #[argh(option)]
+    pub metrics_address: Option<String>,
 }
 
 impl crate::config_file::FileConfig for RelayArgs {
@@ -137,6 +143,7 @@ struct Relay {
     tls: Arc<ServerConfig>,
     capture: Option<Mutex<File>>,
     welcome: Vec<u8>,
+    counters: super::metrics::RelayCounters,
 }
 
 impl Relay {
@@ -284,6 +291,7 @@ fn start(a: &RelayArgs) -> Result<(), String> {
             a.control_host, a.control_port
         )
     })?;
+    let metrics = crate::server::metrics::bind(a.metrics_address.as_deref())?;
     // All three ports are bound (systemd's Type=notify).
     crate::notify::ready("ports bound");
     let capture = match &a.capture {
@@ -311,7 +319,12 @@ fn start(a: &RelayArgs) -> Result<(), String> {
         tls,
         capture,
         welcome,
+        counters: super::metrics::RelayCounters::default(),
     });
+    if let Some(l) = metrics {
+        let r = relay.clone();
+        crate::server::metrics::serve_http(l, move || r.counters.render(r.link.lock().is_some()))?;
+    }
     crate::log!(
         "relay: public key {} ({}), state {}",
         identity.public_key(),
@@ -381,13 +394,19 @@ fn udp_loop(r: &Relay) {
         let Some(from) = v4(from) else { continue };
         // Without a registered server the datagram is dropped (the sender retransmits).
         let Some(link) = r.live_sender() else {
+            r.counters.dropped(Dropped::NoServer);
             continue;
         };
         if !r.peers.lock().handle_datagram(Instant::now(), from) {
+            r.counters.dropped(Dropped::PeersFull);
             continue;
         }
         r.capture(&buf[..n]);
-        link.try_send(kind::DATAGRAM, &encode_datagram(from, &buf[..n]));
+        if link.try_send(kind::DATAGRAM, &encode_datagram(from, &buf[..n])) {
+            r.counters.to_server(n);
+        } else {
+            r.counters.dropped(Dropped::LinkFull);
+        }
     }
 }
 
@@ -513,6 +532,7 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
         sender,
     });
     drop(live);
+    r.counters.registered();
     crate::log!("relay: private server {peer} ({fp}) registered");
     let mut warned = false;
     let end = link.run(LINK_IDLE, |k, payload, replies| match k {
@@ -523,6 +543,7 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
             // Only to a peer that has just sent to us: never a reflector towards an address
             // the control link names.
             if !r.peers.lock().is_recent(Instant::now(), to) {
+                r.counters.dropped(Dropped::UnknownPeer);
                 if !warned {
                     crate::warn!(
                         "relay: dropping datagrams from the private server to {to}, which has \
@@ -533,7 +554,9 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
                 return;
             }
             r.capture(d);
-            let _ = r.udp.send_to(d, SocketAddr::V4(to));
+            if r.udp.send_to(d, SocketAddr::V4(to)).is_ok() {
+                r.counters.to_peer(d.len());
+            }
         }
         kind::PING => replies.push(frame(kind::PONG, &[])),
         _ => {}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
+use super::metrics::LoginResult;
 use super::objects::{
     new_id, now_us, Credentials, DestinationRec, ManifestRec, Micros, Owner, TokenRec, TransferRec,
     TxStatus, PERMISSIONS,
@@ -461,7 +462,16 @@ fn auth(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .or(p.opt_str("username")?)
         .ok_or_else(|| ApiError("missing parameter \"userName\"".into()))?;
     let password = p.str("password")?;
-    match ctx.server.auth.login(user, password, ctx.session.peer.ip()) {
+    let outcome = ctx.server.auth.login(user, password, ctx.session.peer.ip());
+    ctx.server.metrics.login(
+        "password",
+        match &outcome {
+            Ok(_) => LoginResult::Ok,
+            Err(crate::users::AuthError::Throttled { .. }) => LoginResult::Throttled,
+            Err(_) => LoginResult::Failed,
+        },
+    );
+    match outcome {
         Ok(u) => {
             crate::log!("api: {} logged in as {}", ctx.session.peer, u.name);
             ctx.session.user = Some(u);
@@ -477,11 +487,19 @@ fn auth(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 
 fn auth_token(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let source = ctx.session.peer.ip();
-    ctx.server
-        .auth
-        .check_source(source)
-        .map_err(|e| ApiError(format!("authToken: {e}")))?;
+    if let Err(e) = ctx.server.auth.check_source(source) {
+        ctx.server.metrics.login("token", LoginResult::Throttled);
+        return Err(ApiError(format!("authToken: {e}")));
+    }
     let outcome = auth_token_checked(ctx, p);
+    ctx.server.metrics.login(
+        "token",
+        if outcome.is_ok() {
+            LoginResult::Ok
+        } else {
+            LoginResult::Failed
+        },
+    );
     if let Err(e) = &outcome {
         if e.0.contains("authentication failed") {
             ctx.server.auth.token_failed(source);

@@ -152,6 +152,11 @@ pub struct ServerArgs {
     /// UDP address to bind the data port on (default 0.0.0.0)
     #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
     pub recv_host: IpAddr,
+    /// serve Prometheus metrics over HTTP at ADDR:PORT (GET /metrics; a bare PORT means
+    /// 127.0.0.1:PORT); default: off. The metrics are unauthenticated: keep them on loopback
+    /// or a trusted network
+    #[argh(option)]
+    pub metrics_address: Option<String>,
 }
 
 impl ServerArgs {

@@ -136,6 +136,9 @@ fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
                 _ => (TxStatus::Error, st.error_message.clone()),
             };
             t.failed_files = st.failed_files;
+            if t.status == TxStatus::Complete {
+                server.metrics.files_sent(t.total_files);
+            }
             objs.downloads.remove(id);
             drop(objs);
             server.save();

@@ -15,6 +15,7 @@ pub mod gc;
 pub mod info;
 pub mod log;
 pub mod manifests;
+pub mod metrics;
 pub mod objects;
 pub mod params;
 pub mod receive;
@@ -239,6 +240,8 @@ pub struct Server {
     pub relay: crate::relay::client::RelayState,
     /// What the last transfer to each destination measured of the path (`<state>/paths`).
     pub paths: Mutex<crate::paths::PathMemory>,
+    /// Counters for `--metrics-address`.
+    pub metrics: metrics::Metrics,
     gc: Mutex<gc::GcSettings>,
     bandwidth: Mutex<bandwidth::Limits>,
     gc_wake: crossbeam_channel::Sender<()>,
@@ -434,6 +437,9 @@ impl Server {
     /// Closes a deleted destination's engine (its transfers have ended).
     pub fn drop_destination_engine(&self, id: &str) {
         if let Some(e) = self.dest_engines.lock().remove(id) {
+            if let Ok(info) = e.handle().info() {
+                self.metrics.retire(info.traffic, info.dropped);
+            }
             let _ = std::thread::Builder::new()
                 .name("engine-close".into())
                 .spawn(move || e.shutdown());
@@ -651,6 +657,7 @@ fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> R
         )
     })?;
     let api_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics_listener = metrics::bind(args.metrics_address.as_deref())?;
     // API and data ports are bound: systemd may start what comes after us (Type=notify).
     crate::notify::ready(&format!("API tcp {api_addr}"));
     let persisted = state.load()?;
@@ -701,6 +708,7 @@ fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> R
             data_port: Mutex::new(None),
         },
         paths: Mutex::new(paths),
+        metrics: metrics::Metrics::default(),
         gc: Mutex::new(gc_settings),
         bandwidth: Mutex::new(args.bandwidth_over(persisted.bandwidth.unwrap_or_default())),
         gc_wake,
@@ -729,6 +737,9 @@ fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> R
             "version": env!("CARGO_PKG_VERSION"),
         }),
     );
+    if let Some(l) = metrics_listener {
+        metrics::serve(&server, l)?;
+    }
     let s = server.clone();
     std::thread::Builder::new()
         .name("housekeeping".into())

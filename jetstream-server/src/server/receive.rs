@@ -490,6 +490,7 @@ pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
         "recv: transfer {id} for {user} complete ({} files)",
         files.len()
     );
+    server.metrics.files_received(files.len() as u64);
     server
         .triggers
         .fire("recv.transferComplete", vec![id, user], Some(stdin));

@@ -36,3 +36,28 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// The size of the file system holding `path` and the bytes free on it for unprivileged
+/// users (`f_bavail`: what is left before the root reserve), from statvfs.
+///
+/// # Errors
+/// statvfs failed (e.g. the path is gone) or the path holds a NUL byte.
+// The statvfs fields are u64 here, narrower on 32-bit targets: the conversions are for those.
+#[allow(clippy::useless_conversion)]
+pub fn disk_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: an all-zero statvfs is a valid value of that plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated string and `st` a writable statvfs, both outliving the
+    // call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let unit = u64::from(st.f_frsize);
+    Ok((
+        u64::from(st.f_blocks).saturating_mul(unit),
+        u64::from(st.f_bavail).saturating_mul(unit),
+    ))
+}

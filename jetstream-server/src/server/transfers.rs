@@ -225,6 +225,7 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
                 t.error_message = None;
                 t.end_time = Some(now_us());
                 crate::log!("transfers: {id} complete");
+                server.metrics.files_sent(t.total_files);
                 break;
             }
             Outcome::Stopped => break,

@@ -93,6 +93,10 @@ struct Shared {
     dropped: AtomicU64,
     /// Scripts refused by the strict-modes check.
     refused: AtomicU64,
+    /// Scripts started.
+    runs: AtomicU64,
+    /// Scripts that could not start, or exited with a status other than 0 (or by a signal).
+    failures: AtomicU64,
     /// Set when the handle is dropped: the executor discards the jobs still queued.
     closed: AtomicBool,
 }
@@ -218,6 +222,16 @@ impl Triggers {
     /// module's "strict modes"). Each is a trigger failure, logged in the server log.
     pub fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Scripts run so far (started, whatever their outcome).
+    pub fn runs(&self) -> u64 {
+        self.shared.runs.load(Ordering::Relaxed)
+    }
+
+    /// Scripts that failed so far: could not start, or did not exit with status 0.
+    pub fn failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
     }
 
     /// Waits until the queue is empty and the executor idle, or `timeout` passes; returns
@@ -385,9 +399,11 @@ impl Executor {
             trigger_log!(Info, "trigger {shown}: starting");
         }
         let started = Instant::now();
+        self.shared.runs.fetch_add(1, Ordering::Relaxed);
         let mut child = match self.spawn(&path, job) {
             Ok(c) => c,
             Err(e) => {
+                self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 if let Some(shown) = &shown {
                     trigger_log!(Warn, "trigger {shown}: failed to start: {e}");
                 }
@@ -410,6 +426,9 @@ impl Executor {
         }
         let output = shown.as_ref().map(|_| capture(name, &mut child));
         let status = child.wait();
+        if !status.as_ref().is_ok_and(ExitStatus::success) {
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
+        }
         let secs = started.elapsed().as_secs_f64();
         if let Some(done) = output {
             // Waits for the readers to reach EOF, but not forever (see `OUTPUT_GRACE`).
@@ -646,6 +665,23 @@ mod tests {
         assert!(t.wait_idle(LONG));
         assert_eq!(fs::read(dir.path().join("stdin.bin")).unwrap(), b"");
         assert_eq!(fs::read_to_string(dir.path().join("argc")).unwrap(), "0\n");
+    }
+
+    /// What `jetstream_trigger_runs_total` and `jetstream_trigger_failures_total` show.
+    #[test]
+    fn runs_and_failures_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        write_script(dir.path(), "launch", "exit 0");
+        write_script(dir.path(), "recv.transferComplete", "exit 3");
+        write_script(dir.path(), "send.transferComplete", "kill -9 $$");
+        let t = Triggers::start(dir.path().to_owned(), false, 10);
+        t.fire("launch", vec![], None);
+        t.fire("recv.transferComplete", vec![], None);
+        t.fire("send.transferComplete", vec![], None);
+        // No such script: neither a run nor a failure.
+        t.fire("recv.transferStarted", vec![], None);
+        assert!(t.wait_idle(LONG));
+        assert_eq!((t.runs(), t.failures(), t.refused()), (3, 2, 0));
     }
 
     #[test]

@@ -215,6 +215,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "borrow-incoming",
     "borrow-outgoing",
     "incoming-max-connections",
+    "log-level",
 ];
 
 impl ServerArgs {

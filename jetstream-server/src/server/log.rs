@@ -44,7 +44,7 @@ static JOURNAL: OnceLock<bool> = OnceLock::new();
 pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// How much an event matters; a log shows the events at its level and above.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// Something failed that the operator must look at: the server could not start, save its
     /// state or write its event log; an internal error.
@@ -91,6 +91,13 @@ impl Level {
 }
 
 /// The name `--log-level` takes: `error`, `warn`, `info`, `debug`.
+/// As the flag spells it (`--print-config` shows a flag's value in its `Debug` form).
+impl fmt::Debug for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -277,12 +277,12 @@ impl Server {
         let new: ServerArgs = match self.config_source.read() {
             Ok(a) => a,
             Err(e) => {
-                crate::log!("server: reload: {e}; the running configuration stays");
+                crate::error!("server: reload: {e}; the running configuration stays");
                 return;
             }
         };
         if let Err(e) = check(&new) {
-            crate::log!("server: reload: {e}; the running configuration stays");
+            crate::error!("server: reload: {e}; the running configuration stays");
             return;
         }
         let old = self.live();
@@ -295,7 +295,7 @@ impl Server {
         let now = match crate::config_file::with_keys(&*old, &new, &live) {
             Ok(a) => a,
             Err(e) => {
-                crate::log!("server: reload: {e}; the running configuration stays");
+                crate::error!("server: reload: {e}; the running configuration stays");
                 return;
             }
         };
@@ -318,6 +318,7 @@ impl Server {
         }
         // The bandwidth keys set in the configuration win again over updateBandwidthLimits.
         let limits = now.bandwidth_over(self.bandwidth_limits());
+        log::set_level(now.log_level);
         *self.live.write() = Arc::new(now);
         if limits != self.bandwidth_limits() {
             crate::log!("server: reload: bandwidth limits now {}", limits.view());

@@ -463,7 +463,7 @@ fn sighup_applies_the_live_keys_and_a_broken_file_leaves_the_server_as_it_was() 
         &file,
         format!(
             "{changed}outgoing-rate-limit = 2000\nincoming-max-connections = 3\n\
-             min-cipher = \"aes-256-gcm\"\n"
+             min-cipher = \"aes-256-gcm\"\nlog-level = \"debug\"\n"
         ),
     )
     .unwrap();
@@ -491,6 +491,12 @@ fn sighup_applies_the_live_keys_and_a_broken_file_leaves_the_server_as_it_was() 
     assert_eq!(info["bandwidthLimits"]["incomingMaxConnections"], 3);
     assert_eq!(info["minCipher"], "aes-256-gcm");
     assert_eq!(info["receiver"]["receiverPorts"], json!([udp]));
+    // The log level is live too: the request above is logged at debug now (never before).
+    let text = wait_log(&log, &mut child, " DEBUG api: ");
+    assert!(
+        text.contains("server: reload: log-level = \"debug\": applied"),
+        "{text}"
+    );
 
     // A broken file: logged, nothing changes, the server keeps serving.
     fs::write(

@@ -495,7 +495,7 @@ pub fn values<A: FileConfig>(args: &A, mask: bool) -> Result<toml::Table, String
             continue;
         };
         let value = if mask && A::SECRET_KEYS.contains(&flag.key.as_str()) {
-            Value::String("********".into())
+            Value::String(crate::server::secrets::MASK.into())
         } else {
             value
         };

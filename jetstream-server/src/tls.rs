@@ -255,6 +255,28 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The public key (lowercase hex SPKI) of the certificate the peer of `conn` presented, once
+/// the handshake has verified that it holds the key.
+pub(crate) fn peer_key(conn: &rustls::CommonState) -> Option<String> {
+    conn.peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| spki_hex(leaf).ok())
+}
+
+/// Fewest and most hex digits of a plausible public key (a SubjectPublicKeyInfo of 20 to
+/// 1000 bytes: from a small EC key to a large RSA key).
+pub(crate) const PUBLIC_KEY_HEX: std::ops::RangeInclusive<usize> = 40..=2000;
+
+/// `text` as a public key (hex of a SubjectPublicKeyInfo, as `publicKey` shows it),
+/// trimmed and lowercased; `None` when it is not hex of a plausible length.
+pub(crate) fn plausible_public_key(text: &str) -> Option<String> {
+    let key = text.trim();
+    (key.len() % 2 == 0
+        && PUBLIC_KEY_HEX.contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then(|| key.to_ascii_lowercase())
+}
+
 /// Lowercase hex of the SPKI DER of `cert`.
 pub(crate) fn spki_hex(cert: &CertificateDer<'_>) -> Result<String, String> {
     let parsed = ParsedCertificate::try_from(cert).map_err(|e| e.to_string())?;
@@ -747,11 +769,7 @@ impl ApiStream {
     pub fn peer_public_key(&self) -> Option<String> {
         match self {
             Self::Plain(_) => None,
-            Self::Tls(s) => s
-                .conn
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(|leaf| spki_hex(leaf).ok()),
+            Self::Tls(s) => peer_key(&s.conn),
         }
     }
 

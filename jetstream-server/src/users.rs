@@ -499,7 +499,7 @@ impl Throttle {
             self.by_pair.check(now, &pair),
             self.by_source.check(now, &src),
         ];
-        if self.by_user.count(now, &user.to_owned()) > USER_FREE {
+        if self.by_user.count(now, &user.to_owned()) > self.by_user.free {
             // Under attack: a source that failed for this name waits the longest back-off.
             waits.push(
                 self.by_pair

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use rustls::{ClientConnection, StreamOwned};
 
 use super::tls_io::{self, LinkSender, TlsConn};
-use super::{decode_datagram, encode_datagram, kind, read_frame, write_frame};
+use super::{datagram_frame, decode_datagram, kind, read_frame, write_frame};
 use crate::client::{ClientError, Trust};
 use crate::server::config::ServerArgs;
 use crate::server::Server;
@@ -34,8 +34,6 @@ pub struct RelayState {
 
 /// Time allowed to connect to the relay and for each answer before the link is up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A relay that sends nothing for this long is gone (it answers our pings, every 5 s).
-const LINK_IDLE: Duration = Duration::from_secs(30);
 
 /// Why a connection to the relay failed.
 #[derive(Debug)]
@@ -127,8 +125,8 @@ pub fn connect(
     let _ = tcp.set_nodelay(true);
     // A relay that accepts but never answers must not hang us; once the link runs, the
     // PONGs to our pings keep it inside its idle limit.
-    tcp.set_read_timeout(Some(LINK_IDLE))?;
-    tcp.set_write_timeout(Some(LINK_IDLE))?;
+    tcp.set_read_timeout(Some(super::LINK_IDLE))?;
+    tcp.set_write_timeout(Some(super::LINK_IDLE))?;
     let trust = Trust::Pinned(relay_key.map(str::to_owned));
     let (tls, _key) = crate::client::handshake(
         tcp,
@@ -195,11 +193,10 @@ pub fn relay_key(args: &ServerArgs) -> Result<Option<String>, String> {
     }
 }
 
-/// Starts the relay link in the background.
-pub fn start(server: &Arc<Server>, relay: SocketAddr, engine: SocketAddr) {
+/// Starts the relay link in the background, pinning the relay's key to `pin` (what
+/// [`relay_key`] made of the flags at start; `None` only with --insecure-accept-any-relay).
+pub fn start(server: &Arc<Server>, relay: SocketAddr, pin: Option<String>, engine: SocketAddr) {
     let server = server.clone();
-    // Checked at start (`relay_key`), so this is the validated value.
-    let pin = relay_key(&server.args).ok().flatten();
     crate::log!(
         "relay: registering with {relay} as public key {} ({}); relay key {}",
         server.identity.public_key(),
@@ -259,15 +256,15 @@ fn link(
         .name("relay-ping".into())
         .spawn(move || {
             while a2.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_secs(5));
-                if !s2.send(kind::PING, &[], Duration::from_secs(5)) {
+                std::thread::sleep(super::PING_INTERVAL);
+                if !s2.send(kind::PING, &[], super::PING_INTERVAL) {
                     break;
                 }
                 p2.lock()
                     .retain(|_, (_, last)| last.elapsed() < Duration::from_secs(120));
             }
         })?;
-    let result = link.run(LINK_IDLE, |k, payload, _replies| match k {
+    let result = link.run(super::LINK_IDLE, |k, payload, _replies| match k {
         kind::DATAGRAM => {
             let Some((from, d)) = decode_datagram(payload) else {
                 return;
@@ -331,7 +328,7 @@ fn peer_socket(
                     Ok(n) => {
                         // Dropped when the link is congested (like a full socket buffer);
                         // the thread ends with the mapping, below.
-                        w2.try_send(kind::DATAGRAM, &encode_datagram(from, &buf[..n]));
+                        w2.try_send_frame(datagram_frame(from, &buf[..n]));
                     }
                     Err(_) => {
                         // Idle: stop when the mapping is gone.

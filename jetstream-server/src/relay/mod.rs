@@ -55,21 +55,56 @@ pub mod kind {
     pub const REFUSED: u8 = 8;
 }
 
+/// A link with no frame for this long is dead, at both ends (the server pings every
+/// [`PING_INTERVAL`]).
+pub(crate) const LINK_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the private server pings the relay over an idle link.
+pub(crate) const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest frame payload (a datagram plus its address, or a small JSON).
 pub const MAX_FRAME: usize = 70_000;
 
 /// One encoded frame.
 pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(5 + payload.len());
+    frame_of(kind, &[payload])
+}
+
+/// One encoded frame whose payload is `parts` one after the other (a datagram frame is its
+/// address and the datagram, written once into the frame's buffer).
+fn frame_of(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut buf = Vec::with_capacity(5 + len);
     buf.push(kind);
     // Payloads are bounded by their producers (a datagram, a small JSON) far below 4 GiB.
-    buf.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    buf.extend_from_slice(payload);
+    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    for p in parts {
+        buf.extend_from_slice(p);
+    }
     buf
+}
+
+/// The `DATAGRAM` frame of `datagram` from or to `addr` (the payload of
+/// [`encode_datagram`]), built in one buffer.
+pub fn datagram_frame(addr: SocketAddrV4, datagram: &[u8]) -> Vec<u8> {
+    frame_of(
+        kind::DATAGRAM,
+        &[&addr.ip().octets(), &addr.port().to_be_bytes(), datagram],
+    )
+}
+
+/// A frame header's payload length.
+///
+/// # Errors
+/// A length over [`MAX_FRAME`] (the link is then unusable).
+fn payload_len(head: &[u8]) -> io::Result<usize> {
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "relay frame too long",
+        ));
+    }
+    Ok(len)
 }
 
 /// The first complete frame at the start of `buf`: kind, payload and the bytes it used;
@@ -81,13 +116,7 @@ pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(u8, &[u8], usize)>> {
     let Some(head) = buf.get(..5) else {
         return Ok(None);
     };
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "relay frame too long",
-        ));
-    }
+    let len = payload_len(head)?;
     Ok(buf
         .get(5..5 + len)
         .map(|payload| (head[0], payload, 5 + len)))
@@ -100,12 +129,8 @@ pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(u8, &[u8], usize)>> {
 /// # Errors
 /// Not hex, or of an implausible length for a public key.
 pub fn parse_public_key(text: &str) -> Result<String, String> {
-    let key = text.trim();
-    let plausible = key.len() % 2 == 0
-        && (40..=2000).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_hexdigit());
-    if plausible {
-        Ok(key.to_ascii_lowercase())
+    if let Some(key) = crate::tls::plausible_public_key(text) {
+        Ok(key)
     } else {
         Err(format!(
             "{text:?} is not a public key: expected the hex of a SubjectPublicKeyInfo \
@@ -120,12 +145,8 @@ pub fn parse_public_key(text: &str) -> Result<String, String> {
 /// # Errors
 /// The I/O error.
 pub fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("frame too long"))?;
-    let mut buf = Vec::with_capacity(5 + payload.len());
-    buf.push(kind);
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(payload);
-    w.write_all(&buf)
+    u32::try_from(payload.len()).map_err(|_| io::Error::other("frame too long"))?;
+    w.write_all(&frame(kind, payload))
 }
 
 /// Reads one frame.
@@ -135,13 +156,7 @@ pub fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> io::Result<(
 pub fn read_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
     let mut head = [0u8; 5];
     r.read_exact(&mut head)?;
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "relay frame too long",
-        ));
-    }
+    let len = payload_len(&head)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload)?;
     Ok((head[0], payload))

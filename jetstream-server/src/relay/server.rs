@@ -17,8 +17,10 @@ use serde_json::json;
 
 use super::metrics::Dropped;
 use super::tls_io::{self, LinkSender, TlsConn};
-use super::{decode_datagram, encode_datagram, frame, kind, read_frame, v4, write_frame};
-use crate::tls::{fingerprint_of, spki_hex, Identity, KeyClientCert};
+use super::{
+    datagram_frame, decode_datagram, encode_datagram, frame, kind, read_frame, v4, write_frame,
+};
+use crate::tls::{fingerprint_of, Identity, KeyClientCert};
 
 /// The JetStream relay: runs in a DMZ, accepts a private server's connection on the control
 /// port and opens the public UDP data port and TCP API port on its behalf, forwarding both
@@ -103,12 +105,6 @@ impl crate::config_file::FileConfig for RelayArgs {
     }
 }
 
-/// A control connection gets this long for its TLS handshake and first frame.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Control connections in their handshake at once (beyond: closed at once).
-const MAX_HANDSHAKES: usize = 64;
-/// A registered server that sends nothing for this long is gone (it pings every 5 s).
-const LINK_IDLE: Duration = Duration::from_secs(30);
 /// Public API clients waiting for the private server at once.
 const MAX_PENDING: usize = 256;
 /// How long a public API client waits for the private server to pick it up.
@@ -117,6 +113,10 @@ const PENDING_TIMEOUT: Duration = Duration::from_secs(15);
 const PEER_TTL: Duration = Duration::from_secs(120);
 /// Public peers remembered at once.
 const MAX_PEERS: usize = 65_536;
+/// A control connection gets this long for its TLS handshake and first frame.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections in their handshake at once (beyond: closed at once).
+const MAX_HANDSHAKES: usize = 64;
 
 /// The live registration.
 #[derive(Debug)]
@@ -206,8 +206,9 @@ impl PeerTable {
 }
 
 /// The control port's TLS configuration: TLS 1.3, the relay's identity, a mandatory client
-/// certificate checked by [`KeyClientCert`] (a certificate whose key `--authorized-server-key` lists; any key in the `--insecure-accept-any-server` mode), and no session resumption (a resumed
-/// session would not present the certificate again).
+/// certificate whose key `--authorized-server-key` lists (any key with
+/// `--insecure-accept-any-server`), checked by [`KeyClientCert`], and no session resumption
+/// (a resumed session would not present the certificate again).
 fn control_tls(identity: &Identity, keys: Option<Vec<String>>) -> Result<ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(KeyClientCert {
@@ -402,7 +403,7 @@ fn udp_loop(r: &Relay) {
             continue;
         }
         r.capture(&buf[..n]);
-        if link.try_send(kind::DATAGRAM, &encode_datagram(from, &buf[..n])) {
+        if link.try_send_frame(datagram_frame(from, &buf[..n])) {
             r.counters.to_server(n);
         } else {
             r.counters.dropped(Dropped::LinkFull);
@@ -417,11 +418,7 @@ fn api_client(r: &Arc<Relay>, c: TcpStream) {
     // No private server: the client is closed at once.
     let Some(link) = r.live_sender() else { return };
     // A random id: nothing about one client's id tells another's.
-    let mut id = [0u8; 8];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
-        return;
-    }
-    let id = u64::from_be_bytes(id);
+    let id = crate::server::objects::random_u64();
     {
         let mut pending = r.pending.lock();
         if pending.len() >= MAX_PENDING {
@@ -472,8 +469,8 @@ fn control_conn(r: &Arc<Relay>, tcp: TcpStream) {
 
 type ControlStream = StreamOwned<ServerConnection, TcpStream>;
 
-/// The TLS handshake (the client's key checked by [`KeyClientCert`] (a certificate whose key `--authorized-server-key` lists; any key in the `--insecure-accept-any-server` mode)) and the first
-/// frame, within [`HANDSHAKE_TIMEOUT`].
+/// The TLS handshake (the client's key checked against `--authorized-server-key` by
+/// [`KeyClientCert`]) and the first frame, within [`HANDSHAKE_TIMEOUT`].
 fn handshake(r: &Relay, tcp: TcpStream) -> io::Result<(ControlStream, String, u8, Vec<u8>)> {
     tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     tcp.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
@@ -483,12 +480,8 @@ fn handshake(r: &Relay, tcp: TcpStream) -> io::Result<(ControlStream, String, u8
     while s.conn.is_handshaking() {
         s.conn.complete_io(&mut s.sock)?;
     }
-    let key = s
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| spki_hex(c).ok())
-        .ok_or_else(|| io::Error::other("no client certificate"))?;
+    let key =
+        crate::tls::peer_key(&s.conn).ok_or_else(|| io::Error::other("no client certificate"))?;
     let (k, payload) = read_frame(&mut s)?;
     Ok((s, key, k, payload))
 }
@@ -535,7 +528,7 @@ fn serve_link(r: &Arc<Relay>, mut s: ControlStream, key: String, peer: SocketAdd
     r.counters.registered();
     crate::log!("relay: private server {peer} ({fp}) registered");
     let mut warned = false;
-    let end = link.run(LINK_IDLE, |k, payload, replies| match k {
+    let end = link.run(super::LINK_IDLE, |k, payload, replies| match k {
         kind::DATAGRAM => {
             let Some((to, d)) = decode_datagram(payload) else {
                 return;

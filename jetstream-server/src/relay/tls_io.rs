@@ -125,7 +125,12 @@ pub(crate) struct LinkSender {
 impl LinkSender {
     /// Queues a frame unless the queue is full or the link has ended; `false` if dropped.
     pub(crate) fn try_send(&self, kind: u8, payload: &[u8]) -> bool {
-        match self.tx.try_send(super::frame(kind, payload)) {
+        self.try_send_frame(super::frame(kind, payload))
+    }
+
+    /// Queues an encoded frame (see [`super::datagram_frame`]) as [`Self::try_send`] does.
+    pub(crate) fn try_send_frame(&self, frame: Vec<u8>) -> bool {
+        match self.tx.try_send(frame) {
             Ok(()) => self.waker.wake().is_ok(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use argh::{ArgsInfo, FromArgs};
 
-pub use crate::config_file::split_equals;
-
 /// The JetStream server: one process that sends and receives files, serves the JSON control
 /// API on TCP (default 8886) and carries every transfer on one UDP port (default 8886).
 /// Every option can also be set in the configuration file (default
@@ -247,6 +245,7 @@ impl ServerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config_file::split_equals;
 
     fn parse(args: &[&str]) -> Result<ServerArgs, argh::EarlyExit> {
         let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();

@@ -199,11 +199,6 @@ pub fn reload() {
     }
 }
 
-/// Writes one line at level info.
-pub fn line(message: &str) {
-    write(Level::Info, message);
-}
-
 /// Writes one event at `level` (if the level is enabled): to the `--log` file as
 /// `2026-12-07T15:04:05.123Z WARN message`, else to stderr (see [`stderr_line`]).
 pub fn write(level: Level, message: &str) {

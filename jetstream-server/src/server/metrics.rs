@@ -435,7 +435,7 @@ pub fn bind(address: Option<&str>) -> Result<Option<TcpListener>, String> {
     let l = TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on the metrics address {addr}: {e}"))?;
     if !addr.ip().is_loopback() {
-        crate::log!(
+        crate::warn!(
             "metrics: warning: {addr} is not a loopback address; the metrics are served \
              without authentication to whoever reaches it"
         );

@@ -671,7 +671,7 @@ fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> R
     let triggers = triggers::Triggers::start(args.trigger_dir.clone(), args.trigger_log, 1000);
     let gc_settings = persisted.gc.unwrap_or_default();
     let trust = trust::AuthorizedClients::load(state.path())?;
-    crate::relay::client::relay_key(&args)?;
+    let relay_pin = crate::relay::client::relay_key(&args)?;
     let relay_addr = match &args.recv_relay_host {
         Some(h) => Some(
             std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), args.recv_relay_port))
@@ -803,7 +803,7 @@ fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> R
         server.args.sandbox_dir.as_deref().unwrap_or("none"),
     );
     if let (Some(relay), Some(engine)) = (relay_addr, server.recv_addrs.first()) {
-        crate::relay::client::start(&server, relay, *engine);
+        crate::relay::client::start(&server, relay, relay_pin, *engine);
     }
     server
         .triggers

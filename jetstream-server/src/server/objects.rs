@@ -48,7 +48,7 @@ pub fn random_u64() -> u64 {
 
 /// A fresh data session id.
 pub fn new_session_id() -> jetstream_core::SessionId {
-    jetstream_core::SessionId(u64::from_be_bytes(random_bytes()))
+    jetstream_core::SessionId(random_u64())
 }
 
 /// Lowercase hex.

@@ -61,7 +61,7 @@ pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         password_hash: p
             .opt_str("password")?
             .filter(|pw| !pw.is_empty())
-            .map(|pw| super::commands::token_hash(&salt, pw)),
+            .map(|pw| super::secrets::hash_password(&salt, pw)),
         salt,
         description: p.opt_str("description")?.unwrap_or("").to_owned(),
         creation_time: now,

@@ -339,17 +339,17 @@ fn strict_modes(dir: &Path, script: &Path, euid: u32) -> Result<(), String> {
             m.mode() & 0o7777
         ));
     }
-    check_dir(&dir, true)?;
-    for above in dir.ancestors().skip(1) {
-        check_dir(above, false)?;
+    // A directory itself, then every directory above it (where a sticky bit may excuse
+    // others' write permission, as for /tmp).
+    let check_tree = |d: &Path| -> Result<(), String> {
+        check_dir(d, true)?;
+        d.ancestors().skip(1).try_for_each(|a| check_dir(a, false))
+    };
+    check_tree(&dir)?;
+    match real.parent().filter(|h| *h != dir) {
+        Some(holder) => check_tree(holder),
+        None => Ok(()),
     }
-    if let Some(holder) = real.parent().filter(|h| *h != dir) {
-        check_dir(holder, true)?;
-        for above in holder.ancestors().skip(1) {
-            check_dir(above, false)?;
-        }
-    }
-    Ok(())
 }
 
 /// The executor thread's state.

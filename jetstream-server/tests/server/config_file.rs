@@ -7,23 +7,13 @@ use std::fs;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
 use serde_json::{json, Value};
 
 use super::util::*;
-
-/// A process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The keys that place a server's ports, state and log in `dir` (`name-*`).
 fn placement(dir: &Path, name: &str, api: u16, udp: u16) -> String {

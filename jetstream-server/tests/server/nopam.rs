@@ -11,7 +11,7 @@
 use std::fs;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
@@ -38,16 +38,6 @@ fn libpam_files() -> Vec<PathBuf> {
     found.sort();
     found.dedup();
     found
-}
-
-/// The server process, killed on drop (its mount namespace goes with it).
-struct Child2(Child);
-
-impl Drop for Child2 {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -87,7 +77,7 @@ fn regression_server_starts_and_explains_without_libpam() {
         .arg(&log)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = Child2(cmd.spawn().expect("unshare (util-linux)"));
+    let mut child = Proc(cmd.spawn().expect("unshare (util-linux)"));
     let token_file = state.join("local.token");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -270,6 +270,16 @@ impl Srv {
     }
 }
 
+/// A child process killed (and reaped) when dropped, for tests that start one their own way.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Srv {
     fn drop(&mut self) {
         // Whether it was still running matters when a test failed (a panic of the server goes

@@ -25,7 +25,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::Value;
 
 use crate::tls::{fingerprint_of, spki_hex};
-use crate::wire::{self, FrameError, Request, Response};
+use jetstream_api::wire::{self, FrameError, Request, Response};
 
 /// Default time allowed for connecting, the handshake and each response.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -14,4 +14,6 @@ pub mod sandbox;
 pub mod server;
 pub mod tls;
 pub mod users;
-pub mod wire;
+
+/// The control API's framing, now defined in `jetstream-api`.
+pub use jetstream_api::wire;

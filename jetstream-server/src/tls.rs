@@ -935,9 +935,9 @@ mod tests {
                 let key = stream.peer_public_key();
                 let mut r = io::BufReader::new(stream);
                 let mut line = Vec::new();
-                crate::wire::read_line(&mut r, &mut line).unwrap();
-                let answer = crate::wire::Response::success("", serde_json::json!(key));
-                crate::wire::write_line(r.get_mut(), &answer).unwrap();
+                jetstream_api::wire::read_line(&mut r, &mut line).unwrap();
+                let answer = jetstream_api::wire::Response::success("", serde_json::json!(key));
+                jetstream_api::wire::write_line(r.get_mut(), &answer).unwrap();
             }
         });
         let ask = |identity: Option<&Identity>, force_tls: bool| {

@@ -13,7 +13,7 @@ use super::log::Level;
 use super::Server;
 use crate::tls::{self, ApiStream};
 use crate::users::SystemUser;
-use crate::wire::{self, FrameError, Request, Response};
+use jetstream_api::wire::{self, FrameError, Request, Response};
 
 /// Who is logged in on one API connection. `Debug` shows only the token's first characters.
 pub struct Session {

@@ -13,8 +13,8 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jetstream_core::{Discovery, EngineHandle};
 use jetstream_api::types as api;
+use jetstream_core::{Discovery, EngineHandle};
 use serde_json::Value;
 
 use super::api::ApiError;

@@ -223,7 +223,11 @@ impl DestinationRec {
     }
 
     /// The `send.getDestination` structure: [`Self::to_api`] with `localSendPort`.
-    pub fn to_api_with_port(&self, queued: usize, local_send_port: Option<u16>) -> api::Destination {
+    pub fn to_api_with_port(
+        &self,
+        queued: usize,
+        local_send_port: Option<u16>,
+    ) -> api::Destination {
         api::Destination {
             local_send_port: Some(local_send_port),
             ..self.to_api(queued)

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
+use jetstream_api::types as api;
 use jetstream_core::proto::crypto::{Cipher, SessionSecret};
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{Role, SessionId, TransferKeys};
-use jetstream_api::types as api;
 use serde_json::Value;
 
 use super::api::{ApiError, Ctx, Session};

@@ -4,6 +4,7 @@
 
 mod server {
     pub mod api;
+    pub mod api_types;
     pub mod attacks;
     pub mod bandwidth;
     pub mod config_file;

@@ -614,25 +614,24 @@ mod tests {
         use std::time::Duration;
 
         use super::super::authenticate;
-        use crate::users::test_support::{ensure_pam_service, is_root, TestUser};
+        use crate::users::test_support::{ensure_pam_service, require_root, TestUser};
         use crate::users::{AuthError, Authenticator, PAM_SERVICE};
 
-        fn setup() -> Option<Authenticator> {
-            if !is_root() {
-                println!("skipped: needs root");
-                return None;
-            }
+        /// For tests marked `#[ignore = "needs root: ..."]` (panics when not root).
+        fn setup() -> Authenticator {
+            require_root("system users, PAM");
             ensure_pam_service().unwrap();
             let mut a = Authenticator::new(PAM_SERVICE).unwrap();
             a.set_failure_delay(Duration::ZERO);
-            Some(a)
+            a
         }
 
         const SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
         #[test]
+        #[ignore = "needs root: system users (PAM)"]
         fn right_password_logs_in_wrong_or_unknown_fail_alike() {
-            let Some(a) = setup() else { return };
+            let a = setup();
             let pw = "c0rrect horse:battery";
             let tu = TestUser::create(Some(pw)).unwrap();
             let u = a.login(tu.name(), pw, SOURCE).unwrap();
@@ -657,8 +656,9 @@ mod tests {
         }
 
         #[test]
+        #[ignore = "needs root: system users (PAM)"]
         fn account_without_password_cannot_log_in() {
-            let Some(a) = setup() else { return };
+            let a = setup();
             let tu = TestUser::create(None).unwrap();
             assert_eq!(a.login(tu.name(), "", SOURCE), Err(AuthError::Failed));
             assert_eq!(
@@ -671,8 +671,9 @@ mod tests {
         }
 
         #[test]
+        #[ignore = "needs root: system users (PAM)"]
         fn parallel_logins_use_separate_handles() {
-            let Some(a) = setup() else { return };
+            let a = setup();
             let tu = TestUser::create(Some("par-pw")).unwrap();
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..4u8)

@@ -54,7 +54,7 @@ impl SuperuserPolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{is_root, TestGroup, TestUser};
+    use super::super::test_support::{require_root, TestGroup, TestUser};
     use super::*;
     use crate::users::lookup;
     use std::path::PathBuf;
@@ -94,11 +94,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: system users and groups"]
     fn superuser_policy_with_real_users_and_groups() {
-        if !is_root() {
-            println!("skipped: needs root");
-            return;
-        }
+        require_root("system users and groups");
         let tu = TestUser::create(Some("pw-for-policy")).unwrap();
         let group = TestGroup::create().unwrap();
         let u = lookup(tu.name()).unwrap().unwrap();

@@ -16,6 +16,53 @@ pub fn is_root() -> bool {
     crate::server::sys::euid() == 0
 }
 
+/// The environment variable that makes every root test run: `.ci/run` sets it to `1` for
+/// `scripts/test.sh`, which then refuses to run as another user, and [`skip`] fails.
+pub const REQUIRE_ROOT_TESTS: &str = "JETSTREAM_REQUIRE_ROOT_TESTS";
+
+/// Whether [`REQUIRE_ROOT_TESTS`] is set (to anything but empty or `0`).
+pub fn root_tests_required() -> bool {
+    std::env::var(REQUIRE_ROOT_TESTS).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The guard at the top of a test that needs root (`why`: what for). Such a test is marked
+/// `#[ignore = "needs root: <why>"]`, so that a run as another user lists it as ignored, and
+/// `scripts/test.sh` runs it as root (`--ignored`).
+///
+/// # Panics
+///
+/// - not root: the test was asked for (`--ignored`, `--include-ignored`) where it cannot run;
+/// - root, but the test binary was not run with `--ignored` or `--include-ignored`: then the
+///   test ran although it was not ignored, i.e. it lacks the `#[ignore = "needs root: ..."]`
+///   mark, and would pass unseen (skip) or fail as another user.
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}): run it as root, as scripts/test.sh does"
+    );
+    let asked = std::env::args().any(|a| a == "--ignored" || a == "--include-ignored");
+    assert!(
+        asked,
+        "this test needs root ({why}) but is not marked #[ignore = \"needs root: {why}\"]: mark \
+         it, so that a run as another user lists it as ignored (scripts/test.sh runs it as root)"
+    );
+}
+
+/// A root test that cannot do something root can do on most machines (mount a tmpfs in an
+/// unprivileged container, say): says why it skips, so the caller returns, or with
+/// [`REQUIRE_ROOT_TESTS`] set (CI) fails the test instead.
+///
+/// # Panics
+///
+/// When [`root_tests_required`].
+pub fn skip(why: &str) {
+    assert!(
+        !root_tests_required(),
+        "{why} ({REQUIRE_ROOT_TESTS} is set: root tests must run, not skip)"
+    );
+    eprintln!("skipped: {why}");
+}
+
 /// Installs `packaging/pam.d/jetstream` as `/etc/pam.d/jetstream` unless that exists.
 ///
 /// # Errors

@@ -1,15 +1,42 @@
-//! The event log (`getEventLog`, reference §7.2): what happened on the server, newest last,
-//! each entry the structure of the object concerned plus `_event` and `_timestamp` (µs).
-//! Kept in memory (the last [`CAPACITY`] entries) and appended to `<state>/events.log` (one
-//! JSON object per line) so that it survives restarts.
+//! What happened on the server, in two forms:
+//!
+//! - **In-process events** ([`ServerEvent`]) for an embedding program's [`ServerTrigger`] and
+//!   for the trigger scripts (`--trigger-dir`), from one source: [`super::Server::emit`].
+//!   The names are the reference's trigger names (§7.1: `launch`, `send.destinationCreated`,
+//!   `recv.transferComplete`, `on.<command>`, ...) and those of the engine's events
+//!   (`send.transferStarted`, ...).
+//! - **The event log** ([`EventLog`], `getEventLog`, reference §7.2): newest last, each entry
+//!   the structure of the object concerned plus `_event` and `_timestamp` (µs). Kept in memory
+//!   (the last [`CAPACITY`] entries) and appended to `<state>/events.log` (one JSON object per
+//!   line) so that it survives restarts.
+//!
+//! # Delivery to the embedding program
+//!
+//! The trigger is called on one thread of its own (`server-events`), serially, in the order
+//! the events happened, as the engine calls its [`jetstream_core::Trigger`]. Between the
+//! server and that thread is a bounded queue ([`super::ServerConfig::event_queue`]). When the
+//! queue is full, the server thread producing the event **waits** until the trigger has taken
+//! one (and logs a warning once per stall): no event is ever dropped, so a program that
+//! ingests files on [`ServerEvent::TransferComplete`] never misses one, and memory stays
+//! bounded. The price is that a trigger which stops returning stalls what produces events
+//! (API commands, transfer bookkeeping) once the queue is full; the UDP data plane does not
+//! wait (the engines hand their events over their own threads). So a trigger must not wait on
+//! the server itself (a synchronous API call to the same server from `on_event` can deadlock
+//! once the queue is full): hand such work to a thread of your own.
+//!
+//! The script triggers keep their documented model: asynchronous, serial, and a job dropped
+//! (and counted, and logged) when their own queue is full (see [`super::triggers`]).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use crossbeam_channel::{Sender, TrySendError};
+use jetstream_core::Role;
 use serde_json::{json, Value};
 
 use super::objects::now_us;
@@ -156,6 +183,300 @@ impl Filter {
                 || e["_event"]
                     .as_str()
                     .is_some_and(|n| self.events.iter().any(|x| x == n)))
+    }
+}
+
+/// Receives the server's events. Every method has a no-op default (the shape of the engine's
+/// [`jetstream_core::Trigger`]).
+pub trait ServerTrigger: Send + 'static {
+    /// Called once per event, serially, on the `server-events` thread, in the order the
+    /// events happened. See the module docs for what a slow trigger does to the server.
+    fn on_event(&mut self, event: &ServerEvent) {
+        let _ = event;
+    }
+}
+
+/// A trigger that does nothing.
+#[derive(Debug, Default)]
+pub struct NoServerTrigger;
+
+impl ServerTrigger for NoServerTrigger {}
+
+/// A file a receive wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceivedFile {
+    /// Its path in the manifest (`/dir/name`).
+    pub manifest_path: String,
+    /// Where it was written, absolute.
+    pub path: PathBuf,
+}
+
+impl ReceivedFile {
+    /// A received file (`manifest_path` as the engine reports it, without the leading `/`).
+    pub fn new(manifest_path: &str, path: PathBuf) -> Self {
+        Self {
+            manifest_path: format!("/{}", manifest_path.trim_start_matches('/')),
+            path,
+        }
+    }
+}
+
+/// Something that happened on the server. [`Self::name`] is the event's trigger name.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// `on.<command>`: an API command was answered.
+    CommandProcessed {
+        /// The command (`send.createTransfer`).
+        command: String,
+        /// The request as JSON (`{"request": ..., "parameters": ...}`), every secret masked.
+        request: Value,
+        /// `success` or `failure`.
+        status: String,
+        /// The answer's message, secrets cut out.
+        message: String,
+        /// The answer's result, every secret masked.
+        result: Value,
+    },
+    /// `send.destinationCreated`.
+    DestinationCreated {
+        /// The destination.
+        destination_id: String,
+        /// Its data address (`ip:port`).
+        destination: String,
+        /// The API client that created it (`ip:port`).
+        sender: String,
+    },
+    /// `send.destinationDeleted`.
+    DestinationDeleted {
+        /// The destination.
+        destination_id: String,
+        /// Its data address (`ip:port`).
+        destination: String,
+        /// The API client that deleted it (`ip:port`).
+        sender: String,
+    },
+    /// `launch`: the server is listening.
+    Launch {
+        /// The bound API address.
+        api_addr: std::net::SocketAddr,
+    },
+    /// `send.transferComplete` / `recv.transferComplete`.
+    TransferComplete {
+        /// The transfer's id in this server's API (`send.getTransfer` / `recv.getTransfer`).
+        transfer_id: String,
+        /// Which end this server is.
+        role: Role,
+        /// The user it ran for.
+        user: String,
+        /// On the receiving end, every file written (empty on the sending end).
+        files: Vec<ReceivedFile>,
+    },
+    /// `send.transferFailed` / `recv.transferFailed`: it failed or was cancelled (a sending
+    /// transfer that is retried is not failed until it is given up).
+    TransferFailed {
+        /// The transfer's id in this server's API.
+        transfer_id: String,
+        /// Which end this server is.
+        role: Role,
+        /// Why.
+        message: String,
+    },
+    /// `send.transferStarted` / `recv.transferStarted`: data started to move (a sending
+    /// transfer: its first attempt reached the receiver).
+    TransferStarted {
+        /// The transfer's id in this server's API.
+        transfer_id: String,
+        /// Which end this server is.
+        role: Role,
+    },
+}
+
+impl ServerEvent {
+    /// The event's trigger name (`recv.transferComplete`, `on.send.createTransfer`).
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        let by_role = |role: &Role, send: &'static str, recv: &'static str| match role {
+            Role::Sender => send,
+            Role::Receiver => recv,
+        };
+        std::borrow::Cow::Borrowed(match self {
+            Self::CommandProcessed { command, .. } => {
+                return std::borrow::Cow::Owned(format!("on.{command}"))
+            }
+            Self::DestinationCreated { .. } => "send.destinationCreated",
+            Self::DestinationDeleted { .. } => "send.destinationDeleted",
+            Self::Launch { .. } => "launch",
+            Self::TransferComplete { role, .. } => {
+                by_role(role, "send.transferComplete", "recv.transferComplete")
+            }
+            Self::TransferFailed { role, .. } => {
+                by_role(role, "send.transferFailed", "recv.transferFailed")
+            }
+            Self::TransferStarted { role, .. } => {
+                by_role(role, "send.transferStarted", "recv.transferStarted")
+            }
+        })
+    }
+
+    /// The trigger script this event runs, with the reference's argv and stdin (§7.1); `None`
+    /// for the events that have no script there.
+    pub(crate) fn script(&self) -> Option<super::triggers::Job> {
+        let (args, stdin) = match self {
+            Self::CommandProcessed {
+                request,
+                status,
+                message,
+                result,
+                ..
+            } => (
+                vec![
+                    request.to_string(),
+                    status.clone(),
+                    message.clone(),
+                    result.to_string(),
+                ],
+                None,
+            ),
+            Self::DestinationCreated {
+                destination,
+                sender,
+                ..
+            }
+            | Self::DestinationDeleted {
+                destination,
+                sender,
+                ..
+            } => (vec![destination.clone(), sender.clone()], None),
+            Self::Launch { api_addr } => (vec![api_addr.port().to_string()], None),
+            Self::TransferComplete {
+                transfer_id,
+                role: Role::Receiver,
+                user,
+                files,
+            } => {
+                let mut stdin = Vec::new();
+                for f in files {
+                    stdin.extend_from_slice(format!("{}\t", f.manifest_path).as_bytes());
+                    stdin.extend_from_slice(f.path.as_os_str().as_encoded_bytes());
+                    stdin.push(b'\n');
+                }
+                (vec![transfer_id.clone(), user.clone()], Some(stdin))
+            }
+            _ => return None,
+        };
+        Some(super::triggers::Job {
+            name: self.name().into_owned(),
+            args,
+            stdin,
+        })
+    }
+}
+
+/// The queue to the embedding program's trigger (see the module docs): a bounded channel to
+/// the `server-events` thread. Closed when the server has stopped.
+#[derive(Debug)]
+pub(crate) struct EventQueue {
+    tx: parking_lot::RwLock<Option<Sender<ServerEvent>>>,
+    /// Events produced after the queue closed (the server had stopped): counted and logged.
+    late: AtomicU64,
+    /// Times a producer had to wait for the trigger.
+    stalls: AtomicU64,
+}
+
+impl EventQueue {
+    /// A queue with no trigger behind it (nothing is queued).
+    pub(crate) fn none() -> Self {
+        Self {
+            tx: parking_lot::RwLock::new(None),
+            late: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts the `server-events` thread calling `trigger`, behind a queue of `capacity`.
+    pub(crate) fn start(
+        mut trigger: Box<dyn ServerTrigger>,
+        capacity: usize,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = crossbeam_channel::bounded::<ServerEvent>(capacity.max(1));
+        let thread = std::thread::Builder::new()
+            .name("server-events".into())
+            .spawn(move || {
+                for ev in rx {
+                    let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        trigger.on_event(&ev);
+                    }));
+                    if called.is_err() {
+                        crate::error!(
+                            "events: the embedding program's trigger panicked on {}; \
+                             the next events are still delivered",
+                            ev.name()
+                        );
+                    }
+                }
+            })?;
+        let queue = Self {
+            tx: parking_lot::RwLock::new(Some(tx)),
+            late: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+        };
+        Ok((queue, thread))
+    }
+
+    /// Whether a trigger takes events (skip building an event nobody gets).
+    pub(crate) fn is_open(&self) -> bool {
+        self.tx.read().is_some()
+    }
+
+    /// Queues `ev`; waits while the queue is full (see the module docs).
+    pub(crate) fn push(&self, ev: ServerEvent) {
+        let guard = self.tx.read();
+        let Some(tx) = guard.as_ref() else {
+            return;
+        };
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(ev)) => {
+                let n = self.stalls.fetch_add(1, Ordering::Relaxed) + 1;
+                crate::warn!(
+                    "events: {} events wait for the embedding program's trigger: {} waits \
+                     until it takes one ({n} waits so far)",
+                    tx.len(),
+                    ev.name()
+                );
+                let tx = tx.clone();
+                // Not under the lock: close() must be able to take it.
+                drop(guard);
+                if tx.send(ev).is_err() {
+                    self.count_late("(an event)");
+                }
+            }
+            Err(TrySendError::Disconnected(ev)) => self.count_late(&ev.name()),
+        }
+    }
+
+    fn count_late(&self, name: &str) {
+        let n = self.late.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::warn!("events: {name} happened after the server stopped: not delivered ({n} so far)");
+    }
+
+    /// Closes the queue: the `server-events` thread delivers what is queued and ends.
+    pub(crate) fn close(&self) {
+        self.tx.write().take();
+    }
+
+    /// Times a producer waited for the trigger.
+    pub(crate) fn stalls(&self) -> u64 {
+        self.stalls.load(Ordering::Relaxed)
+    }
+}
+
+/// Where a [`ServerTrigger`] shares its events with a channel (tests, and programs that want
+/// to receive on a thread of their own).
+impl ServerTrigger for crossbeam_channel::Sender<ServerEvent> {
+    fn on_event(&mut self, event: &ServerEvent) {
+        let _ = self.send(event.clone());
     }
 }
 

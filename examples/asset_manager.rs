@@ -57,11 +57,8 @@ pub fn run(work: &Path) -> Vec<PathBuf> {
 
     // The control API of the sending server, as the account running it (its local token).
     let mut api = connect(edge.api_addr());
-    api.call(
-        "authToken",
-        json!({ "token": edge.local_token().unwrap() }),
-    )
-    .unwrap();
+    api.call("authToken", json!({ "token": edge.local_token().unwrap() }))
+        .unwrap();
     let d = api
         .call(
             "send.createDestination",
@@ -104,7 +101,13 @@ pub fn run(work: &Path) -> Vec<PathBuf> {
     // The ingest side: each file that lands, from the event, without polling.
     let mut received = Vec::new();
     let files = expect(&ingest_events, |e| {
-        matches!(e, ServerEvent::TransferComplete { role: Role::Receiver, .. })
+        matches!(
+            e,
+            ServerEvent::TransferComplete {
+                role: Role::Receiver,
+                ..
+            }
+        )
     });
     if let ServerEvent::TransferComplete { files, .. } = files {
         for f in files {

@@ -253,8 +253,9 @@ fn serve_with(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let (response, panicked) =
-            guarded(peer, || handle_line(server, &mut session, reader.get_ref(), &line));
+        let (response, panicked) = guarded(peer, || {
+            handle_line(server, &mut session, reader.get_ref(), &line)
+        });
         if line.capacity() > KEPT_LINE_CAPACITY {
             // A big request's buffer, and what parsing it took, go back now, not when the
             // connection ends.
@@ -544,11 +545,16 @@ mod tests {
         assert!(panicked);
         assert!(!response.is_success());
         assert!(
-            response.message.contains("internal server error (reference "),
+            response
+                .message
+                .contains("internal server error (reference "),
             "{}",
             response.message
         );
-        assert!(!response.message.contains("index out of bounds"), "no detail to the client");
+        assert!(
+            !response.message.contains("index out of bounds"),
+            "no detail to the client"
+        );
         let (response, panicked) = guarded(peer, || panic!("{}", String::from("formatted")));
         assert!(panicked && !response.is_success());
 

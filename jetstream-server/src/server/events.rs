@@ -34,9 +34,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
 use crossbeam_channel::{Sender, TrySendError};
 use jetstream_core::Role;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::objects::now_us;
@@ -458,7 +458,9 @@ impl EventQueue {
 
     fn count_late(&self, name: &str) {
         let n = self.late.fetch_add(1, Ordering::Relaxed) + 1;
-        crate::warn!("events: {name} happened after the server stopped: not delivered ({n} so far)");
+        crate::warn!(
+            "events: {name} happened after the server stopped: not delivered ({n} so far)"
+        );
     }
 
     /// Closes the queue: the `server-events` thread delivers what is queued and ends.

@@ -16,9 +16,9 @@ use super::events::{EventQueue, ServerEvent, ServerTrigger};
 use super::objects::{self, new_id, now_us, Persisted, TokenRec, TxStatus};
 use super::state::{self, StateDir};
 use super::{
-    api, ciphers, download, events, gc, metrics, receive, sys, transfers, trust,
-    triggers, ApiConnections, Engines, Lifecycle, LiveConfig, Objects, Requests, Server,
-    ServerConfig, ServerError, Settings,
+    api, ciphers, download, events, gc, metrics, receive, sys, transfers, triggers, trust,
+    ApiConnections, Engines, Lifecycle, LiveConfig, Objects, Requests, Server, ServerConfig,
+    ServerError, Settings,
 };
 use crate::sandbox;
 use crate::tls::Identity;
@@ -57,8 +57,11 @@ pub fn spawn_with_trigger(
 pub struct ServerHandle {
     server: Arc<Server>,
     /// The threads [`Self::wait`] joins: the accept loop and the event delivery.
-    threads: Arc<Mutex<Vec<(&'static str, JoinHandle<()>)>>>,
+    threads: Arc<Mutex<Vec<Named>>>,
 }
+
+/// A thread of the server and its name.
+type Named = (&'static str, JoinHandle<()>);
 
 impl ServerHandle {
     /// The bound API address (the actual port when the configuration asked for port 0).
@@ -169,7 +172,10 @@ pub(super) fn reachable(addr: SocketAddr) -> SocketAddr {
 /// The checks on values that argh cannot make alone (at start and on reload).
 pub(super) fn check(args: &ServerArgs) -> Result<(), ServerError> {
     if args.tls_cert.is_some() != args.tls_key.is_some() {
-        return Err(ServerError::config("tls-cert", "--tls-cert and --tls-key go together"));
+        return Err(ServerError::config(
+            "tls-cert",
+            "--tls-cert and --tls-key go together",
+        ));
     }
     ciphers::parse(&args.min_cipher).map_err(|e| ServerError::config("min-cipher", e))?;
     for c in &args.cipher {
@@ -231,17 +237,18 @@ fn start(
         let mut cfg = EngineConfig::default();
         let addr = SocketAddr::new(args.recv_host, port);
         cfg.bind(addr);
-        let e = Engine::spawn_with_trigger(cfg, EngineEvents(engine_events.clone())).map_err(
-            |e| match e {
-                jetstream_core::Error::Io(io) => ServerError::bind(Port::Data, addr, &io),
-                other => ServerError::Bind {
-                    port: Port::Data,
-                    address: addr.to_string(),
-                    kind: std::io::ErrorKind::Other,
-                    cause: other.to_string(),
-                },
-            },
-        )?;
+        let e =
+            Engine::spawn_with_trigger(cfg, EngineEvents(engine_events.clone())).map_err(|e| {
+                match e {
+                    jetstream_core::Error::Io(io) => ServerError::bind(Port::Data, addr, &io),
+                    other => ServerError::Bind {
+                        port: Port::Data,
+                        address: addr.to_string(),
+                        kind: std::io::ErrorKind::Other,
+                        cause: other.to_string(),
+                    },
+                }
+            })?;
         recv_addrs.push(e.local_addr());
         engines.push(e);
     }
@@ -254,8 +261,8 @@ fn start(
     let metrics_listener = match args.metrics_address.as_deref() {
         None => None,
         Some(s) => {
-            let addr = metrics::parse_address(s)
-                .map_err(|e| ServerError::config("metrics-address", e))?;
+            let addr =
+                metrics::parse_address(s).map_err(|e| ServerError::config("metrics-address", e))?;
             Some(metrics::bind(Some(s)).map_err(|e| ServerError::Bind {
                 port: Port::Metrics,
                 address: addr.to_string(),
@@ -265,9 +272,7 @@ fn start(
         }
     }
     .flatten();
-    let metrics_addr = metrics_listener
-        .as_ref()
-        .and_then(|l| l.local_addr().ok());
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let persisted = state.load().map_err(|e| state_error(&state_path, e))?;
     let auth = Authenticator::new("jetstream").map_err(|e| ServerError::Users(e.to_string()))?;
     let supers = SuperuserPolicy::new(args.superuser.clone(), args.supergroup.clone());
@@ -277,7 +282,8 @@ fn start(
     let events = events::EventLog::open(state.path());
     let triggers = triggers::Triggers::start(args.trigger_dir.clone(), args.trigger_log, 1000);
     let gc_settings = persisted.gc.unwrap_or_default();
-    let trust = trust::AuthorizedClients::load(state.path()).map_err(|e| state_error(&state_path, e))?;
+    let trust =
+        trust::AuthorizedClients::load(state.path()).map_err(|e| state_error(&state_path, e))?;
     let relay_pin = crate::relay::client::relay_key(&args)
         .map_err(|e| ServerError::config("recv-relay-public-key", e))?;
     let relay_addr = match &args.recv_relay_host {
@@ -333,9 +339,7 @@ fn start(
         metrics_addr,
         settings: Settings {
             gc: Mutex::new(gc_settings),
-            bandwidth: Mutex::new(
-                args.bandwidth_over(persisted.bandwidth.unwrap_or_default()),
-            ),
+            bandwidth: Mutex::new(args.bandwidth_over(persisted.bandwidth.unwrap_or_default())),
             gc_wake,
         },
         engines: Engines {
@@ -451,7 +455,10 @@ fn run(server: &Arc<Server>, started: Started) -> Result<JoinHandle<()>, ServerE
         }),
     )?;
     let s = server.clone();
-    spawn("scheduler", Box::new(move || transfers::scheduler(&s, &kicks)))?;
+    spawn(
+        "scheduler",
+        Box::new(move || transfers::scheduler(&s, &kicks)),
+    )?;
     crate::log!(
         "server: {} listening: API tcp {} (remote control {}), data udp {}; state {}; sandbox {}",
         server.server_name,
@@ -670,4 +677,3 @@ fn restore(server: &Arc<Server>, p: Persisted) {
         crate::log!("state: restored {n} transfers");
     }
 }
-

@@ -86,8 +86,8 @@ fn port_zero_is_reported_and_stop_neither_exits_nor_leaves_the_port_open() {
     assert_eq!(v["text"], "hi");
     h.stop().unwrap();
     assert!(h.is_stopping());
-    // A second wait (another handle's) returns at once.
-    h.clone().wait().unwrap();
+    // A second wait returns at once.
+    h.wait().unwrap();
     assert!(
         TcpStream::connect_timeout(&h.api_addr(), Duration::from_secs(2)).is_err(),
         "the API port is closed"
@@ -98,8 +98,9 @@ fn port_zero_is_reported_and_stop_neither_exits_nor_leaves_the_port_open() {
         rest.push(e);
     }
     assert!(
-        rest.iter()
-            .any(|e| matches!(e, ServerEvent::CommandProcessed { command, .. } if command == "echo")),
+        rest.iter().any(
+            |e| matches!(e, ServerEvent::CommandProcessed { command, .. } if command == "echo")
+        ),
         "{rest:?}"
     );
 }
@@ -122,7 +123,11 @@ fn start_up_errors_are_typed() {
         ),
         "{e:?}"
     );
-    assert!(e.to_string().contains(&busy.local_addr().unwrap().to_string()), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&busy.local_addr().unwrap().to_string()),
+        "{e}"
+    );
 
     let c = ServerConfig::from_flags(&["--min-cipher=rot13"]).unwrap();
     let e = jetstream_server::spawn(c).unwrap_err();

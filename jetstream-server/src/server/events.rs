@@ -16,7 +16,7 @@
 //! the events happened, as the engine calls its [`jetstream_core::Trigger`]. Between the
 //! server and that thread is a bounded queue ([`super::ServerConfig::event_queue`]). When the
 //! queue is full, the server thread producing the event **waits** until the trigger has taken
-//! one (and logs a warning once per stall): no event is ever dropped, so a program that
+//! one (and logs a warning when such a stall begins): no event is ever dropped, so a program that
 //! ingests files on [`ServerEvent::TransferComplete`] never misses one, and memory stays
 //! bounded. The price is that a trigger which stops returning stalls what produces events
 //! (API commands, transfer bookkeeping) once the queue is full; the UDP data plane does not
@@ -32,7 +32,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 use jetstream_core::Role;
@@ -382,6 +382,10 @@ pub(crate) struct EventQueue {
     late: AtomicU64,
     /// Times a producer had to wait for the trigger.
     stalls: AtomicU64,
+    /// Whether the queue was full at the last push (a stall is logged once, when it begins).
+    stalled: AtomicBool,
+    /// Set by [`Self::close`].
+    closed: AtomicBool,
 }
 
 impl EventQueue {
@@ -391,6 +395,8 @@ impl EventQueue {
             tx: parking_lot::RwLock::new(None),
             late: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -420,6 +426,8 @@ impl EventQueue {
             tx: parking_lot::RwLock::new(Some(tx)),
             late: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         };
         Ok((queue, thread))
     }
@@ -433,18 +441,23 @@ impl EventQueue {
     pub(crate) fn push(&self, ev: ServerEvent) {
         let guard = self.tx.read();
         let Some(tx) = guard.as_ref() else {
+            if self.closed.load(Ordering::Relaxed) {
+                self.count_late(&ev.name());
+            }
             return;
         };
         match tx.try_send(ev) {
-            Ok(()) => {}
+            Ok(()) => self.stalled.store(false, Ordering::Relaxed),
             Err(TrySendError::Full(ev)) => {
                 let n = self.stalls.fetch_add(1, Ordering::Relaxed) + 1;
-                crate::warn!(
-                    "events: {} events wait for the embedding program's trigger: {} waits \
-                     until it takes one ({n} waits so far)",
-                    tx.len(),
-                    ev.name()
-                );
+                if !self.stalled.swap(true, Ordering::Relaxed) {
+                    crate::warn!(
+                        "events: {} events wait for the embedding program's trigger: the \
+                         server waits until it takes them ({} now; {n} waits so far)",
+                        tx.len(),
+                        ev.name()
+                    );
+                }
                 let tx = tx.clone();
                 // Not under the lock: close() must be able to take it.
                 drop(guard);
@@ -465,7 +478,10 @@ impl EventQueue {
 
     /// Closes the queue: the `server-events` thread delivers what is queued and ends.
     pub(crate) fn close(&self) {
-        self.tx.write().take();
+        let mut tx = self.tx.write();
+        if tx.take().is_some() {
+            self.closed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Times a producer waited for the trigger.
@@ -563,5 +579,102 @@ mod tests {
         let got = log.query(&all(), |_| true);
         assert_eq!(got.len(), CAPACITY);
         assert_eq!(got.last().unwrap()["i"], 2 * CAPACITY + 9);
+    }
+
+    #[test]
+    fn events_are_named_as_the_reference_triggers() {
+        let at = "127.0.0.1:8886".parse().unwrap();
+        assert_eq!(ServerEvent::Launch { api_addr: at }.name(), "launch");
+        let started = |role| ServerEvent::TransferStarted {
+            transfer_id: "t".into(),
+            role,
+        };
+        assert_eq!(started(Role::Sender).name(), "send.transferStarted");
+        assert_eq!(started(Role::Receiver).name(), "recv.transferStarted");
+        let cmd = ServerEvent::CommandProcessed {
+            command: "send.createTransfer".into(),
+            request: json!({}),
+            status: "success".into(),
+            message: "ok".into(),
+            result: json!({"transferId": "t"}),
+        };
+        assert_eq!(cmd.name(), "on.send.createTransfer");
+        let job = cmd.script().unwrap();
+        assert_eq!(job.name, "on.send.createTransfer");
+        assert_eq!(job.args, ["{}", "success", "ok", r#"{"transferId":"t"}"#]);
+    }
+
+    /// The scripts get the reference's argv and stdin (§7.1) from the same events the
+    /// embedding program gets; the events the reference has no script for run none.
+    #[test]
+    fn scripts_are_fed_from_the_events() {
+        let at = "127.0.0.1:8886".parse().unwrap();
+        let job = ServerEvent::Launch { api_addr: at }.script().unwrap();
+        assert_eq!(
+            (job.name.as_str(), job.args.as_slice()),
+            ("launch", &["8886".to_owned()][..])
+        );
+        let job = ServerEvent::DestinationCreated {
+            destination_id: "d".into(),
+            destination: "10.0.0.2:8886".into(),
+            sender: "127.0.0.1:5000".into(),
+        }
+        .script()
+        .unwrap();
+        assert_eq!(job.name, "send.destinationCreated");
+        assert_eq!(job.args, ["10.0.0.2:8886", "127.0.0.1:5000"]);
+        let complete = |role| ServerEvent::TransferComplete {
+            transfer_id: "t".into(),
+            role,
+            user: "alice".into(),
+            files: vec![
+                ReceivedFile::new("a/b.mov", PathBuf::from("/in/a/b.mov")),
+                ReceivedFile::new("/c", PathBuf::from("/in/c")),
+            ],
+        };
+        let job = complete(Role::Receiver).script().unwrap();
+        assert_eq!(job.name, "recv.transferComplete");
+        assert_eq!(job.args, ["t", "alice"]);
+        assert_eq!(job.stdin.unwrap(), b"/a/b.mov\t/in/a/b.mov\n/c\t/in/c\n");
+        assert_eq!(complete(Role::Sender).script(), None);
+        let started = ServerEvent::TransferStarted {
+            transfer_id: "t".into(),
+            role: Role::Receiver,
+        };
+        assert_eq!(started.script(), None);
+    }
+
+    #[test]
+    fn the_queue_delivers_in_order_and_counts_what_comes_after_it_closed() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (q, thread) = EventQueue::start(Box::new(tx), 1).unwrap();
+        assert!(q.is_open());
+        for port in 1..=5u16 {
+            q.push(ServerEvent::Launch {
+                api_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            });
+        }
+        q.close();
+        assert!(!q.is_open());
+        q.push(ServerEvent::Launch {
+            api_addr: "127.0.0.1:9".parse().unwrap(),
+        });
+        assert_eq!(q.late.load(Ordering::Relaxed), 1);
+        thread.join().unwrap();
+        let ports: Vec<u16> = rx
+            .try_iter()
+            .map(|e| match e {
+                ServerEvent::Launch { api_addr } => api_addr.port(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ports, [1, 2, 3, 4, 5]);
+        // A server without a trigger queues nothing.
+        let none = EventQueue::none();
+        assert!(!none.is_open());
+        none.push(ServerEvent::Launch {
+            api_addr: "127.0.0.1:9".parse().unwrap(),
+        });
+        assert_eq!(none.late.load(Ordering::Relaxed), 0);
     }
 }

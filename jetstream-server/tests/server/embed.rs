@@ -229,3 +229,34 @@ fn a_slow_trigger_loses_no_event() {
     }
     h.stop().unwrap();
 }
+
+/// The lines the sink took (the newest), for `the_program_can_take_the_log_lines`.
+static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A program that embeds servers takes their log lines into its own logging. (The sink is process-wide: the other servers of this test binary log
+/// through it too, and it passes every line on to stderr as before.)
+#[test]
+fn the_program_can_take_the_log_lines() {
+    use jetstream_server::server::log::{self, Level};
+    log::to_sink(|level: Level, line: &str| {
+        eprintln!("{} {line}", level.label());
+        let mut lines = LINES.lock().unwrap();
+        if lines.len() >= 10_000 {
+            lines.drain(..5_000);
+        }
+        lines.push(format!("{level} {line}"));
+    });
+    let dir = scratch();
+    let name = format!("embedded-{}", std::process::id());
+    let mut c = config(dir.path());
+    c.server_name(&name);
+    let h = jetstream_server::spawn(c).unwrap();
+    h.stop().unwrap();
+    let lines = LINES.lock().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("info server: ") && l.contains(&format!("{name} listening"))),
+        "{lines:?}"
+    );
+}

@@ -39,7 +39,10 @@ use parking_lot::Mutex;
 static LOG_FILE: OnceLock<(PathBuf, Mutex<File>)> = OnceLock::new();
 
 /// Where an embedding program takes the lines ([`to_sink`]).
-static SINK: OnceLock<Box<dyn Fn(Level, &str) + Send + Sync>> = OnceLock::new();
+static SINK: OnceLock<Box<Sink>> = OnceLock::new();
+
+/// What [`to_sink`] takes.
+type Sink = dyn Fn(Level, &str) + Send + Sync;
 
 /// The current level, as its syslog priority (see [`Level::priority`]).
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info.priority());

@@ -202,6 +202,9 @@ impl crate::config_file::FileConfig for ServerArgs {
 /// an embedding program builds one with the setters below, or from flags with
 /// [`Self::from_flags`] for an option without a setter.
 ///
+/// Where the log goes (`--log`) is the program's choice, not the server's: see
+/// [`super::log`]. `--log-level` is applied by a reload (process-wide).
+///
 /// [`Default`] is the reference's defaults: API on TCP `0.0.0.0:8886`, data on UDP
 /// `0.0.0.0:8886`, state in `/var/lib/jetstream/state`. An embedding program usually sets the
 /// state directory and loopback addresses with port 0 (the bound ports are then read from the

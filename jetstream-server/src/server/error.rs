@@ -42,12 +42,18 @@ pub enum ServerError {
         /// Its text.
         cause: String,
     },
-    /// An option has a value the server refuses (or a configuration file is wrong).
+    /// An option has a value the server refuses.
     Config {
-        /// The option, as its flag or configuration key names it (`min-cipher`); for a
-        /// configuration file that does not parse, the file.
+        /// The option, as its flag or configuration key names it (`min-cipher`).
         option: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// The configuration file cannot be read or is wrong (on reload).
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong: the line and key when there is one, and why.
         reason: String,
     },
     /// The persistent state directory (`--persistent-state-dir`) cannot be used: created,
@@ -113,10 +119,8 @@ impl fmt::Display for ServerError {
                 cause,
                 ..
             } => write!(f, "cannot {port} {address}: {cause}"),
-            Self::Config { option, reason } if option.starts_with('/') => {
-                write!(f, "configuration file {option}: {reason}")
-            }
             Self::Config { option, reason } => write!(f, "--{option}: {reason}"),
+            Self::ConfigFile { path, reason } => write!(f, "{}: {reason}", path.display()),
             Self::StateDir { path, reason } => {
                 let prefix = format!("persistent state dir {}: ", path.display());
                 let reason = reason.strip_prefix(&prefix).unwrap_or(reason);

@@ -333,9 +333,14 @@ impl Server {
         };
         let new: ServerArgs = source.read().map_err(|e| {
             crate::error!("server: reload: {e}; the running configuration stays");
-            ServerError::Config {
-                option: e.path.display().to_string(),
-                reason: e.to_string(),
+            let path = e.path.display().to_string();
+            let whole = e.to_string();
+            ServerError::ConfigFile {
+                reason: whole
+                    .strip_prefix(&path)
+                    .map_or(whole.as_str(), |r| r.trim_start_matches([':', ' ']))
+                    .to_owned(),
+                path: e.path,
             }
         })?;
         self.reconfigure(new)

@@ -12,6 +12,7 @@ mod server {
     pub mod control;
     pub mod crash;
     pub mod discover;
+    pub mod embed;
     pub mod escalation;
     pub mod load;
     pub mod logging;

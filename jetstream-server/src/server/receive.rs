@@ -500,20 +500,20 @@ pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
     let Some((id, user)) = found else {
         return;
     };
-    let mut stdin = Vec::new();
-    for (manifest_path, written) in files {
-        stdin.extend_from_slice(format!("/{manifest_path}\t").as_bytes());
-        stdin.extend_from_slice(written.as_os_str().as_encoded_bytes());
-        stdin.push(b'\n');
-    }
     crate::log!(
         "recv: transfer {id} for {user} complete ({} files)",
         files.len()
     );
     server.metrics.files_received(files.len() as u64);
-    server
-        .triggers
-        .fire("recv.transferComplete", vec![id, user], Some(stdin));
+    server.emit(super::ServerEvent::TransferComplete {
+        transfer_id: id,
+        role: Role::Receiver,
+        user,
+        files: files
+            .iter()
+            .map(|(path, written)| super::events::ReceivedFile::new(path, written.clone()))
+            .collect(),
+    });
 }
 
 /// `recv.transferRate {transferId}`: what this receiver allows the transfer now (its share of

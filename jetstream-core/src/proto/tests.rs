@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::TransportConfig;
+use crate::proto::TransportConfig;
 use crate::error::TransferError;
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::testing::{manifest_of, Link, Pair};

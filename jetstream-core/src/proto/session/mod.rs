@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::TransportConfig;
+use crate::proto::TransportConfig;
 use crate::error::{CloseCode, TransferError};
 use crate::proto::crypto::{SessionKeys, TAG_LEN};
 use crate::proto::packet::{self, Frame, Header, PacketType, PnForm};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Common, Lifecycle, SessionEvent, SessionStats};
-use crate::config::TransportConfig;
+use crate::proto::TransportConfig;
 use crate::error::TransferError;
 use crate::manifest::Manifest;
 use crate::proto::congestion::{Bbr, CongestionConfig, SendSnapshot};

@@ -775,7 +775,7 @@ mod tests {
         let bad = tmp
             .path()
             .join("x/same")
-            .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"bad\xff"));
         std::fs::write(&bad, b"").unwrap();
         let err = Manifest::from_sources(&[tmp.path().join("x/same")]).unwrap_err();
         assert!(

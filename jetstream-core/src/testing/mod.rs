@@ -205,9 +205,11 @@ pub struct CheckingStorage {
     finished: VecDeque<(SessionHandle, FileIndex, Result<(), FailureReason>)>,
     /// Entries verified.
     pub verified: u64,
-    /// The disk is full once this many bytes are written: every entry finished after that
-    /// fails with [`FailureReason::NoSpace`], as a real sink's failed write would.
+    /// The disk is full once this many bytes are written: every entry with a write beyond
+    /// that fails with [`FailureReason::NoSpace`], as a real sink's failed write would.
     pub disk_full_after: Option<u64>,
+    /// Entries a write failed on for want of space.
+    full: std::collections::BTreeSet<u32>,
 }
 
 impl CheckingStorage {
@@ -225,6 +227,9 @@ impl Storage for CheckingStorage {
             }
         }
         self.written_bytes += data.len() as u64;
+        if self.disk_full_after.is_some_and(|n| self.written_bytes > n) {
+            self.full.insert(file.0);
+        }
         if let Some(h) = self.held.get_mut(file.0 as usize) {
             h.insert(offset..offset + data.len() as u64);
         }
@@ -235,7 +240,7 @@ impl Storage for CheckingStorage {
         let complete = self.held.get(i).is_some_and(|h| h.contains_range(0..size));
         let result = if digest == Digest::SOURCE_FAILED {
             Err(FailureReason::SourceUnreadable)
-        } else if self.disk_full_after.is_some_and(|n| self.written_bytes > n) {
+        } else if self.full.contains(&file.0) {
             Err(FailureReason::NoSpace)
         } else if !complete || digest != Data::digest(file.0, size) {
             Err(FailureReason::IntegrityMismatch)

@@ -433,6 +433,64 @@ impl Counters {
     }
 }
 
+/// A file of a transfer that failed at the receiver (API `failedFiles[]`: `destPath`,
+/// `errorMessage`, `errorCode`). State files written before the code existed hold
+/// `[path, message]` pairs; they still load (with no code).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "FailedFileRepr")]
+pub struct FailedFileRec {
+    /// The target path.
+    pub path: String,
+    /// Why, in words.
+    pub message: String,
+    /// Why, as the engine's reason.
+    pub code: Option<jetstream_core::FailureReason>,
+}
+
+/// The forms a [`FailedFileRec`] is stored in.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FailedFileRepr {
+    Pair(String, String),
+    Full {
+        path: String,
+        message: String,
+        #[serde(default)]
+        code: Option<jetstream_core::FailureReason>,
+    },
+}
+
+impl From<FailedFileRepr> for FailedFileRec {
+    fn from(r: FailedFileRepr) -> Self {
+        match r {
+            FailedFileRepr::Pair(path, message) => Self {
+                path,
+                message,
+                code: None,
+            },
+            FailedFileRepr::Full {
+                path,
+                message,
+                code,
+            } => Self {
+                path,
+                message,
+                code,
+            },
+        }
+    }
+}
+
+impl From<&jetstream_core::FailedFile> for FailedFileRec {
+    fn from(f: &jetstream_core::FailedFile) -> Self {
+        Self {
+            path: f.path.clone(),
+            message: f.message.clone(),
+            code: Some(f.reason),
+        }
+    }
+}
+
 /// A sending transfer (reference §4.5).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TransferRec {
@@ -452,6 +510,10 @@ pub struct TransferRec {
     pub status: TxStatus,
     /// Why it failed, or the last interruption while retrying.
     pub error_message: Option<String>,
+    /// The engine's reason for that (API `errorCode`, its snake_case code), when the engine
+    /// reported it; shown only while `error_message` is set.
+    #[serde(default)]
+    pub error_code: Option<jetstream_core::FailureReason>,
     /// Times (µs).
     pub request_time: Micros,
     /// As above.
@@ -460,9 +522,9 @@ pub struct TransferRec {
     pub start_time: Option<Micros>,
     /// As above.
     pub end_time: Option<Micros>,
-    /// Files that failed at the receiver: (target path, reason).
+    /// Files that failed at the receiver.
     #[serde(default)]
-    pub failed_files: Vec<(String, String)>,
+    pub failed_files: Vec<FailedFileRec>,
     /// Counters of finished attempts.
     #[serde(default)]
     pub done: Counters,
@@ -499,6 +561,7 @@ impl TransferRec {
             "status": self.status.as_str(),
             "processing": !self.status.is_final(),
             "errorMessage": self.error_message,
+            "errorCode": self.error_message.as_ref().and(self.error_code),
             "requestTime": self.request_time,
             "queueTime": self.queue_time,
             "startTime": self.start_time,
@@ -525,7 +588,7 @@ impl TransferRec {
             "sendRateKbps": l.rate_kbps,
             "attempts": self.attempts,
             "failedFiles": self.failed_files.iter()
-                .map(|(p, e)| json!({"destPath": p, "errorMessage": e}))
+                .map(|f| json!({"destPath": f.path, "errorMessage": f.message, "errorCode": f.code}))
                 .collect::<Vec<_>>(),
             "userData": self.user_data,
         });
@@ -561,6 +624,8 @@ pub struct RecvRec {
     pub last_error_time: Option<Micros>,
     /// Message of the last interruption or failure.
     pub error_message: Option<String>,
+    /// The engine's reason for it (API `errorCode`), when the engine reported it.
+    pub error_code: Option<jetstream_core::FailureReason>,
     /// Counters.
     pub counters: Counters,
     /// The sender's server public key.
@@ -590,6 +655,7 @@ impl RecvRec {
             "lastSendTime": self.last_send_time,
             "lastErrorTime": self.last_error_time,
             "errorMessage": self.error_message,
+            "errorCode": self.error_code,
             "bytesRecv": self.counters.bytes_recv,
             "bytesHeld": self.counters.bytes_acked,
             "filesDone": self.counters.files_done,

@@ -41,7 +41,7 @@ pub(crate) fn run(
 
 fn verbose(o: &Options, m: &str) {
     if o.verbose {
-        eprintln!("jscp: {m}");
+        crate::progress::err(format_args!("jscp: {m}\n"));
     }
 }
 
@@ -74,6 +74,8 @@ fn open(o: &Options, r: &Remote) -> Result<ApiClient, Failure> {
 fn local_engine() -> Result<Engine, Failure> {
     let mut cfg = EngineConfig::default();
     cfg.bind("0.0.0.0:0".parse().expect("a valid socket address literal"));
+    // The rate-control trace (docs/congestion.md): the library reads no environment.
+    cfg.trace_file(std::env::var_os("JETSTREAM_TRACE").map(Into::into));
     Engine::spawn(cfg)
         .map_err(|e| Failure::new(exit::LOCAL, format!("cannot open a UDP socket: {e}")))
 }

@@ -77,11 +77,11 @@ impl EngineConfig {
         self
     }
     /// Appends a rate-control trace to this file: one JSON line per sending transfer per
-    /// status interval (see docs/congestion.md). Off by default. The file is opened when the
+    /// status interval (see docs/congestion.md). Off by default (and with an empty path). The file is opened when the
     /// engine starts; [`Engine::spawn`](crate::Engine::spawn) fails if it cannot be. (The
     /// binaries set it from `JETSTREAM_TRACE`; the library reads no environment variable.)
     pub fn trace_file(&mut self, path: Option<PathBuf>) -> &mut Self {
-        self.trace_file = path;
+        self.trace_file = path.filter(|p| !p.as_os_str().is_empty());
         self
     }
 }

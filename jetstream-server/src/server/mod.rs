@@ -411,6 +411,7 @@ impl Server {
         let mut cfg = EngineConfig::default();
         let port = d.send_port.unwrap_or(0);
         cfg.bind(SocketAddr::new(self.args.recv_host, port));
+        cfg.trace_file(std::env::var_os("JETSTREAM_TRACE").map(Into::into));
         let e = Engine::spawn(cfg).map_err(|e| {
             format!(
                 "cannot open the send port {} of destination {}: {e}",
@@ -641,6 +642,7 @@ fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> R
     for port in args.recv_ports() {
         let mut cfg = EngineConfig::default();
         cfg.bind(SocketAddr::new(args.recv_host, port));
+        cfg.trace_file(std::env::var_os("JETSTREAM_TRACE").map(Into::into));
         let e =
             Engine::spawn_with_trigger(cfg, EngineEvents(engine_events.clone())).map_err(|e| {
                 format!(

@@ -40,7 +40,7 @@ impl Trace {
             "{{\"t\":{t:.3},\"transferId\":\"{id}\",\"state\":\"{}\",\"srttUs\":{},\
              \"minRttUs\":{},\"btlBw\":{},\"pacing\":{},\"cwnd\":{},\"inFlight\":{},\
              \"inflightCap\":{},\"acked\":{},\"sent\":{},\"retx\":{},\"lostPackets\":{},\
-             \"spurious\":{},\"pathHint\":\"{}\"}}",
+             \"spurious\":{},\"pathHint\":\"{}\"}}\n",
             s.cc_state,
             s.srtt_us,
             s.min_rtt_us,
@@ -56,7 +56,9 @@ impl Trace {
             s.spurious_losses,
             s.path_hint_outcome,
         );
-        // A trace is a diagnostic: a full disk must not disturb the transfer it traces.
-        let _ = writeln!(self.0, "{line}");
+        // One write per line: several engines of a process may append to the same file, and
+        // an O_APPEND write of one line is not interleaved with another's. A trace is a
+        // diagnostic: a full disk must not disturb the transfer it traces.
+        let _ = self.0.write_all(line.as_bytes());
     }
 }

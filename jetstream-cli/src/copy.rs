@@ -357,8 +357,12 @@ fn finish(w: Watched, t: &Transfer, progress: &mut Progress, verb: &str) -> Resu
                     msg.push_str("; run the same command again to resume");
                 }
                 if !st.failed_files.is_empty() {
-                    let list: Vec<String> =
-                        st.failed_files.iter().take(5).map(|f| f.to_string()).collect();
+                    let list: Vec<String> = st
+                        .failed_files
+                        .iter()
+                        .take(5)
+                        .map(|f| f.to_string())
+                        .collect();
                     msg = format!("partial copy: {msg}; failed: {}", list.join("; "));
                 }
                 Err(Failure::new(failure_exit_code(st.failure), msg))

@@ -195,7 +195,9 @@ impl fmt::Display for FailureReason {
             Self::InvalidPath => "the path is not valid there",
             Self::NoSpace => "the receiver's disk is full (No space left on device)",
             Self::PathEscapes => "the path leaves the destination or crosses a symbolic link",
-            Self::PermissionDenied => "the receiver may not write there (permission denied or read-only)",
+            Self::PermissionDenied => {
+                "the receiver may not write there (permission denied or read-only)"
+            }
             Self::ProtocolViolation => "the peer broke the protocol",
             Self::Shutdown => "an engine shut down; the transfer can be resumed",
             Self::SourceUnreadable => "the sender could not read the source file",

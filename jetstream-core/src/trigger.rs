@@ -234,7 +234,10 @@ mod tests {
         assert_eq!(rx.try_iter().count(), 2);
         assert!(q.report_lost());
         let got: Vec<_> = rx.try_iter().collect();
-        assert!(matches!(got[..], [TriggerEvent::EventsLost { count: 3 }]), "{got:?}");
+        assert!(
+            matches!(got[..], [TriggerEvent::EventsLost { count: 3 }]),
+            "{got:?}"
+        );
         // Once reported, a loss is not reported again.
         assert!(q.report_lost());
         assert_eq!(rx.try_iter().count(), 0);

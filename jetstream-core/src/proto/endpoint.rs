@@ -10,12 +10,12 @@ use bytes::Bytes;
 
 use super::session::{Lifecycle, Receiver, Sender, Session, SessionEvent, SessionStats};
 use super::Storage;
-use crate::proto::TransportConfig;
 use crate::error::TransferError;
 use crate::failure::FailureReason;
 use crate::manifest::Manifest;
 use crate::proto::crypto::{Cipher, SessionKeys, SessionSecret};
 use crate::proto::packet::Header;
+use crate::proto::TransportConfig;
 use crate::types::{BitsPerSecond, Digest, FileIndex, Role, SessionId};
 
 /// Local handle of a session inside one [`Endpoint`].

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::proto::TransportConfig;
 use crate::error::TransferError;
 use crate::failure::FailureReason;
 use crate::manifest::{Manifest, ManifestEntry};
+use crate::proto::TransportConfig;
 use crate::testing::{manifest_of, Link, Pair};
 use crate::types::FileIndex;
 

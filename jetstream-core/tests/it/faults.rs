@@ -14,8 +14,8 @@ use jetstream_core::io::EngineInfo;
 use jetstream_core::proto::crypto::{Cipher, SessionSecret};
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{
-    BitsPerSecond, Destination, Engine, EngineConfig, Error, FailureReason, Manifest, SessionId, Transfer,
-    TransferKeys,
+    BitsPerSecond, Destination, Engine, EngineConfig, Error, FailureReason, Manifest, SessionId,
+    Transfer, TransferKeys,
 };
 
 use super::proxy::Proxy;

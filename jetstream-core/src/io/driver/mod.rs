@@ -84,9 +84,10 @@ impl Driver {
                 }
             })?;
         let trace = match &config.trace_file {
-            Some(path) => Some(Trace::open(path).map_err(|e| {
-                Error::Config(format!("trace file {}: {e}", path.display()))
-            })?),
+            Some(path) => Some(
+                Trace::open(path)
+                    .map_err(|e| Error::Config(format!("trace file {}: {e}", path.display())))?,
+            ),
             None => None,
         };
         let mut seed = [0u8; 8];

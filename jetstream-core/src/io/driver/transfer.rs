@@ -361,9 +361,11 @@ impl Driver {
                     .map_or_else(String::new, |e| e.dest_path().to_owned());
                 // This end's own record is the more precise (the OS message, the path); the
                 // sender has only the receiver's code.
-                let (reason, why) = t.file_errors.get(&f.0).cloned().unwrap_or_else(|| {
-                    (reason, refused_by_receiver(reason))
-                });
+                let (reason, why) = t
+                    .file_errors
+                    .get(&f.0)
+                    .cloned()
+                    .unwrap_or_else(|| (reason, refused_by_receiver(reason)));
                 failed_files.push(FailedFile::new(path, reason, why));
             }
             for (i, e) in m.entries().iter().enumerate() {
@@ -477,7 +479,6 @@ impl Driver {
             }
         }
     }
-
 }
 
 fn total_blocks(m: &Manifest, block: u64) -> u64 {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Common, Lifecycle, SessionEvent, SessionStats};
-use crate::proto::TransportConfig;
 use crate::error::TransferError;
 use crate::manifest::Manifest;
 use crate::proto::crypto::SessionKeys;
@@ -21,6 +20,7 @@ use crate::proto::packet::{self, DataFrame, Frame, HelloFrame};
 use crate::proto::rangeset::RangeSet;
 use crate::proto::timer::Timer;
 use crate::proto::SessionStorage;
+use crate::proto::TransportConfig;
 use crate::types::{Digest, FileIndex, SessionId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

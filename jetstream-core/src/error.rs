@@ -3,7 +3,7 @@
 //! [`Error`], what the public API returns, live here. This module depends on nothing else in
 //! the crate but [`failure`](crate::failure), so the sans-IO `proto` layer can use it without
 //! depending on `fs` or `io`. Every one of them maps to a typed
-//! [`FailureReason`](crate::FailureReason).
+//! [`FailureReason`].
 
 use std::fmt;
 use std::io;

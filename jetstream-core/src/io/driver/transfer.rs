@@ -517,6 +517,7 @@ fn apply_stats(st: &mut crate::transfer::TransferStatus, s: &crate::proto::Sessi
 fn refused_by_receiver(reason: FailureReason) -> String {
     match reason {
         FailureReason::SourceUnreadable => reason.to_string(),
+        FailureReason::DiskError => "refused by the receiver: an I/O error on the receiver".into(),
         _ => format!("refused by the receiver: {reason}"),
     }
 }

@@ -17,6 +17,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use jetstream_core::failure::ALL_REASONS;
 use jetstream_core::manifest::{Manifest, ManifestEntry};
 use jetstream_core::proto::crypto::{Cipher, SessionSecret, TAG_LEN};
 use jetstream_core::proto::packet::{
@@ -232,8 +233,13 @@ impl Harness<'_> {
             }
             10 => {
                 if let Some(file) = self.sink.finishing.pop() {
-                    let ok = self.byte() & 1 == 0;
-                    self.ep.file_done(self.now, self.handle, file, ok, 42);
+                    // Any reason, the ones without a wire code included.
+                    let b = usize::from(self.byte());
+                    let result = match b % (ALL_REASONS.len() + 1) {
+                        0 => Ok(()),
+                        i => Err(ALL_REASONS[i - 1]),
+                    };
+                    self.ep.file_done(self.now, self.handle, file, result);
                 }
             }
             _ => {

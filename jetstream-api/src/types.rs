@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Permission;
+pub use jetstream_core::FailureReason;
 
 /// The answer to an `*Async` command: the id to ask `getRequestStatus` / `getRequestResult`
 /// about.
@@ -856,6 +857,10 @@ pub struct Transfer {
     pub processing: bool,
     /// Why it failed, or the last interruption while retrying (`null`: none).
     pub error_message: Option<String>,
+    /// The engine's reason, when the engine caused it (`null` otherwise, and on servers before
+    /// error codes): match on this, never on `errorMessage`.
+    #[serde(default)]
+    pub error_code: Option<ErrorCode>,
     /// When it was asked for.
     pub request_time: Timestamp,
     /// When it was queued.
@@ -915,6 +920,57 @@ pub struct FailedFile {
     pub dest_path: String,
     /// Why.
     pub error_message: String,
+    /// Why, as the engine's reason (`null`: not known).
+    #[serde(default)]
+    pub error_code: Option<ErrorCode>,
+}
+
+/// A failure's reason as the API carries it (`errorCode`): one of the engine's
+/// [`FailureReason`]s, written as its snake_case code (`"no_space"`), or a code a newer server
+/// sends that this version does not know, kept as sent.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// A reason this version knows.
+    Known(FailureReason),
+    /// A code from a newer server.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// The code on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(r) => r.as_str(),
+            Self::Other(s) => s,
+        }
+    }
+
+    /// The engine's reason, if this version knows the code.
+    pub fn reason(&self) -> Option<FailureReason> {
+        match self {
+            Self::Known(r) => Some(*r),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+impl From<FailureReason> for ErrorCode {
+    fn from(r: FailureReason) -> Self {
+        Self::Known(r)
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse().map_or(Self::Other(s), Self::Known))
+    }
 }
 
 /// `send.setSendRate`'s result.
@@ -985,6 +1041,10 @@ pub struct ReceiveTransfer {
     pub last_error_time: Option<Timestamp>,
     /// Why (`null`: never).
     pub error_message: Option<String>,
+    /// The engine's reason, when the engine caused it (`null` otherwise, and on servers before
+    /// error codes): match on this, never on `errorMessage`.
+    #[serde(default)]
+    pub error_code: Option<ErrorCode>,
     /// UDP bytes received.
     pub bytes_recv: u64,
     /// File bytes held.

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
-use jetstream_core::{BitsPerSecond, Destination, Engine, EngineConfig, Transfer, TransferStatus};
+use jetstream_core::{
+    BitsPerSecond, Destination, Engine, EngineConfig, FailureReason, Transfer, TransferStatus,
+};
 use jetstream_server::client::{ApiClient, ClientError};
 use jetstream_server::login::{self, exit, Failure};
 use jetstream_server::paths::PathMemory;
@@ -39,7 +41,7 @@ pub(crate) fn run(
 
 fn verbose(o: &Options, m: &str) {
     if o.verbose {
-        eprintln!("jscp: {m}");
+        crate::progress::err(format_args!("jscp: {m}\n"));
     }
 }
 
@@ -72,6 +74,8 @@ fn open(o: &Options, r: &Remote) -> Result<ApiClient, Failure> {
 fn local_engine() -> Result<Engine, Failure> {
     let mut cfg = EngineConfig::default();
     cfg.bind("0.0.0.0:0".parse().expect("a valid socket address literal"));
+    // The rate-control trace (docs/congestion.md): the library reads no environment.
+    cfg.trace_file(std::env::var_os("JETSTREAM_TRACE").map(Into::into));
     Engine::spawn(cfg)
         .map_err(|e| Failure::new(exit::LOCAL, format!("cannot open a UDP socket: {e}")))
 }
@@ -341,21 +345,41 @@ fn finish(w: Watched, t: &Transfer, progress: &mut Progress, verb: &str) -> Resu
                     .error_message
                     .clone()
                     .unwrap_or_else(|| "the transfer failed".into());
-                if msg.contains("No space left") {
+                let disk_full = st.failure == Some(FailureReason::NoSpace)
+                    || st
+                        .failed_files
+                        .iter()
+                        .any(|f| f.reason == FailureReason::NoSpace);
+                if disk_full && !msg.contains("disk is full") {
                     msg.push_str(" (the receiving disk is full)");
+                }
+                if st.failure.is_some_and(FailureReason::is_interruption) {
+                    msg.push_str("; run the same command again to resume");
                 }
                 if !st.failed_files.is_empty() {
                     let list: Vec<String> = st
                         .failed_files
                         .iter()
                         .take(5)
-                        .map(|(p, why)| format!("{p}: {why}"))
+                        .map(|f| f.to_string())
                         .collect();
                     msg = format!("partial copy: {msg}; failed: {}", list.join("; "));
                 }
-                Err(Failure::new(exit::COMMAND_FAILED, msg))
+                Err(Failure::new(failure_exit_code(st.failure), msg))
             }
         },
+    }
+}
+
+/// `jscp`'s exit status for a transfer the engine ended without completing, from the
+/// engine's typed reason (docs/jscp.md "Exit status"): a peer that went silent or an engine
+/// that shut down is a lost connection (4; running the command again resumes), anything
+/// else a failed or partial transfer (1). Ctrl-C (130) and the control connection's losses
+/// are decided before the engine's outcome.
+fn failure_exit_code(reason: Option<FailureReason>) -> i32 {
+    match reason {
+        Some(r) if r.is_interruption() => exit::CONNECT,
+        _ => exit::COMMAND_FAILED,
     }
 }
 
@@ -612,5 +636,26 @@ mod tests {
         assert_eq!(plan(&["-r", ds, "h:/t"])[0].1, "t/tree");
         let with_slash = format!("{ds}/");
         assert_eq!(plan(&["-r", &with_slash, "h:/t"])[0].1, "t");
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_engine_reason() {
+        assert_eq!(
+            failure_exit_code(Some(FailureReason::TimedOut)),
+            exit::CONNECT
+        );
+        assert_eq!(
+            failure_exit_code(Some(FailureReason::Shutdown)),
+            exit::CONNECT
+        );
+        for r in [
+            FailureReason::NoSpace,
+            FailureReason::FilesFailed,
+            FailureReason::IntegrityMismatch,
+            FailureReason::ProtocolViolation,
+        ] {
+            assert_eq!(failure_exit_code(Some(r)), exit::COMMAND_FAILED, "{r:?}");
+        }
+        assert_eq!(failure_exit_code(None), exit::COMMAND_FAILED);
     }
 }

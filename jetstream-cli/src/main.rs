@@ -64,16 +64,18 @@ fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let o = match args::parse(&argv) {
         Ok(args::Parsed::Help) => {
-            print!("{HELP}");
+            progress::out(format_args!("{HELP}"));
             std::process::exit(exit::OK);
         }
         Ok(args::Parsed::Version) => {
-            println!("jscp {}", env!("CARGO_PKG_VERSION"));
+            progress::out(format_args!("jscp {}\n", env!("CARGO_PKG_VERSION")));
             std::process::exit(exit::OK);
         }
         Ok(args::Parsed::Copy(o)) => o,
         Err(e) => {
-            eprintln!("jscp: {e}\nRun `jscp --help` for the usage.");
+            progress::err(format_args!(
+                "jscp: {e}\nRun `jscp --help` for the usage.\n"
+            ));
             std::process::exit(exit::USAGE);
         }
     };
@@ -89,7 +91,7 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("jscp: cannot handle signals: {e}");
+            progress::err(format_args!("jscp: cannot handle signals: {e}\n"));
         }
     }
     let mut progress = Progress::new(mode);
@@ -101,7 +103,7 @@ fn main() {
                     "event": "error", "exitCode": f.code, "message": f.message,
                 }));
             }
-            eprintln!("jscp: {}", f.message);
+            progress::err(format_args!("jscp: {}\n", f.message));
             f.code
         }
     };

@@ -160,9 +160,7 @@ impl Progress {
     /// A JSON event (only in JSON mode).
     pub(crate) fn event(&self, value: serde_json::Value) {
         if self.mode == Mode::Json {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{value}");
-            let _ = out.flush();
+            out(format_args!("{value}\n"));
         }
     }
 
@@ -190,9 +188,7 @@ impl Progress {
                 let line = live_line(s, rate_bps);
                 let pad = self.drawn_width.saturating_sub(line.len());
                 self.drawn_width = line.len();
-                let mut out = std::io::stdout().lock();
-                let _ = write!(out, "\r{line}{}", " ".repeat(pad));
-                let _ = out.flush();
+                out(format_args!("\r{line}{}", " ".repeat(pad)));
             }
             Mode::Json => self.event(json!({
                 "event": "progress",
@@ -221,7 +217,7 @@ impl Progress {
     /// Ends the live line (so errors start on a fresh line).
     pub(crate) fn finish_line(&mut self) {
         if self.mode == Mode::Live && self.drawn_width > 0 {
-            println!();
+            out(format_args!("\n"));
             self.drawn_width = 0;
         }
     }
@@ -233,7 +229,7 @@ impl Progress {
             Mode::Quiet => {}
             Mode::Summary | Mode::Live => {
                 self.finish_line();
-                println!("{}", summary_line(verb, s, elapsed));
+                out(format_args!("{}\n", summary_line(verb, s, elapsed)));
             }
             Mode::Json => self.event(json!({
                 "event": "complete",
@@ -247,6 +243,21 @@ impl Progress {
             })),
         }
     }
+}
+
+/// Writes to stdout and flushes, ignoring errors. Every line `jscp` prints goes through here
+/// (or [`err`]), never `print!`, which panics when the reader has gone away: with `jscp … |
+/// head`, `head` exiting must not turn into a panic (an abort in a release build). The output
+/// is only a report; the copy goes on to the end, and the exit status is the copy's.
+pub(crate) fn out(text: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_fmt(text);
+    let _ = stdout.flush();
+}
+
+/// As [`out`], for stderr.
+pub(crate) fn err(text: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(text);
 }
 
 #[cfg(test)]

@@ -290,6 +290,68 @@ fn ctrl_c_and_kill_leave_a_state_that_resumes() {
     assert!(std::fs::read(storage.join("big.bin")).unwrap() == std::fs::read(&src).unwrap());
 }
 
+/// A stdout whose reader is gone before `jscp` writes a byte (as after `jscp … | head` once
+/// `head` has exited): one end of a socket pair whose other end is closed, so every write
+/// fails with EPIPE, deterministically.
+fn closed_stdout() -> Stdio {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    drop(theirs);
+    Stdio::from(std::os::fd::OwnedFd::from(ours))
+}
+
+/// What every run with a closed stdout must show: an ordinary exit (no signal, no abort),
+/// no panic message.
+fn assert_ended_quietly(o: &Output, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), None, "{what}: killed by a signal; {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert_eq!(o.status.code(), Some(0), "{what}: {err}");
+}
+
+#[test]
+fn a_closed_stdout_is_no_reason_to_panic() {
+    for arg in ["--help", "--version"] {
+        let o = Command::new(JSCP)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .stdout(closed_stdout())
+            .output()
+            .expect("run jscp");
+        assert_ended_quietly(&o, arg);
+    }
+}
+
+/// `jscp --json … | head -1`: the reader goes away, the copy does not.
+#[test]
+fn a_copy_goes_on_when_its_progress_reader_goes_away() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let kh = root.join("kh");
+    let src = root.join("f.bin");
+    write(&src, &data(300_000, 5));
+    let srv = Srv::start(root, "epipe", &[]);
+    std::fs::create_dir(root.join("target")).expect("mkdir target");
+    std::os::unix::fs::chown(root.join("target"), Some(u.uid()), Some(u.gid())).expect("chown");
+    let target = root.join("target/f.bin");
+    for mode in ["--json", "--verbose"] {
+        let _ = std::fs::remove_file(&target);
+        let o = jscp(&srv, &pw, &kh)
+            .args(["--accept-new-host", mode])
+            .arg(&src)
+            .arg(format!("{}@127.0.0.1:{}", u.name(), target.display()))
+            .stdout(closed_stdout())
+            .output()
+            .expect("run jscp");
+        assert_ended_quietly(&o, mode);
+        assert!(std::fs::read(&target).unwrap() == std::fs::read(&src).unwrap());
+    }
+}
+
 #[test]
 #[ignore = "needs root: system users (PAM), mounts a tmpfs"]
 fn each_failure_has_its_exit_code_and_a_message_that_says_what_to_do() {

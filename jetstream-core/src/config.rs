@@ -2,104 +2,13 @@
 //! 300 ms) on ordinary servers, and work unchanged on loopback.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::fs::reader::ReaderConfig;
 use crate::fs::sink::SinkConfig;
 use crate::io::socket::SocketConfig;
-use crate::proto::congestion::RateMode;
-use crate::types::BitsPerSecond;
-
-/// Per-transfer protocol settings.
-#[derive(Clone, Debug)]
-pub struct TransportConfig {
-    pub(crate) max_rate: Option<BitsPerSecond>,
-    pub(crate) rate_mode: RateMode,
-    pub(crate) initial_rtt: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) keep_alive: Duration,
-    pub(crate) max_ack_delay: Duration,
-    pub(crate) ack_every: u32,
-    pub(crate) recv_window: u64,
-    pub(crate) max_datagram_size: usize,
-    pub(crate) packet_threshold: u64,
-    pub(crate) max_manifest_len: u64,
-    /// Set per transfer from [`Destination::path_hint`](crate::Destination::path_hint).
-    pub(crate) path_hint: Option<crate::proto::congestion::PathHint>,
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        Self {
-            max_rate: None,
-            rate_mode: RateMode::Fair,
-            initial_rtt: Duration::from_millis(100),
-            idle_timeout: Duration::from_secs(90),
-            keep_alive: Duration::from_secs(1),
-            max_ack_delay: Duration::from_millis(1),
-            ack_every: 128,
-            recv_window: 64 << 20,
-            max_datagram_size: crate::proto::packet::MAX_DATAGRAM_LEN,
-            packet_threshold: 32,
-            max_manifest_len: 256 << 20,
-            path_hint: None,
-        }
-    }
-}
-
-impl TransportConfig {
-    /// Upper bound on the sending rate (`sendRateMax`). `None`: as fast as the path allows.
-    pub fn max_rate(&mut self, rate: Option<BitsPerSecond>) -> &mut Self {
-        self.max_rate = rate;
-        self
-    }
-    /// The rate policy: fair (default, BBR-like), fixed or background.
-    pub fn rate_mode(&mut self, mode: RateMode) -> &mut Self {
-        self.rate_mode = mode;
-        self
-    }
-    /// RTT assumed before the first measurement.
-    pub fn initial_rtt(&mut self, rtt: Duration) -> &mut Self {
-        self.initial_rtt = rtt;
-        self
-    }
-    /// A session with no authenticated datagram for this long fails with `TimedOut`.
-    pub fn idle_timeout(&mut self, t: Duration) -> &mut Self {
-        self.idle_timeout = t;
-        self
-    }
-    /// How often an otherwise silent sender says it is alive.
-    pub fn keep_alive(&mut self, t: Duration) -> &mut Self {
-        self.keep_alive = t;
-        self
-    }
-    /// Receiver: longest time a received packet waits for its acknowledgement.
-    pub fn max_ack_delay(&mut self, t: Duration) -> &mut Self {
-        self.max_ack_delay = t;
-        self
-    }
-    /// Receiver: acknowledge at least every this many packets.
-    pub fn ack_every(&mut self, packets: u32) -> &mut Self {
-        self.ack_every = packets.max(1);
-        self
-    }
-    /// Receiver: how far beyond its first missing byte the sender may send file data. Bounds
-    /// receiver memory (reassembly buffers) and sender memory (unacknowledged data).
-    pub fn recv_window(&mut self, bytes: u64) -> &mut Self {
-        self.recv_window = bytes.max(1 << 20);
-        self
-    }
-    /// Largest UDP payload sent (1472 fits a 1500-byte IPv4 MTU).
-    pub fn max_datagram_size(&mut self, bytes: usize) -> &mut Self {
-        self.max_datagram_size = bytes.clamp(512, crate::proto::packet::MAX_DATAGRAM_LEN);
-        self
-    }
-    /// Largest manifest a receiver accepts.
-    pub fn max_manifest_len(&mut self, bytes: u64) -> &mut Self {
-        self.max_manifest_len = bytes;
-        self
-    }
-}
+pub use crate::proto::TransportConfig;
 
 /// Settings of one engine (one UDP socket, many transfers).
 #[derive(Clone, Debug)]
@@ -110,6 +19,8 @@ pub struct EngineConfig {
     pub(crate) sink: SinkConfig,
     pub(crate) reader: ReaderConfig,
     pub(crate) status_interval: Duration,
+    pub(crate) trigger_queue: usize,
+    pub(crate) trace_file: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -121,6 +32,8 @@ impl Default for EngineConfig {
             sink: SinkConfig::default(),
             reader: ReaderConfig::default(),
             status_interval: Duration::from_millis(100),
+            trigger_queue: 4096,
+            trace_file: None,
         }
     }
 }
@@ -153,6 +66,22 @@ impl EngineConfig {
     /// How sent files are read.
     pub fn reader(&mut self, c: ReaderConfig) -> &mut Self {
         self.reader = c;
+        self
+    }
+    /// How many trigger events may wait for a slow [`Trigger`](crate::Trigger) (default
+    /// 4096). Beyond that the engine drops events rather than stall every transfer, and tells
+    /// the trigger how many with [`TriggerEvent::EventsLost`](crate::TriggerEvent::EventsLost)
+    /// (see [`trigger`](crate::trigger#delivery)).
+    pub fn trigger_queue(&mut self, events: usize) -> &mut Self {
+        self.trigger_queue = events.max(1);
+        self
+    }
+    /// Appends a rate-control trace to this file: one JSON line per sending transfer per
+    /// status interval (see docs/congestion.md). Off by default (and with an empty path). The file is opened when the
+    /// engine starts; [`Engine::spawn`](crate::Engine::spawn) fails if it cannot be. (The
+    /// binaries set it from `JETSTREAM_TRACE`; the library reads no environment variable.)
+    pub fn trace_file(&mut self, path: Option<PathBuf>) -> &mut Self {
+        self.trace_file = path.filter(|p| !p.as_os_str().is_empty());
         self
     }
 }

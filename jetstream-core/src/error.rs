@@ -1,10 +1,15 @@
-//! Error types, layered as in rustls: wire decoding errors live in `proto::packet`, file errors
-//! in `fs`, why a transfer ended here, and [`Error`] is what the public API returns.
+//! Error types, layered as in rustls: wire decoding errors live in `proto::packet`; file errors
+//! ([`FsError`], also reached as `fs::FsError`), why a transfer ended ([`TransferError`]) and
+//! [`Error`], what the public API returns, live here. This module depends on nothing else in
+//! the crate but [`failure`](crate::failure), so the sans-IO `proto` layer can use it without
+//! depending on `fs` or `io`. Every one of them maps to a typed
+//! [`FailureReason`].
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
-use crate::fs::FsError;
+use crate::failure::{FailedFile, FailureReason};
 
 /// Why a transfer failed or ended early. Peer-facing variants map to a wire close code.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +71,22 @@ impl From<&TransferError> for CloseCode {
     }
 }
 
+impl TransferError {
+    /// Why, as a type. A peer's CLOSE reads as the reason its code stands for.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Cancelled => FailureReason::Cancelled,
+            Self::PeerClosed { code, .. } => FailureReason::from_close_code(*code),
+            Self::TimedOut => FailureReason::TimedOut,
+            Self::ProtocolViolation(_) => FailureReason::ProtocolViolation,
+            Self::BadManifest(_) => FailureReason::InvalidManifest,
+            Self::Disk(e) => e.reason(),
+            Self::Shutdown => FailureReason::Shutdown,
+            Self::Internal(_) => FailureReason::Internal,
+        }
+    }
+}
+
 impl fmt::Display for TransferError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -85,6 +106,91 @@ impl fmt::Display for TransferError {
 
 impl std::error::Error for TransferError {}
 
+/// Why a file operation failed. Carries the path for a message a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FsError {
+    /// An I/O error on `path` (the `io::ErrorKind` and the OS message are kept).
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The kind of error.
+        kind: io::ErrorKind,
+        /// The OS message.
+        message: String,
+    },
+    /// A destination path would land outside the destination root (`..`, absolute, symlink).
+    Escape {
+        /// The manifest path that was refused.
+        path: String,
+    },
+    /// A path is not valid for a manifest (empty component, NUL, not UTF-8, ...).
+    InvalidPath {
+        /// The offending path, lossily printed.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The source file changed size (or vanished) while it was being sent.
+    SourceChanged {
+        /// The source path.
+        path: PathBuf,
+    },
+    /// The received file's BLAKE3 digest does not match the sender's.
+    DigestMismatch {
+        /// The destination path.
+        path: PathBuf,
+    },
+}
+
+impl FsError {
+    /// Why, as a type.
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::Io { kind, .. } => FailureReason::from_io_kind(*kind),
+            Self::Escape { .. } => FailureReason::PathEscapes,
+            Self::InvalidPath { .. } => FailureReason::InvalidPath,
+            Self::SourceChanged { .. } => FailureReason::SourceUnreadable,
+            Self::DigestMismatch { .. } => FailureReason::IntegrityMismatch,
+        }
+    }
+
+    /// Wraps an `io::Error` with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, err: &io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, message, .. } => write!(f, "{}: {message}", path.display()),
+            Self::Escape { path } => write!(f, "{path}: path escapes the destination directory"),
+            Self::InvalidPath { path, reason } => write!(f, "{path}: invalid path: {reason}"),
+            Self::SourceChanged { path } => {
+                write!(
+                    f,
+                    "{}: source file changed while it was being sent",
+                    path.display()
+                )
+            }
+            Self::DigestMismatch { path } => {
+                write!(
+                    f,
+                    "{}: received data does not match the sender's BLAKE3 digest",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for FsError {}
+
 /// The error of the public API.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -101,8 +207,16 @@ pub enum Error {
     EngineStopped,
     /// No transfer with that id.
     UnknownTransfer,
-    /// A transfer ended in error; the message says why (as in its status).
-    TransferFailed(String),
+    /// A transfer ended in error (as in its status: `failure` and `error_message`).
+    TransferFailed {
+        /// Why, as a type: what a program matches on.
+        reason: FailureReason,
+        /// The detail, for people.
+        message: String,
+        /// The entries that failed, each with its reason (for
+        /// [`FailureReason::FilesFailed`]; empty otherwise).
+        failed_files: Vec<FailedFile>,
+    },
     /// Waiting for a transfer timed out (the transfer goes on).
     WaitTimedOut,
 }
@@ -116,13 +230,25 @@ impl fmt::Display for Error {
             Self::Config(e) => write!(f, "invalid configuration: {e}"),
             Self::EngineStopped => f.write_str("the engine has stopped"),
             Self::UnknownTransfer => f.write_str("no such transfer"),
-            Self::TransferFailed(why) => write!(f, "transfer failed: {why}"),
+            Self::TransferFailed { message, .. } => write!(f, "transfer failed: {message}"),
             Self::WaitTimedOut => f.write_str("timed out waiting for the transfer"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// Why a transfer failed, as a type, if this error is about a failed or cancelled
+    /// transfer.
+    pub fn failure_reason(&self) -> Option<FailureReason> {
+        match self {
+            Self::Transfer(e) => Some(e.reason()),
+            Self::TransferFailed { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {

@@ -45,11 +45,19 @@
 //!
 //! Authenticate users, exchange keys, map sandboxes, run trigger scripts or persist server
 //! state: that is the server's job (`jetstream-server`). Design notes: `docs/DESIGN.md`.
+//!
+//! # Failures
+//!
+//! Every way a transfer or one of its files can fail is a [`FailureReason`], with a stable
+//! snake_case code: in [`Error::TransferFailed`], [`TransferStatus::failure`],
+//! [`TransferStatus::failed_files`] and the [`TriggerEvent`]s. Match on it, never on message
+//! text. The `serde` feature serialises it as its code.
 
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 
 pub mod config;
 pub mod error;
+pub mod failure;
 pub mod fs;
 pub mod io;
 pub mod manifest;
@@ -62,6 +70,7 @@ pub mod types;
 
 pub use config::{EngineConfig, TransportConfig};
 pub use error::Error;
+pub use failure::{FailedFile, FailureReason};
 pub use io::{Discovery, Engine, EngineHandle};
 pub use manifest::Manifest;
 pub use proto::congestion::{PathHint, RateMode};

@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{Error, TransferError};
+use crate::failure::{FailedFile, FailureReason};
 use crate::proto::congestion::{PathHint, RateMode};
 use crate::proto::crypto::{Cipher, SessionSecret};
 use crate::types::{BitsPerSecond, Role, SessionId, TransferId};
@@ -192,9 +193,12 @@ pub struct TransferStatus {
     pub files_done: u64,
     /// Entries in the manifest (0 until known on the receiver).
     pub files_total: u64,
-    /// Entries that failed, as (manifest path, reason).
-    pub failed_files: Vec<(String, String)>,
-    /// Why the transfer failed.
+    /// Entries that failed, each with its manifest path and reason.
+    pub failed_files: Vec<FailedFile>,
+    /// Why the transfer failed or was cancelled, as a type (`None` while it runs and once it
+    /// is complete). What a program matches on; `error_message` is for people.
+    pub failure: Option<FailureReason>,
+    /// Why the transfer failed, in words.
     pub error_message: Option<String>,
     /// When it was requested.
     pub request_time: SystemTime,
@@ -241,6 +245,7 @@ impl TransferStatus {
             files_done: 0,
             files_total: 0,
             failed_files: Vec::new(),
+            failure: None,
             error_message: None,
             request_time: SystemTime::now(),
             end_time: None,
@@ -289,8 +294,9 @@ impl Transfer {
     /// Blocks until the transfer ends or `timeout` passes, and returns its final status.
     ///
     /// # Errors
-    /// `Error::TransferFailed` with the reason if it failed, `Error::Transfer(Cancelled)` if it
-    /// was cancelled, `Error::WaitTimedOut` if `timeout` passed first (it keeps running).
+    /// `Error::TransferFailed` with the reason (a [`FailureReason`] and the words) if it
+    /// failed, `Error::Transfer(Cancelled)` if it was cancelled here, `Error::WaitTimedOut` if
+    /// `timeout` passed first (it keeps running).
     pub fn wait(&self, timeout: Duration) -> Result<TransferStatus, Error> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.status.lock();
@@ -302,9 +308,11 @@ impl Transfer {
         match st.state {
             TransferState::Complete => Ok(st.clone()),
             TransferState::Cancelled => Err(Error::Transfer(TransferError::Cancelled)),
-            _ => Err(Error::TransferFailed(
-                st.error_message.clone().unwrap_or_default(),
-            )),
+            _ => Err(Error::TransferFailed {
+                reason: st.failure.unwrap_or(FailureReason::Internal),
+                message: st.error_message.clone().unwrap_or_default(),
+                failed_files: st.failed_files.clone(),
+            }),
         }
     }
 

@@ -53,7 +53,9 @@ fn server(loaded: Loaded<ServerArgs>) -> i32 {
             return 1;
         }
     }
-    let handle = match jetstream_server::spawn(ServerConfig::from(loaded)) {
+    let mut config = ServerConfig::from(loaded);
+    config.trace_file(std::env::var_os("JETSTREAM_TRACE").map(Into::into));
+    let handle = match jetstream_server::spawn(config) {
         Ok(h) => h,
         Err(e) => {
             jetstream_server::error!("jetstream server: {e}");

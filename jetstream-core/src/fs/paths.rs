@@ -22,53 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::FsError;
 
-/// Longest manifest path accepted, in bytes (Linux `PATH_MAX`).
-pub const MAX_PATH_BYTES: usize = 4096;
-/// Longest single path component accepted, in bytes (Linux `NAME_MAX`).
-pub const MAX_COMPONENT_BYTES: usize = 255;
-
-/// Checks that `rel` is a valid manifest path (see the module docs for the rules).
-///
-/// # Errors
-/// [`FsError::Escape`] for an absolute path or a `..` component, [`FsError::InvalidPath`] for
-/// anything else that breaks the rules.
-pub fn validate_relative(rel: &str) -> Result<(), FsError> {
-    let invalid = |reason: &'static str| FsError::InvalidPath {
-        path: rel.to_owned(),
-        reason,
-    };
-    if rel.is_empty() {
-        return Err(invalid("empty path"));
-    }
-    if rel.starts_with('/') {
-        return Err(FsError::Escape {
-            path: rel.to_owned(),
-        });
-    }
-    if rel.len() > MAX_PATH_BYTES {
-        return Err(invalid("path longer than 4096 bytes"));
-    }
-    if rel.contains('\0') {
-        return Err(invalid("path contains a NUL byte"));
-    }
-    // Check `..` first over all components so that `a//../b` reports the escape attempt.
-    if rel.split('/').any(|c| c == "..") {
-        return Err(FsError::Escape {
-            path: rel.to_owned(),
-        });
-    }
-    for component in rel.split('/') {
-        match component {
-            "" => return Err(invalid("empty path component")),
-            "." => return Err(invalid("`.` path component")),
-            c if c.len() > MAX_COMPONENT_BYTES => {
-                return Err(invalid("path component longer than 255 bytes"))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
+pub use crate::manifest::{validate_relative, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 
 /// The error for "an intermediate component exists and is not a directory".
 fn not_a_directory(path: PathBuf) -> FsError {

@@ -79,6 +79,9 @@ pub struct EngineInfo {
     pub discovery: DiscoveryStats,
     /// Bytes carried by every session of this engine so far (closed ones included).
     pub traffic: TrafficStats,
+    /// Trigger events dropped because the trigger fell behind (each loss is also reported to
+    /// the trigger as [`TriggerEvent::EventsLost`](crate::TriggerEvent::EventsLost)).
+    pub trigger_events_lost: u64,
 }
 
 /// A discovery datagram the engine received: a reachability probe from another engine, or

@@ -10,11 +10,12 @@ use bytes::Bytes;
 
 use super::session::{Lifecycle, Receiver, Sender, Session, SessionEvent, SessionStats};
 use super::Storage;
-use crate::config::TransportConfig;
 use crate::error::TransferError;
+use crate::failure::FailureReason;
 use crate::manifest::Manifest;
 use crate::proto::crypto::{Cipher, SessionKeys, SessionSecret};
 use crate::proto::packet::Header;
+use crate::proto::TransportConfig;
 use crate::types::{BitsPerSecond, Digest, FileIndex, Role, SessionId};
 
 /// Local handle of a session inside one [`Endpoint`].
@@ -50,8 +51,10 @@ pub enum Event {
     ManifestReceived(SessionHandle),
     /// Receiver: an entry was verified and moved into place.
     FileFinished(SessionHandle, FileIndex),
-    /// The transfer completed. `failed` lists entries the receiver refused, with codes.
-    Complete(SessionHandle, Vec<(FileIndex, u64)>),
+    /// The transfer completed. `failed` lists the entries the receiver gave up on, with why
+    /// (as the receiver's storage said, or as the sender learnt it from the COMPLETE frame's
+    /// codes).
+    Complete(SessionHandle, Vec<(FileIndex, FailureReason)>),
     /// The transfer failed.
     Failed(SessionHandle, TransferError),
     /// The session is gone; its handle may be reused.
@@ -409,7 +412,13 @@ impl Endpoint {
             self.events.push_back(match e {
                 SessionEvent::ManifestReceived => Event::ManifestReceived(h),
                 SessionEvent::FileFinished { file } => Event::FileFinished(h, file),
-                SessionEvent::Complete { failed } => Event::Complete(h, failed),
+                SessionEvent::Complete { failed } => Event::Complete(
+                    h,
+                    failed
+                        .into_iter()
+                        .map(|(f, code)| (f, FailureReason::from_file_code(code)))
+                        .collect(),
+                ),
                 SessionEvent::Failed(e) => Event::Failed(h, e),
             });
         }
@@ -476,17 +485,20 @@ impl Endpoint {
         self.collect_events(h);
     }
 
-    /// Receiver: storage finished an entry (`ok`) or gave up on it with `code`.
+    /// Receiver: storage finished an entry (`Ok`) or gave up on it, for this reason. The
+    /// sender learns the reason through the COMPLETE frame's per-entry code
+    /// ([`FailureReason::file_code`]; a reason without one travels as
+    /// [`FailureReason::DiskError`]).
     pub fn file_done(
         &mut self,
         now: Instant,
         h: SessionHandle,
         file: FileIndex,
-        ok: bool,
-        code: u64,
+        result: Result<(), FailureReason>,
     ) {
         if let Some(Session::Receiver(r)) = self.session_mut(h) {
-            r.handle_file_done(now, file, ok, code);
+            let code = result.err().map(FailureReason::file_code_or_disk_error);
+            r.handle_file_done(now, file, code);
         }
         self.collect_events(h);
     }

@@ -12,12 +12,14 @@ pub mod rangeset;
 pub mod rtt;
 pub(crate) mod session;
 pub(crate) mod timer;
+mod transport;
 
 pub use endpoint::{
     Endpoint, EndpointStats, Event, ReceiveParams, SendParams, SessionHandle, TrafficStats,
     Transmit,
 };
 pub use session::SessionStats;
+pub use transport::TransportConfig;
 
 use crate::types::{Digest, FileIndex};
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use crate::config::TransportConfig;
 use crate::error::TransferError;
+use crate::failure::FailureReason;
 use crate::manifest::{Manifest, ManifestEntry};
+use crate::proto::TransportConfig;
 use crate::testing::{manifest_of, Link, Pair};
 use crate::types::FileIndex;
 
@@ -240,6 +241,11 @@ fn blackout_longer_than_idle_timeout_fails_both_sides_clearly() {
         .filter(|(_, e)| *e == TransferError::TimedOut)
         .count();
     assert_eq!(timed_out, 2, "{:?}", p.outcome.failures);
+    assert!(p
+        .outcome
+        .failures
+        .iter()
+        .all(|(_, e)| e.reason() == FailureReason::TimedOut));
     assert_eq!(p.sender.session_count() + p.receiver.session_count(), 0);
 }
 
@@ -402,8 +408,10 @@ fn an_unreadable_source_fails_its_entry_alone() {
     );
     assert_eq!(p.storage.corrupt_bytes, 0);
     assert_eq!(p.storage.verified, 2);
-    let refused: Vec<u32> = p.outcome.refused.iter().map(|(f, _)| f.0).collect();
-    assert_eq!(refused, vec![1]);
+    assert_eq!(
+        p.outcome.refused,
+        vec![(FileIndex(1), FailureReason::SourceUnreadable)]
+    );
     // The 2 MiB after the failure point were never sent (retransmissions aside).
     let sent = p.sender_stats.bytes_sent;
     assert!(sent < 5 * MB, "sent {sent}");
@@ -623,4 +631,74 @@ fn traffic_totals_outlive_the_sessions_that_made_them() {
     assert!(got.bytes_recv > 2 * MB, "{got:?}");
     assert!(got.bytes_sent > 0, "acknowledgements: {got:?}");
     assert!(sent.bytes_recv > 0, "{sent:?}");
+}
+
+/// The receiver's disk fills up during the second of three files: the sender learns, through
+/// the COMPLETE frame's per-entry code, that those entries failed because the disk is full
+/// (not a bare "I/O error"), and the transfer itself completes.
+#[test]
+fn a_full_disk_at_the_receiver_reaches_the_sender_as_no_space() {
+    let m = manifest_of(&[2 * MB, 3 * MB, MB]);
+    let mut p = Pair::new(
+        m,
+        link(10, 100, 0.0, 71),
+        link(10, 100, 0.0, 72),
+        TransportConfig::default(),
+    );
+    p.storage.disk_full_after = Some(3 * MB);
+    p.run(Duration::from_secs(30));
+    assert!(p.outcome.failures.is_empty(), "{:?}", p.outcome.failures);
+    assert!(p.outcome.sender_done.is_some(), "sender did not complete");
+    assert_eq!(p.storage.verified, 1);
+    assert_eq!(
+        p.outcome.refused,
+        vec![
+            (FileIndex(1), FailureReason::NoSpace),
+            (FileIndex(2), FailureReason::NoSpace)
+        ]
+    );
+}
+
+/// An entry whose data does not match the digest the sender announced: the receiver discards
+/// it, and the sender hears `IntegrityMismatch` (wire code 6), not a generic failure.
+#[test]
+fn a_digest_mismatch_reaches_the_sender_as_integrity_mismatch() {
+    let m = manifest_of(&[MB, MB]);
+    let mut p = Pair::new(
+        m,
+        link(10, 100, 0.0, 73),
+        link(10, 100, 0.0, 74),
+        TransportConfig::default(),
+    );
+    p.wrong_digest = Some(0);
+    p.run(Duration::from_secs(30));
+    assert!(p.outcome.failures.is_empty(), "{:?}", p.outcome.failures);
+    assert!(p.outcome.sender_done.is_some(), "sender did not complete");
+    assert_eq!(p.storage.verified, 1);
+    assert_eq!(
+        p.outcome.refused,
+        vec![(FileIndex(0), FailureReason::IntegrityMismatch)]
+    );
+}
+
+/// A receiver that goes silent for longer than the idle timeout: the sender's failure is
+/// `TimedOut` (and so an interruption to resume), distinct from every refusal.
+#[test]
+fn a_silent_peer_surfaces_as_timed_out() {
+    let m = manifest_of(&[64 * MB]);
+    let mut config = TransportConfig::default();
+    config.idle_timeout(Duration::from_secs(3));
+    let mut p = Pair::new(m, link(10, 100, 0.0, 75), link(10, 100, 0.0, 76), config);
+    p.run(Duration::from_millis(300));
+    p.backward.down = true;
+    p.run(Duration::from_secs(20));
+    let sender: Vec<FailureReason> = p
+        .outcome
+        .failures
+        .iter()
+        .filter(|(side, _)| *side == "sender")
+        .map(|(_, e)| e.reason())
+        .collect();
+    assert_eq!(sender, vec![FailureReason::TimedOut]);
+    assert!(FailureReason::TimedOut.is_interruption());
 }

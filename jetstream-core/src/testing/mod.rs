@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::config::TransportConfig;
 use crate::error::TransferError;
+use crate::failure::FailureReason;
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::proto::crypto::{Cipher, SessionSecret};
 use crate::proto::{Endpoint, Event, ReceiveParams, SendParams, SessionHandle, Storage};
@@ -201,9 +202,14 @@ pub struct CheckingStorage {
     pub corrupt_bytes: u64,
     /// Bytes written, counting overlaps.
     pub written_bytes: u64,
-    finished: VecDeque<(SessionHandle, FileIndex, bool)>,
+    finished: VecDeque<(SessionHandle, FileIndex, Result<(), FailureReason>)>,
     /// Entries verified.
     pub verified: u64,
+    /// The disk is full once this many bytes are written: every entry with a write beyond
+    /// that fails with [`FailureReason::NoSpace`], as a real sink's failed write would.
+    pub disk_full_after: Option<u64>,
+    /// Entries a write failed on for want of space.
+    full: std::collections::BTreeSet<u32>,
 }
 
 impl CheckingStorage {
@@ -221,6 +227,9 @@ impl Storage for CheckingStorage {
             }
         }
         self.written_bytes += data.len() as u64;
+        if self.disk_full_after.is_some_and(|n| self.written_bytes > n) {
+            self.full.insert(file.0);
+        }
         if let Some(h) = self.held.get_mut(file.0 as usize) {
             h.insert(offset..offset + data.len() as u64);
         }
@@ -229,11 +238,17 @@ impl Storage for CheckingStorage {
         let i = file.0 as usize;
         let size = self.sizes.get(i).copied().unwrap_or(0);
         let complete = self.held.get(i).is_some_and(|h| h.contains_range(0..size));
-        let ok = complete && digest == Data::digest(file.0, size);
-        if ok {
+        let result = if digest == Digest::SOURCE_FAILED {
+            Err(FailureReason::SourceUnreadable)
+        } else if self.full.contains(&file.0) {
+            Err(FailureReason::NoSpace)
+        } else if !complete || digest != Data::digest(file.0, size) {
+            Err(FailureReason::IntegrityMismatch)
+        } else {
             self.verified += 1;
-        }
-        self.finished.push_back((session, file, ok));
+            Ok(())
+        };
+        self.finished.push_back((session, file, result));
     }
     fn buffered_bytes(&self, _: SessionHandle) -> u64 {
         0
@@ -249,8 +264,8 @@ pub struct Outcome {
     pub receiver_done: Option<Duration>,
     /// Failures reported (role, error).
     pub failures: Vec<(&'static str, TransferError)>,
-    /// Entries the receiver refused.
-    pub refused: Vec<(FileIndex, u64)>,
+    /// Entries the receiver refused, as the sender learnt them (over the wire).
+    pub refused: Vec<(FileIndex, FailureReason)>,
 }
 
 /// A sender and a receiver joined by two links.
@@ -275,6 +290,8 @@ pub struct Pair {
     next_chunk: (usize, u64),
     /// The sender's reader fails on this entry at this offset (entry index, byte offset).
     pub unreadable: Option<(usize, u64)>,
+    /// The sender announces a digest for this entry that its data does not have.
+    pub wrong_digest: Option<usize>,
     chunk: u64,
     /// Ranges the receiver holds from a "previous run" (resume).
     pub resume_held: Vec<(FileIndex, Range<u64>)>,
@@ -351,6 +368,7 @@ impl Pair {
             recv_h,
             next_chunk: (0, 0),
             unreadable: None,
+            wrong_digest: None,
             chunk: 1 << 20,
             resume_held: Vec::new(),
             outcome: Outcome::default(),
@@ -398,11 +416,12 @@ impl Pair {
                     .handle_chunk(self.send_h, FileIndex(i as u32), off, data);
                 self.next_chunk.1 += n;
             } else {
-                self.sender.handle_digest(
-                    self.send_h,
-                    FileIndex(i as u32),
-                    Data::digest(i as u32, size),
-                );
+                let mut digest = Data::digest(i as u32, size);
+                if self.wrong_digest == Some(i) {
+                    digest.0[0] ^= 1;
+                }
+                self.sender
+                    .handle_digest(self.send_h, FileIndex(i as u32), digest);
                 self.next_chunk = (i + 1, 0);
             }
         }
@@ -503,8 +522,8 @@ impl Pair {
                     &mut self.storage,
                 );
             }
-            while let Some((h, f, ok)) = self.storage.finished.pop_front() {
-                self.receiver.file_done(self.now, h, f, ok, 9);
+            while let Some((h, f, result)) = self.storage.finished.pop_front() {
+                self.receiver.file_done(self.now, h, f, result);
             }
             self.sender.handle_timeout(self.now);
             self.receiver.handle_timeout(self.now);

@@ -14,8 +14,8 @@ use jetstream_core::io::EngineInfo;
 use jetstream_core::proto::crypto::{Cipher, SessionSecret};
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{
-    BitsPerSecond, Destination, Engine, EngineConfig, Error, Manifest, SessionId, Transfer,
-    TransferKeys,
+    BitsPerSecond, Destination, Engine, EngineConfig, Error, FailureReason, Manifest, SessionId,
+    Transfer, TransferKeys,
 };
 
 use super::proxy::Proxy;
@@ -219,9 +219,16 @@ fn blackout_longer_than_the_idle_timeout_fails_clearly_on_both_ends() {
         ("sender", &sent, outgoing.status()),
         ("receiver", &received, incoming.status()),
     ] {
-        let Err(Error::TransferFailed(why)) = res else {
+        let Err(Error::TransferFailed {
+            reason,
+            message: why,
+            ..
+        }) = res
+        else {
             panic!("{side}: expected a failure, got {res:?}");
         };
+        assert_eq!(*reason, FailureReason::TimedOut, "{side}");
+        assert_eq!(st.failure, Some(FailureReason::TimedOut), "{side}");
         println!("blackout > idle timeout: {side}: \"{why}\"");
         assert!(
             why.contains("idle timeout"),

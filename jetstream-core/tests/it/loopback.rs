@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use jetstream_core::{Destination, Manifest, TransferKeys};
+use jetstream_core::{Destination, FailureReason, Manifest, TransferKeys};
 
 use super::util::{engine, hash_file, scratch, tree, write_random};
 
@@ -129,7 +129,13 @@ fn an_entry_behind_a_symlink_fails_alone_and_the_rest_arrives() {
         .unwrap();
     let err = outgoing.wait(Duration::from_secs(60)).unwrap_err();
     assert!(
-        matches!(err, jetstream_core::Error::TransferFailed(_)),
+        matches!(
+            err,
+            jetstream_core::Error::TransferFailed {
+                reason: FailureReason::FilesFailed,
+                ..
+            }
+        ),
         "{err}"
     );
     // The receiver's status is final once its own wait returns (it sends COMPLETE a moment
@@ -137,11 +143,12 @@ fn an_entry_behind_a_symlink_fails_alone_and_the_rest_arrives() {
     assert!(incoming.wait(Duration::from_secs(30)).is_err());
     let st = incoming.status();
     assert_eq!(st.failed_files.len(), 1, "{:?}", st.failed_files);
-    assert_eq!(st.failed_files[0].0, "src/evil/x.txt");
+    assert_eq!(st.failed_files[0].path, "src/evil/x.txt");
+    assert_eq!(st.failed_files[0].reason, FailureReason::PathEscapes);
     assert!(
-        st.failed_files[0].1.contains("escapes"),
+        st.failed_files[0].message.contains("escapes"),
         "{}",
-        st.failed_files[0].1
+        st.failed_files[0].message
     );
     assert_eq!(
         std::fs::read_to_string(dst.join("src/good.txt")).unwrap(),
@@ -153,7 +160,10 @@ fn an_entry_behind_a_symlink_fails_alone_and_the_rest_arrives() {
         "nothing written outside"
     );
     // The sender learns which entry failed from the receiver.
-    assert_eq!(outgoing.status().failed_files.len(), 1);
+    let sent = outgoing.status();
+    assert_eq!(sent.failed_files.len(), 1);
+    assert_eq!(sent.failed_files[0].reason, FailureReason::PathEscapes);
+    assert_eq!(sent.failure, Some(FailureReason::FilesFailed));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jetstream_core::fs::identity::FsIdentity;
-use jetstream_core::{Destination, Manifest, TransferKeys, TransferStatus};
+use jetstream_core::{Destination, FailureReason, Manifest, TransferKeys, TransferStatus};
 
 use super::util::{engine, hash_file, scratch, write_random};
 
@@ -95,13 +95,16 @@ fn assert_refused(sent: &TransferStatus, received: &TransferStatus, paths: &[&st
         (received, "Permission denied"),
     ] {
         let mut failed = st.failed_files.clone();
-        failed.sort();
-        let got: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
+        failed.sort_by(|a, b| a.path.cmp(&b.path));
+        let got: Vec<&str> = failed.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(got, paths, "{:?}: {failed:?}", st.role);
-        for (path, message) in &failed {
+        for f in &failed {
+            assert_eq!(f.reason, FailureReason::PermissionDenied, "{f:?}");
             assert!(
-                message.contains(why),
-                "{path}: {message:?} should say {why:?}"
+                f.message.contains(why),
+                "{}: {:?} should say {why:?}",
+                f.path,
+                f.message
             );
         }
         let msg = st.error_message.clone().unwrap_or_default();

@@ -944,6 +944,7 @@ fn create_transfer(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         priority,
         status: TxStatus::Pending,
         error_message: None,
+        error_code: None,
         request_time: now,
         queue_time: now,
         start_time: None,

@@ -216,6 +216,8 @@ pub struct ServerConfig {
     pub(crate) source: Option<crate::config_file::ConfigSource>,
     /// Most events waiting for the embedding program's trigger.
     pub(crate) event_queue: usize,
+    /// Where the engines write their packet trace (`None`: no trace).
+    pub(crate) trace_file: Option<PathBuf>,
 }
 
 /// Events that may wait for the embedding program's trigger before the server's threads that
@@ -236,6 +238,7 @@ impl From<ServerArgs> for ServerConfig {
             args,
             source: None,
             event_queue: DEFAULT_EVENT_QUEUE,
+            trace_file: None,
         }
     }
 }
@@ -341,6 +344,15 @@ impl ServerConfig {
     /// that produce more wait for it (default [`DEFAULT_EVENT_QUEUE`]; at least 1).
     pub fn event_queue(&mut self, events: usize) -> &mut Self {
         self.event_queue = events.max(1);
+        self
+    }
+
+    /// Writes every engine's packet trace to `path` (appended; for debugging the data
+    /// protocol: see `JetstreamCore`'s `EngineConfig::trace_file`). The `jetstream` binary
+    /// sets it from the `JETSTREAM_TRACE` environment variable; the library reads no
+    /// environment.
+    pub fn trace_file(&mut self, path: Option<PathBuf>) -> &mut Self {
+        self.trace_file = path;
         self
     }
 }

@@ -87,6 +87,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         priority: 0,
         status: TxStatus::Sending,
         error_message: None,
+        error_code: None,
         request_time: now,
         queue_time: now,
         start_time: Some(now),
@@ -131,12 +132,12 @@ fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
         t.live = Counters::from_status(&st);
         if done.is_ok() || st.state.is_final() {
             t.end_time = Some(now_us());
-            (t.status, t.error_message) = match st.state {
-                TransferState::Complete => (TxStatus::Complete, None),
-                TransferState::Cancelled => (TxStatus::Cancelled, None),
-                _ => (TxStatus::Error, st.error_message.clone()),
+            (t.status, t.error_message, t.error_code) = match st.state {
+                TransferState::Complete => (TxStatus::Complete, None, None),
+                TransferState::Cancelled => (TxStatus::Cancelled, None, None),
+                _ => (TxStatus::Error, st.error_message.clone(), st.failure),
             };
-            t.failed_files = st.failed_files;
+            t.failed_files = st.failed_files.iter().map(Into::into).collect();
             if t.status == TxStatus::Complete {
                 server.metrics.files_sent(t.total_files);
             }

@@ -280,8 +280,11 @@ pub enum ServerEvent {
         transfer_id: String,
         /// Which end this server is.
         role: Role,
-        /// Why.
+        /// Why, in words.
         message: String,
+        /// Why, as the engine's reason (`None`: not the engine's doing, e.g. a refused
+        /// connection or `send.failTransfer`).
+        reason: Option<jetstream_core::FailureReason>,
     },
     /// `send.transferStarted` / `recv.transferStarted`: data started to move (a sending
     /// transfer: its first attempt reached the receiver).

@@ -204,6 +204,7 @@ fn start(
         args,
         source,
         event_queue,
+        trace_file,
     } = config;
     check(&args)?;
     let state_path = args.persistent_state_dir.clone();
@@ -237,6 +238,7 @@ fn start(
         let mut cfg = EngineConfig::default();
         let addr = SocketAddr::new(args.recv_host, port);
         cfg.bind(addr);
+        cfg.trace_file(trace_file.clone());
         let e =
             Engine::spawn_with_trigger(cfg, EngineEvents(engine_events.clone())).map_err(|e| {
                 match e {
@@ -354,6 +356,7 @@ fn start(
             ..Lifecycle::default()
         },
         event_queue,
+        trace_file,
         api_connections: Mutex::new(ApiConnections::default()),
         save_lock: Mutex::new(()),
         config: LiveConfig {
@@ -575,12 +578,14 @@ fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
             transfer_id,
             role: Role::Receiver,
             message,
+            reason,
         } => {
             if let Some(id) = receive_of(transfer_id) {
                 server.emit(ServerEvent::TransferFailed {
                     transfer_id: id,
                     role: Role::Receiver,
                     message: message.clone(),
+                    reason: Some(*reason),
                 });
             }
         }

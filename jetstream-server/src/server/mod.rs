@@ -259,6 +259,8 @@ pub struct Server {
     lifecycle: Lifecycle,
     /// The events for the embedding program's trigger.
     event_queue: EventQueue,
+    /// Where the engines write their packet trace.
+    trace_file: Option<PathBuf>,
     /// Open API connections, in all and per source.
     api_connections: Mutex<ApiConnections>,
     /// One save at a time.
@@ -511,6 +513,7 @@ impl Server {
         let mut cfg = EngineConfig::default();
         let port = d.send_port.unwrap_or(0);
         cfg.bind(SocketAddr::new(self.args.recv_host, port));
+        cfg.trace_file(self.trace_file.clone());
         let e = Engine::spawn(cfg).map_err(|e| {
             format!(
                 "cannot open the send port {} of destination {}: {e}",

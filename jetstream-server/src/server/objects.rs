@@ -492,6 +492,64 @@ impl Counters {
     }
 }
 
+/// A file of a transfer that failed at the receiver (API `failedFiles[]`: `destPath`,
+/// `errorMessage`, `errorCode`). State files written before the code existed hold
+/// `[path, message]` pairs; they still load (with no code).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "FailedFileRepr")]
+pub struct FailedFileRec {
+    /// The target path.
+    pub path: String,
+    /// Why, in words.
+    pub message: String,
+    /// Why, as the engine's reason.
+    pub code: Option<jetstream_core::FailureReason>,
+}
+
+/// The forms a [`FailedFileRec`] is stored in.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FailedFileRepr {
+    Pair(String, String),
+    Full {
+        path: String,
+        message: String,
+        #[serde(default)]
+        code: Option<jetstream_core::FailureReason>,
+    },
+}
+
+impl From<FailedFileRepr> for FailedFileRec {
+    fn from(r: FailedFileRepr) -> Self {
+        match r {
+            FailedFileRepr::Pair(path, message) => Self {
+                path,
+                message,
+                code: None,
+            },
+            FailedFileRepr::Full {
+                path,
+                message,
+                code,
+            } => Self {
+                path,
+                message,
+                code,
+            },
+        }
+    }
+}
+
+impl From<&jetstream_core::FailedFile> for FailedFileRec {
+    fn from(f: &jetstream_core::FailedFile) -> Self {
+        Self {
+            path: f.path.clone(),
+            message: f.message.clone(),
+            code: Some(f.reason),
+        }
+    }
+}
+
 /// A sending transfer (reference §4.5).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TransferRec {
@@ -511,6 +569,10 @@ pub struct TransferRec {
     pub status: TxStatus,
     /// Why it failed, or the last interruption while retrying.
     pub error_message: Option<String>,
+    /// The engine's reason for that (API `errorCode`, its snake_case code), when the engine
+    /// reported it; shown only while `error_message` is set.
+    #[serde(default)]
+    pub error_code: Option<jetstream_core::FailureReason>,
     /// Times (µs).
     pub request_time: Micros,
     /// As above.
@@ -519,9 +581,9 @@ pub struct TransferRec {
     pub start_time: Option<Micros>,
     /// As above.
     pub end_time: Option<Micros>,
-    /// Files that failed at the receiver: (target path, reason).
+    /// Files that failed at the receiver.
     #[serde(default)]
-    pub failed_files: Vec<(String, String)>,
+    pub failed_files: Vec<FailedFileRec>,
     /// Counters of finished attempts.
     #[serde(default)]
     pub done: Counters,
@@ -564,6 +626,11 @@ impl TransferRec {
             status: self.status.to_api(),
             processing: !self.status.is_final(),
             error_message: self.error_message.clone(),
+            error_code: self
+                .error_message
+                .as_ref()
+                .and(self.error_code)
+                .map(api::ErrorCode::Known),
             request_time: api_time(self.request_time),
             queue_time: api_time(self.queue_time),
             start_time: self.start_time.map(api_time),
@@ -596,9 +663,10 @@ impl TransferRec {
             failed_files: self
                 .failed_files
                 .iter()
-                .map(|(p, e)| api::FailedFile {
-                    dest_path: p.clone(),
-                    error_message: e.clone(),
+                .map(|f| api::FailedFile {
+                    dest_path: f.path.clone(),
+                    error_message: f.message.clone(),
+                    error_code: f.code.map(api::ErrorCode::Known),
                 })
                 .collect(),
             user_data: api_user_data(&self.user_data),
@@ -634,6 +702,8 @@ pub struct RecvRec {
     pub last_error_time: Option<Micros>,
     /// Message of the last interruption or failure.
     pub error_message: Option<String>,
+    /// The engine's reason for it (API `errorCode`), when the engine reported it.
+    pub error_code: Option<jetstream_core::FailureReason>,
     /// Counters.
     pub counters: Counters,
     /// The sender's server public key.
@@ -668,6 +738,7 @@ impl RecvRec {
             last_send_time: self.last_send_time.map(api_time),
             last_error_time: self.last_error_time.map(api_time),
             error_message: self.error_message.clone(),
+            error_code: self.error_code.map(api::ErrorCode::Known),
             bytes_recv: self.counters.bytes_recv,
             bytes_held: self.counters.bytes_acked,
             files_done: self.counters.files_done,

@@ -258,6 +258,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         last_send_time: None,
         last_error_time: None,
         error_message: None,
+        error_code: None,
         counters: Counters::default(),
         source_public_key: p.opt_str("sourcePublicKey")?.map(str::to_owned),
         handle: Some(handle),
@@ -387,6 +388,7 @@ fn refresh(rec: &mut RecvRec) {
             rec.status = "error".into();
             rec.last_error_time = st.end_time.map(to_us).or(Some(now_us()));
             rec.error_message = st.error_message.clone();
+            rec.error_code = st.failure;
         }
         _ => {}
     }
@@ -486,6 +488,7 @@ pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
         transfer_id,
         role: Role::Receiver,
         files,
+        ..
     } = ev
     else {
         return;

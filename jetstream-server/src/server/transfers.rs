@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
-use jetstream_core::{BitsPerSecond, Destination};
+use jetstream_core::{BitsPerSecond, Destination, FailureReason};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
 use super::api::ApiError;
-use super::objects::{now_us, Counters, Credentials, DestinationRec, TxStatus};
+use super::objects::{now_us, Counters, Credentials, DestinationRec, FailedFileRec, TxStatus};
 use super::receive::client_keys;
 use super::Server;
 use crate::client::{ApiClient, ClientError, ConnectOptions, Trust};
@@ -187,8 +187,10 @@ fn start_due(server: &Arc<Server>) {
 enum Outcome {
     Complete,
     Stopped,
-    Failed(String, Vec<(String, String)>),
-    Interrupted(String),
+    /// Why (the engine's reason, if the engine failed it), and the files that failed.
+    Failed(String, Option<FailureReason>, Vec<FailedFileRec>),
+    /// Why, and the engine's reason if it was the engine's interruption.
+    Interrupted(String, Option<FailureReason>),
 }
 
 /// Longest time a transfer keeps retrying without getting data through.
@@ -225,6 +227,7 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
             Outcome::Complete => {
                 t.status = TxStatus::Complete;
                 t.error_message = None;
+                t.error_code = None;
                 t.end_time = Some(now_us());
                 crate::log!("transfers: {id} complete");
                 server.metrics.files_sent(t.total_files);
@@ -237,20 +240,22 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
                 break;
             }
             Outcome::Stopped => break,
-            Outcome::Failed(msg, failed) => {
+            Outcome::Failed(msg, code, failed) => {
                 crate::warn!("transfers: {id} failed: {msg}");
                 t.status = TxStatus::Error;
-                ended = Some(failed_event(id, &msg));
+                ended = Some(failed_event(id, &msg, code));
                 t.error_message = Some(msg);
+                t.error_code = code;
                 t.failed_files = failed;
                 t.end_time = Some(now_us());
                 break;
             }
-            Outcome::Interrupted(msg) => {
+            Outcome::Interrupted(msg, code) => {
+                t.error_code = code;
                 if last_progress.elapsed() > RETRY_WINDOW {
                     t.status = TxStatus::Error;
                     let msg = format!("gave up after an hour of retries: {msg}");
-                    ended = Some(failed_event(id, &msg));
+                    ended = Some(failed_event(id, &msg, code));
                     t.error_message = Some(msg);
                     t.end_time = Some(now_us());
                     break;
@@ -280,11 +285,16 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
 }
 
 /// `send.transferFailed` of transfer `id`.
-fn failed_event(id: &str, message: &str) -> super::ServerEvent {
+fn failed_event(
+    id: &str,
+    message: &str,
+    reason: Option<jetstream_core::FailureReason>,
+) -> super::ServerEvent {
     super::ServerEvent::TransferFailed {
         transfer_id: id.to_owned(),
         role: jetstream_core::Role::Sender,
         message: message.to_owned(),
+        reason,
     }
 }
 
@@ -309,8 +319,8 @@ fn update_destination(server: &Arc<Server>, id: &str, f: impl FnOnce(&mut Destin
 
 /// One engine session of a transfer. Returns the outcome and whether data got through.
 fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool) {
-    let fail = |m: String| (Outcome::Failed(m, Vec::new()), false);
-    let interrupted = |m: String| (Outcome::Interrupted(m), false);
+    let fail = |m: String| (Outcome::Failed(m, None, Vec::new()), false);
+    let interrupted = |m: String| (Outcome::Interrupted(m, None), false);
     // Snapshot what the attempt needs.
     let (dest, manifest, destination_path) = {
         let mut objs = server.objects.lock();
@@ -599,18 +609,21 @@ fn monitor(
                         st.error_message
                             .clone()
                             .unwrap_or_else(|| "entries failed".into()),
-                        st.failed_files,
+                        st.failure,
+                        st.failed_files.iter().map(FailedFileRec::from).collect(),
                     ),
                     progressed,
                 ),
                 _ => {
                     let msg = st.error_message.unwrap_or_else(|| "stopped".into());
                     // The receiver going away (restart, crash) shows on the control
-                    // connection: that is an interruption to resume, not a failure.
-                    if client.call("echo", json!({})).is_err() || msg.contains("timed out") {
-                        (Outcome::Interrupted(msg), progressed)
+                    // connection, or as a silent peer or an engine shut down: an interruption
+                    // to resume, not a failure.
+                    let interruption = st.failure.is_some_and(FailureReason::is_interruption);
+                    if interruption || client.call("echo", json!({})).is_err() {
+                        (Outcome::Interrupted(msg, st.failure), progressed)
                     } else {
-                        (Outcome::Failed(msg, Vec::new()), progressed)
+                        (Outcome::Failed(msg, st.failure, Vec::new()), progressed)
                     }
                 }
             };
@@ -630,9 +643,10 @@ fn monitor(
                 handle.cancel();
                 let _ = handle.wait(Duration::from_secs(5));
                 return (
-                    Outcome::Interrupted(format!(
-                        "lost the connection to the receiving server: {e}"
-                    )),
+                    Outcome::Interrupted(
+                        format!("lost the connection to the receiving server: {e}"),
+                        None,
+                    ),
                     progressed,
                 );
             }

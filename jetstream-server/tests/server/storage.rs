@@ -234,6 +234,9 @@ fn a_full_disk_fails_the_file_that_overflows_and_nothing_else() {
     let t2 = transfer(&mut c, &d, &m2, None);
     let end = wait_end(&mut c, &t1, Duration::from_secs(60));
     assert_failed(&mut c, &end, &["full/big.bin"], "disk is full");
+    // The typed reasons, for programs (next to the words).
+    assert_eq!(end["errorCode"], "files_failed", "{end}");
+    assert_eq!(end["failedFiles"][0]["errorCode"], "no_space", "{end}");
     assert!(!storage.join("full/big.bin").exists(), "partial file shown");
     same(&src.join("a.bin"), &storage.join("full/a.bin"));
     same(&src.join("b.bin"), &storage.join("full/b.bin"));

@@ -7,12 +7,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::TransportConfig;
 use crate::error::{CloseCode, TransferError};
 use crate::proto::crypto::{SessionKeys, TAG_LEN};
 use crate::proto::packet::{self, Frame, Header, PacketType, PnForm};
 use crate::proto::rangeset::RangeSet;
 use crate::proto::timer::{Timer, TimerTable};
+use crate::proto::TransportConfig;
 use crate::types::{FileIndex, SessionId};
 
 pub(crate) mod receiver;

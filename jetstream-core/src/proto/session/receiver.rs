@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Common, Lifecycle, SessionEvent, SessionStats};
-use crate::config::TransportConfig;
 use crate::error::TransferError;
 use crate::manifest::Manifest;
 use crate::proto::crypto::SessionKeys;
@@ -21,6 +20,7 @@ use crate::proto::packet::{self, DataFrame, Frame, HelloFrame};
 use crate::proto::rangeset::RangeSet;
 use crate::proto::timer::Timer;
 use crate::proto::SessionStorage;
+use crate::proto::TransportConfig;
 use crate::types::{Digest, FileIndex, SessionId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,8 +363,8 @@ impl Receiver {
         storage.finish(FileIndex(i as u32), Digest(d));
     }
 
-    /// Storage finished (or failed) an entry.
-    pub(crate) fn handle_file_done(&mut self, now: Instant, file: FileIndex, ok: bool, code: u64) {
+    /// Storage finished an entry (`None`) or failed it with this wire code.
+    pub(crate) fn handle_file_done(&mut self, now: Instant, file: FileIndex, failed: Option<u64>) {
         let i = file.0 as usize;
         let Some(state) = self.entries.get(i).copied() else {
             return;
@@ -372,17 +372,17 @@ impl Receiver {
         if matches!(state, EntryState::Done | EntryState::Failed) {
             return;
         }
-        if ok {
-            self.entries[i] = EntryState::Done;
-            self.common
-                .events
-                .push_back(SessionEvent::FileFinished { file });
-        } else {
+        if let Some(code) = failed {
             self.entries[i] = EntryState::Failed;
             self.failed.push((file, code));
             // Stop the sender from sending (or resending) what we will not write.
             self.received.insert(self.layout.file_range(i));
             self.received.insert(self.layout.digest_slot(i));
+        } else {
+            self.entries[i] = EntryState::Done;
+            self.common
+                .events
+                .push_back(SessionEvent::FileFinished { file });
         }
         self.settled += 1;
         self.check_complete(now);

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Common, Lifecycle, SessionEvent, SessionStats};
-use crate::config::TransportConfig;
 use crate::error::TransferError;
 use crate::manifest::Manifest;
 use crate::proto::congestion::{Bbr, CongestionConfig, SendSnapshot};
@@ -27,6 +26,7 @@ use crate::proto::packet::{self, AckFrame, Frame, HelloFrame};
 use crate::proto::rangeset::RangeSet;
 use crate::proto::rtt::RttEstimator;
 use crate::proto::timer::Timer;
+use crate::proto::TransportConfig;
 use crate::types::{BitsPerSecond, Digest, FileIndex, SessionId};
 
 /// Byte ranges one datagram carried (adjacent frames coalesce, so small files rarely need more

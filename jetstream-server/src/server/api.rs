@@ -397,13 +397,16 @@ fn handle_line(
         Ok(r) => r,
         Err(response) => return response,
     };
+    // The trigger `on.<command>` gets the parameters as they came: a copy only when it runs.
+    let trigger_on_api = server.live().trigger_on_api;
+    let given = (trigger_on_api && !req.parameters.is_null()).then(|| params.clone());
     let mut response = if params.is_object() {
         let mut ctx = Ctx {
             server,
             session,
             stream,
         };
-        match super::commands::dispatch(&mut ctx, &req.request, &params) {
+        match super::commands::dispatch(&mut ctx, &req.request, params) {
             Ok((message, result)) => Response::success(message, result),
             Err(ApiError(message)) => Response::error(message),
         }
@@ -411,9 +414,9 @@ fn handle_line(
         Response::error("bad request: \"parameters\" must be an object")
     };
     debug_request(session, &req.request, &response);
-    if server.live().trigger_on_api {
-        if !req.parameters.is_null() {
-            req.parameters = params;
+    if trigger_on_api {
+        if let Some(given) = given {
+            req.parameters = given;
         }
         api_trigger(server, &req, &response);
     }

@@ -4,9 +4,9 @@
 //! the command's description ([`jetstream_api::Meta`]) says who may call it, whether a
 //! download link may, and whether it runs in the background; its parameters are decoded once
 //! into the command's struct ([`jetstream_api::Request`]), and the handler gets that struct.
-//! The handlers live with what they work on: logging in ([`login`]), API tokens ([`tokens`]),
-//! async requests ([`requests`]), destinations, manifests and transfers, the other
-//! server-level commands ([`general`]), and in the server's modules for receiving
+//! The handlers live with what they work on: logging in (`login`), API tokens (`tokens`),
+//! async requests (`requests`), destinations, manifests and transfers, the other
+//! server-level commands (`general`), and in the server's modules for receiving
 //! ([`super::receive`]), download links ([`super::shared`]), pulls ([`super::download`]),
 //! trusted senders ([`super::trust`]), discovery ([`super::discover`]) and making manifests
 //! ([`super::manifests`]).

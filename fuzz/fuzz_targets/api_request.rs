@@ -1,7 +1,8 @@
 //! The control API's request layer without a server: line framing (`wire::read_line`), request
-//! parsing (`api::parse_request`), and the pure parameter parsers and validators the commands
-//! use (`Params`, `parse_mappings`, `Limits::updated`, `gc::updated`, `expiry`, cipher names,
-//! `clean_relative`), chosen by the command name as `commands::dispatch` would.
+//! parsing (`api::parse_request`), the typed decoding every command's parameters go through
+//! (`jetstream_api::lookup` and `Request::decode`, as `commands::dispatch` does), and the pure
+//! checks the handlers then make on the decoded values (`Limits::updated`, `gc::updated`,
+//! `expiry`, cipher names, `clean_relative`).
 //!
 //! Input: the first byte sets the reader's buffer size (1..=64, so lines cross buffer
 //! boundaries), the rest is the byte stream a client sends.
@@ -9,50 +10,23 @@
 //! Must never panic. Oracles: a read line never holds `\n` and never exceeds `MAX_LINE`; an
 //! error is an error response; every response (with the request's `id` echoed) is one JSON line
 //! that reads back with the same status and `id`; an accepted request re-serialises to a line
-//! that parses to the same command; an accepted id is 32 lowercase hex digits; accepted
-//! bandwidth limits round-trip through their view; an accepted expiry is in the future.
+//! that parses to the same command; a decoded request is of the command looked up, and its
+//! parameters as a client sends them decode to the same request; a refusal names the command's
+//! parameter when it is about one; accepted bandwidth limits round-trip through their view; an
+//! accepted expiry is in the future.
 
 #![no_main]
 
 use std::io::BufReader;
 
+use jetstream_api::{ParamError, Request};
 use jetstream_server::sandbox::clean_relative;
 use jetstream_server::server::api::parse_request;
 use jetstream_server::server::bandwidth::Limits;
-use jetstream_server::server::params::Params;
-use jetstream_server::server::{ciphers, commands, gc, manifests};
+use jetstream_server::server::{ciphers, commands, gc};
 use jetstream_server::wire::{self, FrameError, Response, MAX_LINE};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-
-/// Parameter names the commands read (reference §3), tried on every request.
-const NAMES: &[&str] = &[
-    "id",
-    "destinationId",
-    "manifestId",
-    "transferId",
-    "requestId",
-    "token",
-    "userName",
-    "username",
-    "password",
-    "tokenPassword",
-    "path",
-    "destinationPath",
-    "address",
-    "port",
-    "cipher",
-    "expiryTime",
-    "expirySeconds",
-    "intervalSeconds",
-    "timeLimitSeconds",
-    "rate",
-    "event",
-    "status",
-    "errorMessage",
-    "fileMappings",
-    "permissions",
-];
 
 const NOW_US: i64 = 1_700_000_000_000_000;
 
@@ -95,91 +69,84 @@ fn handle(line: &[u8]) {
         req2.id
     );
 
-    let mut response = match params.as_object() {
-        Some(_) => match validate(&req.request, &params) {
-            Ok(()) => Response::success(format!("{} parameters accepted", req.request), params),
-            Err(message) => Response::error(message),
-        },
-        None => Response::error("bad request: \"parameters\" must be an object"),
+    let mut response = match validate(&req.request, params.clone()) {
+        Ok(()) => Response::success(format!("{} parameters accepted", req.request), params),
+        Err(message) => Response::error(message),
     };
     response.id = req.id;
     round_trip(&response);
 }
 
 /// What `dispatch` and the command handlers check before touching any server state.
-fn validate(name: &str, params: &Value) -> Result<(), String> {
-    let p = Params(params);
-    let known = commands::is_known(name);
-    if known && !name.ends_with("Async") {
-        assert!(commands::is_known(&format!("{name}Async")), "{name:?}");
-    }
-    let keys: Vec<String> = params
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    for n in keys.iter().map(String::as_str).chain(NAMES.iter().copied()) {
-        let _ = p.str(n);
-        let _ = p.opt_str(n);
-        let _ = p.opt_text(n);
-        let _ = p.opt_bool(n);
-        let _ = p.value(n);
-        if let Ok(id) = p.id(n) {
-            assert!(
-                id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
-                "{id:?}"
-            );
-        }
-        match (p.opt_i64(n), p.opt_u64(n)) {
-            (Ok(Some(i)), Ok(Some(u))) => assert_eq!(u64::try_from(i).ok(), Some(u)),
-            (Ok(Some(i)), Err(_)) => assert!(i < 0),
-            (Err(_), Ok(_)) => panic!("opt_u64 accepted what opt_i64 refused: {n:?}"),
-            _ => {}
-        }
-    }
-    if !known {
+fn validate(name: &str, params: Value) -> Result<(), String> {
+    let Some((meta, _is_async)) = jetstream_api::lookup(name) else {
         return Err(format!("unknown command {name:?}"));
-    }
-    let err = |e: jetstream_server::server::api::ApiError| e.0;
-    match name.strip_suffix("Async").unwrap_or(name) {
-        "send.createManifest" => {
-            let mappings = manifests::parse_mappings(p.value("fileMappings")).map_err(err)?;
-            assert!(!mappings.is_empty());
-            for (_, dest) in &mappings {
-                clean_relative(dest).map_err(|e| e.to_string())?;
+    };
+    let request = match Request::decode(meta.name, params) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = e.parameter() {
+                assert!(!p.is_empty(), "{e:?}");
+            }
+            assert!(!matches!(e, ParamError::UnknownCommand(_)), "{e:?}");
+            return Err(e.to_string());
+        }
+    };
+    assert_eq!(request.meta().name, meta.name);
+    // What a client would send for this request decodes to the same request.
+    let sent = request.to_parameters().expect("parameters serialise");
+    let back = Request::decode(meta.name, sent).expect("sent parameters decode");
+    assert_eq!(back, request);
+
+    match &request {
+        Request::CreateManifest(p) => {
+            assert!(!p.file_mappings.is_empty());
+            for m in &p.file_mappings {
+                clean_relative(&m.target).map_err(|e| e.to_string())?;
             }
         }
-        "updateBandwidthLimits" => {
-            let limits = Limits::default().updated(params)?;
-            assert_eq!(Limits::default().updated(&limits.view()), Ok(limits));
+        Request::UpdateBandwidthLimits(p) => {
+            let limits = Limits::default().updated(p);
+            let view: jetstream_api::params::UpdateBandwidthLimits =
+                serde_json::from_value(limits.view()).expect("the view is a full update");
+            assert_eq!(Limits::default().updated(&view), limits);
         }
-        "updateGarbageCollectSettings" => {
+        Request::UpdateGarbageCollectSettings(p) => {
             let current = gc::GcSettings {
                 interval_seconds: 60,
                 time_limit_seconds: 3600,
             };
-            let s = gc::updated(
-                current,
-                p.opt_u64("intervalSeconds").map_err(err)?,
-                p.opt_u64("timeLimitSeconds").map_err(err)?,
-            )?;
+            let s = gc::updated(current, p.interval_seconds, p.time_limit_seconds)?;
             assert!(s.interval_seconds >= 1);
         }
-        "createAPIToken" | "send.createSharedToken" => {
-            if let Some(t) = commands::expiry(p, NOW_US, name).map_err(err)? {
-                assert!(t > NOW_US);
-            }
-            if let Some(path) = p.opt_str("path").map_err(err)? {
+        Request::CreateApiToken(p) => {
+            expiry_is_future(p.expiry_time, p.expiry_seconds, name)?;
+            if let Some(path) = &p.path {
                 clean_relative(path).map_err(|e| e.to_string())?;
             }
         }
-        "send.createTransfer" => {
-            if let Some(d) = p.opt_str("destinationPath").map_err(err)? {
+        Request::CreateSharedToken(p) => expiry_is_future(p.expiry_time, p.expiry_seconds, name)?,
+        Request::CreateTransfer(p) => {
+            if let Some(d) = &p.destination_path {
                 clean_relative(d).map_err(|e| e.to_string())?;
             }
         }
+        Request::StartReceive(p) => cipher(p.cipher.as_deref())?,
+        Request::StartDownload(p) => cipher(p.cipher.as_deref())?,
         _ => {}
     }
-    if let Some(c) = p.opt_str("cipher").map_err(err)? {
+    Ok(())
+}
+
+fn expiry_is_future(time: Option<i64>, seconds: Option<i64>, name: &str) -> Result<(), String> {
+    if let Some(t) = commands::expiry(time, seconds, NOW_US, name).map_err(|e| e.0)? {
+        assert!(t > NOW_US);
+    }
+    Ok(())
+}
+
+fn cipher(name: Option<&str>) -> Result<(), String> {
+    if let Some(c) = name {
         let cipher = ciphers::parse(c)?;
         assert_eq!(cipher.name(), c);
     }

@@ -265,6 +265,17 @@ macro_rules! commands {
                 }
             }
 
+            /// The parameters as a client sends them (only those it set).
+            ///
+            /// # Errors
+            /// None for this crate's parameter types (every map key is a string); the
+            /// serializer's error otherwise.
+            pub fn to_parameters(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self {
+                    $(Self::$variant(p) => serde_json::to_value(p),)*
+                }
+            }
+
             /// Decodes the parameters of the command `name` (without `Async`).
             ///
             /// # Errors

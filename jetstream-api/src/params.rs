@@ -4,7 +4,7 @@
 //! A struct holds exactly the parameters the server reads. Optional ones are `Option`s, left
 //! out of the request when `None` (a client sends only what it sets); `null` counts as absent.
 //! Some values may take more than one form, as the server has always accepted them (see
-//! [`flex`]): ids are strings or numbers of 32 hex digits (lowercased here), integers are
+//! `params/flex.rs`): ids are strings or numbers of 32 hex digits (lowercased here), integers are
 //! numbers or strings of digits, booleans may be `"true"`/`"false"`. Passwords and tokens are
 //! [`Secret`]s, so that `Debug` never prints them.
 
@@ -67,7 +67,7 @@ pub struct GetServerInfo {}
 
 /// `auth`: a system user's name and password.
 ///
-/// `Deserialize` is written out (in [`alias`]) to accept `username` for `userName` while
+/// `Deserialize` is written out (in `params/alias.rs`) to accept `username` for `userName` while
 /// serde's field list, which the documentation is made from, names only `userName`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,7 +106,7 @@ pub struct SuperuserParams {}
 
 /// `sleep`: how long.
 ///
-/// `Deserialize` is written out (in [`alias`]) to accept `ms` for `milliseconds`.
+/// `Deserialize` is written out (in `params/alias.rs`) to accept `ms` for `milliseconds`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sleep {

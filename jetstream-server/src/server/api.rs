@@ -428,13 +428,16 @@ fn handle_line(
         Ok(r) => r,
         Err(response) => return response,
     };
+    // The trigger `on.<command>` gets the parameters as they came: a copy only when it runs.
+    let wanted = server.wants_event(&format!("on.{}", req.request));
+    let given = (wanted && !req.parameters.is_null()).then(|| params.clone());
     let mut response = if params.is_object() {
         let mut ctx = Ctx {
             server,
             session,
             stream,
         };
-        match super::commands::dispatch(&mut ctx, &req.request, &params) {
+        match super::commands::dispatch(&mut ctx, &req.request, params) {
             Ok((message, result)) => Response::success(message, result),
             Err(ApiError(message)) => Response::error(message),
         }
@@ -442,9 +445,9 @@ fn handle_line(
         Response::error("bad request: \"parameters\" must be an object")
     };
     debug_request(session, &req.request, &response);
-    if server.wants_event(&format!("on.{}", req.request)) {
-        if !req.parameters.is_null() {
-            req.parameters = params;
+    if wanted {
+        if let Some(given) = given {
+            req.parameters = given;
         }
         api_trigger(server, &req, &response);
     }

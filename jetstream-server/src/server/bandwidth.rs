@@ -16,8 +16,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use jetstream_api::params::UpdateBandwidthLimits;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::Server;
 
@@ -60,35 +61,24 @@ impl Limits {
         }
     }
 
-    /// Applies `updateBandwidthLimits` parameters (names as in the view); unknown names are
-    /// refused so that a typo does not silently leave a cap off.
-    ///
-    /// # Errors
-    /// An unknown name or a value of the wrong type.
-    pub fn updated(&self, params: &Value) -> Result<Self, String> {
-        let mut v = json!(self);
-        let Some(obj) = params.as_object() else {
-            return Err("parameters must be an object".into());
-        };
-        for (k, val) in obj {
-            let Some(slot) = v.get_mut(k) else {
-                return Err(format!(
-                    "unknown bandwidth setting {k:?}; known: incomingLimitActive, \
-                     incomingRateLimit, outgoingLimitActive, outgoingRateLimit, borrowIncoming, \
-                     borrowOutgoing, incomingMaxConnections"
-                ));
-            };
-            let ok = match (&*slot, val) {
-                (Value::Bool(_), Value::Bool(_)) => true,
-                (Value::Number(_), Value::Number(n)) => n.as_u64().is_some(),
-                _ => false,
-            };
-            if !ok {
-                return Err(format!("bandwidth setting {k:?} has the wrong type"));
-            }
-            *slot = val.clone();
+    /// These limits with the settings `updateBandwidthLimits` gives changed (its parameters
+    /// are named as in the view; an unknown name or a wrong type never gets here).
+    pub fn updated(&self, p: &UpdateBandwidthLimits) -> Self {
+        Self {
+            incoming_limit_active: p
+                .incoming_limit_active
+                .unwrap_or(self.incoming_limit_active),
+            incoming_rate_limit: p.incoming_rate_limit.unwrap_or(self.incoming_rate_limit),
+            outgoing_limit_active: p
+                .outgoing_limit_active
+                .unwrap_or(self.outgoing_limit_active),
+            outgoing_rate_limit: p.outgoing_rate_limit.unwrap_or(self.outgoing_rate_limit),
+            borrow_incoming: p.borrow_incoming.unwrap_or(self.borrow_incoming),
+            borrow_outgoing: p.borrow_outgoing.unwrap_or(self.borrow_outgoing),
+            incoming_max_connections: p
+                .incoming_max_connections
+                .unwrap_or(self.incoming_max_connections),
         }
-        serde_json::from_value(v).map_err(|e| e.to_string())
     }
 
     /// The caps in force, in bit/s, given what each direction uses now (bit/s): `(incoming,
@@ -298,15 +288,18 @@ mod tests {
     }
 
     #[test]
-    fn updates_check_names_and_types() {
-        let l = Limits::default();
-        let u = l
-            .updated(&json!({"outgoingLimitActive": true, "outgoingRateLimit": 1000}))
-            .unwrap();
-        assert!(u.outgoing_limit_active && u.outgoing_rate_limit == 1000);
-        assert!(l.updated(&json!({"outgoingRateLimt": 1})).is_err());
-        assert!(l.updated(&json!({"borrowIncoming": "yes"})).is_err());
-        assert!(l.updated(&json!({"incomingRateLimit": -5})).is_err());
+    fn updates_change_only_what_is_given() {
+        let l = Limits {
+            borrow_incoming: true,
+            ..Limits::default()
+        };
+        let u = l.updated(&UpdateBandwidthLimits {
+            outgoing_limit_active: Some(true),
+            outgoing_rate_limit: Some(1000),
+            ..Default::default()
+        });
+        assert!(u.outgoing_limit_active && u.outgoing_rate_limit == 1000 && u.borrow_incoming);
         assert_eq!(u.view()["outgoingRateLimit"], 1000);
+        assert_eq!(l.updated(&UpdateBandwidthLimits::default()), l);
     }
 }

@@ -13,13 +13,13 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jetstream_api::params::{RecvDiscoverPacket, SendDiscoverPacket};
 use jetstream_api::types as api;
 use jetstream_core::{Discovery, EngineHandle};
 use serde_json::Value;
 
 use super::api::ApiError;
 use super::objects::to_json;
-use super::params::Params;
 use super::Server;
 
 /// The UDP port probed when the caller names none (the reference's default data port).
@@ -51,23 +51,24 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 ///
 /// # Errors
 /// Bad or missing parameters, a host name that does not resolve, a stopped engine or server.
-pub fn send(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError> {
-    let p = Params(p);
-    let host = p.str("address")?;
-    let port = match p.opt_u64("port")? {
+pub fn send(server: &Arc<Server>, p: &SendDiscoverPacket) -> Result<(String, Value), ApiError> {
+    let host = p.address.as_str();
+    let port = match p.port {
         None => DEFAULT_PORT,
-        Some(n) => u16::try_from(n)
-            .ok()
-            .filter(|&n| n != 0)
-            .ok_or_else(|| ApiError("parameter \"port\" must be a UDP port (1-65535)".into()))?,
+        Some(0) => {
+            return Err(ApiError(
+                "parameter \"port\" must be a UDP port (1-65535)".into(),
+            ))
+        }
+        Some(n) => n,
     };
-    let count = p.opt_u64("count")?.unwrap_or(DEFAULT_COUNT);
+    let count = p.count.unwrap_or(DEFAULT_COUNT);
     if !(1..=MAX_COUNT).contains(&count) {
         return Err(ApiError(format!(
             "parameter \"count\" must be between 1 and {MAX_COUNT}"
         )));
     }
-    let timeout = timeout_param(p, DEFAULT_SEND_TIMEOUT_MS)?;
+    let timeout = timeout_param(p.timeout_ms, DEFAULT_SEND_TIMEOUT_MS)?;
     let engine = server.send_engine();
     let local = engine.info().map_err(engine_error)?.local_addr;
     let to = resolve(host, port, local)?;
@@ -141,20 +142,19 @@ pub fn send(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError
 ///
 /// # Errors
 /// Bad parameters, a `sourceAddress` that does not resolve, a stopped engine or server.
-pub fn recv(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError> {
-    let p = Params(p);
-    let timeout = timeout_param(p, DEFAULT_RECV_TIMEOUT_MS)?;
-    let nonce = match p.opt_str("nonce")? {
+pub fn recv(server: &Arc<Server>, p: &RecvDiscoverPacket) -> Result<(String, Value), ApiError> {
+    let timeout = timeout_param(p.timeout_ms, DEFAULT_RECV_TIMEOUT_MS)?;
+    let nonce = match &p.nonce {
         None => None,
         Some(s) => Some(
             unhex(s)
                 .ok_or_else(|| ApiError("parameter \"nonce\" must be 32 hex characters".into()))?,
         ),
     };
-    let sources: Option<BTreeSet<IpAddr>> = match p.opt_str("sourceAddress")? {
+    let sources: Option<BTreeSet<IpAddr>> = match &p.source_address {
         None => None,
         Some(s) => Some(
-            (s, 0)
+            (s.as_str(), 0)
                 .to_socket_addrs()
                 .map_err(|e| ApiError(format!("cannot resolve {s:?}: {e}")))?
                 .map(|a| a.ip().to_canonical())
@@ -205,7 +205,7 @@ pub fn recv(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError
         }
         None => {
             let mut what = String::from("no discovery probe");
-            if let Some(s) = p.opt_str("sourceAddress")? {
+            if let Some(s) = &p.source_address {
                 what.push_str(&format!(" from {s}"));
             }
             if nonce.is_some() {
@@ -244,8 +244,8 @@ fn ports(server: &Server) -> String {
         .join(", ")
 }
 
-fn timeout_param(p: Params<'_>, default_ms: u64) -> Result<Duration, ApiError> {
-    let ms = p.opt_u64("timeoutMs")?.unwrap_or(default_ms);
+fn timeout_param(timeout_ms: Option<u64>, default_ms: u64) -> Result<Duration, ApiError> {
+    let ms = timeout_ms.unwrap_or(default_ms);
     if ms > MAX_TIMEOUT_MS {
         return Err(ApiError(format!(
             "parameter \"timeoutMs\" must be at most {MAX_TIMEOUT_MS}"

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jetstream_api::params::StartDownload;
 use jetstream_core::transfer::TransferState;
 use jetstream_core::Destination;
 use serde_json::Value;
@@ -15,8 +16,7 @@ use serde_json::Value;
 use super::api::{ApiError, Ctx};
 use super::commands::{owner_of, visible};
 use super::objects::{now_us, Counters, TransferRec, TxStatus};
-use super::params::Params;
-use super::receive::session_keys;
+use super::receive::{session_keys, KeyOffer};
 use super::Server;
 
 type Reply = Result<(String, Value), ApiError>;
@@ -28,17 +28,22 @@ pub const CLIENT_PREFIX: &str = "client:";
 ///
 /// # Errors
 /// Not TLS, an unknown manifest, a bad port, or the engine refusing.
-pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    let manifest_id = p.id("manifestId")?;
-    let (transfer_id, keys) = session_keys(ctx, p, "send.startDownload")?;
-    let port = p
-        .opt_u64("receiverPort")?
-        .and_then(|v| u16::try_from(v).ok())
+pub fn start(ctx: &mut Ctx<'_>, p: StartDownload) -> Reply {
+    let offer = KeyOffer {
+        transfer_id: &p.transfer_id,
+        session_id: p.session_id,
+        ciphers: p.ciphers.as_deref(),
+        cipher: p.cipher.as_deref(),
+    };
+    let keys = session_keys(ctx, offer, "send.startDownload")?;
+    let (manifest_id, transfer_id) = (p.manifest_id, p.transfer_id);
+    let port = Some(p.receiver_port)
         .filter(|&v| v > 0)
         .ok_or_else(|| ApiError("parameter \"receiverPort\" must be a UDP port".into()))?;
-    let rate = p.opt_u64("sendRateMax")?.filter(|&r| r > 0);
+    let rate = p.send_rate_max.filter(|&r| r > 0);
     let policy = p
-        .opt_str("ratePolicy")?
+        .rate_policy
+        .as_deref()
         .map(str::parse::<jetstream_core::RateMode>)
         .transpose()
         .map_err(|e| ApiError(format!("parameter \"ratePolicy\": {e}")))?;

@@ -7,6 +7,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use jetstream_api::params::CreateManifest;
 use jetstream_core::manifest::ManifestEntry;
 use jetstream_core::Manifest;
 use serde_json::Value;
@@ -14,68 +15,21 @@ use serde_json::Value;
 use super::api::{ApiError, Ctx};
 use super::commands::owner_of;
 use super::objects::{new_id, now_us, FileMapping, ManifestRec};
-use super::params::Params;
 use super::Server;
 use crate::sandbox;
 
 type Reply = Result<(String, Value), ApiError>;
 
-/// Parses `fileMappings`: an object `{src: dst}`, a list of `[src, dst]` pairs, or a list of
-/// `{srcPath, destPath}` objects.
-///
-/// # Errors
-/// Any other shape.
-pub fn parse_mappings(v: Option<&Value>) -> Result<Vec<(String, String)>, ApiError> {
-    let bad = || {
-        ApiError(
-            "parameter \"fileMappings\" must be an object {\"/src\": \"/dst\"}, a list of \
-             [src, dst] pairs or a list of {srcPath, destPath} objects"
-                .into(),
-        )
-    };
-    let mut out = Vec::new();
-    match v {
-        None => return Err(ApiError("missing parameter \"fileMappings\"".into())),
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                out.push((k.clone(), v.as_str().ok_or_else(bad)?.to_owned()));
-            }
-        }
-        Some(Value::Array(list)) => {
-            for item in list {
-                match item {
-                    Value::Array(pair) if pair.len() == 2 => out.push((
-                        pair[0].as_str().ok_or_else(bad)?.to_owned(),
-                        pair[1].as_str().ok_or_else(bad)?.to_owned(),
-                    )),
-                    Value::Object(o) => out.push((
-                        o.get("srcPath")
-                            .and_then(Value::as_str)
-                            .ok_or_else(bad)?
-                            .to_owned(),
-                        o.get("destPath")
-                            .and_then(Value::as_str)
-                            .ok_or_else(bad)?
-                            .to_owned(),
-                    )),
-                    _ => return Err(bad()),
-                }
-            }
-        }
-        Some(_) => return Err(bad()),
-    }
-    if out.is_empty() {
-        return Err(ApiError("parameter \"fileMappings\" is empty".into()));
-    }
-    Ok(out)
-}
-
 /// `send.createManifest`.
 ///
 /// # Errors
 /// Bad parameters or a mapping outside the user's sandbox (checked before anything is read).
-pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    let requested = parse_mappings(p.value("fileMappings"))?;
+pub fn create(ctx: &mut Ctx<'_>, p: CreateManifest) -> Reply {
+    let requested: Vec<(String, String)> = p
+        .file_mappings
+        .into_iter()
+        .map(|m| (m.source, m.target))
+        .collect();
     let sandbox_root = ctx.server.sandbox_of(ctx.session)?;
     let mut plan = Vec::with_capacity(requested.len());
     for (src, dst) in &requested {
@@ -361,20 +315,6 @@ fn dir_entry(src: &Path, target: &str, meta: &fs::Metadata) -> FileMapping {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn mappings_accept_the_three_shapes() {
-        let a = parse_mappings(Some(&json!({"/s/a": "/d/a"}))).unwrap();
-        assert_eq!(a, vec![("/s/a".to_owned(), "/d/a".to_owned())]);
-        let b = parse_mappings(Some(&json!([["/s/a", "/d/a"]]))).unwrap();
-        assert_eq!(a, b);
-        let c = parse_mappings(Some(&json!([{"srcPath": "/s/a", "destPath": "/d/a"}]))).unwrap();
-        assert_eq!(a, c);
-        assert!(parse_mappings(Some(&json!("x"))).is_err());
-        assert!(parse_mappings(Some(&json!({}))).is_err());
-        assert!(parse_mappings(None).is_err());
-    }
 
     #[test]
     fn a_tree_scans_like_scp_r() {

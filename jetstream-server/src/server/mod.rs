@@ -22,7 +22,6 @@ pub mod log;
 pub mod manifests;
 pub mod metrics;
 pub mod objects;
-pub mod params;
 pub mod receive;
 pub mod secrets;
 pub mod shared;

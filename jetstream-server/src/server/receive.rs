@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
+use jetstream_api::params::{StartReceive, TransferRate};
 use jetstream_api::types as api;
 use jetstream_core::proto::crypto::{Cipher, SessionSecret};
 use jetstream_core::transfer::TransferState;
@@ -17,7 +18,6 @@ use serde_json::Value;
 
 use super::api::{ApiError, Ctx, Session};
 use super::objects::{now_us, to_json, to_us, Counters, Owner, RecvRec};
-use super::params::Params;
 use super::Server;
 use crate::sandbox;
 
@@ -84,34 +84,18 @@ type Reply = Result<(String, Value), ApiError>;
 /// A plain connection, a missing or malformed parameter, or a failed key export.
 pub fn session_keys(
     ctx: &Ctx<'_>,
-    p: Params<'_>,
+    offer: KeyOffer<'_>,
     command: &str,
-) -> Result<(String, TransferKeys), ApiError> {
+) -> Result<TransferKeys, ApiError> {
     if !ctx.stream.is_tls() {
         return Err(ApiError(format!(
             "{command}: needs a TLS connection (the data keys come from it)"
         )));
     }
-    let transfer_id = p.id("transferId")?;
-    let session_id = p
-        .str("sessionId")
-        .and_then(|s| {
-            u64::from_str_radix(s, 16)
-                .map_err(|_| ApiError("parameter \"sessionId\" must be 16 hex characters".into()))
-        })
-        .map(SessionId)?;
     // The peer offers `ciphers` (best first) or one `cipher`; take the first at or above our
     // floor.
-    let offered: Vec<String> = match (p.value("ciphers"), p.opt_str("cipher")?) {
-        (Some(serde_json::Value::Array(list)), _) => list
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        (Some(_), _) => {
-            return Err(ApiError(
-                "parameter \"ciphers\" must be a list of names".into(),
-            ))
-        }
+    let offered: Vec<String> = match (offer.ciphers, offer.cipher) {
+        (Some(list), _) => list.to_vec(),
         (None, Some(one)) => vec![one.to_owned()],
         (None, None) => vec!["aes-256-gcm".to_owned()],
     };
@@ -121,14 +105,27 @@ pub fn session_keys(
         crate::warn!("{command}: refused {}: {}", ctx.session.peer, e.0);
     })?;
     let stream = ctx.stream;
-    let keys = derive_keys(
+    derive_keys(
         |label, context, out| stream.export_keying_material(label, context, out),
-        &transfer_id,
-        session_id,
+        offer.transfer_id,
+        SessionId(offer.session_id),
         cipher,
     )
-    .map_err(|e| ApiError::internal("deriving the data keys", e))?;
-    Ok((transfer_id, keys))
+    .map_err(|e| ApiError::internal("deriving the data keys", e))
+}
+
+/// What a sender or a pulling client offers for a data session's keys
+/// (`recv.startTransfer`, `send.startDownload`).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyOffer<'a> {
+    /// The transfer's id.
+    pub transfer_id: &'a str,
+    /// The data session's id.
+    pub session_id: u64,
+    /// The ciphers offered, best first.
+    pub ciphers: Option<&'a [String]>,
+    /// The one cipher offered, without `ciphers`.
+    pub cipher: Option<&'a str>,
 }
 
 /// Whether a receive record of `owner` may be replaced by `session` (a sender retrying): the
@@ -164,9 +161,16 @@ fn claimable(
 ///
 /// # Errors
 /// Not over TLS, a path outside the sandbox, or the engine refusing the session.
-pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+pub fn start(ctx: &mut Ctx<'_>, p: StartReceive) -> Reply {
     ctx.server.trust.check(ctx.session.peer_key.as_deref())?;
-    let (transfer_id, keys) = session_keys(ctx, p, "recv.startTransfer")?;
+    let offer = KeyOffer {
+        transfer_id: &p.transfer_id,
+        session_id: p.session_id,
+        ciphers: p.ciphers.as_deref(),
+        cipher: p.cipher.as_deref(),
+    };
+    let keys = session_keys(ctx, offer, "recv.startTransfer")?;
+    let transfer_id = p.transfer_id;
     claimable(
         &ctx.server.objects.lock().receives,
         &transfer_id,
@@ -191,10 +195,10 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
              try again later"
         )));
     }
-    let destination_path = p.opt_str("destinationPath")?.unwrap_or("/").to_owned();
+    let destination_path = p.destination_path.unwrap_or_else(|| "/".into());
     let rel = sandbox::clean_relative(&destination_path)
         .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
-    let total_size = p.opt_u64("totalSize")?.unwrap_or(0);
+    let total_size = p.total_size.unwrap_or(0);
     let server = ctx.server;
     let user = ctx
         .session
@@ -260,7 +264,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         error_message: None,
         error_code: None,
         counters: Counters::default(),
-        source_public_key: p.opt_str("sourcePublicKey")?.map(str::to_owned),
+        source_public_key: p.source_public_key,
         handle: Some(handle),
         rate_cap_kbps: None,
         receiver_port: engine.info().map(|i| i.local_addr.port()).unwrap_or(0),
@@ -524,17 +528,17 @@ pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
 ///
 /// # Errors
 /// An unknown transfer.
-pub fn transfer_rate(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    let id = p.id("transferId")?;
+pub fn transfer_rate(ctx: &mut Ctx<'_>, p: &TransferRate) -> Reply {
+    let id = p.transfer_id.as_str();
     let objs = ctx.server.objects.lock();
     let r = objs
         .receives
-        .get(&id)
+        .get(id)
         .filter(|r| super::commands::visible(ctx, &r.owner))
         .ok_or_else(|| ApiError(format!("no receive transfer {id}")))?;
     let rate = api::ReceiveRate {
         rate_limit_kbps: r.rate_cap_kbps,
-        transfer_id: id,
+        transfer_id: id.to_owned(),
     };
     Ok(("Transfer rate.".into(), to_json(&rate)))
 }

@@ -4,12 +4,13 @@
 //! (`send.startDownload`, which `jscp --token T HOST: DIR` uses); each download counts, and an
 //! expired or exhausted token stops working at once.
 
+use jetstream_api::params::{CreateSharedToken, DeleteSharedToken, GetSharedToken};
+use jetstream_api::{Meta, Request};
 use serde_json::Value;
 
 use super::api::{ApiError, Ctx};
 use super::commands::{owner_of, visible};
 use super::objects::{new_id, now_us, SharedInfo, TokenRec};
-use super::params::Params;
 use super::Server;
 
 type Reply = Result<(String, Value), ApiError>;
@@ -29,9 +30,9 @@ fn enabled(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
 ///
 /// # Errors
 /// Disabled, no `share` permission, an unknown or unfinished manifest, a past expiry.
-pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+pub fn create(ctx: &mut Ctx<'_>, p: CreateSharedToken) -> Reply {
     enabled(ctx, "createSharedToken")?;
-    let manifest_id = p.id("manifestId")?;
+    let manifest_id = p.manifest_id;
     {
         let objs = ctx.server.objects.lock();
         let m = objs
@@ -47,8 +48,9 @@ pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         }
     }
     let now = now_us();
-    let expiry = super::commands::expiry(p, now, "createSharedToken")?;
-    let limit = p.opt_u64("downloadLimit")?;
+    let expiry =
+        super::commands::expiry(p.expiry_time, p.expiry_seconds, now, "createSharedToken")?;
+    let limit = p.download_limit;
     if limit == Some(0) {
         return Err(ApiError(
             "parameter \"downloadLimit\" must be at least 1".into(),
@@ -59,11 +61,13 @@ pub fn create(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         token: new_id(),
         owner: owner_of(ctx),
         password_hash: p
-            .opt_str("password")?
+            .password
+            .as_ref()
+            .map(|pw| pw.expose())
             .filter(|pw| !pw.is_empty())
             .map(|pw| super::secrets::hash_password(&salt, pw)),
         salt,
-        description: p.opt_str("description")?.unwrap_or("").to_owned(),
+        description: p.description.unwrap_or_default(),
         creation_time: now,
         expiry_time: expiry,
         path: None,
@@ -107,9 +111,9 @@ fn find(ctx: &Ctx<'_>, token: &str) -> Result<TokenRec, ApiError> {
 ///
 /// # Errors
 /// Unknown or not visible.
-pub fn get(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
+pub fn get(ctx: &mut Ctx<'_>, p: &GetSharedToken) -> Reply {
     enabled(ctx, "getSharedToken")?;
-    let t = find(ctx, p.str("token")?)?;
+    let t = find(ctx, p.token.expose())?;
     Ok(("Shared token.".into(), t.view()))
 }
 
@@ -133,8 +137,8 @@ pub fn list(ctx: &mut Ctx<'_>) -> Reply {
 ///
 /// # Errors
 /// Unknown or not the caller's.
-pub fn delete(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    let token = p.str("token")?;
+pub fn delete(ctx: &mut Ctx<'_>, p: &DeleteSharedToken) -> Reply {
+    let token = p.token.expose();
     let mut objs = ctx.server.objects.lock();
     let key = objs
         .tokens
@@ -158,35 +162,38 @@ pub fn delete(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     Ok(("Shared token deleted.".into(), Value::Null))
 }
 
-/// What a session logged in with a shared token may call.
-const RECIPIENT_COMMANDS: [&str; 6] = [
-    "getServerInfo",
-    "echo",
-    "send.getSharedToken",
-    "send.getManifest",
-    "send.getManifestFiles",
-    "send.startDownload",
-];
-
-/// Refuses anything but downloading its manifest to a session of a shared token.
+/// Refuses to a session of a shared token every command but those a download link may call
+/// ([`Meta::link`]), and their `Async` forms (whose results it could not read).
 ///
 /// # Errors
-/// Another command, or another manifest.
-pub fn restrict(ctx: &Ctx<'_>, name: &str, p: Params<'_>) -> Result<(), ApiError> {
-    let Some(manifest) = &ctx.session.shared_manifest else {
-        return Ok(());
-    };
-    if !RECIPIENT_COMMANDS.contains(&name) {
+/// Another command.
+pub fn restrict(ctx: &Ctx<'_>, name: &str, meta: &Meta, is_async: bool) -> Result<(), ApiError> {
+    if ctx.session.shared_manifest.is_some() && (is_async || !meta.link) {
         return Err(ApiError(format!(
             "{name}: a shared token only allows downloading the files it shares"
         )));
     }
-    if let Some(m) = p.opt_text("manifestId")? {
-        if !m.eq_ignore_ascii_case(manifest) {
-            return Err(ApiError(format!("no manifest {m}")));
-        }
-    }
     Ok(())
+}
+
+/// Refuses to a session of a shared token any manifest but the one it shares.
+///
+/// # Errors
+/// Another manifest (reported as one that does not exist).
+pub fn restrict_manifest(ctx: &Ctx<'_>, request: &Request) -> Result<(), ApiError> {
+    let Some(manifest) = &ctx.session.shared_manifest else {
+        return Ok(());
+    };
+    let asked = match request {
+        Request::GetManifest(p) => Some(&p.manifest_id),
+        Request::GetManifestFiles(p) => Some(&p.manifest_id),
+        Request::StartDownload(p) => Some(&p.manifest_id),
+        _ => None,
+    };
+    match asked {
+        Some(m) if m != manifest => Err(ApiError(format!("no manifest {m}"))),
+        _ => Ok(()),
+    }
 }
 
 /// Counts one download with the session's shared token; refuses an expired or exhausted one.

@@ -20,7 +20,6 @@ use jetstream_api::types::AuthorizedClients as AuthorizedClientsView;
 
 use super::api::{ApiError, Ctx};
 use super::objects::to_json;
-use super::params::Params;
 use crate::tls::fingerprint_of;
 
 type Reply = Result<(String, Value), ApiError>;
@@ -128,29 +127,13 @@ impl AuthorizedClients {
     }
 }
 
-/// `clientPublicKey`: a string, or an object holding `clientPublicKey` (reference §3.4);
-/// checked to be hex of a plausible SPKI, lowercased.
-fn client_key(p: Params<'_>) -> Result<String, ApiError> {
-    const NAME: &str = "clientPublicKey";
-    let text = match p.value(NAME) {
-        None => return Err(ApiError(format!("missing parameter {NAME:?}"))),
-        Some(Value::String(s)) => s.as_str(),
-        Some(Value::Object(o)) => o.get(NAME).and_then(Value::as_str).ok_or_else(|| {
-            ApiError(format!(
-                "parameter {NAME:?}: an object must hold {NAME:?} as a string"
-            ))
-        })?,
-        Some(_) => {
-            return Err(ApiError(format!(
-                "parameter {NAME:?} must be a string (a server's publicKey) or an object \
-                 holding one"
-            )))
-        }
-    };
+/// `clientPublicKey` (given as a string or an object holding one, reference §3.4; the API
+/// crate takes either form): checked to be hex of a plausible SPKI, lowercased.
+fn client_key(text: &str) -> Result<String, ApiError> {
     crate::tls::plausible_public_key(text).ok_or_else(|| {
         ApiError(format!(
-            "parameter {NAME:?} must be a public key in hex (a server's publicKey from \
-             getServerInfo: {} to {} hex digits)",
+            "parameter \"clientPublicKey\" must be a public key in hex (a server's publicKey \
+             from getServerInfo: {} to {} hex digits)",
             crate::tls::PUBLIC_KEY_HEX.start(),
             crate::tls::PUBLIC_KEY_HEX.end()
         ))
@@ -183,8 +166,8 @@ fn view(list: &List, key: &str) -> Value {
 ///
 /// # Errors
 /// Not a superuser, a bad key.
-pub fn add(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    let key = client_key(p)?;
+pub fn add(ctx: &mut Ctx<'_>, key: &str) -> Reply {
+    let key = client_key(key)?;
     let (added, result) = ctx.server.trust.update(|list| {
         let added = list.authorized_clients.insert(key.clone());
         Ok((added, view(list, &key)))
@@ -208,8 +191,8 @@ pub fn add(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 ///
 /// # Errors
 /// Not a superuser, a bad key, a key not on the list.
-pub fn remove(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    let key = client_key(p)?;
+pub fn remove(ctx: &mut Ctx<'_>, key: &str) -> Reply {
+    let key = client_key(key)?;
     let result = ctx.server.trust.update(|list| {
         if list.authorized_clients.remove(&key) {
             Ok(view(list, &key))
@@ -236,11 +219,7 @@ pub fn remove(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 ///
 /// # Errors
 /// Not a superuser, a bad value.
-pub fn allow_only(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
-    const NAME: &str = "onlyAuthorizedClientsAllowed";
-    let on = p
-        .opt_bool(NAME)?
-        .ok_or_else(|| ApiError(format!("missing parameter {NAME:?}")))?;
+pub fn allow_only(ctx: &mut Ctx<'_>, on: bool) -> Reply {
     let (changed, result) = ctx.server.trust.update(|list| {
         let changed = list.only_authorized_clients_allowed != on;
         list.only_authorized_clients_allowed = on;
@@ -328,20 +307,16 @@ mod tests {
 
     #[test]
     fn keys_are_validated_and_lowercased() {
-        let ok = json!({ "clientPublicKey": KEY_A.to_uppercase() });
-        assert_eq!(client_key(Params(&ok)).unwrap(), KEY_A);
-        let nested = json!({ "clientPublicKey": { "clientPublicKey": KEY_B, "x": 1 } });
-        assert_eq!(client_key(Params(&nested)).unwrap(), KEY_B);
+        assert_eq!(client_key(&KEY_A.to_uppercase()).unwrap(), KEY_A);
+        assert_eq!(client_key(KEY_B).unwrap(), KEY_B);
         for bad in [
-            json!({}),
-            json!({ "clientPublicKey": 5 }),
-            json!({ "clientPublicKey": "abc" }),
-            json!({ "clientPublicKey": format!("{KEY_A}0") }),
-            json!({ "clientPublicKey": KEY_A.replace('a', "g") }),
-            json!({ "clientPublicKey": "ab".repeat(1001) }),
-            json!({ "clientPublicKey": { "other": KEY_A } }),
+            String::new(),
+            "abc".to_owned(),
+            format!("{KEY_A}0"),
+            KEY_A.replace('a', "g"),
+            "ab".repeat(1001),
         ] {
-            assert!(client_key(Params(&bad)).is_err(), "{bad}");
+            assert!(client_key(&bad).is_err(), "{bad}");
         }
     }
 }

@@ -109,6 +109,94 @@ fn bad_requests_get_json_errors_and_the_connection_stays_usable() {
     assert_eq!(info["serverId"].as_str().unwrap().len(), 32);
 }
 
+/// Issue 17, item 1: every request is decoded into its command's parameters before it runs.
+/// An unknown parameter and a wrongly typed one get a JSON error naming the parameter (before
+/// and after login, as a command and as its `Async` form), an unknown command is refused, and
+/// an async-only command called without `Async` is told how to call it. Nothing runs: the
+/// refused `createDestination` leaves no destination.
+#[test]
+fn unknown_and_ill_typed_parameters_and_unknown_commands_are_named() {
+    if !can_run() {
+        return;
+    }
+    let dir = scratch();
+    let s = Srv::start(dir.path(), "s", &[]);
+    let tcp = TcpStream::connect(("127.0.0.1", s.api)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = BufReader::new(tcp);
+    let mut ask = |line: &str| -> (String, String) {
+        w.write_all(line.as_bytes()).unwrap();
+        w.write_all(b"\n").unwrap();
+        let mut resp = String::new();
+        r.read_line(&mut resp).unwrap();
+        let v: Value = serde_json::from_str(&resp).unwrap_or_else(|e| panic!("{resp:?}: {e}"));
+        let status = v["status"].as_str().unwrap_or_default().to_owned();
+        (status, v["message"].as_str().unwrap_or_default().to_owned())
+    };
+    let (status, m) = ask(r#"{"request": "echo", "parameters": {"txt": "hi"}}"#);
+    assert_eq!(status, "error");
+    assert_eq!(m, "unknown parameter \"txt\" of echo: it takes text");
+    let (status, m) = ask(r#"{"request": "getServerInfo", "parameters": {"verbose": true}}"#);
+    assert_eq!(
+        (status.as_str(), m.as_str()),
+        (
+            "error",
+            "unknown parameter \"verbose\" of getServerInfo: it takes none"
+        )
+    );
+    let (status, m) =
+        ask(r#"{"request": "auth", "parameters": {"userName": ["root"], "password": "x"}}"#);
+    assert_eq!(status, "error");
+    assert_eq!(m, "parameter \"userName\" must be a string, not an array");
+    let (status, m) = ask(r#"{"request": "send.noSuchCommand", "parameters": {}}"#);
+    assert_eq!(status, "error");
+    assert_eq!(m, "unknown command \"send.noSuchCommand\"");
+    let (status, m) = ask(r#"{"request": "noSuchCommandAsync"}"#);
+    assert_eq!(
+        (status.as_str(), m.as_str()),
+        ("error", "unknown command \"noSuchCommandAsync\"")
+    );
+
+    let (user, pw) = user();
+    let mut c = s.login(user.name(), &pw);
+    let id = "0123456789abcdef0123456789abcdef";
+    let e = api_error(c.call(
+        "send.createDestination",
+        json!({"destinationAddress": "127.0.0.1", "destinationPortt": 9}),
+    ));
+    assert!(
+        e.starts_with("unknown parameter \"destinationPortt\" of send.createDestination: it takes destinationAddress, destinationPort,"),
+        "{e}"
+    );
+    let e = api_error(c.call(
+        "send.createTransferAsync",
+        json!({"destinationId": id, "manifestId": id, "priority": "high"}),
+    ));
+    assert_eq!(e, "parameter \"priority\" must be an integer, not \"high\"");
+    let e = api_error(c.call("send.getTransfer", json!({"transferId": "12"})));
+    assert_eq!(
+        e,
+        "parameter \"transferId\" must be an id of 32 hex digits, not \"12\""
+    );
+    let e = api_error(c.call("send.getTransfer", json!({})));
+    assert_eq!(e, "missing parameter \"transferId\"");
+    let e = api_error(c.call("sendDiscoverPacket", json!({"address": "127.0.0.1"})));
+    assert!(e.contains("call sendDiscoverPacketAsync"), "{e}");
+    assert_eq!(
+        c.call("send.getDestinations", json!({})).unwrap(),
+        json!([]),
+        "the refused createDestination made nothing"
+    );
+    // The alternative forms the server has always taken still work: an id in capitals, a
+    // number as a string, `null` as absent.
+    let e = api_error(c.call("send.getTransfer", json!({"transferId": id.to_uppercase()})));
+    assert_eq!(e, format!("no transfer {id}"));
+    c.call("sleep", json!({"ms": "1", "milliseconds": null}))
+        .unwrap();
+    drop(user);
+}
+
 #[test]
 #[ignore = "needs root: system users (PAM)"]
 fn passwords_tokens_superusers_and_visibility() {

@@ -4,8 +4,8 @@
 //! `cargo test -p jetstream-server --test server escalation -- --nocapture` prints what each
 //! attempt got.
 
+use jetstream_api::{Access, Permission, COMMANDS};
 use jetstream_server::client::{ApiClient, ClientError};
-use jetstream_server::server::access::{Access, COMMANDS};
 use jetstream_server::server::objects::PERMISSIONS;
 use serde_json::{json, Value};
 
@@ -127,8 +127,9 @@ fn every_command_checks_the_tokens_permissions() {
         let others: Vec<&str> = PERMISSIONS.iter().copied().filter(|p| *p != perm).collect();
         let token = new_token(&mut owner, json!({ "permissions": others }));
         let mut c = token_login(&a, &token);
-        for (cmd, access) in COMMANDS {
-            if *access != Access::Permission(perm) {
+        for meta in COMMANDS {
+            let cmd = meta.name;
+            if Some(meta.access) != Permission::from_name(perm).map(Access::Permission) {
                 continue;
             }
             let params = json!({
@@ -150,8 +151,9 @@ fn every_command_checks_the_tokens_permissions() {
     // Password-only and superuser commands refuse every token.
     let token = new_token(&mut owner, json!({}));
     let mut c = token_login(&a, &token);
-    for (cmd, access) in COMMANDS {
-        if matches!(access, Access::Password | Access::Superuser) {
+    for meta in COMMANDS {
+        if matches!(meta.access, Access::Password | Access::Superuser) {
+            let cmd = meta.name;
             let m = refused(c.call(cmd, json!({})));
             println!("| full token | {cmd} | refused: {m} |");
         }

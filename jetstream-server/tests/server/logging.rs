@@ -69,7 +69,7 @@ fn fail_token_login(s_api: u16) {
 fn log_level_warn_hides_info_lines_and_keeps_a_failed_login() {
     let dir = scratch();
     let s = Srv::start(dir.path(), "w", &["--log-level", "warn"]);
-    s.client().call("echo", json!({"x": 1})).unwrap();
+    s.client().call("echo", json!({"text": 1})).unwrap();
     fail_token_login(s.api);
     let log = wait_text(&s.log, |t| t.contains("failed login"));
     let lines = file_lines(&log);
@@ -85,7 +85,7 @@ fn log_level_warn_hides_info_lines_and_keeps_a_failed_login() {
     );
 
     let d = Srv::start(dir.path(), "i", &[]);
-    d.client().call("echo", json!({"x": 1})).unwrap();
+    d.client().call("echo", json!({"text": 1})).unwrap();
     fail_token_login(d.api);
     let log = wait_text(&d.log, |t| t.contains("failed login"));
     let lines = file_lines(&log);
@@ -110,7 +110,7 @@ fn log_level_debug_shows_requests_and_a_newline_cannot_forge_a_line() {
     let dir = scratch();
     let s = Srv::start(dir.path(), "d", &["--log-level", "debug"]);
     let mut c = s.client();
-    c.call("echo", json!({"x": 1})).unwrap();
+    c.call("echo", json!({"text": 1})).unwrap();
     // (A command name is cut at 64 characters in the log: this one is 54.)
     let forged = "x\n2026-01-01T00:00:00.000Z INFO api: 10.9.9.9 root\u{1b}[2K";
     let e = c.call(forged, json!({})).unwrap_err().to_string();

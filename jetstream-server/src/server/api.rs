@@ -438,7 +438,10 @@ fn handle_line(
             stream,
         };
         match super::commands::dispatch(&mut ctx, &req.request, params) {
-            Ok((message, result)) => Response::success(message, result),
+            Ok((message, mut result)) => {
+                super::secrets::mask_owner_tokens(&mut result);
+                Response::success(message, result)
+            }
             Err(ApiError(message)) => Response::error(message),
         }
     } else {

@@ -210,6 +210,28 @@ pub enum SecretKind {
     Token,
 }
 
+/// Masks, in place and at any depth, every `ownerToken` (the API token an object was made
+/// through) to its first characters: enough to tell one's tokens apart, never enough to log in.
+/// Every API answer goes through it. The objects that carry the field are shown to more than
+/// the token's holder: its user's password sessions, superusers, and the holder of a download
+/// link for a manifest made through the token (`send.getManifest`), who must not get a login
+/// for the user's whole account.
+pub fn mask_owner_tokens(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                match item {
+                    Value::String(s) if k == "ownerToken" => *s = shown_token(s),
+                    _ => mask_owner_tokens(item),
+                }
+            }
+        }
+        Value::Array(list) => list.iter_mut().for_each(mask_owner_tokens),
+        _ => {}
+    }
+}
+
 /// Replaces, in place and at any depth, every string or number under a secret key (see
 /// [`is_secret_key`]) by its masked form; returns the secret strings it replaced, so that the
 /// caller can also scrub them from free text.

@@ -331,3 +331,77 @@ fn internal_errors_reach_the_client_as_a_log_reference() {
     );
     drop(user);
 }
+
+/// Objects record the API token they were made through (`ownerToken`), and are shown to more
+/// than that token's holder: to a download link for a manifest made through the token, to the
+/// user's password sessions and to superusers. None of them gets the token itself: before, the
+/// link holder read a full API token of the user (every permission of it) from
+/// `send.getManifest`.
+#[test]
+#[ignore = "needs root: system users (PAM)"]
+fn no_answer_shows_the_token_an_object_was_made_through() {
+    if !can_run() {
+        return;
+    }
+    let (user, pw) = user();
+    let dir = scratch();
+    let src = dir.path().join("src");
+    write(&src.join("f.bin"), &data(1000, 2));
+    std::os::unix::fs::chown(&src, Some(user.uid()), Some(user.gid())).unwrap();
+    let a = Srv::start(dir.path(), "a", &[]);
+    let mut owner = a.login(user.name(), &pw);
+    let full = new_token(
+        &mut owner,
+        json!({"permissions": ["upload", "download", "modify", "share"], "description": "full"}),
+    );
+    let mut t = token_login(&a, &full);
+    let mid = manifest(
+        &mut t,
+        json!({ src.join("f.bin").to_str().unwrap(): "/f.bin" }),
+    )
+    .unwrap();
+    let link = t
+        .call("send.createSharedToken", json!({ "manifestId": mid }))
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut l = a.tls_client();
+    l.call("authToken", json!({ "token": link }))
+        .expect("link login");
+    let seen = [
+        (
+            "link: send.getManifest",
+            l.call("send.getManifest", json!({ "manifestId": mid })),
+        ),
+        (
+            "owner: send.getManifests",
+            owner.call("send.getManifests", json!({})),
+        ),
+        (
+            "owner: send.getSharedTokens",
+            owner.call("send.getSharedTokens", json!({})),
+        ),
+        ("owner: getEventLog", owner.call("getEventLog", json!({}))),
+        (
+            "token: send.getManifest",
+            t.call("send.getManifest", json!({ "manifestId": mid })),
+        ),
+    ];
+    for (who, answer) in seen {
+        let text = answer.expect(who).to_string();
+        assert!(!text.contains(&full), "{who} shows the full token: {text}");
+        println!("| {who} | ownerToken masked |");
+    }
+    // The masked form still tells the objects of one token from another's.
+    let m = t
+        .call("send.getManifest", json!({ "manifestId": mid }))
+        .unwrap();
+    assert!(
+        m["ownerToken"]
+            .as_str()
+            .is_some_and(|s| full.starts_with(s.trim_end_matches('…'))),
+        "{m}"
+    );
+    drop(user);
+}

@@ -6,6 +6,7 @@ mod server {
     pub mod api;
     pub mod attacks;
     pub mod bandwidth;
+    pub mod client_tls;
     pub mod config_file;
     pub mod conn_limits;
     pub mod control;
@@ -31,6 +32,7 @@ mod server {
     pub mod service;
     pub mod storage;
     pub mod triggers;
+    pub mod typed_client;
     pub mod trust;
     pub mod util;
 }

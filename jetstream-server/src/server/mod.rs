@@ -239,7 +239,7 @@ pub struct Server {
     /// The relay this server receives through, if any.
     pub relay: crate::relay::client::RelayState,
     /// What the last transfer to each destination measured of the path (`<state>/paths`).
-    pub paths: Mutex<crate::paths::PathMemory>,
+    pub paths: Mutex<jetstream_client::paths::PathMemory>,
     /// Counters for `--metrics-address`.
     pub metrics: metrics::Metrics,
     gc: Mutex<gc::GcSettings>,
@@ -628,7 +628,7 @@ fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> R
         }
         _ => {}
     }
-    let paths = crate::paths::PathMemory::open(&state.path().join("paths"));
+    let paths = jetstream_client::paths::PathMemory::open(&state.path().join("paths"));
     let server_uid = state.server_uid()?;
     let identity = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Identity::from_pem_files(c, k).map_err(|e| e.to_string())?,

@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 
 use super::api::ApiError;
 use super::objects::{now_us, Counters, Credentials, DestinationRec, TxStatus};
-use super::receive::client_keys;
+use jetstream_client::session::client_keys;
 use super::Server;
-use crate::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_client::client::{ApiClient, ClientError, ConnectOptions, Trust};
 
 /// Why a running transfer is asked to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,7 +318,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         trust: Trust::Pinned(dest.public_key.clone()),
         timeout: Duration::from_secs(15),
         force_tls: true,
-        client_identity: Some(server.identity.clone()),
+        client_identity: Some(server.identity.client_cert()),
     };
     let mut client = match ApiClient::connect(&ip.to_string(), dest.api_port, &opts) {
         Ok(c) => c,
@@ -386,7 +386,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         Err(e) => return interrupted(format!("log-in: {e}")),
     }
     let session_id = super::objects::new_session_id();
-    let offered = super::ciphers::offer(&server.live().cipher);
+    let offered = jetstream_client::session::offer(&server.live().cipher);
     let started = client.call(
         "recv.startTransfer",
         json!({

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
 use super::params::Params;
-use crate::tls::fingerprint_of;
+use jetstream_client::tls::fingerprint_of;
 
 type Reply = Result<(String, Value), ApiError>;
 
@@ -144,12 +144,12 @@ fn client_key(p: Params<'_>) -> Result<String, ApiError> {
             )))
         }
     };
-    crate::tls::plausible_public_key(text).ok_or_else(|| {
+    jetstream_client::tls::plausible_public_key(text).ok_or_else(|| {
         ApiError(format!(
             "parameter {NAME:?} must be a public key in hex (a server's publicKey from \
              getServerInfo: {} to {} hex digits)",
-            crate::tls::PUBLIC_KEY_HEX.start(),
-            crate::tls::PUBLIC_KEY_HEX.end()
+            jetstream_client::tls::PUBLIC_KEY_HEX.start(),
+            jetstream_client::tls::PUBLIC_KEY_HEX.end()
         ))
     })
 }

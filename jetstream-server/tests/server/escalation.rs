@@ -4,7 +4,7 @@
 //! `cargo test -p jetstream-server --test server escalation -- --nocapture` prints what each
 //! attempt got.
 
-use jetstream_server::client::{ApiClient, ClientError};
+use jetstream_client::client::{ApiClient, ClientError};
 use jetstream_server::server::access::{Access, COMMANDS};
 use jetstream_server::server::objects::PERMISSIONS;
 use serde_json::{json, Value};

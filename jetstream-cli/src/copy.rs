@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jetstream_client::client::{ApiClient, ClientError};
+use jetstream_client::ids::{new_id, new_session_id};
+use jetstream_client::login::{self, exit, Failure};
+use jetstream_client::manifest::{engine_manifest, scan};
+use jetstream_client::paths::PathMemory;
+use jetstream_client::session::{client_keys, offer, rank};
+use jetstream_core::fs::paths::clean_relative;
 use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{BitsPerSecond, Destination, Engine, EngineConfig, Transfer, TransferStatus};
-use jetstream_server::client::{ApiClient, ClientError};
-use jetstream_server::login::{self, exit, Failure};
-use jetstream_server::paths::PathMemory;
-use jetstream_server::sandbox;
-use jetstream_server::server::manifests::{engine_manifest, scan};
-use jetstream_server::server::objects::new_id;
-use jetstream_server::server::receive::client_keys;
 use serde_json::{json, Value};
 
 use crate::args::{Location, Options, Remote};
@@ -80,7 +80,7 @@ fn local_engine() -> Result<Engine, Failure> {
 /// end in `/` is copied *as* the target; otherwise every source keeps its name below the
 /// target directory (a directory source needs `-r`; `dir/` copies its contents, like rsync).
 fn push_plan(o: &Options, target: &str) -> Result<Vec<(PathBuf, String)>, Failure> {
-    let target_clean = sandbox::clean_relative(target)
+    let target_clean = clean_relative(target)
         .map_err(|e| Failure::new(exit::REFUSED, format!("target {target:?}: {e}")))?;
     let mut plan = Vec::new();
     let into_dir = target.is_empty() || target.ends_with('/') || o.sources.len() > 1;
@@ -128,12 +128,12 @@ fn push(
     stop: &Arc<AtomicBool>,
 ) -> Result<(), Failure> {
     let plan = push_plan(o, &r.path)?;
-    let files = scan(&plan, None).map_err(|e| Failure::new(exit::LOCAL, e))?;
+    let files = scan(&plan, None, |_, _| {}).map_err(|e| Failure::new(exit::LOCAL, e))?;
     let manifest = engine_manifest(&files).map_err(|e| Failure::new(exit::LOCAL, e))?;
     let mut client = open(o, r)?;
     let transfer_id = new_id();
-    let session_id = jetstream_server::server::objects::new_session_id();
-    let offered = jetstream_server::server::ciphers::offer(&[]);
+    let session_id = new_session_id();
+    let offered = offer(&[]);
     let started = client
         .call(
             "recv.startTransfer",
@@ -176,7 +176,7 @@ fn push(
     let engine = local_engine()?;
     // Path memory (docs/jscp.md): what the last complete copy to this server measured.
     let path_key = format!("{ip}:{port}");
-    let mut paths = PathMemory::open(&jetstream_server::paths::default_file());
+    let mut paths = PathMemory::open(&jetstream_client::paths::default_file());
     let hint = paths.hint(&path_key);
     let dest = Destination::new(std::net::SocketAddr::new(ip, port))
         .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps))
@@ -518,7 +518,7 @@ fn receive_manifest(
     let files_total = m["totalFiles"].as_u64().unwrap_or(0);
     let engine = local_engine()?;
     let transfer_id = new_id();
-    let session_id = jetstream_server::server::objects::new_session_id();
+    let session_id = new_session_id();
     // The server sends as soon as it is asked, so the keys (and their cipher) must be ready
     // first: use the fastest cipher here unless the server's floor is above it.
     let floor = client
@@ -526,8 +526,7 @@ fn receive_manifest(
         .ok()
         .and_then(|i| i["minCipher"].as_str().map(str::to_owned))
         .unwrap_or_default();
-    let ranked = jetstream_server::server::ciphers::rank;
-    let cipher = if ranked(Cipher::preferred().name()) >= ranked(&floor) {
+    let cipher = if rank(Cipher::preferred().name()) >= rank(&floor) {
         Cipher::preferred()
     } else {
         Cipher::Aes256Gcm

@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jetstream_api::types::RequestId;
+use jetstream_api::{Api, Command, Mode};
 use parking_lot::Mutex;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use jetstream_api::types::RequestId;
-use jetstream_api::{Api, Command, Mode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -208,7 +208,10 @@ impl fmt::Display for ClientError {
                 write!(f, "{command}: cannot encode the parameters: {source}")
             }
             Self::Decode { command, source } => {
-                write!(f, "{command}: the server's result does not decode: {source}")
+                write!(
+                    f,
+                    "{command}: the server's result does not decode: {source}"
+                )
             }
             Self::Io(e) => write!(f, "{e}"),
         }
@@ -431,7 +434,11 @@ impl Api for ApiClient {
 
 impl ApiClient {
     /// Sends `name` + `Async` and reads the request id it answers with.
-    fn send_async(&mut self, name: &'static str, parameters: Value) -> Result<RequestId, ClientError> {
+    fn send_async(
+        &mut self,
+        name: &'static str,
+        parameters: Value,
+    ) -> Result<RequestId, ClientError> {
         let answer = Self::call(self, &format!("{name}Async"), parameters)?;
         decode(name, answer)
     }
@@ -439,11 +446,10 @@ impl ApiClient {
     /// Waits for the outcome of an async request (`getRequestResult`): its result, or the
     /// server's error for it.
     fn request_result(&mut self, id: RequestId) -> Result<Value, ClientError> {
-        let parameters =
-            serde_json::to_value(id).map_err(|source| ClientError::Encode {
-                command: "getRequestResult",
-                source,
-            })?;
+        let parameters = serde_json::to_value(id).map_err(|source| ClientError::Encode {
+            command: "getRequestResult",
+            source,
+        })?;
         Self::call(self, "getRequestResult", parameters)
     }
 }

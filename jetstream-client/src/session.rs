@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn offers_and_ranks() {
         assert_eq!(offer(&[]).len(), 2);
-        assert_eq!(offer(&[]).first().map(String::as_str), Some(Cipher::preferred().name()));
+        assert_eq!(
+            offer(&[]).first().map(String::as_str),
+            Some(Cipher::preferred().name())
+        );
         assert_eq!(offer(&["aes-256-gcm".into()]), vec!["aes-256-gcm"]);
         assert!(rank("aes-256-gcm") > rank("chacha20-poly1305"));
         assert_eq!(rank("rot13"), None);

@@ -159,7 +159,10 @@ impl std::fmt::Debug for Invocation {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
-            .field("token", &jetstream_client::shown::ShownTokenOpt(&self.token))
+            .field(
+                "token",
+                &jetstream_client::shown::ShownTokenOpt(&self.token),
+            )
             .field("superuser", &self.superuser)
             .field("accept_new_host", &self.accept_new_host)
             .field("command", &self.command)
@@ -527,7 +530,10 @@ mod tests {
         assert_eq!(q("getTransfers"), "send.getTransfers");
         assert_eq!(q("getTransfersAsync"), "recv.getTransfersAsync");
         assert_eq!(q("getSourcesAsync"), "recv.getSourcesAsync");
-        assert_eq!(q("addAuthorizedClientAsync"), "recv.addAuthorizedClientAsync");
+        assert_eq!(
+            q("addAuthorizedClientAsync"),
+            "recv.addAuthorizedClientAsync"
+        );
         assert_eq!(q("createDestination"), "send.createDestination");
         assert_eq!(q("setSendRateAsync"), "send.setSendRateAsync");
         assert_eq!(q("startTransfer"), "recv.startTransfer");
@@ -545,7 +551,11 @@ mod tests {
         for m in COMMANDS {
             let name = console_name(m);
             let wire = qualify(&name).unwrap();
-            assert_eq!(wire.strip_suffix("Async").unwrap_or(&wire), m.name, "{name}");
+            assert_eq!(
+                wire.strip_suffix("Async").unwrap_or(&wire),
+                m.name,
+                "{name}"
+            );
             let twins = COMMANDS.iter().filter(|o| console_name(o) == name).count();
             assert_eq!(twins, 1, "{name} names {twins} commands");
         }

@@ -542,7 +542,6 @@ impl ClientCertVerifier for KeyClientCert {
     jetstream_client::handshake_signature_checks!();
 }
 
-
 // ---- the server side of the API socket ----
 
 /// An accepted API connection: plain TCP (the caller allows it for loopback peers only) or TLS.

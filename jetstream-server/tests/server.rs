@@ -32,7 +32,7 @@ mod server {
     pub mod service;
     pub mod storage;
     pub mod triggers;
-    pub mod typed_client;
     pub mod trust;
+    pub mod typed_client;
     pub mod util;
 }

@@ -18,10 +18,10 @@ use rustls::{ClientConnection, StreamOwned};
 
 use super::tls_io::{self, LinkSender, TlsConn};
 use super::{datagram_frame, decode_datagram, kind, read_frame, write_frame};
-use jetstream_client::client::{ClientError, Trust};
 use crate::server::config::ServerArgs;
 use crate::server::Server;
 use crate::tls::Identity;
+use jetstream_client::client::{ClientError, Trust};
 
 /// What the server reports about its relay (`receiver.relayIP` / `relayPort`).
 #[derive(Debug, Default)]

@@ -481,8 +481,8 @@ fn handshake(r: &Relay, tcp: TcpStream) -> io::Result<(ControlStream, String, u8
     while s.conn.is_handshaking() {
         s.conn.complete_io(&mut s.sock)?;
     }
-    let key =
-        jetstream_client::tls::peer_key(&s.conn).ok_or_else(|| io::Error::other("no client certificate"))?;
+    let key = jetstream_client::tls::peer_key(&s.conn)
+        .ok_or_else(|| io::Error::other("no client certificate"))?;
     let (k, payload) = read_frame(&mut s)?;
     Ok((s, key, k, payload))
 }

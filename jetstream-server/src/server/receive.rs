@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use jetstream_core::transfer::TransferState;
 use jetstream_client::session::derive_keys;
+use jetstream_core::transfer::TransferState;
 use jetstream_core::{Role, SessionId, TransferKeys};
 use serde_json::{json, Value};
 

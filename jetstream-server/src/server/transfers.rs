@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 
 use super::api::ApiError;
 use super::objects::{now_us, Counters, Credentials, DestinationRec, TxStatus};
-use jetstream_client::session::client_keys;
 use super::Server;
 use jetstream_client::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_client::session::client_keys;
 
 /// Why a running transfer is asked to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -89,8 +89,7 @@ fn plain_on_loopback_and_tls_when_forced_with_equal_keying_material() {
         .is_err());
     drop(plain);
 
-    let mut tls =
-        ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), true)).unwrap();
+    let mut tls = ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), true)).unwrap();
     assert!(tls.is_tls());
     assert_eq!(tls.peer_public_key(), Some(a.public_key()));
     assert_eq!(tls.call("echo", params.clone()).unwrap(), params);
@@ -98,7 +97,10 @@ fn plain_on_loopback_and_tls_when_forced_with_equal_keying_material() {
     tls.export_keying_material(b"test label", b"ctx", &mut mine)
         .unwrap();
     let theirs = tls.call("ekm", Value::Null).unwrap();
-    assert_eq!(theirs, Value::from(jetstream_client::tls::hex_encode(&mine)));
+    assert_eq!(
+        theirs,
+        Value::from(jetstream_client::tls::hex_encode(&mine))
+    );
     drop(tls);
 
     assert_eq!(server.join().unwrap(), vec![false, true]);

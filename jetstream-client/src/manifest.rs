@@ -40,7 +40,6 @@ pub struct FileMapping {
 
 /// Why [`scan`] left an entry out of a directory it walked (the caller may log it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Skipped {
     /// A symbolic link to a directory (never followed: no loops), or a dangling one.
     Link,

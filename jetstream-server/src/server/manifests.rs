@@ -131,7 +131,7 @@ fn build(
             );
         }
         Skipped::Link => crate::debug!("manifest: skipping symbolic link {}", path.display()),
-        _ => crate::debug!("manifest: skipping special file {}", path.display()),
+        Skipped::Special => crate::debug!("manifest: skipping special file {}", path.display()),
     };
     let outcome = sandbox::run_as_user(ids, move || scan(&plan, confine.as_deref(), skipped))
         .map_err(|e| format!("cannot read the sources as the user: {e}"))

@@ -2,8 +2,10 @@
 //! parameters and its result ([`Command`], [`Meta`]), and the [`commands!`] macro that
 //! declares them all in one place ([`crate::commands`]).
 
+use std::fmt;
+
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A token permission (reference §6.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +40,32 @@ impl Permission {
     }
 }
 
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// On the wire, a permission is its name.
+impl Serialize for Permission {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Permission {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
+            serde::de::Error::custom(format!(
+                "unknown permission {name:?}; known: {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
 /// What a session needs to call a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -63,6 +91,89 @@ pub enum Mode {
     AsyncOnly,
 }
 
+/// One parameter of a command, as the documentation and `jetstream api` list it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parameter {
+    /// Its name on the wire (`destinationId`).
+    pub name: &'static str,
+    /// Whether the command needs it.
+    pub required: bool,
+}
+
+/// The parameters of `C`, read from its serde definition: the names from the field list serde
+/// hands to `deserialize_struct`, and which are required by decoding an object where every
+/// parameter is `null` (an optional one takes `null` as absent, a required one refuses it).
+pub(crate) fn parameters<C: Command>() -> Vec<Parameter> {
+    let names = field_names::<C>();
+    let mut required: Vec<&'static str> = Vec::new();
+    // Each round finds one more required parameter (or ends): at most one round per name.
+    for _ in 0..=names.len() {
+        let probe: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .filter(|n| !required.contains(n))
+            .map(|n| ((*n).to_owned(), serde_json::Value::Null))
+            .collect();
+        match crate::decode_object::<C>("", probe) {
+            Err(crate::ParamError::Invalid { parameter, .. }) => {
+                match names.iter().find(|n| **n == parameter) {
+                    Some(n) if !required.contains(n) => required.push(n),
+                    _ => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    names
+        .iter()
+        .map(|&name| Parameter {
+            name,
+            required: required.contains(&name),
+        })
+        .collect()
+}
+
+/// The field names serde's derive gives `deserialize_struct` for `C`.
+fn field_names<C: Command>() -> &'static [&'static str] {
+    struct Fields(&'static [&'static str]);
+    #[derive(Debug)]
+    struct Done;
+    impl fmt::Display for Done {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("done")
+        }
+    }
+    impl std::error::Error for Done {}
+    impl serde::de::Error for Done {
+        fn custom<T: fmt::Display>(_: T) -> Self {
+            Self
+        }
+    }
+    struct Recorder<'a>(&'a mut Fields);
+    impl<'de> serde::Deserializer<'de> for Recorder<'_> {
+        type Error = Done;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Done> {
+            Err(Done)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Done> {
+            self.0 .0 = fields;
+            Err(Done)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields = Fields(&[]);
+    let _ = C::deserialize(Recorder(&mut fields));
+    fields.0
+}
+
 /// One command's description: everything the dispatcher, the permission check, the console
 /// client and the documentation know about it.
 #[derive(Clone, Copy, Debug)]
@@ -77,9 +188,16 @@ pub struct Meta {
     pub mode: Mode,
     /// One line for the documentation's command table and `jetstream api --help`.
     pub summary: &'static str,
+    /// Its parameters ([`Meta::parameters`]).
+    pub(crate) params: fn() -> Vec<Parameter>,
 }
 
 impl Meta {
+    /// The command's parameters, in the order of its parameter struct.
+    pub fn parameters(&self) -> Vec<Parameter> {
+        (self.params)()
+    }
+
     /// The name `jetstream api` accepts: the wire name without its `send.` / `recv.` prefix,
     /// with `Async` where the command is async-only.
     pub fn console_name(&self) -> String {
@@ -113,7 +231,7 @@ macro_rules! commands {
             $mode:ident, $params:ty => $output:ty;
     )*) => {
         /// Every command's parameters, as a server receives them.
-        #[derive(Clone, Debug)]
+        #[derive(Clone, Debug, PartialEq)]
         #[allow(clippy::large_enum_variant)]
         pub enum Request {
             $(
@@ -133,6 +251,7 @@ macro_rules! commands {
                     link: $link,
                     mode: $crate::Mode::$mode,
                     summary: concat!($($doc),*),
+                    params: $crate::command::parameters::<$params>,
                 };
                 type Output = $output;
             }

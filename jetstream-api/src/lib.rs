@@ -13,13 +13,14 @@
 
 mod command;
 mod commands;
+mod decode;
 pub mod params;
 pub mod types;
 pub mod wire;
 
 use std::fmt;
 
-pub use command::{Access, Command, Meta, Mode, Permission};
+pub use command::{Access, Command, Meta, Mode, Parameter, Permission};
 pub use commands::{Api, Request, COMMANDS};
 
 /// The description of the command `name`, with or without its `Async` suffix; `None` for an
@@ -32,8 +33,9 @@ pub fn lookup(name: &str) -> Option<(&'static Meta, bool)> {
     name.strip_suffix("Async").and_then(find).map(|m| (m, true))
 }
 
-/// Why a request's parameters do not fit its command.
+/// Why a request's parameters do not fit its command. The messages name the parameter.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ParamError {
     /// No command has this name.
     UnknownCommand(String),
@@ -42,38 +44,82 @@ pub enum ParamError {
         /// The command.
         command: String,
     },
-    /// A parameter the command does not take, one it needs that is missing, or one of the
-    /// wrong type or value.
+    /// A parameter the command needs is absent (or `null`).
+    Missing {
+        /// The command.
+        command: String,
+        /// The parameter's path (`password`, `fileMappings[0].srcPath`).
+        parameter: String,
+    },
+    /// A parameter the command does not take.
+    Unknown {
+        /// The command.
+        command: String,
+        /// The parameter's path.
+        parameter: String,
+        /// The parameters the command (or the object holding this one) takes.
+        expected: &'static [&'static str],
+    },
+    /// A parameter of the wrong type or with a bad value.
     Invalid {
         /// The command.
         command: String,
-        /// The parameter's path (`destinationPath`, `paths[2].source`), empty when the message
-        /// names it.
+        /// The parameter's path (`destinationPort`, `permissions[1]`).
         parameter: String,
-        /// What is wrong, as serde says it.
+        /// What is wrong, e.g. `must be a string, not 5`.
         message: String,
     },
+}
+
+impl ParamError {
+    /// The command the error is about.
+    pub fn command(&self) -> &str {
+        match self {
+            Self::UnknownCommand(c)
+            | Self::NotAnObject { command: c }
+            | Self::Missing { command: c, .. }
+            | Self::Unknown { command: c, .. }
+            | Self::Invalid { command: c, .. } => c,
+        }
+    }
+
+    /// The parameter the error is about, if it is about one.
+    pub fn parameter(&self) -> Option<&str> {
+        match self {
+            Self::Missing { parameter, .. }
+            | Self::Unknown { parameter, .. }
+            | Self::Invalid { parameter, .. } => Some(parameter),
+            Self::UnknownCommand(_) | Self::NotAnObject { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownCommand(name) => write!(f, "unknown command {name:?}"),
-            Self::NotAnObject { command } => {
-                write!(f, "{command}: parameters must be a JSON object")
+            Self::NotAnObject { .. } => {
+                f.write_str("bad request: \"parameters\" must be an object")
             }
-            Self::Invalid {
+            Self::Missing { parameter, .. } => write!(f, "missing parameter {parameter:?}"),
+            Self::Unknown {
                 command,
                 parameter,
-                message,
-            } if parameter.is_empty() || parameter == "." => {
-                write!(f, "{command}: {message}")
+                expected,
+            } => {
+                write!(f, "unknown parameter {parameter:?} of {command}: ")?;
+                if expected.is_empty() {
+                    f.write_str("it takes none")
+                } else {
+                    write!(f, "it takes {}", expected.join(", "))
+                }
             }
             Self::Invalid {
-                command,
-                parameter,
-                message,
-            } => write!(f, "{command}: parameter {parameter:?}: {message}"),
+                parameter, message, ..
+            } if message.starts_with("must ") => write!(f, "parameter {parameter:?} {message}"),
+            Self::Invalid {
+                parameter, message, ..
+            } => write!(f, "parameter {parameter:?}: {message}"),
         }
     }
 }
@@ -82,25 +128,63 @@ impl std::error::Error for ParamError {}
 
 /// Decodes `parameters` (an object, or null for none) as the parameters of `command`.
 ///
+/// Every parameter is checked here: an unknown one, a missing one, and a value of the wrong
+/// type are errors naming the parameter. Where the documents allow it a value may take more
+/// than one form (an id as a string or a number, a number as a string of digits, a boolean
+/// as `"true"`); [`params`] says which.
+///
 /// # Errors
 /// Not an object, an unknown or missing parameter, or a wrong type, naming the parameter.
 pub fn decode_params<C: Command>(
     command: &str,
     parameters: serde_json::Value,
 ) -> Result<C, ParamError> {
-    let parameters = match parameters {
-        serde_json::Value::Null => serde_json::Value::Object(serde_json::Map::new()),
-        v @ serde_json::Value::Object(_) => v,
-        _ => {
-            return Err(ParamError::NotAnObject {
-                command: command.to_owned(),
-            })
+    match parameters {
+        serde_json::Value::Null => decode_object(command, serde_json::Map::new()),
+        serde_json::Value::Object(mut map) => {
+            // A parameter given as `null` is absent (as the server has always read them).
+            map.retain(|_, v| !v.is_null());
+            decode_object(command, map)
         }
-    };
-    serde_path_to_error::deserialize(parameters).map_err(|e| ParamError::Invalid {
-        command: command.to_owned(),
-        parameter: e.path().to_string(),
-        message: e.into_inner().to_string(),
+        _ => Err(ParamError::NotAnObject {
+            command: command.to_owned(),
+        }),
+    }
+}
+
+/// Decodes an object as `C`, as it is (a `null` is a value of the wrong type for a required
+/// parameter, which [`command::parameters`] relies on).
+pub(crate) fn decode_object<C: Command>(
+    command: &str,
+    parameters: serde_json::Map<String, serde_json::Value>,
+) -> Result<C, ParamError> {
+    let parameters = serde_json::Value::Object(parameters);
+    serde_path_to_error::deserialize(decode::ValueDe(parameters)).map_err(|e| {
+        let path = e.path().to_string();
+        // The path names the object holding a missing or unknown field (and, for an unknown
+        // one, the key itself when serde_path_to_error had already read it).
+        let under = |name: &str| match path.as_str() {
+            "" | "." => name.to_owned(),
+            p if p == name || p.ends_with(&format!(".{name}")) => p.to_owned(),
+            p => format!("{p}.{name}"),
+        };
+        let command = command.to_owned();
+        match e.into_inner() {
+            decode::Fault::Missing(name) => ParamError::Missing {
+                command,
+                parameter: under(name),
+            },
+            decode::Fault::Unknown { name, expected } => ParamError::Unknown {
+                command,
+                parameter: under(&name),
+                expected,
+            },
+            fault => ParamError::Invalid {
+                command,
+                parameter: path,
+                message: fault.to_string(),
+            },
+        }
     })
 }
 

@@ -492,194 +492,6 @@ unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
     unsafe { libc::free(replies.cast::<c_void>()) };
 }
 
-/// Helpers for tests that need real system users (root only): create and remove users and
-/// groups, install the PAM service file. Used by the unit tests and by `tests/`.
-#[doc(hidden)]
-pub mod test_support {
-    use std::io::{self, Write};
-    use std::path::Path;
-    use std::process::{Command, Stdio};
-    use std::sync::Mutex;
-
-    use crate::users::{lookup, PAM_SERVICE};
-
-    /// Where PAM service files live.
-    use crate::users::PAM_DIR;
-
-    /// Serialises user database changes within this process (useradd and friends lock the
-    /// files and fail rather than wait).
-    static USERDB: Mutex<()> = Mutex::new(());
-
-    /// Whether the process runs as root (and so can create users).
-    pub fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() == 0 }
-    }
-
-    /// Installs `packaging/pam.d/jetstream` as `/etc/pam.d/jetstream` unless that exists.
-    ///
-    /// # Errors
-    ///
-    /// Reading the packaged file or writing `/etc/pam.d` failed.
-    pub fn ensure_pam_service() -> io::Result<()> {
-        let target = Path::new(PAM_DIR).join(PAM_SERVICE);
-        if target.exists() {
-            return Ok(());
-        }
-        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/pam.d/jetstream");
-        let text = std::fs::read(source)?;
-        // Write then rename, so that a concurrent test never sees a half-written file.
-        let tmp = Path::new(PAM_DIR).join(format!(".{PAM_SERVICE}.{}.tmp", random_hex()?));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &target).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-    }
-
-    /// 8 random hex digits.
-    fn random_hex() -> io::Result<String> {
-        Ok(crate::server::objects::new_id()[..8].to_owned())
-    }
-
-    /// Runs a user-administration command, retrying a few times (another process may hold
-    /// the lock on /etc/passwd).
-    fn run(program: &str, args: &[&str], stdin: Option<&str>) -> io::Result<()> {
-        let _guard = USERDB.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = String::new();
-        for attempt in 0..5u64 {
-            if attempt > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
-            }
-            let mut child = Command::new(program)
-                .args(args)
-                .stdin(if stdin.is_some() {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                })
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()?;
-            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                pipe.write_all(text.as_bytes())?;
-            }
-            let out = child.wait_with_output()?;
-            if out.status.success() {
-                return Ok(());
-            }
-            last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        }
-        Err(io::Error::other(format!(
-            "{program} {args:?} failed: {last}"
-        )))
-    }
-
-    /// A system user `jstest_<random hex>` (no home, shell nologin), deleted when dropped.
-    #[derive(Debug)]
-    pub struct TestUser {
-        name: String,
-        uid: u32,
-        gid: u32,
-    }
-
-    impl TestUser {
-        /// Creates the user with `password`, or with an empty password (`passwd -d`: an
-        /// account without a password) for `None`.
-        ///
-        /// # Errors
-        ///
-        /// Not root, or useradd / chpasswd / passwd failed.
-        pub fn create(password: Option<&str>) -> io::Result<Self> {
-            let name = format!("jstest_{}", random_hex()?);
-            run("useradd", &["-M", "-s", "/usr/sbin/nologin", &name], None)?;
-            // From here on the guard deletes the user, whatever fails next.
-            let mut user = Self {
-                name,
-                uid: u32::MAX,
-                gid: u32::MAX,
-            };
-            let found = lookup(&user.name)?
-                .ok_or_else(|| io::Error::other("user created but not found"))?;
-            user.uid = found.uid;
-            user.gid = found.gid;
-            match password {
-                Some(pw) => {
-                    if pw.contains(['\n', '\0']) {
-                        return Err(io::Error::other("password with newline or NUL"));
-                    }
-                    run("chpasswd", &[], Some(&format!("{}:{pw}\n", user.name)))?;
-                }
-                None => run("passwd", &["-d", &user.name], None)?,
-            }
-            Ok(user)
-        }
-
-        /// The login name.
-        pub fn name(&self) -> &str {
-            &self.name
-        }
-
-        /// The user id.
-        pub fn uid(&self) -> u32 {
-            self.uid
-        }
-
-        /// The primary group id.
-        pub fn gid(&self) -> u32 {
-            self.gid
-        }
-    }
-
-    impl Drop for TestUser {
-        fn drop(&mut self) {
-            if let Err(e) = run("userdel", &[&self.name], None) {
-                eprintln!("test user {}: {e}", self.name);
-            }
-        }
-    }
-
-    /// A system group `jstestg_<random hex>`, deleted when dropped.
-    #[derive(Debug)]
-    pub struct TestGroup {
-        name: String,
-    }
-
-    impl TestGroup {
-        /// Creates the group.
-        ///
-        /// # Errors
-        ///
-        /// Not root, or groupadd failed.
-        pub fn create() -> io::Result<Self> {
-            let name = format!("jstestg_{}", random_hex()?);
-            run("groupadd", &[&name], None)?;
-            Ok(Self { name })
-        }
-
-        /// Adds `user` to the group (as a supplementary group).
-        ///
-        /// # Errors
-        ///
-        /// gpasswd failed.
-        pub fn add(&self, user: &TestUser) -> io::Result<()> {
-            run("gpasswd", &["-a", user.name(), &self.name], None)
-        }
-
-        /// The group name.
-        pub fn name(&self) -> &str {
-            &self.name
-        }
-    }
-
-    impl Drop for TestGroup {
-        fn drop(&mut self) {
-            if let Err(e) = run("groupdel", &[&self.name], None) {
-                eprintln!("test group {}: {e}", self.name);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,25 +614,24 @@ mod tests {
         use std::time::Duration;
 
         use super::super::authenticate;
-        use crate::users::test_support::{ensure_pam_service, is_root, TestUser};
+        use crate::users::test_support::{ensure_pam_service, require_root, TestUser};
         use crate::users::{AuthError, Authenticator, PAM_SERVICE};
 
-        fn setup() -> Option<Authenticator> {
-            if !is_root() {
-                println!("skipped: needs root");
-                return None;
-            }
+        /// For tests marked `#[ignore = "needs root: ..."]` (panics when not root).
+        fn setup() -> Authenticator {
+            require_root("system users, PAM");
             ensure_pam_service().unwrap();
             let mut a = Authenticator::new(PAM_SERVICE).unwrap();
             a.set_failure_delay(Duration::ZERO);
-            Some(a)
+            a
         }
 
         const SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
         #[test]
+        #[ignore = "needs root: system users (PAM)"]
         fn right_password_logs_in_wrong_or_unknown_fail_alike() {
-            let Some(a) = setup() else { return };
+            let a = setup();
             let pw = "c0rrect horse:battery";
             let tu = TestUser::create(Some(pw)).unwrap();
             let u = a.login(tu.name(), pw, SOURCE).unwrap();
@@ -845,8 +656,9 @@ mod tests {
         }
 
         #[test]
+        #[ignore = "needs root: system users (PAM)"]
         fn account_without_password_cannot_log_in() {
-            let Some(a) = setup() else { return };
+            let a = setup();
             let tu = TestUser::create(None).unwrap();
             assert_eq!(a.login(tu.name(), "", SOURCE), Err(AuthError::Failed));
             assert_eq!(
@@ -859,8 +671,9 @@ mod tests {
         }
 
         #[test]
+        #[ignore = "needs root: system users (PAM)"]
         fn parallel_logins_use_separate_handles() {
-            let Some(a) = setup() else { return };
+            let a = setup();
             let tu = TestUser::create(Some("par-pw")).unwrap();
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..4u8)

@@ -4,6 +4,7 @@
 
 mod server {
     pub mod api;
+    pub mod api_types;
     pub mod attacks;
     pub mod bandwidth;
     pub mod client_tls;
@@ -12,6 +13,7 @@ mod server {
     pub mod control;
     pub mod crash;
     pub mod discover;
+    pub mod embed;
     pub mod escalation;
     pub mod load;
     pub mod logging;

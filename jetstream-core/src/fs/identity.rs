@@ -136,18 +136,26 @@ pub(crate) mod tests {
 
     pub(crate) const NOBODY: u32 = 65534;
 
-    /// Whether this process can give files away and switch identities (root): the tests that
-    /// need it are skipped (with a message) otherwise.
-    pub(crate) fn is_root(dir: &Path) -> bool {
+    /// The guard of a test that needs to give files away and switch identities (root). Such a
+    /// test is marked `#[ignore = "needs root: ..."]`, so that a run as another user lists it
+    /// as ignored; `scripts/test.sh` runs it as root (`--ignored`). Panics when this process
+    /// cannot (checked in `dir`), and when the test ran without being asked for, i.e. without
+    /// the mark (as `jetstream_server::users::test_support::require_root` does).
+    pub(crate) fn require_root(dir: &Path) {
         let probe = dir.join("chown-probe");
         let ok = std::fs::write(&probe, b"").is_ok()
             && std::fs::metadata(&probe).is_ok_and(|m| m.uid() == 0)
             && lchown(&probe, Some(NOBODY), Some(NOBODY)).is_ok();
         let _ = std::fs::remove_file(&probe);
-        if !ok {
-            eprintln!("skipped: needs root");
-        }
-        ok
+        assert!(
+            ok,
+            "this test needs root (switching identities): run it as root, as scripts/test.sh does"
+        );
+        let asked = std::env::args().any(|a| a == "--ignored" || a == "--include-ignored");
+        assert!(
+            asked,
+            "this test needs root but is not marked #[ignore = \"needs root: ...\"]: mark it"
+        );
     }
 
     pub(crate) fn nobody(groups: Vec<u32>) -> FsIdentity {
@@ -166,11 +174,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: switches to another user"]
     fn reads_with_the_users_rights() {
         let tmp = tempfile::tempdir().unwrap();
-        if !is_root(tmp.path()) {
-            return;
-        }
+        require_root(tmp.path());
         // nobody must be able to traverse the temp dir to reach the files.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let secret = tmp.path().join("secret");
@@ -203,11 +210,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: switches to another user"]
     fn creates_as_the_user_and_only_where_allowed() {
         let tmp = tempfile::tempdir().unwrap();
-        if !is_root(tmp.path()) {
-            return;
-        }
+        require_root(tmp.path());
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mine = tmp.path().join("mine");
         let roots = tmp.path().join("roots");
@@ -233,11 +239,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: switches to another user"]
     fn supplementary_groups_apply() {
         let tmp = tempfile::tempdir().unwrap();
-        if !is_root(tmp.path()) {
-            return;
-        }
+        require_root(tmp.path());
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let shared = tmp.path().join("group-readable");
         std::fs::write(&shared, b"team").unwrap();

@@ -1,6 +1,6 @@
 //! Receiving "as" a user (`EngineHandle::receive_as`): all file-system work runs with the
 //! user's file-system identity, so the user's permissions are enforced and what is created
-//! belongs to the user without any chown. Needs root (skipped otherwise).
+//! belongs to the user without any chown. Needs root: ignored otherwise (`scripts/test.sh`).
 
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,18 +23,25 @@ fn nobody(groups: Vec<u32>) -> FsIdentity {
     }
 }
 
-/// A scratch directory any user can traverse, or `None` (with a message) when not root.
-fn root_scratch() -> Option<tempfile::TempDir> {
+/// A scratch directory any user can traverse, for a test marked
+/// `#[ignore = "needs root: ..."]` (`scripts/test.sh` runs those as root). Panics when not
+/// root, and when the test ran without being asked for (`--ignored`), i.e. without the mark.
+fn root_scratch() -> tempfile::TempDir {
     let dir = scratch();
     let probe = dir.path().join("probe");
     std::fs::write(&probe, "").unwrap();
-    if chown(&probe, Some(NOBODY), Some(NOBODY)).is_err() {
-        eprintln!("skipped: needs root to receive as another user");
-        return None;
-    }
+    assert!(
+        chown(&probe, Some(NOBODY), Some(NOBODY)).is_ok(),
+        "this test needs root (receiving as another user): run it as root, as scripts/test.sh does"
+    );
+    let asked = std::env::args().any(|a| a == "--ignored" || a == "--include-ignored");
+    assert!(
+        asked,
+        "this test needs root but is not marked #[ignore = \"needs root: ...\"]: mark it"
+    );
     std::fs::remove_file(&probe).unwrap();
     set_mode(dir.path(), 0o755);
-    Some(dir)
+    dir
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -117,8 +124,9 @@ fn walk(dir: &Path) -> Vec<(PathBuf, u32, u32)> {
 }
 
 #[test]
+#[ignore = "needs root: receives as another user"]
 fn receive_as_creates_everything_as_the_user() {
-    let Some(dir) = root_scratch() else { return };
+    let dir = root_scratch();
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("a/b")).unwrap();
     std::fs::create_dir_all(src.join("empty")).unwrap();
@@ -147,8 +155,9 @@ fn receive_as_creates_everything_as_the_user() {
 }
 
 #[test]
+#[ignore = "needs root: receives as another user"]
 fn receive_as_uses_the_users_supplementary_groups() {
-    let Some(dir) = root_scratch() else { return };
+    let dir = root_scratch();
     let src = dir.path().join("team");
     std::fs::create_dir_all(&src).unwrap();
     write_random(&src.join("t.bin"), 70_000, 5);
@@ -167,8 +176,9 @@ fn receive_as_uses_the_users_supplementary_groups() {
 }
 
 #[test]
+#[ignore = "needs root: receives as another user"]
 fn receive_as_may_not_write_where_the_user_may_not() {
-    let Some(dir) = root_scratch() else { return };
+    let dir = root_scratch();
     // Sources `ro/x.bin`, `ok/y.bin`, `roots/z.bin` and the same layout at the receiver: the
     // user's own directory made read-only (555), a writable one, and one owned by root.
     let src = dir.path().join("src");
@@ -195,8 +205,9 @@ fn receive_as_may_not_write_where_the_user_may_not() {
 }
 
 #[test]
+#[ignore = "needs root: receives as another user"]
 fn receive_as_into_a_root_the_user_may_not_write_fails_each_entry() {
-    let Some(dir) = root_scratch() else { return };
+    let dir = root_scratch();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     write_random(&src.join("a.bin"), 100_000, 6);

@@ -253,7 +253,9 @@ fn serve_with(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let response = handle_line(server, &mut session, reader.get_ref(), &line);
+        let (response, panicked) = guarded(peer, || {
+            handle_line(server, &mut session, reader.get_ref(), &line)
+        });
         if line.capacity() > KEPT_LINE_CAPACITY {
             // A big request's buffer, and what parsing it took, go back now, not when the
             // connection ends.
@@ -265,7 +267,9 @@ fn serve_with(
         if wire::write_line(&mut out, &response).is_err() {
             break;
         }
-        if server.is_stopping() {
+        // After a panic the session may be half-updated: the client has its answer, and the
+        // connection ends (it may connect and log in again).
+        if panicked || server.is_stopping() {
             break;
         }
     }
@@ -276,6 +280,33 @@ fn serve_with(
             d.cancel();
         }
     }
+}
+
+/// Runs `handle` (one request's handling), catching a panic: then the client gets an internal
+/// error with a reference, the log gets the panic's message under that reference, and the
+/// second value is `true` (the caller closes the connection). Other connections and the
+/// transfers go on. (The release profile must unwind for this: with `panic = "abort"` a panic
+/// still ends the process.)
+pub(crate) fn guarded(peer: SocketAddr, handle: impl FnOnce() -> Response) -> (Response, bool) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(handle)) {
+        Ok(response) => (response, false),
+        Err(panic) => {
+            let e = ApiError::internal(
+                &format!("the request of {peer}"),
+                format_args!("panic: {}", panic_message(&*panic)),
+            );
+            (Response::error(e.0), true)
+        }
+    }
+}
+
+/// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
 }
 
 /// When writing an answer must end: [`WRITE_TIMEOUT`] from now, and before login no later
@@ -411,7 +442,7 @@ fn handle_line(
         Response::error("bad request: \"parameters\" must be an object")
     };
     debug_request(session, &req.request, &response);
-    if server.live().trigger_on_api {
+    if server.wants_event(&format!("on.{}", req.request)) {
         if !req.parameters.is_null() {
             req.parameters = params;
         }
@@ -486,23 +517,57 @@ pub fn parse_request(line: &[u8]) -> Result<(Request, Value), Response> {
 /// `ownerToken`, ...) only its first 6 characters and `…` remain, as in the event log; and
 /// those secrets are also cut out of the message wherever it quotes them.
 fn api_trigger(server: &Server, req: &Request, response: &Response) {
-    let name = format!("on.{}", req.request);
-    if !server.triggers.has(&name) {
-        return;
-    }
     let mut command = json!({ "request": req.request, "parameters": req.parameters });
     let mut secrets = super::secrets::redact_json(&mut command);
     let mut result = response.result.clone();
     secrets.extend(super::secrets::redact_json(&mut result));
     let message = super::secrets::scrub_text(&response.message, &secrets);
-    server.triggers.fire(
-        &name,
-        vec![
-            command.to_string(),
-            response.status.clone(),
-            message,
-            result.to_string(),
-        ],
-        None,
-    );
+    server.emit(super::ServerEvent::CommandProcessed {
+        command: req.request.clone(),
+        request: command,
+        status: response.status.clone(),
+        message,
+        result,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17, item 6: a panic in one request's handling must not take the server (or the
+    /// other connections) with it: the client gets an internal error naming a reference, and
+    /// the connection is closed.
+    #[test]
+    fn a_panicking_request_answers_an_internal_error_with_a_reference() {
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let (response, panicked) = guarded(peer, || panic!("index out of bounds"));
+        assert!(panicked);
+        assert!(!response.is_success());
+        assert!(
+            response
+                .message
+                .contains("internal server error (reference "),
+            "{}",
+            response.message
+        );
+        assert!(
+            !response.message.contains("index out of bounds"),
+            "no detail to the client"
+        );
+        let (response, panicked) = guarded(peer, || panic!("{}", String::from("formatted")));
+        assert!(panicked && !response.is_success());
+
+        let (response, panicked) = guarded(peer, || Response::success("Echo.", json!({})));
+        assert!(!panicked);
+        assert!(response.is_success());
+    }
+
+    #[test]
+    fn panic_messages_are_read_from_either_payload() {
+        let p = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(&*p), "plain");
+        let p = std::panic::catch_unwind(|| panic!("{}", 42)).unwrap_err();
+        assert_eq!(panic_message(&*p), "42");
+    }
 }

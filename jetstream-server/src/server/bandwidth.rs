@@ -44,7 +44,20 @@ pub struct Limits {
 impl Limits {
     /// The `bandwidthLimits` view.
     pub fn view(&self) -> Value {
-        json!(self)
+        super::objects::to_json(&self.to_api())
+    }
+
+    /// The `bandwidthLimits` structure.
+    pub fn to_api(&self) -> jetstream_api::types::BandwidthLimits {
+        jetstream_api::types::BandwidthLimits {
+            borrow_incoming: self.borrow_incoming,
+            borrow_outgoing: self.borrow_outgoing,
+            incoming_limit_active: self.incoming_limit_active,
+            incoming_max_connections: self.incoming_max_connections,
+            incoming_rate_limit: self.incoming_rate_limit,
+            outgoing_limit_active: self.outgoing_limit_active,
+            outgoing_rate_limit: self.outgoing_rate_limit,
+        }
     }
 
     /// Applies `updateBandwidthLimits` parameters (names as in the view); unknown names are

@@ -563,7 +563,7 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
 
 /// The `send.destination*` trigger arguments: the destination and the API client that acted,
 /// each as `ip:port` (a host name that does not resolve at once is passed as given).
-fn destination_trigger_args(ctx: &Ctx<'_>, d: &DestinationRec) -> Vec<String> {
+fn destination_trigger_args(ctx: &Ctx<'_>, d: &DestinationRec) -> (String, String) {
     use std::net::ToSocketAddrs;
     let port = d.data_port();
     let ip = d.address.parse::<std::net::IpAddr>().ok().or_else(|| {
@@ -577,7 +577,7 @@ fn destination_trigger_args(ctx: &Ctx<'_>, d: &DestinationRec) -> Vec<String> {
         Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
         None => format!("{}:{port}", d.address),
     };
-    vec![destination, ctx.session.peer.to_string()]
+    (destination, ctx.session.peer.to_string())
 }
 
 /// A token's event-log entry: its structure without the secret itself.
@@ -871,14 +871,17 @@ fn create_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         api_port,
         rec.owner.user
     );
-    let args = destination_trigger_args(ctx, &rec);
+    let (destination, sender) = destination_trigger_args(ctx, &rec);
+    let destination_id = rec.id.clone();
     objs.destinations.insert(rec.id.clone(), rec);
     drop(objs);
     ctx.server.save();
     ctx.server.events.record("destinationCreated", view.clone());
-    ctx.server
-        .triggers
-        .fire("send.destinationCreated", args, None);
+    ctx.server.emit(super::ServerEvent::DestinationCreated {
+        destination_id,
+        destination,
+        sender,
+    });
     ok("Destination created.", view)
 }
 
@@ -901,10 +904,12 @@ fn delete_destination(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     ctx.server.save();
     if let Some(d) = gone {
         ctx.server.events.record("destinationDeleted", d.view(0));
-        let args = destination_trigger_args(ctx, &d);
-        ctx.server
-            .triggers
-            .fire("send.destinationDeleted", args, None);
+        let (destination, sender) = destination_trigger_args(ctx, &d);
+        ctx.server.emit(super::ServerEvent::DestinationDeleted {
+            destination_id: d.id,
+            destination,
+            sender,
+        });
     }
     ok("Destination deleted.", Value::Null)
 }

@@ -196,6 +196,155 @@ impl crate::config_file::FileConfig for ServerArgs {
     }
 }
 
+/// How a server is set up: what [`super::spawn`] takes. Not the command line: the binary
+/// turns its flags (and configuration file) into one with `From<ServerArgs>` (or
+/// `From<Loaded<ServerArgs>>`, which keeps where they came from for [`super::ServerHandle::reload`]);
+/// an embedding program builds one with the setters below, or from flags with
+/// [`Self::from_flags`] for an option without a setter.
+///
+/// Where the log goes (`--log`) is the program's choice, not the server's: see
+/// [`super::log`]. `--log-level` is applied by a reload (process-wide).
+///
+/// [`Default`] is the reference's defaults: API on TCP `0.0.0.0:8886`, data on UDP
+/// `0.0.0.0:8886`, state in `/var/lib/jetstream/state`. An embedding program usually sets the
+/// state directory and loopback addresses with port 0 (the bound ports are then read from the
+/// handle).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub(crate) args: ServerArgs,
+    /// The command line and file the flags came from (the binary's), read again on reload.
+    pub(crate) source: Option<crate::config_file::ConfigSource>,
+    /// Most events waiting for the embedding program's trigger.
+    pub(crate) event_queue: usize,
+}
+
+/// Events that may wait for the embedding program's trigger before the server's threads that
+/// produce more wait for it (see [`super::events`]).
+pub const DEFAULT_EVENT_QUEUE: usize = 4096;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let args = ServerArgs::from_args(&["jetstream server"], &[])
+            .unwrap_or_else(|_| unreachable!("no flags are always valid flags"));
+        args.into()
+    }
+}
+
+impl From<ServerArgs> for ServerConfig {
+    fn from(args: ServerArgs) -> Self {
+        Self {
+            args,
+            source: None,
+            event_queue: DEFAULT_EVENT_QUEUE,
+        }
+    }
+}
+
+impl From<crate::config_file::Loaded<ServerArgs>> for ServerConfig {
+    fn from(loaded: crate::config_file::Loaded<ServerArgs>) -> Self {
+        Self {
+            source: Some(loaded.source),
+            ..loaded.args.into()
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults with the state kept in `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Self::default();
+        c.state_dir(state_dir);
+        c
+    }
+
+    /// A configuration from `jetstream server` flags (`["--api-port=0", "--recv-port", "0"]`),
+    /// for any option: each flag is described by `jetstream server --help`. No configuration
+    /// file is read.
+    ///
+    /// # Errors
+    /// [`super::ServerError::Config`] for an unknown flag or a bad value.
+    pub fn from_flags(flags: &[&str]) -> Result<Self, super::ServerError> {
+        let owned: Vec<String> = flags.iter().map(|s| (*s).to_owned()).collect();
+        let split = crate::config_file::split_equals(&owned);
+        let refs: Vec<&str> = split.iter().map(String::as_str).collect();
+        ServerArgs::from_args(&["jetstream server"], &refs)
+            .map(Self::from)
+            .map_err(|e| super::ServerError::Config {
+                option: flags.join(" "),
+                reason: e.output.trim_end().to_owned(),
+            })
+    }
+
+    /// The persistent state directory (`--persistent-state-dir`): keys, identity, objects.
+    pub fn state_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.args.persistent_state_dir = dir.into();
+        self
+    }
+
+    /// Where the control API listens (`--api-host`, `--api-port`); port 0: one the system
+    /// chooses ([`super::ServerHandle::api_addr`] says which).
+    pub fn api_address(&mut self, addr: std::net::SocketAddr) -> &mut Self {
+        self.args.api_host = addr.ip().to_string();
+        self.args.api_port = addr.port();
+        self
+    }
+
+    /// The one UDP data port (`--recv-host`, `--recv-port`); port 0: one the system chooses
+    /// ([`super::ServerHandle::data_addrs`] says which).
+    pub fn data_address(&mut self, addr: std::net::SocketAddr) -> &mut Self {
+        self.args.recv_host = addr.ip();
+        self.args.recv_port = vec![addr.port()];
+        self
+    }
+
+    /// Serves Prometheus metrics at `addr` (`--metrics-address`; default: off).
+    pub fn metrics_address(&mut self, addr: std::net::SocketAddr) -> &mut Self {
+        self.args.metrics_address = Some(addr.to_string());
+        self
+    }
+
+    /// Whether API clients from other hosts are served, over TLS
+    /// (`--api-allow-remote-control`, default true).
+    pub fn allow_remote_control(&mut self, allow: bool) -> &mut Self {
+        self.args.api_allow_remote_control = allow;
+        self
+    }
+
+    /// The server's friendly name (`--server-name`; default: the host name).
+    pub fn server_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.args.server_name = Some(name.into());
+        self
+    }
+
+    /// Every user's sandbox (`--sandbox-dir`, a template with `%u`); checked by
+    /// [`super::spawn`].
+    pub fn sandbox_dir(&mut self, template: impl Into<String>) -> &mut Self {
+        self.args.sandbox_dir = Some(template.into());
+        self
+    }
+
+    /// The trigger scripts' directory (`--trigger-dir`).
+    pub fn trigger_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.args.trigger_dir = dir.into();
+        self
+    }
+
+    /// Whether destinations and transfers are kept across restarts (`--persistent-destinations`,
+    /// `--persistent-transfers`, default true).
+    pub fn persistent(&mut self, keep: bool) -> &mut Self {
+        self.args.persistent_destinations = keep;
+        self.args.persistent_transfers = keep;
+        self
+    }
+
+    /// Most events waiting for the embedding program's trigger before the server's threads
+    /// that produce more wait for it (default [`DEFAULT_EVENT_QUEUE`]; at least 1).
+    pub fn event_queue(&mut self, events: usize) -> &mut Self {
+        self.event_queue = events.max(1);
+        self
+    }
+}
+
 /// The keys a reload (`SIGHUP`, `systemctl reload jetstream`) applies to the running server;
 /// a change to any other key is logged as needing a restart. Each is read where it is used,
 /// from [`super::Server::live`]: the login and idle deadlines of the next wait, remote control

@@ -13,10 +13,12 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jetstream_api::types as api;
 use jetstream_core::{Discovery, EngineHandle};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::api::ApiError;
+use super::objects::to_json;
 use super::params::Params;
 use super::Server;
 
@@ -118,18 +120,16 @@ pub fn send(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError
             m
         }
     };
-    Ok((
-        message.clone(),
-        json!({
-            "nonce": hex(&nonce),
-            "address": to.ip().to_string(),
-            "port": to.port(),
-            "sent": sent,
-            "echoed": echo.is_some(),
-            "roundTripMs": round_trip,
-            "message": message,
-        }),
-    ))
+    let result = api::SendDiscoverResult {
+        nonce: hex(&nonce),
+        address: to.ip(),
+        port: to.port(),
+        sent,
+        echoed: echo.is_some(),
+        round_trip_ms: round_trip,
+        message: message.clone(),
+    };
+    Ok((message, to_json(&result)))
 }
 
 /// `recvDiscoverPacketAsync`: waits up to `timeoutMs` (default 10000) for a discovery probe
@@ -194,13 +194,13 @@ pub fn recv(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError
     let (message, result) = match found {
         Some(d) => {
             let m = format!("discovery probe from UDP {} received", d.from);
-            let r = json!({
-                "received": true,
-                "sourceIP": d.from.ip().to_canonical().to_string(),
-                "sourcePort": d.from.port(),
-                "nonce": hex(&d.nonce),
-                "message": m,
-            });
+            let r = api::RecvDiscoverResult {
+                received: true,
+                source_ip: Some(d.from.ip().to_canonical()),
+                source_port: Some(d.from.port()),
+                nonce: Some(hex(&d.nonce)),
+                message: m.clone(),
+            };
             (m, r)
         }
         None => {
@@ -216,17 +216,17 @@ pub fn recv(server: &Arc<Server>, p: &Value) -> Result<(String, Value), ApiError
                  blocked, or nothing was sent",
                 human(timeout)
             );
-            let r = json!({
-                "received": false,
-                "sourceIP": null,
-                "sourcePort": null,
-                "nonce": nonce.as_ref().map(hex),
-                "message": m,
-            });
+            let r = api::RecvDiscoverResult {
+                received: false,
+                source_ip: None,
+                source_port: None,
+                nonce: nonce.as_ref().map(hex),
+                message: m.clone(),
+            };
             (m, r)
         }
     };
-    Ok((message, result))
+    Ok((message, to_json(&result)))
 }
 
 /// Every receiving engine of the server (one per `--recv-port`).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jetstream_core::transfer::TransferState;
 use jetstream_core::Destination;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::api::{ApiError, Ctx};
 use super::commands::{owner_of, visible};
@@ -112,7 +112,8 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .spawn(move || watch(&server, &id, &handle))
         .map_err(|e| ApiError::internal("watching the download", e))?;
     crate::log!("send: download {transfer_id} to {client} started");
-    Ok(("Sending.".into(), json!({ "transferId": transfer_id })))
+    let started = jetstream_api::types::DownloadStart { transfer_id };
+    Ok(("Sending.".into(), super::objects::to_json(&started)))
 }
 
 /// Keeps the download's record up to date until it ends.

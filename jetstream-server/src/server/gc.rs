@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::objects::{now_us, Micros};
 use super::Server;
@@ -22,6 +22,16 @@ pub struct GcSettings {
     pub interval_seconds: u64,
     /// Grace period after an object is ready to go.
     pub time_limit_seconds: u64,
+}
+
+impl GcSettings {
+    /// The `configuration.garbageCollect` structure.
+    pub fn to_api(self) -> jetstream_api::types::GcSettings {
+        jetstream_api::types::GcSettings {
+            interval_seconds: self.interval_seconds,
+            time_limit_seconds: self.time_limit_seconds,
+        }
+    }
 }
 
 impl Default for GcSettings {
@@ -45,6 +55,18 @@ pub struct Collected {
     pub tokens: usize,
     /// Receive records.
     pub receives: usize,
+}
+
+impl Collected {
+    /// The `garbageCollect` structure.
+    pub fn to_api(self) -> jetstream_api::types::GcCounts {
+        jetstream_api::types::GcCounts {
+            transfers: self.transfers as u64,
+            manifests: self.manifests as u64,
+            tokens: self.tokens as u64,
+            receives: self.receives as u64,
+        }
+    }
 }
 
 /// Removes what has expired at `now`.
@@ -195,5 +217,5 @@ pub fn updated(
 
 /// The `configuration.garbageCollect` view.
 pub fn view(s: GcSettings) -> Value {
-    json!({ "intervalSeconds": s.interval_seconds, "timeLimitSeconds": s.time_limit_seconds })
+    super::objects::to_json(&s.to_api())
 }

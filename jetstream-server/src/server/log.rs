@@ -1,6 +1,11 @@
 //! The server log (and the relay's): one line per event, with a level, on stderr or appended
 //! to the `--log` file.
 //!
+//! - **The program decides where it goes**, once for the process (as with the `log` crate's
+//!   `set_logger`): the library never opens a file. The `jetstream` binary calls [`to_file`]
+//!   for `--log` (and [`reload`] on `SIGHUP`); a program embedding servers may call
+//!   [`to_sink`] to take every line itself (into its own logging); without either, lines go
+//!   to stderr. The level ([`set_level`]) is process-wide too.
 //! - **Levels**: `error`, `warn`, `info`, `debug` (`--log-level`, default `info`; [`set_level`]
 //!   changes it while the server runs). A line below the level is not even formatted.
 //! - **Format**: `2026-12-07T15:04:05.123Z WARN api: message` in the `--log` file and on a
@@ -32,6 +37,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 static LOG_FILE: OnceLock<(PathBuf, Mutex<File>)> = OnceLock::new();
+
+/// Where an embedding program takes the lines ([`to_sink`]).
+static SINK: OnceLock<Box<Sink>> = OnceLock::new();
+
+/// What [`to_sink`] takes.
+type Sink = dyn Fn(Level, &str) + Send + Sync;
 
 /// The current level, as its syslog priority (see [`Level::priority`]).
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info.priority());
@@ -199,10 +210,24 @@ pub fn reload() {
     }
 }
 
-/// Writes one event at `level` (if the level is enabled): to the `--log` file as
-/// `2026-12-07T15:04:05.123Z WARN message`, else to stderr (see [`stderr_line`]).
+/// Sends every line from now on to `sink` instead of stderr or a file: the level and the
+/// message, escaped and cut as [`escape`] does (no time stamp: the sink adds its own). For a
+/// program that embeds servers and has its own logging. Once per process; returns `false`
+/// (and changes nothing) when a sink was set already. The sink is called on the thread that
+/// logs, under no lock of the server's: it must not block for long.
+pub fn to_sink(sink: impl Fn(Level, &str) + Send + Sync + 'static) -> bool {
+    SINK.set(Box::new(sink)).is_ok()
+}
+
+/// Writes one event at `level` (if the level is enabled): to the sink ([`to_sink`]), else to
+/// the `--log` file as `2026-12-07T15:04:05.123Z WARN message`, else to stderr (see
+/// [`stderr_line`]).
 pub fn write(level: Level, message: &str) {
     if !enabled(level) {
+        return;
+    }
+    if let Some(sink) = SINK.get() {
+        sink(level, &escape(message));
         return;
     }
     match LOG_FILE.get() {

@@ -222,7 +222,7 @@ pub fn snapshot(server: &Server) -> Snapshot {
     };
     let (mut traffic, mut dropped) = *server.metrics.retired.lock();
     let mut engines: Vec<jetstream_core::EngineHandle> = server.receive_engines().to_vec();
-    engines.extend(server.dest_engines.lock().values().map(|e| e.handle()));
+    engines.extend(server.destination_engines());
     for e in &engines {
         if let Ok(info) = e.info() {
             add_traffic(&mut traffic, &info.traffic);

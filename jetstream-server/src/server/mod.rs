@@ -1,6 +1,9 @@
-//! `jetstream server`: the process. It binds the UDP data port(s) (one engine each) and the
-//! TCP API port, loads the persistent state, serves API clients (one thread each), runs the
-//! transfer scheduler, and on SIGTERM/SIGINT checkpoints and exits cleanly.
+//! The server: it binds the UDP data port(s) (one engine each) and the TCP API port, loads
+//! the persistent state, serves API clients (one thread each) and runs the transfer
+//! scheduler. [`spawn`] starts one from a [`ServerConfig`] and returns a [`ServerHandle`];
+//! [`ServerHandle::stop`] checkpoints the running transfers and stops it. The library never
+//! exits the process, installs a signal handler or opens a log file: the `jetstream` binary
+//! does (SIGTERM/SIGINT stop, SIGHUP reloads).
 
 pub mod access;
 pub mod api;
@@ -10,8 +13,10 @@ pub mod commands;
 pub mod config;
 pub mod discover;
 pub mod download;
+pub mod error;
 pub mod events;
 pub mod gc;
+mod handle;
 pub mod info;
 pub mod log;
 pub mod manifests;
@@ -28,7 +33,7 @@ pub mod triggers;
 pub mod trust;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,10 +44,12 @@ use parking_lot::Mutex;
 
 use self::api::{ApiError, Session};
 use self::config::ServerArgs;
-use self::objects::{
-    new_id, now_us, DestinationRec, ManifestRec, Persisted, RecvRec, TokenRec, TransferRec,
-    TxStatus,
-};
+pub use self::config::ServerConfig;
+pub use self::error::ServerError;
+use self::events::EventQueue;
+pub use self::events::{ServerEvent, ServerTrigger};
+pub use self::handle::{spawn, spawn_with_trigger, ServerHandle, LOCAL_TOKEN_DESCRIPTION};
+use self::objects::{DestinationRec, ManifestRec, Persisted, RecvRec, TokenRec, TransferRec};
 use self::state::StateDir;
 use self::transfers::{RunCtl, Stop};
 use crate::sandbox::{self, UserIds};
@@ -196,10 +203,8 @@ pub struct Server {
     /// Its flags as it started. A setting that a reload may change ([`config::LIVE_KEYS`])
     /// is read from [`Self::live`] instead.
     pub args: ServerArgs,
-    /// The flags as last (re)loaded: `args` with the live keys of the latest good reload.
-    live: parking_lot::RwLock<Arc<ServerArgs>>,
-    /// The command line and configuration file, to read again on `SIGHUP`.
-    config_source: crate::config_file::ConfigSource,
+    /// The flags in force and where they came from.
+    config: LiveConfig,
     /// Per launch.
     pub server_id: String,
     /// Kept in the state dir.
@@ -242,48 +247,114 @@ pub struct Server {
     pub paths: Mutex<jetstream_client::paths::PathMemory>,
     /// Counters for `--metrics-address`.
     pub metrics: metrics::Metrics,
-    gc: Mutex<gc::GcSettings>,
-    bandwidth: Mutex<bandwidth::Limits>,
-    gc_wake: crossbeam_channel::Sender<()>,
-    engines: Mutex<Vec<Engine>>,
-    /// One engine (UDP socket) per destination that has sent: its own send port.
-    dest_engines: Mutex<HashMap<String, Engine>>,
-    handles: Vec<EngineHandle>,
-    next_engine: AtomicUsize,
+    /// The bound metrics address (`--metrics-address`), if any.
+    metrics_addr: Option<SocketAddr>,
+    /// The settings kept in the state dir that commands change.
+    settings: Settings,
+    /// The UDP sockets.
+    engines: Engines,
+    /// Wakes the scheduler.
     kick: crossbeam_channel::Sender<()>,
-    stopping: AtomicBool,
+    /// Running, stopping, stopped.
+    lifecycle: Lifecycle,
+    /// The events for the embedding program's trigger.
+    event_queue: EventQueue,
     /// Open API connections, in all and per source.
     api_connections: Mutex<ApiConnections>,
+    /// One save at a time.
     save_lock: Mutex<()>,
+}
+
+/// The flags in force and where they came from.
+#[derive(Debug)]
+struct LiveConfig {
+    /// The flags as last (re)loaded: the start's with the live keys of the latest good reload.
+    live: parking_lot::RwLock<Arc<ServerArgs>>,
+    /// The command line and configuration file, to read again on reload; `None` for a
+    /// configuration built in code.
+    source: Option<crate::config_file::ConfigSource>,
+}
+
+/// The settings commands change, kept in the state dir.
+#[derive(Debug)]
+struct Settings {
+    gc: Mutex<gc::GcSettings>,
+    bandwidth: Mutex<bandwidth::Limits>,
+    /// Wakes the housekeeping thread for a collection now.
+    gc_wake: crossbeam_channel::Sender<()>,
+}
+
+/// The server's engines: one per receive port, one per destination that has sent.
+#[derive(Debug)]
+struct Engines {
+    /// Those of the receive ports, in `--recv-port` order (taken at stop).
+    receive: Mutex<Vec<Engine>>,
+    /// Their handles, in the same order.
+    handles: Vec<EngineHandle>,
+    /// The round robin over `handles` for new receives.
+    next: AtomicUsize,
+    /// One engine (UDP socket) per destination that has sent: its own send port.
+    by_destination: Mutex<HashMap<String, Engine>>,
+}
+
+/// Where the server is in its life.
+#[derive(Debug, Default)]
+struct Lifecycle {
+    /// Shutdown has begun.
+    stopping: AtomicBool,
+    /// Shutdown has ended (transfers checkpointed, state saved, engines closed).
+    stopped: Mutex<bool>,
+    /// Notified when `stopped` is set.
+    stopped_cv: parking_lot::Condvar,
 }
 
 impl Server {
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+        self.lifecycle.stopping.load(Ordering::SeqCst)
     }
 
     /// The flags in force now, for the settings a reload may change ([`config::LIVE_KEYS`]).
     pub fn live(&self) -> Arc<ServerArgs> {
-        self.live.read().clone()
+        self.config.live.read().clone()
     }
 
-    /// What `SIGHUP` (`systemctl reload jetstream`) does: reopens the log file, reads the
-    /// configuration file again and applies the keys that can change live; every other key
-    /// that changed is logged as needing a restart. A file that does not parse, or a value
-    /// the server refuses, is logged and the running configuration stays.
-    pub fn reload(&self) {
-        log::reload();
-        let new: ServerArgs = match self.config_source.read() {
-            Ok(a) => a,
-            Err(e) => {
-                crate::error!("server: reload: {e}; the running configuration stays");
-                return;
-            }
+    /// Reads the configuration file (and command line) the server started with again and
+    /// applies it ([`Self::reconfigure`]); what `SIGHUP` (`systemctl reload jetstream`) does,
+    /// after the binary reopened its log file. A configuration built in code has nothing to
+    /// read again: the call only logs so.
+    ///
+    /// # Errors
+    /// The file does not parse, or a value is refused: the running configuration stays.
+    pub fn reload(&self) -> Result<(), ServerError> {
+        let Some(source) = &self.config.source else {
+            crate::log!("server: reload: no configuration file to read again");
+            return Ok(());
         };
-        if let Err(e) = check(&new) {
+        let new: ServerArgs = source.read().map_err(|e| {
             crate::error!("server: reload: {e}; the running configuration stays");
-            return;
+            let path = e.path.display().to_string();
+            let whole = e.to_string();
+            ServerError::ConfigFile {
+                reason: whole
+                    .strip_prefix(&path)
+                    .map_or(whole.as_str(), |r| r.trim_start_matches([':', ' ']))
+                    .to_owned(),
+                path: e.path,
+            }
+        })?;
+        self.reconfigure(new)
+    }
+
+    /// Applies the keys of `new` that can change live ([`config::LIVE_KEYS`]); every other
+    /// key that changed is logged as needing a restart.
+    ///
+    /// # Errors
+    /// A value the server refuses: it is logged and the running configuration stays.
+    pub fn reconfigure(&self, new: ServerArgs) -> Result<(), ServerError> {
+        if let Err(e) = handle::check(&new) {
+            crate::error!("server: reload: {e}; the running configuration stays");
+            return Err(e);
         }
         let old = self.live();
         let changed = crate::config_file::changed_keys(&*old, &new);
@@ -296,7 +367,10 @@ impl Server {
             Ok(a) => a,
             Err(e) => {
                 crate::error!("server: reload: {e}; the running configuration stays");
-                return;
+                return Err(ServerError::Config {
+                    option: live.join(", "),
+                    reason: e,
+                });
             }
         };
         let shown = crate::config_file::values(&new, true).unwrap_or_default();
@@ -319,34 +393,60 @@ impl Server {
         // The bandwidth keys set in the configuration win again over updateBandwidthLimits.
         let limits = now.bandwidth_over(self.bandwidth_limits());
         log::set_level(now.log_level);
-        *self.live.write() = Arc::new(now);
+        *self.config.live.write() = Arc::new(now);
         if limits != self.bandwidth_limits() {
             crate::log!("server: reload: bandwidth limits now {}", limits.view());
             self.set_bandwidth_limits(limits);
         }
+        Ok(())
+    }
+
+    /// Reports `event`: to the embedding program's trigger (if one is set) and to the trigger
+    /// script of its name (if it has one in the reference: see [`ServerEvent`]). One source
+    /// for both. May wait when the embedding program's trigger is far behind (see
+    /// [`events`]); never call it holding a lock.
+    pub fn emit(&self, event: ServerEvent) {
+        if let Some(job) = event.script() {
+            if self.script_allowed(&job.name) {
+                self.triggers.fire(&job.name, job.args, job.stdin);
+            }
+        }
+        self.event_queue.push(event);
+    }
+
+    /// Whether an event named `name` would reach anyone: a script of that name or the
+    /// embedding program's trigger (to skip building one nobody gets).
+    pub fn wants_event(&self, name: &str) -> bool {
+        self.event_queue.is_open() || (self.script_allowed(name) && self.triggers.has(name))
+    }
+
+    /// Whether the script of event `name` may run: `on.<command>` only with
+    /// `--trigger-on-api`.
+    fn script_allowed(&self, name: &str) -> bool {
+        !name.starts_with("on.") || self.live().trigger_on_api
     }
 
     /// The server-wide bandwidth limits.
     pub fn bandwidth_limits(&self) -> bandwidth::Limits {
-        *self.bandwidth.lock()
+        *self.settings.bandwidth.lock()
     }
 
     /// Changes them (kept in the state dir); the manager applies them within 200 ms.
     pub fn set_bandwidth_limits(&self, l: bandwidth::Limits) {
-        *self.bandwidth.lock() = l;
+        *self.settings.bandwidth.lock() = l;
         self.save();
     }
 
     /// The garbage-collection settings.
     pub fn gc_settings(&self) -> gc::GcSettings {
-        *self.gc.lock()
+        *self.settings.gc.lock()
     }
 
     /// Changes them (kept in the state dir) and runs a collection now.
     pub fn set_gc_settings(&self, s: gc::GcSettings) {
-        *self.gc.lock() = s;
+        *self.settings.gc.lock() = s;
         self.save();
-        let _ = self.gc_wake.try_send(());
+        let _ = self.settings.gc_wake.try_send(());
     }
 
     /// Runs `work` on its own thread as an `*Async` request of `owner`; returns the request
@@ -394,7 +494,7 @@ impl Server {
 
     /// The engine that sends (the first port: `multiplexAvailable`).
     pub fn send_engine(&self) -> &EngineHandle {
-        &self.handles[0]
+        &self.engines.handles[0]
     }
 
     /// The engine transfers to destination `d` are sent from: its own UDP socket, on
@@ -404,7 +504,7 @@ impl Server {
     /// # Errors
     /// The port cannot be bound (in use, permission).
     pub fn destination_engine(&self, d: &DestinationRec) -> Result<EngineHandle, String> {
-        let mut map = self.dest_engines.lock();
+        let mut map = self.engines.by_destination.lock();
         if let Some(e) = map.get(&d.id) {
             return Ok(e.handle());
         }
@@ -429,7 +529,8 @@ impl Server {
 
     /// The local send port of a destination's engine, once it has one.
     pub fn destination_send_port(&self, id: &str) -> Option<u16> {
-        self.dest_engines
+        self.engines
+            .by_destination
             .lock()
             .get(id)
             .map(|e| e.local_addr().port())
@@ -437,7 +538,7 @@ impl Server {
 
     /// Closes a deleted destination's engine (its transfers have ended).
     pub fn drop_destination_engine(&self, id: &str) {
-        if let Some(e) = self.dest_engines.lock().remove(id) {
+        if let Some(e) = self.engines.by_destination.lock().remove(id) {
             if let Ok(info) = e.handle().info() {
                 self.metrics.retire(info.traffic, info.dropped);
             }
@@ -447,15 +548,26 @@ impl Server {
         }
     }
 
+    /// The engines of the destinations that have sent.
+    pub fn destination_engines(&self) -> Vec<EngineHandle> {
+        self.engines
+            .by_destination
+            .lock()
+            .values()
+            .map(Engine::handle)
+            .collect()
+    }
+
     /// The engines of the receive ports, in `--recv-port` order.
     pub fn receive_engines(&self) -> &[EngineHandle] {
-        &self.handles
+        &self.engines.handles
     }
 
     /// The engine a new receive goes to (round robin over the receive ports).
     pub fn receive_engine(&self) -> &EngineHandle {
-        let i = self.next_engine.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        &self.handles[i]
+        let handles = &self.engines.handles;
+        let i = self.engines.next.fetch_add(1, Ordering::Relaxed) % handles.len();
+        &handles[i]
     }
 
     /// The directory a session's paths are confined to; `None` = the whole filesystem.
@@ -546,8 +658,8 @@ impl Server {
                 transfers,
                 manifests,
                 tokens: objs.tokens.values().cloned().collect(),
-                gc: Some(*self.gc.lock()),
-                bandwidth: Some(*self.bandwidth.lock()),
+                gc: Some(self.gc_settings()),
+                bandwidth: Some(self.bandwidth_limits()),
             }
         };
         if let Err(e) = self.state.save(&p) {
@@ -555,9 +667,12 @@ impl Server {
         }
     }
 
-    /// Stops the server: running transfers are checkpointed and kept for the next start.
+    /// Stops the server: running transfers are checkpointed and kept for the next start, the
+    /// state is saved, the engines and the API port close and the queued events are
+    /// delivered. Returns when that is done (or at once when another call is doing it: see
+    /// [`Self::wait_stopped`]). Never exits the process.
     pub fn stop(&self, why: &str) {
-        if self.stopping.swap(true, Ordering::SeqCst) {
+        if self.lifecycle.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
         crate::log!("server: stopping ({why})");
@@ -574,365 +689,38 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.save();
-        for (_, e) in self.dest_engines.lock().drain() {
+        for (_, e) in self.engines.by_destination.lock().drain() {
             e.shutdown();
         }
-        for e in self.engines.lock().drain(..) {
+        for e in self.engines.receive.lock().drain(..) {
             e.shutdown();
+        }
+        // The accept loop checks the flag after each connection: this one wakes it.
+        let _ = std::net::TcpStream::connect_timeout(
+            &handle::reachable(self.api_addr),
+            Duration::from_secs(1),
+        );
+        self.event_queue.close();
+        let waits = self.event_queue.stalls();
+        if waits > 0 {
+            crate::log!("events: producers waited {waits} times for the embedding program");
         }
         crate::log!("server: stopped");
-        std::process::exit(0);
+        *self.lifecycle.stopped.lock() = true;
+        self.lifecycle.stopped_cv.notify_all();
     }
-}
 
-/// Runs `jetstream server` with `args`; returns the exit code on a start-up failure (a
-/// running server leaves through [`Server::stop`]).
-pub fn run(config: crate::config_file::Loaded<ServerArgs>) -> i32 {
-    log::set_level(config.args.log_level);
-    match start(config.args, config.source) {
-        Ok(()) => 0,
-        Err(e) => {
-            crate::error!("jetstream server: {e}");
-            1
+    /// Waits until [`Self::stop`] has finished (whoever called it).
+    pub fn wait_stopped(&self) {
+        let mut stopped = self.lifecycle.stopped.lock();
+        while !*stopped {
+            self.lifecycle.stopped_cv.wait(&mut stopped);
         }
     }
-}
 
-/// The checks on values that argh cannot make alone (at start and on reload).
-fn check(args: &ServerArgs) -> Result<(), String> {
-    if args.tls_cert.is_some() != args.tls_key.is_some() {
-        return Err("--tls-cert and --tls-key go together".into());
-    }
-    ciphers::parse(&args.min_cipher).map_err(|e| format!("--min-cipher: {e}"))?;
-    for c in &args.cipher {
-        ciphers::parse(c).map_err(|e| format!("--cipher: {e}"))?;
-    }
-    if let Some(t) = &args.sandbox_dir {
-        sandbox::expand_sandbox(t, "user", "user").map_err(|e| format!("--sandbox-dir: {e}"))?;
-    }
-    Ok(())
-}
-
-fn start(args: ServerArgs, config_source: crate::config_file::ConfigSource) -> Result<(), String> {
-    if let Some(path) = &args.log {
-        log::to_file(path).map_err(|e| format!("--log {}: {e}", path.display()))?;
-    }
-    check(&args)?;
-    let state = StateDir::open(&args.persistent_state_dir)?;
-    // The previous run's local token goes before the API port opens: a script that waits for
-    // the port and then reads the file must find the fresh token (written before the first
-    // connection is served) or none yet, never the old one.
-    match std::fs::remove_file(state.path().join("local.token")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("{}/local.token: {e}", state.path().display()));
-        }
-        _ => {}
-    }
-    let paths = jetstream_client::paths::PathMemory::open(&state.path().join("paths"));
-    let server_uid = state.server_uid()?;
-    let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Identity::from_pem_files(c, k).map_err(|e| e.to_string())?,
-        _ => Identity::load_or_create(state.path()).map_err(|e| e.to_string())?,
-    };
-    let tls_config = identity.server_config();
-    let mut engines = Vec::new();
-    let mut recv_addrs = Vec::new();
-    let (engine_events, engine_events_rx) = crossbeam_channel::unbounded();
-    for port in args.recv_ports() {
-        let mut cfg = EngineConfig::default();
-        cfg.bind(SocketAddr::new(args.recv_host, port));
-        let e =
-            Engine::spawn_with_trigger(cfg, EngineEvents(engine_events.clone())).map_err(|e| {
-                format!(
-                    "cannot open the UDP receive port {}:{port}: {e}",
-                    args.recv_host
-                )
-            })?;
-        recv_addrs.push(e.local_addr());
-        engines.push(e);
-    }
-    let listener = TcpListener::bind((args.api_host.as_str(), args.api_port)).map_err(|e| {
-        format!(
-            "cannot listen on the API port {}:{}: {e}",
-            args.api_host, args.api_port
-        )
-    })?;
-    let api_addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let metrics_listener = metrics::bind(args.metrics_address.as_deref())?;
-    // API and data ports are bound: systemd may start what comes after us (Type=notify).
-    crate::notify::ready(&format!("API tcp {api_addr}"));
-    let persisted = state.load()?;
-    let auth = Authenticator::new("jetstream").map_err(|e| format!("users: {e}"))?;
-    let supers = SuperuserPolicy::new(args.superuser.clone(), args.supergroup.clone());
-    let host_name = sys::host_name();
-    let (kick, kicks) = crossbeam_channel::bounded(1);
-    let (gc_wake, gc_woken) = crossbeam_channel::bounded(1);
-    let events = events::EventLog::open(state.path());
-    let triggers = triggers::Triggers::start(args.trigger_dir.clone(), args.trigger_log, 1000);
-    let gc_settings = persisted.gc.unwrap_or_default();
-    let trust = trust::AuthorizedClients::load(state.path())?;
-    let relay_pin = crate::relay::client::relay_key(&args)?;
-    let relay_addr = match &args.recv_relay_host {
-        Some(h) => Some(
-            std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), args.recv_relay_port))
-                .map_err(|e| format!("--recv-relay-host {h}: {e}"))?
-                .find(SocketAddr::is_ipv4)
-                .ok_or_else(|| format!("--recv-relay-host {h}: no IPv4 address"))?,
-        ),
-        None => None,
-    };
-    let handles = engines.iter().map(Engine::handle).collect();
-    let server = Arc::new(Server {
-        server_id: new_id(),
-        server_uid,
-        server_name: args
-            .server_name
-            .clone()
-            .unwrap_or_else(|| host_name.clone()),
-        host_name,
-        identity,
-        tls_config,
-        auth,
-        supers,
-        api_addr,
-        recv_addrs,
-        state,
-        objects: Mutex::new(Objects::default()),
-        requests: Mutex::new(Requests::default()),
-        request_done: parking_lot::Condvar::new(),
-        start_time: now_us(),
-        events,
-        triggers,
-        trust,
-        relay: crate::relay::client::RelayState {
-            relay: relay_addr,
-            data_port: Mutex::new(None),
-        },
-        paths: Mutex::new(paths),
-        metrics: metrics::Metrics::default(),
-        gc: Mutex::new(gc_settings),
-        bandwidth: Mutex::new(args.bandwidth_over(persisted.bandwidth.unwrap_or_default())),
-        gc_wake,
-        engines: Mutex::new(engines),
-        dest_engines: Mutex::new(HashMap::new()),
-        handles,
-        next_engine: AtomicUsize::new(0),
-        kick,
-        stopping: AtomicBool::new(false),
-        api_connections: Mutex::new(ApiConnections::default()),
-        save_lock: Mutex::new(()),
-        live: parking_lot::RwLock::new(Arc::new(args.clone())),
-        config_source,
-        args,
-    });
-    restore(&server, persisted);
-    if !server.args.api_disable_api_tokens {
-        local_token(&server)?;
-    }
-    server.events.record(
-        "serverStarted",
-        serde_json::json!({
-            "serverId": server.server_id,
-            "serverUid": server.server_uid,
-            "apiControlPort": server.api_addr.port(),
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    );
-    if let Some(l) = metrics_listener {
-        metrics::serve(&server, l)?;
-    }
-    let s = server.clone();
-    std::thread::Builder::new()
-        .name("housekeeping".into())
-        .spawn(move || gc::run(&s, &gc_woken))
-        .map_err(|e| e.to_string())?;
-    let s = server.clone();
-    std::thread::Builder::new()
-        .name("engine-events".into())
-        .spawn(move || {
-            for ev in engine_events_rx {
-                receive::engine_event(&s, &ev);
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    let s = server.clone();
-    std::thread::Builder::new()
-        .name("scheduler".into())
-        .spawn(move || transfers::scheduler(&s, &kicks))
-        .map_err(|e| e.to_string())?;
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(|e| format!("signals: {e}"))?;
-    let s = server.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == signal_hook::consts::SIGHUP {
-                    s.reload();
-                    continue;
-                }
-                s.stop(if sig == signal_hook::consts::SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                });
-                break;
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    crate::log!(
-        "server: {} listening: API tcp {} (remote control {}), data udp {}; state {}; sandbox {}",
-        server.server_name,
-        server.api_addr,
-        if server.args.api_allow_remote_control {
-            "on, TLS"
-        } else {
-            "off"
-        },
-        server
-            .recv_addrs
-            .iter()
-            .map(SocketAddr::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        server.state.path().display(),
-        server.args.sandbox_dir.as_deref().unwrap_or("none"),
-    );
-    if let (Some(relay), Some(engine)) = (relay_addr, server.recv_addrs.first()) {
-        crate::relay::client::start(&server, relay, relay_pin, *engine);
-    }
-    server
-        .triggers
-        .fire("launch", vec![server.api_addr.port().to_string()], None);
-    for conn in listener.incoming() {
-        if server.is_stopping() {
-            break;
-        }
-        let Ok(tcp) = conn else { continue };
-        let Ok(peer) = tcp.peer_addr() else { continue };
-        if !server.live().api_allow_remote_control && !peer.ip().is_loopback() {
-            crate::warn!("api: refused {peer}: remote control is off");
-            continue;
-        }
-        let Some(slot) = server.api_slot(peer.ip()) else {
-            crate::warn!("api: refused {peer}: too many API connections");
-            continue;
-        };
-        let s = server.clone();
-        let spawned = std::thread::Builder::new()
-            .name("api".into())
-            .stack_size(256 * 1024)
-            .spawn(move || api::serve(&s, tcp, peer, slot));
-        if let Err(e) = spawned {
-            crate::error!("api: cannot serve {peer}: {e}");
-        }
-    }
-    Ok(())
-}
-
-/// Forwards the engines' events to the server (the engine calls it on its trigger thread).
-#[derive(Debug)]
-struct EngineEvents(crossbeam_channel::Sender<jetstream_core::TriggerEvent>);
-
-impl jetstream_core::Trigger for EngineEvents {
-    fn on_event(&mut self, event: &jetstream_core::TriggerEvent) {
-        if matches!(event, jetstream_core::TriggerEvent::TransferComplete { .. }) {
-            let _ = self.0.send(event.clone());
-        }
-    }
-}
-
-/// What marks the local token among the API tokens.
-pub const LOCAL_TOKEN_DESCRIPTION: &str = "local token of the server's own account";
-
-/// Writes `<state>/local.token`: a fresh API token (replaced at every start) that logs in as
-/// the account running the server. Only that account can read the file (mode 0600 in a 0700
-/// directory), so it grants nothing that account does not already have; it lets local scripts
-/// (and the README's first command) use the API without a password.
-fn local_token(server: &Arc<Server>) -> Result<(), String> {
-    let me = crate::users::by_uid(sys::euid())
-        .map_err(|e| format!("cannot look up the server's own user: {e}"))?
-        .ok_or("the server's own uid has no user name")?;
-    let rec = TokenRec {
-        token: new_id(),
-        owner: objects::Owner {
-            user: me.name,
-            token: None,
-            token_session: None,
-        },
-        password_hash: None,
-        salt: new_id(),
-        description: LOCAL_TOKEN_DESCRIPTION.into(),
-        creation_time: now_us(),
-        expiry_time: None,
-        path: None,
-        permissions: objects::PERMISSIONS
-            .iter()
-            .map(|p| (*p).to_owned())
-            .collect(),
-        user_data: Default::default(),
-        shared: None,
-    };
-    let path = server.state.path().join("local.token");
-    state::write_atomic(&path, format!("{}\n", rec.token).as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut objs = server.objects.lock();
-    objs.tokens
-        .retain(|_, t| t.description != LOCAL_TOKEN_DESCRIPTION);
-    objs.tokens.insert(rec.token.clone(), rec);
-    drop(objs);
-    server.save();
-    Ok(())
-}
-
-/// Loads persisted objects; transfers that were running are queued again (they resume).
-fn restore(server: &Arc<Server>, p: Persisted) {
-    let mut objs = server.objects.lock();
-    if server.args.persistent_destinations {
-        for d in p.destinations {
-            objs.destinations.insert(d.id.clone(), d);
-        }
-    }
-    let shared: Vec<&str> = p
-        .tokens
-        .iter()
-        .filter_map(|t| t.shared.as_ref().map(|sh| sh.manifest_id.as_str()))
-        .collect();
-    for m in &p.manifests {
-        // Manifests come back with their transfers, or with the shared tokens using them.
-        if server.args.persistent_transfers || shared.contains(&m.id.as_str()) {
-            objs.manifests.insert(m.id.clone(), m.clone());
-        }
-    }
-    if server.args.persistent_transfers {
-        for mut t in p.transfers {
-            if t.status == TxStatus::Sending || t.status == TxStatus::Pending {
-                if t.destination_id.starts_with(download::CLIENT_PREFIX) {
-                    // A download belongs to its client's connection, which is gone: the
-                    // client asks again (and resumes).
-                    t.status = TxStatus::Error;
-                    t.error_message =
-                        Some("interrupted by a server restart; the client must ask again".into());
-                    t.end_time = Some(now_us());
-                } else if t.status == TxStatus::Sending {
-                    t.status = TxStatus::Pending;
-                    t.error_message = Some("interrupted by a server restart; resuming".into());
-                }
-            }
-            objs.transfers.insert(t.id.clone(), t);
-        }
-    }
-    for t in p.tokens {
-        objs.tokens.insert(t.token.clone(), t);
-    }
-    let n = objs.transfers.len();
-    drop(objs);
-    if n > 0 {
-        crate::log!("state: restored {n} transfers");
+    /// The bound metrics address, if the server serves metrics.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 }
 

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use jetstream_api::types as api;
 use jetstream_core::Manifest;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::secrets::{shown_token, MaskedOpt, ShownTokenOpt, MASK};
 use jetstream_client::manifest::FileMapping;
@@ -32,6 +33,23 @@ pub use jetstream_client::ids::{new_id, new_session_id, random_bytes, random_u64
 
 /// Lowercase hex.
 pub use jetstream_client::tls::hex_encode as hex;
+
+/// An API structure as the JSON value the API sends.
+pub fn to_json<T: Serialize>(structure: &T) -> Value {
+    // The API types serialize infallibly: structs with string keys, strings and numbers, no
+    // maps with other keys, no fallible `Serialize` impls (paths are converted to strings).
+    serde_json::to_value(structure).expect("API structures serialize to JSON")
+}
+
+/// A time in µs as the API gives it.
+pub fn api_time(t: Micros) -> api::Timestamp {
+    api::Timestamp::from_micros(t)
+}
+
+/// `userData` as the API gives it (an object).
+fn api_user_data(d: &BTreeMap<String, Value>) -> Value {
+    Value::Object(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
 
 /// Who owns an object: the user, and the API token (and token login) it was created through.
 /// `Debug` shows only the token's first characters.
@@ -56,10 +74,13 @@ impl fmt::Debug for Owner {
 }
 
 impl Owner {
-    fn fields(&self, v: &mut Value) {
-        v["owner"] = json!(self.user);
-        v["ownerToken"] = json!(self.token);
-        v["ownerTokenSession"] = json!(self.token_session);
+    /// The `owner`, `ownerToken` and `ownerTokenSession` fields of its objects.
+    pub fn to_api(&self) -> api::Owner {
+        api::Owner {
+            user: self.user.clone(),
+            token: self.token.clone().map(api::Token::from),
+            token_session: self.token_session.clone(),
+        }
     }
 }
 
@@ -172,44 +193,60 @@ impl DestinationRec {
     /// The API view (no credentials). `local_send_port` is the port its engine is bound to,
     /// once it has one.
     pub fn view_with_port(&self, queued: usize, local_send_port: Option<u16>) -> Value {
-        let mut v = self.view(queued);
-        v["localSendPort"] = json!(local_send_port);
-        v
+        to_json(&self.to_api_with_port(queued, local_send_port))
     }
 
     /// The API view (no credentials).
     pub fn view(&self, queued: usize) -> Value {
-        let mut v = json!({
-            "destinationId": self.id,
-            "connectionId": format!("{}:{}", self.address, self.data_port()),
-            "destinationAddress": self.address,
-            "destinationApiPort": self.api_port,
-            "destinationIP": self.ip,
-            "destinationPort": self.data_port(),
-            "destinationPublicKey": self.public_key,
-            "permittedDestinationPublicKey": self.public_key,
-            "encryptedConnectionState": self.state,
-            "encryptionEnabled": true,
-            "lastDestinationServerId": self.last_server_id,
-            "lastDestinationServerUid": self.last_server_uid,
-            "lastError": self.last_error,
-            "lastErrorMessage": self.last_error_message,
-            "lastRecvTime": self.last_recv_time,
-            "lastSendTime": self.last_send_time,
-            "numTransfersQueued": queued,
-            "sendRateMax": self.send_rate_max,
-            "ratePolicy": self.rate_mode().as_str(),
-            "sendPort": self.send_port,
-            "authMethod": match &self.credentials {
-                Some(Credentials::Password { .. }) => "password",
-                Some(Credentials::Token { .. }) => "token",
-                None => "none",
+        to_json(&self.to_api(queued))
+    }
+
+    /// The `send.getDestination` structure: [`Self::to_api`] with `localSendPort`.
+    pub fn to_api_with_port(
+        &self,
+        queued: usize,
+        local_send_port: Option<u16>,
+    ) -> api::Destination {
+        api::Destination {
+            local_send_port: Some(local_send_port),
+            ..self.to_api(queued)
+        }
+    }
+
+    /// The API structure (no credentials), with `queued` transfers to it queued or running.
+    pub fn to_api(&self, queued: usize) -> api::Destination {
+        api::Destination {
+            destination_id: self.id.clone(),
+            connection_id: format!("{}:{}", self.address, self.data_port()),
+            destination_address: self.address.clone(),
+            destination_api_port: self.api_port,
+            // Recorded from a resolved address (`IpAddr::to_string`), so it parses back.
+            destination_ip: self.ip.as_deref().and_then(|ip| ip.parse().ok()),
+            destination_port: self.data_port(),
+            destination_public_key: self.public_key.clone(),
+            permitted_destination_public_key: self.public_key.clone(),
+            encrypted_connection_state: api::ConnectionState::from_wire(self.state),
+            encryption_enabled: true,
+            last_destination_server_id: self.last_server_id.clone(),
+            last_destination_server_uid: self.last_server_uid.clone(),
+            last_error: self.last_error.clone(),
+            last_error_message: self.last_error_message.clone(),
+            last_recv_time: self.last_recv_time.map(api_time),
+            last_send_time: self.last_send_time.map(api_time),
+            num_transfers_queued: queued as u64,
+            send_rate_max: self.send_rate_max,
+            rate_policy: api::RatePolicy::from_wire(self.rate_mode().as_str()),
+            send_port: self.send_port,
+            local_send_port: None,
+            auth_method: match &self.credentials {
+                Some(Credentials::Password { .. }) => api::AuthMethod::Password,
+                Some(Credentials::Token { .. }) => api::AuthMethod::Token,
+                None => api::AuthMethod::NoCredentials,
             },
-            "creationTime": self.creation_time,
-            "userData": self.user_data,
-        });
-        self.owner.fields(&mut v);
-        v
+            creation_time: api_time(self.creation_time),
+            user_data: api_user_data(&self.user_data),
+            owner: self.owner.to_api(),
+        }
     }
 }
 
@@ -259,37 +296,47 @@ impl ManifestRec {
 
     /// The API view.
     pub fn view(&self) -> Value {
-        let mut v = json!({
-            "manifestId": self.id,
-            "status": self.status,
-            "processing": self.status == "pending",
-            "errorMessage": self.error_message,
-            "totalFiles": self.files.len(),
-            "totalSize": self.total_size(),
-            "creationTime": self.creation_time,
-            "userData": self.user_data,
-        });
-        self.owner.fields(&mut v);
-        v
+        to_json(&self.to_api())
+    }
+
+    /// The API structure.
+    pub fn to_api(&self) -> api::Manifest {
+        api::Manifest {
+            manifest_id: self.id.clone(),
+            status: api::ManifestStatus::from_wire(&self.status),
+            processing: self.status == "pending",
+            error_message: self.error_message.clone(),
+            total_files: self.files.len() as u64,
+            total_size: self.total_size(),
+            creation_time: api_time(self.creation_time),
+            user_data: api_user_data(&self.user_data),
+            owner: self.owner.to_api(),
+        }
     }
 
     /// The `getManifestFiles` view.
     pub fn files_view(&self) -> Value {
-        let maps: Vec<Value> = self
-            .files
-            .iter()
-            .map(|f| {
-                json!({
-                    "srcPath": f.src,
-                    "destPath": format!("/{}", f.dest),
-                    "fileSize": f.size,
-                    "isEmptyDir": f.is_empty_dir,
-                    "executable": f.executable,
-                    "modificationTime": f.mtime_us,
+        to_json(&self.files_to_api())
+    }
+
+    /// The `getManifestFiles` structure. A source path that is not UTF-8 is shown with
+    /// U+FFFD in place of the bytes that are not.
+    pub fn files_to_api(&self) -> api::ManifestFiles {
+        api::ManifestFiles {
+            manifest_id: self.id.clone(),
+            file_mappings: self
+                .files
+                .iter()
+                .map(|f| api::FileMapping {
+                    src_path: f.src.to_string_lossy().into_owned(),
+                    dest_path: format!("/{}", f.dest),
+                    file_size: f.size,
+                    is_empty_dir: f.is_empty_dir,
+                    executable: f.executable,
+                    modification_time: api_time(f.mtime_us),
                 })
-            })
-            .collect();
-        json!({ "manifestId": self.id, "fileMappings": maps })
+                .collect(),
+        }
     }
 }
 
@@ -321,6 +368,18 @@ impl TxStatus {
             Self::Complete => "complete",
             Self::Cancelled => "cancelled",
             Self::Error => "error",
+        }
+    }
+
+    /// As the API gives it.
+    pub fn to_api(self) -> api::TransferStatus {
+        match self {
+            Self::Pending => api::TransferStatus::Pending,
+            Self::Sending => api::TransferStatus::Sending,
+            Self::Suspended => api::TransferStatus::Suspended,
+            Self::Complete => api::TransferStatus::Complete,
+            Self::Cancelled => api::TransferStatus::Cancelled,
+            Self::Error => api::TransferStatus::Error,
         }
     }
     /// Whether the transfer has ended for good.
@@ -442,53 +501,67 @@ pub struct TransferRec {
 impl TransferRec {
     /// The API view.
     pub fn view(&self) -> Value {
+        to_json(&self.to_api())
+    }
+
+    /// The API structure, its figures as of now.
+    pub fn to_api(&self) -> api::Transfer {
         let (d, l) = (&self.done, &self.live);
         let block_size = if l.block_size > 0 {
             l.block_size
         } else {
             jetstream_core::proto::packet::MAX_PAYLOAD_LEN as u64
         };
-        let mut v = json!({
-            "transferId": self.id,
-            "destinationId": self.destination_id,
-            "manifestId": self.manifest_id,
-            "destinationPath": self.destination_path,
-            "priority": self.priority,
-            "status": self.status.as_str(),
-            "processing": !self.status.is_final(),
-            "errorMessage": self.error_message,
-            "requestTime": self.request_time,
-            "queueTime": self.queue_time,
-            "startTime": self.start_time,
-            "endTime": self.end_time,
-            "snapshotTime": now_us(),
-            "checkpointFrequencySeconds": 1,
-            "blockSize": block_size,
-            "totalBlocks": self.total_bytes.div_ceil(block_size),
-            "totalBytes": self.total_bytes,
-            "totalFiles": self.total_files,
-            "blocksSent": d.blocks_sent + l.blocks_sent,
-            "blocksAcked": if self.status == TxStatus::Complete {
+        let complete = self.status == TxStatus::Complete;
+        api::Transfer {
+            transfer_id: self.id.clone(),
+            destination_id: self.destination_id.clone(),
+            manifest_id: self.manifest_id.clone(),
+            destination_path: self.destination_path.clone(),
+            priority: self.priority,
+            status: self.status.to_api(),
+            processing: !self.status.is_final(),
+            error_message: self.error_message.clone(),
+            request_time: api_time(self.request_time),
+            queue_time: api_time(self.queue_time),
+            start_time: self.start_time.map(api_time),
+            end_time: self.end_time.map(api_time),
+            snapshot_time: api_time(now_us()),
+            checkpoint_frequency_seconds: Some(1),
+            block_size,
+            total_blocks: self.total_bytes.div_ceil(block_size),
+            total_bytes: self.total_bytes,
+            total_files: self.total_files,
+            blocks_sent: d.blocks_sent + l.blocks_sent,
+            blocks_acked: if complete {
                 self.total_bytes.div_ceil(block_size)
             } else {
                 l.blocks_acked
             },
-            "blocksRetransmitted": d.blocks_retransmitted + l.blocks_retransmitted,
-            "bytesAcked": if self.status == TxStatus::Complete { self.total_bytes } else { l.bytes_acked },
-            "bytesSent": d.bytes_sent + l.bytes_sent,
-            "bytesRecv": d.bytes_recv + l.bytes_recv,
-            "packetsSent": d.packets_sent + l.packets_sent,
-            "packetsRecv": d.packets_recv + l.packets_recv,
-            "rttMicros": l.rtt_us,
-            "sendRateKbps": l.rate_kbps,
-            "attempts": self.attempts,
-            "failedFiles": self.failed_files.iter()
-                .map(|(p, e)| json!({"destPath": p, "errorMessage": e}))
-                .collect::<Vec<_>>(),
-            "userData": self.user_data,
-        });
-        self.owner.fields(&mut v);
-        v
+            blocks_retransmitted: d.blocks_retransmitted + l.blocks_retransmitted,
+            bytes_acked: if complete {
+                self.total_bytes
+            } else {
+                l.bytes_acked
+            },
+            bytes_sent: d.bytes_sent + l.bytes_sent,
+            bytes_recv: d.bytes_recv + l.bytes_recv,
+            packets_sent: d.packets_sent + l.packets_sent,
+            packets_recv: d.packets_recv + l.packets_recv,
+            rtt_micros: l.rtt_us,
+            send_rate_kbps: l.rate_kbps,
+            attempts: self.attempts,
+            failed_files: self
+                .failed_files
+                .iter()
+                .map(|(p, e)| api::FailedFile {
+                    dest_path: p.clone(),
+                    error_message: e.clone(),
+                })
+                .collect(),
+            user_data: api_user_data(&self.user_data),
+            owner: self.owner.to_api(),
+        }
     }
 }
 
@@ -504,7 +577,7 @@ pub struct RecvRec {
     /// As the sender gave it.
     pub destination_path: String,
     /// The sending server's API peer address.
-    pub source_ip: String,
+    pub source_ip: std::net::IpAddr,
     /// As above.
     pub source_port: u16,
     /// `receiving | complete | error`.
@@ -537,25 +610,29 @@ pub struct RecvRec {
 impl RecvRec {
     /// The API view.
     pub fn view(&self) -> Value {
-        let mut v = json!({
-            "transferId": self.id,
-            "destinationPath": self.destination_path,
-            "sourceIP": self.source_ip,
-            "sourcePort": self.source_port,
-            "status": self.status,
-            "totalSize": self.total_size,
-            "lastRecvTime": self.last_recv_time,
-            "lastSendTime": self.last_send_time,
-            "lastErrorTime": self.last_error_time,
-            "errorMessage": self.error_message,
-            "bytesRecv": self.counters.bytes_recv,
-            "bytesHeld": self.counters.bytes_acked,
-            "filesDone": self.counters.files_done,
-            "rateLimitKbps": self.rate_cap_kbps,
-            "receiverPort": self.receiver_port,
-        });
-        self.owner.fields(&mut v);
-        v
+        to_json(&self.to_api())
+    }
+
+    /// The API structure.
+    pub fn to_api(&self) -> api::ReceiveTransfer {
+        api::ReceiveTransfer {
+            transfer_id: self.id.clone(),
+            destination_path: self.destination_path.clone(),
+            source_ip: self.source_ip,
+            source_port: self.source_port,
+            status: api::ReceiveStatus::from_wire(&self.status),
+            total_size: self.total_size,
+            last_recv_time: self.last_recv_time.map(api_time),
+            last_send_time: self.last_send_time.map(api_time),
+            last_error_time: self.last_error_time.map(api_time),
+            error_message: self.error_message.clone(),
+            bytes_recv: self.counters.bytes_recv,
+            bytes_held: self.counters.bytes_acked,
+            files_done: self.counters.files_done,
+            rate_limit_kbps: self.rate_cap_kbps,
+            receiver_port: self.receiver_port,
+            owner: self.owner.to_api(),
+        }
     }
 }
 
@@ -619,28 +696,53 @@ pub struct SharedInfo {
 }
 
 impl TokenRec {
-    /// The API view.
+    /// The API view: an API token's structure, or a shared token's.
     pub fn view(&self) -> Value {
-        let mut v = json!({
-            "token": self.token,
-            "description": self.description,
-            "creationTime": self.creation_time,
-            "expiryTime": self.expiry_time,
-            "passwordRequired": self.password_hash.is_some(),
-            "path": self.path,
-            "permissions": self.permissions,
-            "userData": self.user_data,
-        });
-        if let Some(sh) = &self.shared {
-            v["manifestId"] = json!(sh.manifest_id);
-            v["downloadCount"] = json!(sh.download_count);
-            v["downloadLimit"] = json!(sh.download_limit);
-            if let Some(o) = v.as_object_mut() {
-                o.remove("path");
-            }
+        match self.to_shared_api() {
+            Some(shared) => to_json(&shared),
+            None => to_json(&self.to_api()),
         }
-        self.owner.fields(&mut v);
-        v
+    }
+
+    fn api_permissions(&self) -> Vec<jetstream_api::Permission> {
+        // Only known names are ever stored (`createAPIToken` checks them).
+        self.permissions
+            .iter()
+            .filter_map(|p| jetstream_api::Permission::from_name(p))
+            .collect()
+    }
+
+    /// The API token structure (for a shared token, see [`Self::to_shared_api`]).
+    pub fn to_api(&self) -> api::ApiToken {
+        api::ApiToken {
+            token: api::Token::new(self.token.clone()),
+            description: self.description.clone(),
+            creation_time: api_time(self.creation_time),
+            expiry_time: self.expiry_time.map(api_time),
+            password_required: self.password_hash.is_some(),
+            path: self.path.clone(),
+            permissions: self.api_permissions(),
+            user_data: api_user_data(&self.user_data),
+            owner: self.owner.to_api(),
+        }
+    }
+
+    /// The shared token structure; `None` for an API token.
+    pub fn to_shared_api(&self) -> Option<api::SharedToken> {
+        let sh = self.shared.as_ref()?;
+        Some(api::SharedToken {
+            token: api::Token::new(self.token.clone()),
+            description: self.description.clone(),
+            creation_time: api_time(self.creation_time),
+            expiry_time: self.expiry_time.map(api_time),
+            password_required: self.password_hash.is_some(),
+            permissions: self.api_permissions(),
+            manifest_id: sh.manifest_id.clone(),
+            download_count: sh.download_count,
+            download_limit: sh.download_limit,
+            user_data: api_user_data(&self.user_data),
+            owner: self.owner.to_api(),
+        })
     }
 
     /// Whether it has expired at `now`.

@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use jetstream_api::types as api;
 use jetstream_client::session::derive_keys;
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{Role, SessionId, TransferKeys};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::api::{ApiError, Ctx, Session};
-use super::objects::{now_us, to_us, Counters, Owner, RecvRec};
+use super::objects::{now_us, to_json, to_us, Counters, Owner, RecvRec};
 use super::params::Params;
 use super::Server;
 use crate::sandbox;
@@ -195,7 +196,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         },
         root: root.clone(),
         destination_path,
-        source_ip: ctx.session.peer.ip().to_string(),
+        source_ip: ctx.session.peer.ip(),
         source_port: ctx.session.peer.port(),
         status: "receiving".into(),
         total_size,
@@ -248,15 +249,13 @@ pub fn start(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         port = (*ctx.server.relay.data_port.lock())
             .ok_or_else(|| ApiError("the relay link is down: try again in a moment".into()))?;
     }
-    Ok((
-        "Receiving.".into(),
-        json!({
-            "transferId": transfer_id,
-            "receiverPort": port,
-            "cipher": cipher,
-            "rateLimitKbps": initial_cap,
-        }),
-    ))
+    let started = api::ReceiveStart {
+        transfer_id,
+        receiver_port: port,
+        cipher: api::Cipher::from_wire(cipher),
+        rate_limit_kbps: initial_cap,
+    };
+    Ok(("Receiving.".into(), to_json(&started)))
 }
 
 /// How long a receive whose sender hung up may take to end on its own before it is stopped.
@@ -316,7 +315,7 @@ fn refresh(rec: &mut RecvRec) {
     // The sender's data address (its send port) once its datagrams arrive; until then the
     // address of its API connection.
     if let Some(peer) = st.peer {
-        rec.source_ip = peer.ip().to_string();
+        rec.source_ip = peer.ip();
         rec.source_port = peer.port();
     }
     if st.packets_recv > 0 {
@@ -342,23 +341,32 @@ fn refresh(rec: &mut RecvRec) {
 
 /// `recv.getTransfersAsync`.
 pub fn list(server: &Server, visible: impl Fn(&Owner) -> bool) -> Value {
+    to_json(&list_api(server, visible))
+}
+
+/// `recv.getTransfersAsync`'s structures: the receives `visible` lets the caller see.
+pub fn list_api(server: &Server, visible: impl Fn(&Owner) -> bool) -> Vec<api::ReceiveTransfer> {
     let mut objs = server.objects.lock();
-    let list: Vec<Value> = objs
-        .receives
+    objs.receives
         .values_mut()
         .filter(|r| visible(&r.owner))
         .map(|r| {
             refresh(r);
-            r.view()
+            r.to_api()
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
 /// `recv.getSourcesAsync`: one entry per sending server address.
 pub fn sources(server: &Server, visible: impl Fn(&Owner) -> bool) -> Value {
-    #[derive(Default)]
+    to_json(&sources_api(server, visible))
+}
+
+/// `recv.getSourcesAsync`'s structures: one per sending server address, of the receives
+/// `visible` lets the caller see.
+pub fn sources_api(server: &Server, visible: impl Fn(&Owner) -> bool) -> Vec<api::Source> {
     struct Agg {
+        ip: std::net::IpAddr,
         active: u64,
         complete: u64,
         error: u64,
@@ -366,11 +374,20 @@ pub fn sources(server: &Server, visible: impl Fn(&Owner) -> bool) -> Value {
         port: u16,
         key: Option<String>,
     }
+    // Keyed by the address as text: the list is in that order.
     let mut by_ip: BTreeMap<String, Agg> = BTreeMap::new();
     let mut objs = server.objects.lock();
     for r in objs.receives.values_mut().filter(|r| visible(&r.owner)) {
         refresh(r);
-        let a = by_ip.entry(r.source_ip.clone()).or_default();
+        let a = by_ip.entry(r.source_ip.to_string()).or_insert(Agg {
+            ip: r.source_ip,
+            active: 0,
+            complete: 0,
+            error: 0,
+            bytes: 0,
+            port: 0,
+            key: None,
+        });
         match r.status.as_str() {
             "receiving" => a.active += 1,
             "complete" => a.complete += 1,
@@ -382,26 +399,29 @@ pub fn sources(server: &Server, visible: impl Fn(&Owner) -> bool) -> Value {
     }
     let since = server.start_time;
     let secs = ((now_us() - since).max(1)) as f64 / 1e6;
-    let list: Vec<Value> = by_ip
-        .into_iter()
-        .map(|(ip, a)| {
+    by_ip
+        .into_values()
+        .map(|a| {
             let rate = (a.bytes as f64 * 8.0 / 1000.0 / secs) as u64;
-            json!({
-                "sourceIP": ip,
-                "sourcePort": a.port,
-                "activeTransferCount": a.active,
-                "completeTransferCount": a.complete,
-                "errorTransferCount": a.error,
-                "inactiveTransferCount": a.complete + a.error,
-                "aveRecvRate": rate,
-                "aveRecvRateWindow": rate,
-                "destinationPublicKey": a.key,
-                "encryptedConnectionState": if a.active > 0 { "connected" } else { "disconnected" },
-                "encryptionEnabled": true,
-            })
+            api::Source {
+                source_ip: a.ip,
+                source_port: a.port,
+                active_transfer_count: a.active,
+                complete_transfer_count: a.complete,
+                error_transfer_count: a.error,
+                inactive_transfer_count: a.complete + a.error,
+                ave_recv_rate: rate,
+                ave_recv_rate_window: rate,
+                destination_public_key: a.key,
+                encrypted_connection_state: if a.active > 0 {
+                    api::ConnectionState::Connected
+                } else {
+                    api::ConnectionState::Disconnected
+                },
+                encryption_enabled: true,
+            }
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
 /// An engine event: a receive that completed fires the `recv.transferComplete` trigger with
@@ -426,20 +446,20 @@ pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
     let Some((id, user)) = found else {
         return;
     };
-    let mut stdin = Vec::new();
-    for (manifest_path, written) in files {
-        stdin.extend_from_slice(format!("/{manifest_path}\t").as_bytes());
-        stdin.extend_from_slice(written.as_os_str().as_encoded_bytes());
-        stdin.push(b'\n');
-    }
     crate::log!(
         "recv: transfer {id} for {user} complete ({} files)",
         files.len()
     );
     server.metrics.files_received(files.len() as u64);
-    server
-        .triggers
-        .fire("recv.transferComplete", vec![id, user], Some(stdin));
+    server.emit(super::ServerEvent::TransferComplete {
+        transfer_id: id,
+        role: Role::Receiver,
+        user,
+        files: files
+            .iter()
+            .map(|(path, written)| super::events::ReceivedFile::new(path, written.clone()))
+            .collect(),
+    });
 }
 
 /// `recv.transferRate {transferId}`: what this receiver allows the transfer now (its share of
@@ -455,10 +475,11 @@ pub fn transfer_rate(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
         .get(&id)
         .filter(|r| super::commands::visible(ctx, &r.owner))
         .ok_or_else(|| ApiError(format!("no receive transfer {id}")))?;
-    Ok((
-        "Transfer rate.".into(),
-        json!({ "transferId": id, "rateLimitKbps": r.rate_cap_kbps }),
-    ))
+    let rate = api::ReceiveRate {
+        rate_limit_kbps: r.rate_cap_kbps,
+        transfer_id: id,
+    };
+    Ok(("Transfer rate.".into(), to_json(&rate)))
 }
 
 /// Whether a receive is moving data (refreshed from its engine transfer).

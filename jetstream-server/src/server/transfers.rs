@@ -197,6 +197,8 @@ const RETRY_WINDOW: Duration = Duration::from_secs(3600);
 fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
     let mut backoff = Duration::from_secs(1);
     let mut last_progress = Instant::now();
+    // How the transfer ended, for the embedding program's trigger (sent without the lock).
+    let mut ended = None;
     loop {
         if ctl.stopped().is_some() {
             break;
@@ -226,12 +228,19 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
                 t.end_time = Some(now_us());
                 crate::log!("transfers: {id} complete");
                 server.metrics.files_sent(t.total_files);
+                ended = Some(super::ServerEvent::TransferComplete {
+                    transfer_id: id.to_owned(),
+                    role: jetstream_core::Role::Sender,
+                    user: t.owner.user.clone(),
+                    files: Vec::new(),
+                });
                 break;
             }
             Outcome::Stopped => break,
             Outcome::Failed(msg, failed) => {
                 crate::warn!("transfers: {id} failed: {msg}");
                 t.status = TxStatus::Error;
+                ended = Some(failed_event(id, &msg));
                 t.error_message = Some(msg);
                 t.failed_files = failed;
                 t.end_time = Some(now_us());
@@ -240,7 +249,9 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
             Outcome::Interrupted(msg) => {
                 if last_progress.elapsed() > RETRY_WINDOW {
                     t.status = TxStatus::Error;
-                    t.error_message = Some(format!("gave up after an hour of retries: {msg}"));
+                    let msg = format!("gave up after an hour of retries: {msg}");
+                    ended = Some(failed_event(id, &msg));
+                    t.error_message = Some(msg);
                     t.end_time = Some(now_us());
                     break;
                 }
@@ -263,6 +274,18 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
     drop(objs);
     server.save();
     server.kick();
+    if let Some(ev) = ended {
+        server.emit(ev);
+    }
+}
+
+/// `send.transferFailed` of transfer `id`.
+fn failed_event(id: &str, message: &str) -> super::ServerEvent {
+    super::ServerEvent::TransferFailed {
+        transfer_id: id.to_owned(),
+        role: jetstream_core::Role::Sender,
+        message: message.to_owned(),
+    }
 }
 
 fn resolve(host: &str, port: u16) -> Result<IpAddr, String> {
@@ -463,11 +486,13 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     if ctl.stopped().is_some() {
         handle.cancel();
     }
-    {
+    let first_attempt = {
         let mut objs = server.objects.lock();
+        let mut first = false;
         if let Some(t) = objs.transfers.get_mut(id) {
             if t.status == TxStatus::Pending || t.status == TxStatus::Sending {
                 t.status = TxStatus::Sending;
+                first = t.start_time.is_none();
                 t.start_time.get_or_insert(now_us());
                 t.attempts += 1;
             }
@@ -477,8 +502,15 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
             d.last_error = None;
             d.last_error_message = None;
         }
-    }
+        first
+    };
     server.save();
+    if first_attempt {
+        server.emit(super::ServerEvent::TransferStarted {
+            transfer_id: id.to_owned(),
+            role: jetstream_core::Role::Sender,
+        });
+    }
     crate::debug!(
         "transfers: {id} sending to {ip}:{port} (attempt via {})",
         dest.address

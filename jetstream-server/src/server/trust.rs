@@ -16,7 +16,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use jetstream_api::types::AuthorizedClients as AuthorizedClientsView;
+
 use super::api::{ApiError, Ctx};
+use super::objects::to_json;
 use super::params::Params;
 use jetstream_client::tls::fingerprint_of;
 
@@ -162,13 +165,18 @@ fn user_name(ctx: &Ctx<'_>) -> String {
         .unwrap_or_default()
 }
 
+/// The result of adding or removing `key` (`None`: of changing the switch).
+fn to_api(list: &List, key: Option<&str>) -> AuthorizedClientsView {
+    AuthorizedClientsView {
+        client_public_key: key.map(str::to_owned),
+        fingerprint: key.map(fingerprint_of),
+        only_authorized_clients_allowed: list.only_authorized_clients_allowed,
+        authorized_client_count: list.authorized_clients.len() as u64,
+    }
+}
+
 fn view(list: &List, key: &str) -> Value {
-    json!({
-        "clientPublicKey": key,
-        "fingerprint": fingerprint_of(key),
-        "onlyAuthorizedClientsAllowed": list.only_authorized_clients_allowed,
-        "authorizedClientCount": list.authorized_clients.len(),
-    })
+    to_json(&to_api(list, Some(key)))
 }
 
 /// `recv.addAuthorizedClientAsync`.
@@ -233,11 +241,12 @@ pub fn allow_only(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     let on = p
         .opt_bool(NAME)?
         .ok_or_else(|| ApiError(format!("missing parameter {NAME:?}")))?;
-    let (changed, count) = ctx.server.trust.update(|list| {
+    let (changed, result) = ctx.server.trust.update(|list| {
         let changed = list.only_authorized_clients_allowed != on;
         list.only_authorized_clients_allowed = on;
-        Ok((changed, list.authorized_clients.len()))
+        Ok((changed, to_api(list, None)))
     })?;
+    let count = result.authorized_client_count;
     if changed {
         crate::log!(
             "trust: {} set onlyAuthorizedClientsAllowed to {on} ({count} authorized)",
@@ -249,10 +258,7 @@ pub fn allow_only(ctx: &mut Ctx<'_>, p: Params<'_>) -> Reply {
     } else {
         "Any client may start transfers."
     };
-    Ok((
-        message.into(),
-        json!({ NAME: on, "authorizedClientCount": count }),
-    ))
+    Ok((message.into(), to_json(&result)))
 }
 
 #[cfg(test)]

@@ -671,6 +671,7 @@ fn escape_rows(d: &Path, uid: u32) -> Vec<Row> {
 }
 
 #[test]
+#[ignore = "needs root: the server runs as root"]
 fn a_sandboxed_user_cannot_reach_outside_the_sandbox() {
     if !can_run() {
         return;
@@ -776,6 +777,7 @@ struct Poke {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn users_cannot_see_or_touch_each_others_objects() {
     if !can_run() {
         return;
@@ -1081,6 +1083,7 @@ fn guess(port: u16, src: Ipv4Addr, threads: usize, window: Duration, tag: &str) 
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn password_guessing_is_throttled_per_source_and_per_user() {
     if !can_run() {
         return;
@@ -1150,6 +1153,7 @@ fn password_guessing_is_throttled_per_source_and_per_user() {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn tokens_are_random_and_stop_at_once() {
     if !can_run() {
         return;

@@ -97,6 +97,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn two_hundred_api_connections_are_all_served() {
     if !can_run() {
         return;
@@ -189,6 +190,7 @@ fn two_hundred_api_connections_are_all_served() {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn a_client_that_never_reads_does_not_stall_the_others() {
     if !can_run() {
         return;
@@ -299,6 +301,7 @@ fn a_client_that_never_reads_does_not_stall_the_others() {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn thirty_two_transfers_at_once_into_one_server() {
     if !can_run() {
         return;

@@ -41,6 +41,7 @@ fn libpam_files() -> Vec<PathBuf> {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM), a mount namespace"]
 fn regression_server_starts_and_explains_without_libpam() {
     if !can_run() {
         return;

@@ -12,6 +12,7 @@ use super::util::*;
 const T: Duration = Duration::from_secs(60);
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn every_row_of_the_path_table_lands_where_the_seed_says() {
     if !can_run() {
         return;
@@ -98,6 +99,7 @@ fn every_row_of_the_path_table_lands_where_the_seed_says() {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM)"]
 fn no_path_escapes_the_sandbox() {
     if !can_run() {
         return;

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jetstream_client::client::ApiClient;
+use jetstream_server::users::test_support;
 use serde_json::{json, Value};
 
 use super::util::*;
@@ -44,7 +45,7 @@ fn tmpfs(at: &Path, options: &str) -> Option<Mounted> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("skipped: cannot mount a tmpfs at {}", at.display());
+        test_support::skip(&format!("cannot mount a tmpfs at {}", at.display()));
     }
     ok.then(|| Mounted {
         at: at.to_owned(),
@@ -202,6 +203,7 @@ fn only_part_files(dir: &Path) -> usize {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM), mounts a tmpfs"]
 fn a_full_disk_fails_the_file_that_overflows_and_nothing_else() {
     if !can_run() {
         return;
@@ -247,6 +249,7 @@ fn a_full_disk_fails_the_file_that_overflows_and_nothing_else() {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM), mounts a FUSE file system"]
 fn a_read_error_on_the_sender_fails_that_file_alone_with_a_clear_message() {
     if !can_run() {
         return;
@@ -302,6 +305,7 @@ fn a_read_error_on_the_sender_fails_that_file_alone_with_a_clear_message() {
 }
 
 #[test]
+#[ignore = "needs root: system users (PAM), mounts a tmpfs"]
 fn a_read_only_target_directory_fails_its_files_and_nothing_else() {
     if !can_run() {
         return;

@@ -3,20 +3,12 @@
 //! a result of the wrong type as a typed decode error naming the command, an async call.
 
 use jetstream_api::params::{Auth, CreateDestination, Echo, GetDestination, GetRequestResult};
-use jetstream_api::{Access, Api, Command, Meta, Mode};
+use jetstream_api::{Api, Command, Meta};
 use jetstream_client::client::ClientError;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::util::*;
-
-/// Placeholder parameter structs take any object (until the real ones land).
-fn object(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        other => panic!("not an object: {other}"),
-    }
-}
 
 #[test]
 fn typed_calls_create_read_and_refuse() {
@@ -28,34 +20,40 @@ fn typed_calls_create_read_and_refuse() {
     let (u, pw) = user();
     let mut c = s.client();
     c.auth(&Auth {
-        raw: object(json!({"userName": u.name(), "password": pw})),
+        user_name: u.name().to_owned(),
+        password: pw.as_str().into(),
     })
     .expect("typed auth");
 
     let created = c
         .create_destination(&CreateDestination {
-            raw: object(json!({
-                "destinationAddress": "127.0.0.1",
-                "destinationApiPort": s.api,
-                "userName": u.name(),
-                "password": pw,
-                "sendRateMax": 1_500_000,
-            })),
+            destination_address: "127.0.0.1".into(),
+            destination_port: None,
+            destination_api_port: Some(s.api),
+            token: None,
+            token_password: None,
+            user_name: Some(u.name().to_owned()),
+            password: Some(pw.as_str().into()),
+            send_rate_max: Some(1_500_000),
+            rate_policy: None,
+            send_port: None,
+            permitted_destination_public_key: None,
         })
         .expect("createDestination");
-    let id = created["destinationId"].as_str().expect("an id").to_owned();
+    assert_eq!(created.destination_id.len(), 32, "{created:?}");
     let read = c
         .get_destination(&GetDestination {
-            raw: object(json!({ "destinationId": id })),
+            destination_id: created.destination_id.clone(),
         })
         .expect("getDestination");
-    assert_eq!(read["destinationId"], created["destinationId"]);
-    assert_eq!(read["sendRateMax"], 1_500_000);
-    assert_eq!(read["destinationApiPort"], s.api);
+    assert_eq!(read.destination_id, created.destination_id);
+    assert_eq!(read.send_rate_max, Some(1_500_000));
+    assert_eq!(read.destination_api_port, s.api);
+    assert_eq!(read.destination_address, "127.0.0.1");
 
     // No such destination: the server's refusal, typed, with its message.
     let missing = c.get_destination(&GetDestination {
-        raw: object(json!({ "destinationId": "0".repeat(32) })),
+        destination_id: "0".repeat(32),
     });
     match missing {
         Err(ClientError::Api(m)) => assert!(!m.is_empty()),
@@ -64,10 +62,10 @@ fn typed_calls_create_read_and_refuse() {
     // The connection is still usable after a refusal.
     let echoed = c
         .echo(&Echo {
-            raw: object(json!({"text": "still here"})),
+            text: Some(json!("still here")),
         })
         .expect("echo");
-    assert_eq!(echoed["text"], "still here");
+    assert_eq!(echoed.text, "still here");
 }
 
 /// `echo` declared with a result type it does not have.
@@ -77,13 +75,7 @@ struct EchoAsNumber {
 }
 
 impl Command for EchoAsNumber {
-    const META: Meta = Meta {
-        name: "echo",
-        access: Access::Open,
-        link: true,
-        mode: Mode::Either,
-        summary: "echo, read as a number",
-    };
+    const META: Meta = <Echo as Command>::META;
     type Output = u64;
 }
 
@@ -98,11 +90,7 @@ fn a_result_of_the_wrong_type_is_a_decode_error_and_async_calls_return_an_id() {
     let mut c = s.login(u.name(), &pw);
     let params = EchoAsNumber { text: "x".into() };
     match Api::call(&mut c, &params) {
-        Err(
-            e @ ClientError::Decode {
-                command: "echo", ..
-            },
-        ) => {
+        Err(e @ ClientError::Decode { command: "echo", .. }) => {
             assert!(e.to_string().starts_with("echo: "), "{e}");
         }
         other => panic!("expected a decode error, got {other:?}"),
@@ -110,12 +98,13 @@ fn a_result_of_the_wrong_type_is_a_decode_error_and_async_calls_return_an_id() {
     // The same command sent as `echoAsync`: a request id, then its result.
     let id = c
         .call_async(&Echo {
-            raw: object(json!({"text": "later"})),
+            text: Some(json!("later")),
         })
         .expect("echoAsync");
     let result = c
         .get_request_result(&GetRequestResult {
-            raw: object(json!({ "requestId": id.request_id })),
+            request_id: id.request_id,
+            timeout_ms: None,
         })
         .expect("getRequestResult");
     assert_eq!(result["text"], "later");

@@ -34,27 +34,30 @@ pub fn bin() -> &'static str {
     })
 }
 
-/// Whether this test can run (root, for PAM users and ownership); prints why not.
+/// The guard of a test that needs root (system users for PAM logins, servers that switch to
+/// them, network and mount namespaces): such a test is marked
+/// `#[ignore = "needs root: ..."]`, so that a run as another user lists it as ignored, and
+/// `scripts/test.sh` runs it as root. Installs the PAM service file and returns true;
+/// panics where the test cannot run (see [`test_support::require_root`]), so it never passes
+/// without having run. (A bool so that tests read `if !can_run() { return; }` as before.)
 pub fn can_run() -> bool {
-    if !test_support::is_root() {
-        eprintln!("skipped: needs root (system users, PAM)");
-        return false;
-    }
+    test_support::require_root("system users, PAM");
     test_support::ensure_pam_service().expect("install /etc/pam.d/jetstream");
     true
 }
 
 /// Whether a test's outside need (`what`, from Debian's `package`) is met. When it is not, a
-/// newcomer's `cargo test --workspace` skips the test and says what to install; under CI
-/// (`CI=true`), whose `.ci/run` installs every such package, the test fails instead, so that a
-/// missing install step cannot hide behind a skip.
+/// newcomer's test run skips the test and says what to install; under CI (`CI=true`, or
+/// `JETSTREAM_REQUIRE_ROOT_TESTS=1` as `.ci/run` sets), whose `.ci/run` installs every such
+/// package, the test fails instead, so that a missing install step cannot hide behind a skip.
 pub fn need(present: bool, what: &str, package: &str) -> bool {
     if present {
         return true;
     }
     assert!(
-        std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false"),
-        "{what} is missing (CI=true: .ci/run must install {package})"
+        std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false")
+            && !test_support::root_tests_required(),
+        "{what} is missing (under CI .ci/run must install {package})"
     );
     eprintln!("skipped: needs {what} (apt-get install {package})");
     false

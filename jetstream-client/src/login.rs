@@ -8,6 +8,9 @@
 
 use std::io::{self, BufRead, IsTerminal, Read};
 
+use jetstream_api::params::{Auth, AuthToken, Secret};
+use jetstream_api::Api as _;
+
 use crate::client::{default_known_hosts, ApiClient, ClientError, ConnectOptions, Trust};
 
 /// Exit statuses of `jetstream api` and `jscp`, for scripts.
@@ -125,8 +128,11 @@ pub fn authenticate(
 ) -> Result<(), Failure> {
     let password = std::env::var("JETSTREAM_API_PASSWORD").ok();
     if let Some(token) = token {
-        let params = serde_json::json!({ "token": token, "password": password });
-        client.call("authToken", params).map_err(Failure::of_auth)?;
+        let params = AuthToken {
+            token: token.into(),
+            password: password.map(Secret::from),
+        };
+        client.auth_token(&params).map_err(Failure::of_auth)?;
         return Ok(());
     }
     let user = match user {
@@ -147,8 +153,11 @@ pub fn authenticate(
             typed
         }
     };
-    let params = serde_json::json!({ "userName": user, "password": password });
-    client.call("auth", params).map_err(Failure::of_auth)?;
+    let params = Auth {
+        user_name: user,
+        password: password.into(),
+    };
+    client.auth(&params).map_err(Failure::of_auth)?;
     Ok(())
 }
 

@@ -92,7 +92,11 @@ fn a_result_of_the_wrong_type_is_a_decode_error_and_async_calls_return_an_id() {
     let mut c = s.login(u.name(), &pw);
     let params = EchoAsNumber { text: "x".into() };
     match Api::call(&mut c, &params) {
-        Err(e @ ClientError::Decode { command: "echo", .. }) => {
+        Err(
+            e @ ClientError::Decode {
+                command: "echo", ..
+            },
+        ) => {
             assert!(e.to_string().starts_with("echo: "), "{e}");
         }
         other => panic!("expected a decode error, got {other:?}"),

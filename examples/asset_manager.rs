@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
 use jetstream_core::Role;
-use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
 use jetstream_server::{ServerConfig, ServerEvent, ServerHandle};
 use serde_json::json;
 

@@ -52,7 +52,7 @@ impl fmt::Debug for Options {
             .field("resume", &self.resume)
             .field(
                 "token",
-                &jetstream_server::server::secrets::ShownTokenOpt(&self.token),
+                &jetstream_client::shown::ShownTokenOpt(&self.token),
             )
             .field("json", &self.json)
             .field("accept_new_host", &self.accept_new_host)

@@ -10,19 +10,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jetstream_api::params::{
+    CreateManifest, DeleteManifest, Echo, GetManifest, GetManifestFiles, GetReceiveTransfers,
+    GetServerInfo, GetSharedToken, Mapping, StartDownload, StartReceive,
+};
+use jetstream_api::types::{Manifest, ManifestStatus};
+use jetstream_api::Api as _;
+use jetstream_client::client::{ApiClient, ClientError};
+use jetstream_client::ids::{new_id, new_session_id};
+use jetstream_client::login::{self, exit, Failure};
+use jetstream_client::manifest::{engine_manifest, scan};
+use jetstream_client::paths::PathMemory;
+use jetstream_client::session::{client_keys, offer, rank};
+use jetstream_core::fs::paths::clean_relative;
 use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{
     BitsPerSecond, Destination, Engine, EngineConfig, FailureReason, Transfer, TransferStatus,
 };
-use jetstream_server::client::{ApiClient, ClientError};
-use jetstream_server::login::{self, exit, Failure};
-use jetstream_server::paths::PathMemory;
-use jetstream_server::sandbox;
-use jetstream_server::server::manifests::{engine_manifest, scan};
-use jetstream_server::server::objects::new_id;
-use jetstream_server::server::receive::client_keys;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::args::{Location, Options, Remote};
 use crate::progress::{Progress, Snapshot};
@@ -84,7 +90,7 @@ fn local_engine() -> Result<Engine, Failure> {
 /// end in `/` is copied *as* the target; otherwise every source keeps its name below the
 /// target directory (a directory source needs `-r`; `dir/` copies its contents, like rsync).
 fn push_plan(o: &Options, target: &str) -> Result<Vec<(PathBuf, String)>, Failure> {
-    let target_clean = sandbox::clean_relative(target)
+    let target_clean = clean_relative(target)
         .map_err(|e| Failure::new(exit::REFUSED, format!("target {target:?}: {e}")))?;
     let mut plan = Vec::new();
     let into_dir = target.is_empty() || target.ends_with('/') || o.sources.len() > 1;
@@ -132,37 +138,26 @@ fn push(
     stop: &Arc<AtomicBool>,
 ) -> Result<(), Failure> {
     let plan = push_plan(o, &r.path)?;
-    let files = scan(&plan, None).map_err(|e| Failure::new(exit::LOCAL, e))?;
+    let files = scan(&plan, None, |_, _| {}).map_err(|e| Failure::new(exit::LOCAL, e))?;
     let manifest = engine_manifest(&files).map_err(|e| Failure::new(exit::LOCAL, e))?;
     let mut client = open(o, r)?;
     let transfer_id = new_id();
-    let session_id = jetstream_server::server::objects::new_session_id();
-    let offered = jetstream_server::server::ciphers::offer(&[]);
+    let session_id = new_session_id();
+    let offered = offer(&[]);
     let started = client
-        .call(
-            "recv.startTransfer",
-            json!({
-                "transferId": transfer_id,
-                "sessionId": format!("{:016x}", session_id.0),
-                "ciphers": offered,
-                "destinationPath": o.dest_path.clone().unwrap_or_else(|| "/".into()),
-                "totalSize": manifest.total_bytes(),
-                "totalFiles": manifest.len(),
-            }),
-        )
+        .start_receive(&StartReceive {
+            transfer_id: transfer_id.clone(),
+            session_id: session_id.0,
+            ciphers: Some(offered.clone()),
+            cipher: None,
+            destination_path: Some(o.dest_path.clone().unwrap_or_else(|| "/".into())),
+            total_size: Some(manifest.total_bytes()),
+            total_files: Some(manifest.len() as u64),
+            source_public_key: None,
+        })
         .map_err(refused)?;
-    let port = started["receiverPort"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .ok_or_else(|| {
-            Failure::new(
-                exit::CONNECT,
-                "the server did not say which UDP port receives",
-            )
-        })?;
-    let cipher = started["cipher"]
-        .as_str()
-        .and_then(Cipher::from_name)
+    let port = started.receiver_port;
+    let cipher = Cipher::from_name(started.cipher.as_str())
         .filter(|c| offered.iter().any(|o| o == c.name()))
         .ok_or_else(|| {
             Failure::new(
@@ -180,7 +175,7 @@ fn push(
     let engine = local_engine()?;
     // Path memory (docs/jscp.md): what the last complete copy to this server measured.
     let path_key = format!("{ip}:{port}");
-    let mut paths = PathMemory::open(&jetstream_server::paths::default_file());
+    let mut paths = PathMemory::open(&jetstream_client::paths::default_file());
     let hint = paths.hint(&path_key);
     let dest = Destination::new(std::net::SocketAddr::new(ip, port))
         .send_rate_max(o.limit_kbps.map(BitsPerSecond::from_kbps))
@@ -205,13 +200,10 @@ fn push(
     let outcome = watch(&t, progress, stop, |st| {
         // The receiver's view: files finished, and its share of its incoming limit for us
         // (also the liveness ping).
-        let list = client.call("recv.getTransfers", json!({}))?;
-        if let Some(rt) = list
-            .as_array()
-            .and_then(|l| l.iter().find(|x| x["transferId"] == transfer_id.as_str()))
-        {
-            files_done = rt["filesDone"].as_u64().unwrap_or(files_done);
-            let theirs = rt["rateLimitKbps"].as_u64();
+        let list = client.get_receive_transfers(&GetReceiveTransfers {})?;
+        if let Some(rt) = list.iter().find(|x| x.transfer_id == transfer_id) {
+            files_done = rt.files_done;
+            let theirs = rt.rate_limit_kbps;
             let now = [o.limit_kbps, theirs].into_iter().flatten().min();
             if now != cap {
                 cap = now;
@@ -406,11 +398,15 @@ fn pull(
         let mut client = open(o, first)?;
         let token = o.token.clone().unwrap_or_default();
         let t = client
-            .call("send.getSharedToken", json!({ "token": token }))
+            .get_shared_token(&GetSharedToken {
+                token: token.into(),
+            })
             .map_err(refused)?;
-        let manifest_id = t["manifestId"].as_str().unwrap_or_default().to_owned();
+        let manifest_id = t.manifest_id;
         let m = client
-            .call("send.getManifest", json!({ "manifestId": manifest_id }))
+            .get_manifest(&GetManifest {
+                manifest_id: manifest_id.clone(),
+            })
             .map_err(refused)?;
         return receive_manifest(
             o,
@@ -458,23 +454,28 @@ fn pull(
     std::fs::create_dir_all(&root)
         .map_err(|e| Failure::new(exit::LOCAL, format!("{}: {e}", root.display())))?;
     let mut client = open(o, first)?;
-    let fm: serde_json::Map<String, Value> = mappings
+    let file_mappings = mappings
         .iter()
-        .map(|(src, dst)| (src.clone(), Value::String(format!("/{dst}"))))
+        .map(|(src, dst)| Mapping {
+            source: src.clone(),
+            target: format!("/{dst}"),
+        })
         .collect();
     let m = client
-        .call("send.createManifest", json!({ "fileMappings": fm }))
+        .create_manifest(&CreateManifest { file_mappings })
         .map_err(refused)?;
-    let manifest_id = m["manifestId"].as_str().unwrap_or_default().to_owned();
+    let manifest_id = m.manifest_id;
     let deadline = Instant::now() + Duration::from_secs(3600);
     let m = loop {
         let m = client
-            .call("send.getManifest", json!({ "manifestId": manifest_id }))
+            .get_manifest(&GetManifest {
+                manifest_id: manifest_id.clone(),
+            })
             .map_err(refused)?;
-        match m["status"].as_str() {
-            Some("complete") => break m,
-            Some("error") => {
-                let why = m["errorMessage"].as_str().unwrap_or("manifest failed");
+        match &m.status {
+            ManifestStatus::Complete => break m,
+            ManifestStatus::Error => {
+                let why = m.error_message.as_deref().unwrap_or("manifest failed");
                 return Err(Failure::new(
                     exit::REFUSED,
                     format!("the server cannot read the sources: {why}"),
@@ -491,26 +492,23 @@ fn pull(
     };
     if !o.recursive {
         let files = client
-            .call(
-                "send.getManifestFiles",
-                json!({ "manifestId": manifest_id }),
-            )
+            .get_manifest_files(&GetManifestFiles {
+                manifest_id: manifest_id.clone(),
+            })
             .map_err(refused)?;
         let requested: Vec<&str> = remotes.iter().map(|r| r.path.as_str()).collect();
-        if let Some(f) = files["fileMappings"].as_array().and_then(|l| {
-            l.iter().find(|f| {
-                f["isEmptyDir"] == true
-                    || !requested.iter().any(|r| {
-                        f["srcPath"]
-                            .as_str()
-                            .is_some_and(|s| s.ends_with(r.trim_start_matches('/')))
-                    })
-            })
+        if let Some(f) = files.file_mappings.iter().find(|f| {
+            f.is_empty_dir
+                || !requested
+                    .iter()
+                    .any(|r| f.src_path.ends_with(r.trim_start_matches('/')))
         }) {
-            let _ = client.call("send.deleteManifest", json!({ "manifestId": manifest_id }));
+            let _ = client.delete_manifest(&DeleteManifest {
+                manifest_id: manifest_id.clone(),
+            });
             return Err(Failure::new(
                 exit::USAGE,
-                format!("a source is a directory (use -r): {}", f["srcPath"]),
+                format!("a source is a directory (use -r): {:?}", f.src_path),
             ));
         }
     }
@@ -533,25 +531,23 @@ fn receive_manifest(
     o: &Options,
     client: &mut ApiClient,
     manifest_id: &str,
-    m: &Value,
+    m: &Manifest,
     root: &Path,
     progress: &mut Progress,
     stop: &Arc<AtomicBool>,
     owned: bool,
 ) -> Result<(), Failure> {
-    let files_total = m["totalFiles"].as_u64().unwrap_or(0);
+    let files_total = m.total_files;
     let engine = local_engine()?;
     let transfer_id = new_id();
-    let session_id = jetstream_server::server::objects::new_session_id();
+    let session_id = new_session_id();
     // The server sends as soon as it is asked, so the keys (and their cipher) must be ready
     // first: use the fastest cipher here unless the server's floor is above it.
     let floor = client
-        .call("getServerInfo", json!({}))
-        .ok()
-        .and_then(|i| i["minCipher"].as_str().map(str::to_owned))
+        .get_server_info(&GetServerInfo {})
+        .map(|i| i.min_cipher.as_str().to_owned())
         .unwrap_or_default();
-    let ranked = jetstream_server::server::ciphers::rank;
-    let cipher = if ranked(Cipher::preferred().name()) >= ranked(&floor) {
+    let cipher = if rank(Cipher::preferred().name()) >= rank(&floor) {
         Cipher::preferred()
     } else {
         Cipher::Aes256Gcm
@@ -565,34 +561,34 @@ fn receive_manifest(
     progress.start();
     progress.event(
         json!({"event": "start", "direction": "pull", "transferId": transfer_id,
-        "totalBytes": m["totalSize"], "totalFiles": files_total}),
+        "totalBytes": m.total_size, "totalFiles": files_total}),
     );
     let port = engine.local_addr().port();
     client
-        .call(
-            "send.startDownload",
-            json!({
-                "manifestId": manifest_id,
-                "transferId": transfer_id,
-                "sessionId": format!("{:016x}", session_id.0),
-                "cipher": cipher.name(),
-                "receiverPort": port,
-                "sendRateMax": o.limit_kbps,
-                "ratePolicy": o.policy.map(jetstream_core::RateMode::as_str),
-            }),
-        )
+        .start_download(&StartDownload {
+            manifest_id: manifest_id.to_owned(),
+            transfer_id: transfer_id.clone(),
+            session_id: session_id.0,
+            ciphers: None,
+            cipher: Some(cipher.name().to_owned()),
+            receiver_port: port,
+            send_rate_max: o.limit_kbps,
+            rate_policy: o.policy.map(|p| p.as_str().to_owned()),
+        })
         .map_err(refused)?;
     verbose(
         o,
         &format!("transfer {transfer_id}: receiving into {}", root.display()),
     );
     let outcome = watch(&t, progress, stop, |st| {
-        client.call("echo", json!({}))?;
+        client.echo(&Echo::default())?;
         Ok(snapshot(st, st.files_done, files_total))
     });
     let result = finish(outcome, &t, progress, "received");
     if owned {
-        let _ = client.call("send.deleteManifest", json!({ "manifestId": manifest_id }));
+        let _ = client.delete_manifest(&DeleteManifest {
+            manifest_id: manifest_id.to_owned(),
+        });
     }
     engine.shutdown();
     result

@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use jetstream_server::login::exit;
+use jetstream_client::login::exit;
 use progress::{Mode, Progress};
 
 const HELP: &str = "\

@@ -6,6 +6,8 @@ mod crash;
 #[path = "../../jetstream-server/tests/server/crash.rs"]
 #[allow(dead_code)]
 mod crash_kit;
+#[path = "jscp/linkage.rs"]
+mod linkage;
 #[path = "../../jetstream-server/tests/server/util.rs"]
 #[allow(dead_code)]
 mod util;

@@ -6,14 +6,21 @@
 //! ```
 //!
 //! Parsing is two-stage (ripgrep style): `parse` turns argv into a typed `Invocation` (pure,
-//! tested), then `run` connects, authenticates and calls.
+//! tested), then `run` connects, authenticates and calls. The commands it knows, and their
+//! console names, come from `jetstream_api::COMMANDS`; connecting and logging in from
+//! `jetstream_client::login`.
+//!
+//! It stays in the server crate because it is a subcommand of the `jetstream` binary (which
+//! links the server anyway) and masks secrets in `Debug` with the server's redaction; it uses
+//! nothing of the server besides that.
 
 use std::fmt;
 use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use crate::login::{self, exit, Failure};
+use jetstream_api::{Mode, COMMANDS};
+use jetstream_client::login::{self, exit, Failure};
 
 /// The default API port.
 const DEFAULT_PORT: u16 = 8886;
@@ -42,11 +49,12 @@ send a string of digits), anything else as a string. A repeated name becomes an 
 `--fileMappings SRC:DST` (repeatable) builds the source -> destination map, split at the last
 ':' (or at '::' when both sides carry a Windows drive letter); a JSON object is also accepted.
 
-Command names: send-side commands (createDestination, createManifest, createTransfer,
-getTransfer, ...) are sent as send.<name>, receive-side ones (getTransfersAsync,
-getSourcesAsync, addAuthorizedClientAsync, ...) as recv.<name>, all others (getServerInfo,
-echo, ...) unchanged; an already prefixed name is sent as written. getServerInfo and echo need
-no login unless --user is given.
+Command names: the API's names without their send. / recv. prefix (createDestination,
+getTransfers, ...); a name that both interfaces have is the send-side one, and with Async
+the receive-side one (getTransfersAsync, getSourcesAsync, addAuthorizedClientAsync, ...), as
+the reference writes them. An Async form is answered with the request's result. A name
+written with its prefix (send.getTransfers) is sent as written. getServerInfo and echo need
+no login unless --user is given. `jetstream api --help` ends with the list.
 
 Exit status: 0 success, 1 the command failed, 2 usage error, 3 authentication failed,
 4 cannot connect (or TLS / host identity problem).
@@ -58,48 +66,12 @@ Example:
       --destinationPath /project
 ";
 
-/// Commands of the send interface, called as `send.<name>`.
-const SEND_COMMANDS: &[&str] = &[
-    "createDestination",
-    "getDestination",
-    "getDestinations",
-    "deleteDestination",
-    "createManifest",
-    "getManifest",
-    "getManifests",
-    "getManifestFiles",
-    "deleteManifest",
-    "createTransfer",
-    "getTransfer",
-    "getTransfers",
-    "deleteTransfer",
-    "failTransfer",
-    "suspendTransfer",
-    "resumeTransfer",
-    "cancelTransfer",
-    "setSendRateAsync",
-    "getConnection",
-    "getConnections",
-    "createSharedToken",
-    "getSharedToken",
-    "getSharedTokens",
-    "deleteSharedToken",
-];
-
-/// Commands of the receive interface, called as `recv.<name>`.
-const RECV_COMMANDS: &[&str] = &[
-    "getTransfersAsync",
-    "getSourcesAsync",
-    "addAuthorizedClientAsync",
-    "removeAuthorizedClientAsync",
-    "allowOnlyAuthorizedClientsAsync",
-];
-
 /// Runs `jetstream api` with `args` (the arguments after `api`); returns the exit status.
 pub fn main(args: &[String]) -> i32 {
     let invocation = match parse(args) {
         Ok(Parsed::Help) => {
             print!("{HELP}");
+            print!("{}", command_list());
             return exit::OK;
         }
         Ok(Parsed::Run(inv)) => inv,
@@ -187,7 +159,10 @@ impl std::fmt::Debug for Invocation {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
-            .field("token", &crate::server::secrets::ShownTokenOpt(&self.token))
+            .field(
+                "token",
+                &jetstream_client::shown::ShownTokenOpt(&self.token),
+            )
             .field("superuser", &self.superuser)
             .field("accept_new_host", &self.accept_new_host)
             .field("command", &self.command)
@@ -274,7 +249,7 @@ fn parse(args: &[String]) -> Result<Parsed, UsageError> {
             _ => return Err(usage(format!("--{name} needs a non-empty value"))),
         }
     };
-    inv.command = qualify(command);
+    inv.command = qualify(command)?;
     parse_parameters(&args[i..], &mut inv.parameters)?;
     Ok(Parsed::Run(inv))
 }
@@ -376,17 +351,65 @@ fn add_file_mapping(map: &mut Map<String, Value>, text: &str) -> Result<(), Usag
     Ok(())
 }
 
-/// The wire name of a console command name.
-fn qualify(command: &str) -> String {
-    if command.contains('.') {
-        command.to_owned()
-    } else if SEND_COMMANDS.contains(&command) {
-        format!("send.{command}")
-    } else if RECV_COMMANDS.contains(&command) {
-        format!("recv.{command}")
-    } else {
-        command.to_owned()
+/// The commands, for `--help`: console name and summary, one a line.
+fn command_list() -> String {
+    let mut out = String::from("\nCommands:\n");
+    let names: Vec<String> = COMMANDS.iter().map(console_name).collect();
+    let width = names.iter().map(String::len).max().unwrap_or(0);
+    for (name, m) in names.iter().zip(COMMANDS) {
+        out.push_str(&format!("  {name:width$}  {}\n", m.summary));
     }
+    out
+}
+
+/// The name a command is given in the console: [`jetstream_api::Meta::console_name`], with
+/// `Async` for the receive interface where the send interface has the same name (the
+/// reference writes the receive side's commands that way: `getTransfersAsync`).
+fn console_name(m: &jetstream_api::Meta) -> String {
+    let name = m.console_name();
+    let shadowed = m.name.starts_with("recv.")
+        && COMMANDS
+            .iter()
+            .any(|o| o.name.starts_with("send.") && o.console_name() == name);
+    if shadowed {
+        format!("{name}Async")
+    } else {
+        name
+    }
+}
+
+/// The wire name of a console command name: a prefixed name as written; a console name
+/// (`createDestination`, `getTransfersAsync`) as its command's wire name, with `Async` when it
+/// was given so or the command runs only asynchronously.
+///
+/// # Errors
+/// A name no command has.
+fn qualify(command: &str) -> Result<String, UsageError> {
+    if command.contains('.') {
+        return Ok(command.to_owned());
+    }
+    let wire = |m: &jetstream_api::Meta, asked_async: bool| match (m.mode, asked_async) {
+        (Mode::AsyncOnly, _) | (Mode::Either, true) => format!("{}Async", m.name),
+        (Mode::Either, false) => m.name.to_owned(),
+    };
+    // The exact console name first (`getTransfersAsync` is the receive side's), then the
+    // `Async` form of a command that may run either way (`setSendRateAsync`).
+    if let Some(m) = COMMANDS.iter().find(|m| console_name(m) == command) {
+        return Ok(wire(m, console_name(m) != m.console_name()));
+    }
+    command
+        .strip_suffix("Async")
+        .and_then(|bare| {
+            COMMANDS
+                .iter()
+                .find(|m| m.mode == Mode::Either && console_name(m) == bare)
+        })
+        .map(|m| wire(m, true))
+        .ok_or_else(|| {
+            usage(format!(
+                "unknown command {command:?} (`jetstream api --help` lists them)"
+            ))
+        })
 }
 
 fn run(inv: &Invocation) -> Result<Value, Failure> {
@@ -428,7 +451,7 @@ fn run(inv: &Invocation) -> Result<Value, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::ClientError;
+    use jetstream_client::client::ClientError;
     use serde_json::json;
 
     fn args(s: &[&str]) -> Vec<String> {
@@ -503,11 +526,41 @@ mod tests {
 
     #[test]
     fn command_names_map_to_their_interface() {
-        assert_eq!(qualify("getTransfers"), "send.getTransfers");
-        assert_eq!(qualify("getTransfersAsync"), "recv.getTransfersAsync");
-        assert_eq!(qualify("getServerInfo"), "getServerInfo");
-        assert_eq!(qualify("recv.getSourcesAsync"), "recv.getSourcesAsync");
-        assert_eq!(qualify("send.whatever"), "send.whatever");
+        let q = |name: &str| qualify(name).unwrap();
+        assert_eq!(q("getTransfers"), "send.getTransfers");
+        assert_eq!(q("getTransfersAsync"), "recv.getTransfersAsync");
+        assert_eq!(q("getSourcesAsync"), "recv.getSourcesAsync");
+        assert_eq!(
+            q("addAuthorizedClientAsync"),
+            "recv.addAuthorizedClientAsync"
+        );
+        assert_eq!(q("createDestination"), "send.createDestination");
+        assert_eq!(q("setSendRateAsync"), "send.setSendRateAsync");
+        assert_eq!(q("startTransfer"), "recv.startTransfer");
+        assert_eq!(q("getServerInfo"), "getServerInfo");
+        assert_eq!(q("sendDiscoverPacketAsync"), "sendDiscoverPacketAsync");
+        assert_eq!(q("recv.getSourcesAsync"), "recv.getSourcesAsync");
+        assert_eq!(q("send.whatever"), "send.whatever");
+        assert!(qualify("noSuchCommand").is_err());
+        assert!(qualify("noSuchCommandAsync").is_err());
+    }
+
+    /// Every command has one console name, and each console name leads back to its command.
+    #[test]
+    fn every_command_has_a_console_name_that_resolves_to_it() {
+        for m in COMMANDS {
+            let name = console_name(m);
+            let wire = qualify(&name).unwrap();
+            assert_eq!(
+                wire.strip_suffix("Async").unwrap_or(&wire),
+                m.name,
+                "{name}"
+            );
+            let twins = COMMANDS.iter().filter(|o| console_name(o) == name).count();
+            assert_eq!(twins, 1, "{name} names {twins} commands");
+        }
+        let help = command_list();
+        assert!(help.contains("getTransfersAsync") && help.contains("createDestination"));
     }
 
     #[test]

@@ -13,12 +13,9 @@
 #![warn(missing_docs)]
 
 pub mod cli_api;
-pub mod client;
 pub mod config_file;
-pub mod login;
 pub mod notify;
 pub mod pam;
-pub mod paths;
 pub mod relay;
 pub mod sandbox;
 pub mod server;

@@ -277,27 +277,19 @@ pub fn expand_sandbox(
 /// [`SandboxError::Escape`] when a `..` would climb above the top (`../x`, `a/../../b`),
 /// [`SandboxError::InvalidPath`] for a NUL byte.
 pub fn clean_relative(path: &str) -> Result<String, SandboxError> {
-    if path.contains('\0') {
-        return Err(SandboxError::InvalidPath {
-            path: path.to_owned(),
-            reason: "contains a NUL byte",
-        });
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for component in path.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err(SandboxError::Escape {
-                        path: path.to_owned(),
-                    });
-                }
-            }
-            c => parts.push(c),
+    // The rule itself is `jetstream-core`'s (jscp applies it too); here its errors are the
+    // sandbox's.
+    jetstream_core::fs::paths::clean_relative(path).map_err(|e| match e {
+        jetstream_core::fs::FsError::Escape { path } => SandboxError::Escape { path },
+        jetstream_core::fs::FsError::InvalidPath { path, reason } => {
+            SandboxError::InvalidPath { path, reason }
         }
-    }
-    Ok(parts.join("/"))
+        // Cleaning is lexical: it reports only the two above.
+        _ => SandboxError::InvalidPath {
+            path: path.to_owned(),
+            reason: "is not a valid path",
+        },
+    })
 }
 
 /// Joins a clean relative path (from [`clean_relative`]) under `root`; `""` gives `root`.

@@ -196,6 +196,13 @@ impl Identity {
         (self.chain.clone(), self.key.clone_key())
     }
 
+    /// This identity as the certificate a client presents (a server calling another server's
+    /// API, or linking to a relay).
+    pub fn client_cert(&self) -> ClientCert {
+        let (chain, key) = self.chain_and_key();
+        ClientCert::new(chain, key)
+    }
+
     /// Lowercase hex of the leaf certificate's SubjectPublicKeyInfo DER: the server's
     /// `publicKey`, which clients and destinations pin.
     pub fn public_key(&self) -> &str {
@@ -220,68 +227,7 @@ impl Identity {
     }
 }
 
-/// The human fingerprint of a public key given as hex: `SHA256:` + hex SHA-256 of its bytes.
-///
-/// Text that is not valid hex yields `SHA256:invalid`.
-pub fn fingerprint_of(public_key_hex: &str) -> String {
-    match hex_decode(public_key_hex) {
-        Some(bytes) => {
-            let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-            format!("SHA256:{}", hex_encode(digest.as_ref()))
-        }
-        None => "SHA256:invalid".to_owned(),
-    }
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex_encode(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// The public key (lowercase hex SPKI) of the certificate the peer of `conn` presented, once
-/// the handshake has verified that it holds the key.
-pub(crate) fn peer_key(conn: &rustls::CommonState) -> Option<String> {
-    conn.peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| spki_hex(leaf).ok())
-}
-
-/// Fewest and most hex digits of a plausible public key (a SubjectPublicKeyInfo of 20 to
-/// 1000 bytes: from a small EC key to a large RSA key).
-pub(crate) const PUBLIC_KEY_HEX: std::ops::RangeInclusive<usize> = 40..=2000;
-
-/// `text` as a public key (hex of a SubjectPublicKeyInfo, as `publicKey` shows it),
-/// trimmed and lowercased; `None` when it is not hex of a plausible length.
-pub(crate) fn plausible_public_key(text: &str) -> Option<String> {
-    let key = text.trim();
-    (key.len() % 2 == 0
-        && PUBLIC_KEY_HEX.contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_hexdigit()))
-    .then(|| key.to_ascii_lowercase())
-}
-
-/// Lowercase hex of the SPKI DER of `cert`.
-pub(crate) fn spki_hex(cert: &CertificateDer<'_>) -> Result<String, String> {
-    let parsed = ParsedCertificate::try_from(cert).map_err(|e| e.to_string())?;
-    Ok(hex_encode(parsed.subject_public_key_info().as_ref()))
-}
+use jetstream_client::tls::{fingerprint_of, hex_encode, peer_key, spki_hex, ClientCert};
 
 fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -593,38 +539,8 @@ impl ClientCertVerifier for KeyClientCert {
         }
     }
 
-    crate::tls::handshake_signature_checks!();
+    jetstream_client::handshake_signature_checks!();
 }
-
-/// The handshake-signature checks of a certificate verifier that trusts keys rather than CAs
-/// (the client's pin verifier and the server's client-certificate verifier): the peer must
-/// prove it holds the key, with the ring provider's algorithms (the `algorithms` field).
-macro_rules! handshake_signature_checks {
-    () => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.algorithms.supported_schemes()
-        }
-    };
-}
-pub(crate) use handshake_signature_checks;
 
 // ---- the server side of the API socket ----
 
@@ -917,7 +833,7 @@ mod tests {
     /// plain connection, is seen with no key; both are served.
     #[test]
     fn client_certificates_are_optional_and_reported() {
-        use crate::client::{ApiClient, ConnectOptions, Trust};
+        use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
         use std::net::TcpListener;
 
         let (dir_s, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -943,7 +859,7 @@ mod tests {
         let ask = |identity: Option<&Identity>, force_tls: bool| {
             let mut opts = ConnectOptions::new(Trust::Pinned(Some(server.public_key().into())));
             opts.force_tls = force_tls;
-            opts.client_identity = identity.cloned();
+            opts.client_identity = identity.map(Identity::client_cert);
             let mut c = ApiClient::connect("127.0.0.1", port, &opts).unwrap();
             c.call("whoami", serde_json::Value::Null).unwrap()
         };

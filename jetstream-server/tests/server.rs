@@ -7,6 +7,7 @@ mod server {
     pub mod api_types;
     pub mod attacks;
     pub mod bandwidth;
+    pub mod client_tls;
     pub mod config_file;
     pub mod conn_limits;
     pub mod control;
@@ -34,5 +35,6 @@ mod server {
     pub mod storage;
     pub mod triggers;
     pub mod trust;
+    pub mod typed_client;
     pub mod util;
 }

@@ -112,6 +112,39 @@ fn walk(root: &Path, rel: &str, create: bool) -> Result<PathBuf, FsError> {
     Ok(current)
 }
 
+/// Lexically cleans a path given by a person or a client (a transfer's `destinationPath`, a
+/// file's target path) into a path relative to a top directory: a leading `/` means "from the
+/// top", empty and `.` components are dropped, and `..` removes the previous component.
+/// Returns `""` for the top itself. Examples: `/mnt/data/file.txt` → `mnt/data/file.txt`,
+/// `a/../b` → `b`. The server applies it below a sandbox; `jscp` to its remote target.
+///
+/// # Errors
+/// [`FsError::Escape`] when a `..` would climb above the top (`../x`, `a/../../b`),
+/// [`FsError::InvalidPath`] for a NUL byte.
+pub fn clean_relative(path: &str) -> Result<String, FsError> {
+    if path.contains('\0') {
+        return Err(FsError::InvalidPath {
+            path: path.to_owned(),
+            reason: "contains a NUL byte",
+        });
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(FsError::Escape {
+                        path: path.to_owned(),
+                    });
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
 /// The hidden temporary name a file is written under until it is verified:
 /// `<dir>/.<file name>.<tag>.jspart`.
 ///

@@ -18,10 +18,10 @@ use rustls::{ClientConnection, StreamOwned};
 
 use super::tls_io::{self, LinkSender, TlsConn};
 use super::{datagram_frame, decode_datagram, kind, read_frame, write_frame};
-use crate::client::{ClientError, Trust};
 use crate::server::config::ServerArgs;
 use crate::server::Server;
 use crate::tls::Identity;
+use jetstream_client::client::{ClientError, Trust};
 
 /// What the server reports about its relay (`receiver.relayIP` / `relayPort`).
 #[derive(Debug, Default)]
@@ -128,12 +128,12 @@ pub fn connect(
     tcp.set_read_timeout(Some(super::LINK_IDLE))?;
     tcp.set_write_timeout(Some(super::LINK_IDLE))?;
     let trust = Trust::Pinned(relay_key.map(str::to_owned));
-    let (tls, _key) = crate::client::handshake(
+    let (tls, _key) = jetstream_client::client::handshake(
         tcp,
         &relay.ip().to_string(),
         relay.port(),
         &trust,
-        Some(identity),
+        Some(&identity.client_cert()),
     )
     .map_err(LinkError::Handshake)?;
     Ok(ControlStream(tls))
@@ -203,7 +203,7 @@ pub fn start(server: &Arc<Server>, relay: SocketAddr, pin: Option<String>, engin
         server.identity.fingerprint(),
         pin.as_deref().map_or_else(
             || "NOT CHECKED (--insecure-accept-any-relay)".to_owned(),
-            crate::tls::fingerprint_of
+            jetstream_client::tls::fingerprint_of
         ),
     );
     let _ = std::thread::Builder::new()

@@ -129,7 +129,7 @@ pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(u8, &[u8], usize)>> {
 /// # Errors
 /// Not hex, or of an implausible length for a public key.
 pub fn parse_public_key(text: &str) -> Result<String, String> {
-    if let Some(key) = crate::tls::plausible_public_key(text) {
+    if let Some(key) = jetstream_client::tls::plausible_public_key(text) {
         Ok(key)
     } else {
         Err(format!(

@@ -20,7 +20,8 @@ use super::tls_io::{self, LinkSender, TlsConn};
 use super::{
     datagram_frame, decode_datagram, encode_datagram, frame, kind, read_frame, v4, write_frame,
 };
-use crate::tls::{fingerprint_of, Identity, KeyClientCert};
+use crate::tls::{Identity, KeyClientCert};
+use jetstream_client::tls::fingerprint_of;
 
 /// The JetStream relay: runs in a DMZ, accepts a private server's connection on the control
 /// port and opens the public UDP data port and TCP API port on its behalf, forwarding both
@@ -480,8 +481,8 @@ fn handshake(r: &Relay, tcp: TcpStream) -> io::Result<(ControlStream, String, u8
     while s.conn.is_handshaking() {
         s.conn.complete_io(&mut s.sock)?;
     }
-    let key =
-        crate::tls::peer_key(&s.conn).ok_or_else(|| io::Error::other("no client certificate"))?;
+    let key = jetstream_client::tls::peer_key(&s.conn)
+        .ok_or_else(|| io::Error::other("no client certificate"))?;
     let (k, payload) = read_frame(&mut s)?;
     Ok((s, key, k, payload))
 }

@@ -1,21 +1,15 @@
-//! The data ciphers a server accepts and offers (reference §7.5 `minCipher`).
+//! The data ciphers a server accepts (reference §7.5 `minCipher`); the ranking and what a
+//! side offers are in `jetstream_client::session`.
 //!
 //! Both are 256-bit AEADs with 128-bit tags. They are ranked so that a cipher floor means
 //! something to administrators: AES-256-GCM above ChaCha20-Poly1305, because it is the
 //! FIPS-approved one (and hardware-accelerated where AES instructions exist). A floor of
 //! `aes-256-gcm` therefore admits only FIPS-approved data encryption.
 
+use jetstream_client::session::{rank, RANKED};
 use jetstream_core::proto::crypto::Cipher;
 
 use super::api::ApiError;
-
-/// Every cipher, weakest first.
-pub const RANKED: [&str; 2] = ["chacha20-poly1305", "aes-256-gcm"];
-
-/// Rank of a cipher name (higher is stronger), `None` if unknown.
-pub fn rank(name: &str) -> Option<usize> {
-    RANKED.iter().position(|c| *c == name)
-}
 
 /// Checks a `--min-cipher` / `--cipher` value.
 ///
@@ -28,25 +22,6 @@ pub fn parse(name: &str) -> Result<Cipher, String> {
             RANKED.join(", ")
         )
     })
-}
-
-/// What this side offers, best first: the configured list, or both with the fastest on this
-/// CPU first.
-pub fn offer(configured: &[String]) -> Vec<String> {
-    if configured.is_empty() {
-        let first = Cipher::preferred();
-        let mut v = vec![first.name().to_owned()];
-        v.extend(
-            RANKED
-                .iter()
-                .rev()
-                .filter(|c| **c != first.name())
-                .map(|c| (*c).to_owned()),
-        );
-        v
-    } else {
-        configured.to_vec()
-    }
 }
 
 /// The receiving side's choice: the first offered cipher at or above `floor`.
@@ -94,7 +69,5 @@ mod tests {
         );
         assert!(choose(&["rot13".to_owned()], "chacha20-poly1305").is_err());
         assert!(parse("rot13").is_err());
-        assert_eq!(offer(&[]).len(), 2);
-        assert_eq!(offer(&["aes-256-gcm".into()]), vec!["aes-256-gcm"]);
     }
 }

@@ -221,7 +221,7 @@ fn start(
         }
         _ => {}
     }
-    let paths = crate::paths::PathMemory::open(&state.path().join("paths"));
+    let paths = jetstream_client::paths::PathMemory::open(&state.path().join("paths"));
     let server_uid = state
         .server_uid()
         .map_err(|e| state_error(&state_path, e))?;

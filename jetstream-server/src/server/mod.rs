@@ -243,7 +243,7 @@ pub struct Server {
     /// The relay this server receives through, if any.
     pub relay: crate::relay::client::RelayState,
     /// What the last transfer to each destination measured of the path (`<state>/paths`).
-    pub paths: Mutex<crate::paths::PathMemory>,
+    pub paths: Mutex<jetstream_client::paths::PathMemory>,
     /// Counters for `--metrics-address`.
     pub metrics: metrics::Metrics,
     /// The bound metrics address (`--metrics-address`), if any.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::secrets::{shown_token, MaskedOpt, ShownTokenOpt, MASK};
+use jetstream_client::manifest::FileMapping;
 
 /// Microseconds since the Unix epoch (the API's timestamps).
 pub type Micros = i64;
@@ -28,32 +29,10 @@ pub fn to_us(t: SystemTime) -> Micros {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// `N` bytes from the OS generator.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    // The OS generator failing is unrecoverable for a server that mints ids and key material.
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .expect("OS random generator failed");
-    b
-}
-
-/// A fresh 32-hex-character id from the OS generator.
-pub fn new_id() -> String {
-    hex(&random_bytes::<16>())
-}
-
-/// A random number from the OS generator.
-pub fn random_u64() -> u64 {
-    u64::from_be_bytes(random_bytes())
-}
-
-/// A fresh data session id.
-pub fn new_session_id() -> jetstream_core::SessionId {
-    jetstream_core::SessionId(random_u64())
-}
+pub use jetstream_client::ids::{new_id, new_session_id, random_bytes, random_u64};
 
 /// Lowercase hex.
-pub use crate::tls::hex_encode as hex;
+pub use jetstream_client::tls::hex_encode as hex;
 
 /// An API structure as the JSON value the API sends.
 pub fn to_json<T: Serialize>(structure: &T) -> Value {
@@ -271,27 +250,6 @@ impl DestinationRec {
     }
 }
 
-/// One mapping of a manifest, with what was found at the source.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FileMapping {
-    /// Absolute source path on this server.
-    pub src: PathBuf,
-    /// Target path (clean, relative; shown with a leading `/`).
-    pub dest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Empty directory entry.
-    pub is_empty_dir: bool,
-    /// Executable bit.
-    pub executable: bool,
-    /// mtime, µs.
-    pub mtime_us: i64,
-    /// Device and inode of the file that was opened to build the manifest: the sender reads
-    /// only that file later (`None` in state written before it was recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub src_id: Option<(u64, u64)>,
-}
-
 /// A manifest (reference §4.3).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ManifestRec {
@@ -331,7 +289,7 @@ impl ManifestRec {
         if let Some(b) = &self.built {
             return Ok(b.clone());
         }
-        let b = Arc::new(super::manifests::engine_manifest(&self.files)?);
+        let b = Arc::new(jetstream_client::manifest::engine_manifest(&self.files)?);
         self.built = Some(b.clone());
         Ok(b)
     }

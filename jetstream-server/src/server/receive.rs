@@ -6,12 +6,11 @@
 //! ([`derive_keys`]), so only the two ends of that authenticated connection hold them.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::Arc;
 
 use jetstream_api::params::{StartReceive, TransferRate};
 use jetstream_api::types as api;
-use jetstream_core::proto::crypto::{Cipher, SessionSecret};
+use jetstream_client::session::derive_keys;
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{Role, SessionId, TransferKeys};
 use serde_json::Value;
@@ -20,59 +19,6 @@ use super::api::{ApiError, Ctx, Session};
 use super::objects::{now_us, to_json, to_us, Counters, Owner, RecvRec};
 use super::Server;
 use crate::sandbox;
-
-/// TLS exporter label of the data keys (RFC 5705 / RFC 8446 §7.5).
-pub const KEY_LABEL: &[u8] = b"EXPORTER-jetstream-data-v1";
-
-/// The exporter context: binds the keys to this transfer, session and cipher.
-pub fn key_context(transfer_id: &str, session_id: SessionId, cipher: Cipher) -> Vec<u8> {
-    format!("{transfer_id}:{:016x}:{}", session_id.0, cipher.name()).into_bytes()
-}
-
-/// The transfer keys both ends compute from their shared TLS session.
-///
-/// # Errors
-/// When the connection is not TLS (the exporter is the only key source).
-pub fn derive_keys(
-    export: impl FnOnce(&[u8], &[u8], &mut [u8]) -> io::Result<()>,
-    transfer_id: &str,
-    session_id: SessionId,
-    cipher: Cipher,
-) -> io::Result<TransferKeys> {
-    let mut secret = [0u8; 32];
-    export(
-        KEY_LABEL,
-        &key_context(transfer_id, session_id, cipher),
-        &mut secret,
-    )?;
-    Ok(TransferKeys::new(
-        session_id,
-        SessionSecret::from_bytes(secret),
-        cipher,
-    ))
-}
-
-/// The keys the client side of an API connection derives (the sending server, `jscp`).
-///
-/// # Errors
-/// When the connection is not TLS.
-pub fn client_keys(
-    client: &crate::client::ApiClient,
-    transfer_id: &str,
-    session_id: SessionId,
-    cipher: Cipher,
-) -> io::Result<TransferKeys> {
-    derive_keys(
-        |label, context, out| {
-            client
-                .export_keying_material(label, context, out)
-                .map_err(|e| io::Error::other(e.to_string()))
-        },
-        transfer_id,
-        session_id,
-        cipher,
-    )
-}
 
 type Reply = Result<(String, Value), ApiError>;
 

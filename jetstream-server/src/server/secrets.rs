@@ -157,12 +157,9 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// How a password is shown wherever one would otherwise appear.
 pub const MASK: &str = "********";
 
-/// How a token is shown wherever one would otherwise appear: its first 6 characters and `…`
-/// (as in the event log), enough to tell tokens apart, far too little to use one.
-pub fn shown_token(token: &str) -> String {
-    let end = token.char_indices().nth(6).map_or(token.len(), |(i, _)| i);
-    format!("{}…", &token[..end])
-}
+/// How a token is shown (in `jetstream-client`, which shows tokens too); used throughout the
+/// server from here.
+pub use jetstream_client::shown::shown_token;
 
 /// `Debug` of an optional secret: `Some(<mask>)` or `None`, never the value.
 pub struct MaskedOpt<'a, T>(pub &'a Option<T>);
@@ -176,17 +173,7 @@ impl<T> fmt::Debug for MaskedOpt<'_, T> {
     }
 }
 
-/// `Debug` of an optional token: `Some("abcdef…")` or `None`.
-pub struct ShownTokenOpt<'a>(pub &'a Option<String>);
-
-impl fmt::Debug for ShownTokenOpt<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(t) => write!(f, "Some({:?})", shown_token(t)),
-            None => f.write_str("None"),
-        }
-    }
-}
+pub use jetstream_client::shown::ShownTokenOpt;
 
 /// Whether a JSON key names a secret, and which kind: any key containing `password`,
 /// `passphrase` or `secret` (any case), or ending in `token` (`token`, `ownerToken`, ...).

@@ -11,13 +11,17 @@ use jetstream_core::proto::crypto::Cipher;
 use jetstream_core::transfer::TransferState;
 use jetstream_core::{BitsPerSecond, Destination, FailureReason};
 use parking_lot::{Condvar, Mutex};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::api::ApiError;
 use super::objects::{now_us, Counters, Credentials, DestinationRec, FailedFileRec, TxStatus};
-use super::receive::client_keys;
 use super::Server;
-use crate::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_api::params::{
+    Auth, AuthToken, Echo, GetServerInfo, Secret, StartReceive, TransferRate,
+};
+use jetstream_api::Api as _;
+use jetstream_client::client::{ApiClient, ClientError, ConnectOptions, Trust};
+use jetstream_client::session::client_keys;
 
 /// Why a running transfer is asked to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -351,7 +355,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         trust: Trust::Pinned(dest.public_key.clone()),
         timeout: Duration::from_secs(15),
         force_tls: true,
-        client_identity: Some(server.identity.clone()),
+        client_identity: Some(server.identity.client_cert()),
     };
     let mut client = match ApiClient::connect(&ip.to_string(), dest.api_port, &opts) {
         Ok(c) => c,
@@ -381,25 +385,28 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
             server.save();
         }
     }
-    let info = match client.call("getServerInfo", json!({})) {
-        Ok(v) => v,
+    let info = match client.get_server_info(&GetServerInfo {}) {
+        Ok(i) => Some(i),
+        // A receiver of another version may describe itself otherwise: its ids and data port
+        // are then unknown, as they were from receivers that did not report them.
+        Err(ClientError::Decode { .. }) => None,
         Err(e) => return interrupted(format!("getServerInfo: {e}")),
     };
-    let learned = info["receiver"]["receiverPort"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok());
+    let learned = info.as_ref().and_then(|i| i.receiver.receiver_port);
     update_destination(server, &dest.id, |d| {
-        d.last_server_id = info["serverId"].as_str().map(str::to_owned);
-        d.last_server_uid = info["serverUid"].as_str().map(str::to_owned);
+        d.last_server_id = info.as_ref().map(|i| i.server_id.clone());
+        d.last_server_uid = info.as_ref().map(|i| i.server_uid.clone());
         d.learned_port = learned.or(d.learned_port);
     });
     let login = match &dest.credentials {
-        Some(Credentials::Password { user, password }) => {
-            client.call("auth", json!({ "userName": user, "password": password }))
-        }
-        Some(Credentials::Token { token, password }) => {
-            client.call("authToken", json!({ "token": token, "password": password }))
-        }
+        Some(Credentials::Password { user, password }) => client.auth(&Auth {
+            user_name: user.clone(),
+            password: password.as_str().into(),
+        }),
+        Some(Credentials::Token { token, password }) => client.auth_token(&AuthToken {
+            token: token.as_str().into(),
+            password: password.as_deref().map(Secret::from),
+        }),
         None => {
             return fail(
                 "the destination has no credentials: give userName and password (or token) \
@@ -419,27 +426,23 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         Err(e) => return interrupted(format!("log-in: {e}")),
     }
     let session_id = super::objects::new_session_id();
-    let offered = super::ciphers::offer(&server.live().cipher);
-    let started = client.call(
-        "recv.startTransfer",
-        json!({
-            "transferId": id,
-            "sessionId": format!("{:016x}", session_id.0),
-            "ciphers": offered,
-            "destinationPath": destination_path,
-            "totalSize": manifest.total_bytes(),
-            "totalFiles": manifest.len(),
-            "sourcePublicKey": server.identity.public_key(),
-        }),
-    );
+    let offered = jetstream_client::session::offer(&server.live().cipher);
+    let started = client.start_receive(&StartReceive {
+        transfer_id: id.to_owned(),
+        session_id: session_id.0,
+        ciphers: Some(offered.clone()),
+        cipher: None,
+        destination_path: Some(destination_path),
+        total_size: Some(manifest.total_bytes()),
+        total_files: Some(manifest.len() as u64),
+        source_public_key: Some(server.identity.public_key().to_owned()),
+    });
     let (receiver_port, cipher) = match started {
-        Ok(v) => {
-            *ctl.remote_cap.lock() = v["rateLimitKbps"].as_u64();
+        Ok(started) => {
+            *ctl.remote_cap.lock() = started.rate_limit_kbps;
             (
-                v["receiverPort"]
-                    .as_u64()
-                    .and_then(|p| u16::try_from(p).ok()),
-                v["cipher"].as_str().and_then(Cipher::from_name),
+                Some(started.receiver_port),
+                Cipher::from_name(started.cipher.as_str()),
             )
         }
         Err(ClientError::Api(m)) if m.contains("incomingMaxConnections") => {
@@ -448,6 +451,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
         Err(ClientError::Api(m)) => {
             return fail(format!("the receiving server refused the transfer: {m}"))
         }
+        Err(e @ ClientError::Decode { .. }) => return fail(e.to_string()),
         Err(e) => return interrupted(format!("recv.startTransfer: {e}")),
     };
     let Some(cipher) = cipher.filter(|c| offered.iter().any(|o| o == c.name())) else {
@@ -620,7 +624,7 @@ fn monitor(
                     // connection, or as a silent peer or an engine shut down: an interruption
                     // to resume, not a failure.
                     let interruption = st.failure.is_some_and(FailureReason::is_interruption);
-                    if interruption || client.call("echo", json!({})).is_err() {
+                    if interruption || client.echo(&Echo::default()).is_err() {
                         (Outcome::Interrupted(msg, st.failure), progressed)
                     } else {
                         (Outcome::Failed(msg, st.failure, Vec::new()), progressed)
@@ -631,13 +635,16 @@ fn monitor(
         if last_ping.elapsed() >= Duration::from_secs(1) {
             last_ping = Instant::now();
             // The receiver's share of its incoming limit for us; also proves it is there.
-            let asked = client.call("recv.transferRate", json!({ "transferId": id }));
-            if let Ok(v) = &asked {
-                *ctl.remote_cap.lock() = v["rateLimitKbps"].as_u64();
+            let asked = client.transfer_rate(&TransferRate {
+                transfer_id: id.to_owned(),
+            });
+            if let Ok(rate) = &asked {
+                *ctl.remote_cap.lock() = rate.rate_limit_kbps;
             }
-            if let Err(e) = asked.or_else(|e| match e {
-                // An older receiver without the command is alive all the same.
-                ClientError::Api(_) => Ok(Value::Null),
+            if let Err(e) = asked.map(drop).or_else(|e| match e {
+                // An older receiver without the command (or with another answer to it) is
+                // alive all the same.
+                ClientError::Api(_) | ClientError::Decode { .. } => Ok(()),
                 other => Err(other),
             }) {
                 handle.cancel();

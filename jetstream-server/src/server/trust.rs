@@ -20,7 +20,7 @@ use jetstream_api::types::AuthorizedClients as AuthorizedClientsView;
 
 use super::api::{ApiError, Ctx};
 use super::objects::to_json;
-use crate::tls::fingerprint_of;
+use jetstream_client::tls::fingerprint_of;
 
 type Reply = Result<(String, Value), ApiError>;
 
@@ -130,12 +130,12 @@ impl AuthorizedClients {
 /// `clientPublicKey` (given as a string or an object holding one, reference §3.4; the API
 /// crate takes either form): checked to be hex of a plausible SPKI, lowercased.
 fn client_key(text: &str) -> Result<String, ApiError> {
-    crate::tls::plausible_public_key(text).ok_or_else(|| {
+    jetstream_client::tls::plausible_public_key(text).ok_or_else(|| {
         ApiError(format!(
             "parameter \"clientPublicKey\" must be a public key in hex (a server's publicKey \
              from getServerInfo: {} to {} hex digits)",
-            crate::tls::PUBLIC_KEY_HEX.start(),
-            crate::tls::PUBLIC_KEY_HEX.end()
+            jetstream_client::tls::PUBLIC_KEY_HEX.start(),
+            jetstream_client::tls::PUBLIC_KEY_HEX.end()
         ))
     })
 }

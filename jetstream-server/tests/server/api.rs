@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use jetstream_server::client::ClientError;
+use jetstream_client::client::ClientError;
 use serde_json::{json, Value};
 
 use super::util::*;
@@ -425,7 +425,7 @@ fn the_seeds_three_command_example_works_through_jetstream_api() {
     );
 }
 
-fn wait_manifest(c: &mut jetstream_server::client::ApiClient, id: &str) {
+fn wait_manifest(c: &mut jetstream_client::client::ApiClient, id: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while c
         .call("send.getManifest", json!({"manifestId": id}))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jetstream_api::types::*;
 use jetstream_api::Permission;
-use jetstream_server::client::ApiClient;
+use jetstream_client::client::ApiClient;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};

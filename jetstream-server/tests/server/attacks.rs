@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::{ApiClient, ClientError};
+use jetstream_client::client::{ApiClient, ClientError};
 use jetstream_server::users::test_support::TestUser;
 use serde_json::{json, Value};
 

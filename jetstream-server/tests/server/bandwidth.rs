@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::ApiClient;
+use jetstream_client::client::ApiClient;
 use serde_json::{json, Value};
 
 use super::util::*;

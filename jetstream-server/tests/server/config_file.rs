@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
+use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
 use serde_json::{json, Value};
 
 use super::util::*;

@@ -164,7 +164,7 @@ pub fn below_two(p: &Path) -> Option<String> {
 }
 
 /// The receiver's record of transfer `id` (its counters stay after the sender is gone).
-pub fn recv_record(c: &mut jetstream_server::client::ApiClient, id: &str) -> Value {
+pub fn recv_record(c: &mut jetstream_client::client::ApiClient, id: &str) -> Value {
     let list = c.call("recv.getTransfers", json!({})).expect("recv list");
     list.as_array()
         .and_then(|a| a.iter().find(|t| t["transferId"] == id).cloned())
@@ -271,7 +271,7 @@ fn campaign(kill_sender: bool) {
 }
 
 /// Polls the receiver until its record of `id` has stopped receiving.
-pub fn wait_until_rec(r: &mut jetstream_server::client::ApiClient, id: &str) -> Value {
+pub fn wait_until_rec(r: &mut jetstream_client::client::ApiClient, id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let rec = recv_record(r, id);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
+use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
 use jetstream_server::{Port, ServerConfig, ServerError, ServerEvent, ServerHandle, ServerTrigger};
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 //! attempt got.
 
 use jetstream_api::{Access, Permission, COMMANDS};
-use jetstream_server::client::{ApiClient, ClientError};
+use jetstream_client::client::{ApiClient, ClientError};
 use jetstream_server::server::objects::PERMISSIONS;
 use serde_json::{json, Value};
 

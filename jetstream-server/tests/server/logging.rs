@@ -52,10 +52,10 @@ fn wait_text(path: &Path, done: impl Fn(&str) -> bool) -> String {
 
 /// A failed token login (no system user needed): logged at warn by the server.
 fn fail_token_login(s_api: u16) {
-    let opts = jetstream_server::client::ConnectOptions::new(
-        jetstream_server::client::Trust::Pinned(None),
+    let opts = jetstream_client::client::ConnectOptions::new(
+        jetstream_client::client::Trust::Pinned(None),
     );
-    let mut c = jetstream_server::client::ApiClient::connect("127.0.0.1", s_api, &opts).unwrap();
+    let mut c = jetstream_client::client::ApiClient::connect("127.0.0.1", s_api, &opts).unwrap();
     let e = c
         .call("authToken", json!({"token": "0123456789abcdef"}))
         .unwrap_err()

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
+use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
 use serde_json::json;
 
 use super::util::*;

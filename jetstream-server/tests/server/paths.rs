@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use jetstream_server::client::ClientError;
+use jetstream_client::client::ClientError;
 use serde_json::json;
 
 use super::util::*;

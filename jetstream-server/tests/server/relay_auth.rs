@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
+use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
 use jetstream_server::relay::client::{self as relay_client, LinkError};
 use jetstream_server::relay::{decode_datagram, encode_datagram, frame, kind, read_frame};
 use jetstream_server::tls::Identity;
@@ -237,7 +237,7 @@ fn regression_the_private_server_refuses_a_relay_with_another_key() {
         ],
     );
     let log = wait_file(&p.log, |t| t.contains("HAS CHANGED"));
-    let relay_fp = jetstream_server::tls::fingerprint_of(&relay.key);
+    let relay_fp = jetstream_client::tls::fingerprint_of(&relay.key);
     assert!(
         log.contains(&other.fingerprint()) && log.contains(&relay_fp),
         "{log}"

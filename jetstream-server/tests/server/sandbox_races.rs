@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::ApiClient;
+use jetstream_client::client::ApiClient;
 use jetstream_server::sandbox::UserIds;
 use jetstream_server::users::test_support::TestUser;
 use serde_json::json;

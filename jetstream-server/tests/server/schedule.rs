@@ -9,7 +9,7 @@ use super::util::*;
 
 const T: Duration = Duration::from_secs(90);
 
-fn start_time(c: &mut jetstream_server::client::ApiClient, id: &str) -> i64 {
+fn start_time(c: &mut jetstream_client::client::ApiClient, id: &str) -> i64 {
     c.call("send.getTransfer", json!({ "transferId": id }))
         .unwrap()["startTime"]
         .as_i64()
@@ -37,7 +37,7 @@ fn priority_orders_the_queue_and_a_suspended_transfer_keeps_its_place() {
     // 60 Mbit/s: about a second per transfer, so the others wait in the queue.
     let d = destination(&mut c, &b, u.name(), &pw, json!({"sendRateMax": 60_000}));
     let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/f.bin" })).unwrap();
-    let create = |c: &mut jetstream_server::client::ApiClient, name: &str, priority: i64| {
+    let create = |c: &mut jetstream_client::client::ApiClient, name: &str, priority: i64| {
         let t = c
             .call(
                 "send.createTransfer",

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::ApiClient;
+use jetstream_client::client::ApiClient;
 use jetstream_server::users::test_support;
 use serde_json::{json, Value};
 

@@ -391,7 +391,7 @@ fn the_event_log_and_garbage_collection() {
     assert_eq!(conf, set);
 }
 
-fn api_error_contains(r: Result<Value, jetstream_server::client::ClientError>, what: &str) {
+fn api_error_contains(r: Result<Value, jetstream_client::client::ClientError>, what: &str) {
     match r {
         Err(e) => assert!(e.to_string().contains(what), "{e}"),
         Ok(v) => panic!("expected an error, got {v}"),

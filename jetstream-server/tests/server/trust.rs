@@ -5,8 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use jetstream_server::client::ApiClient;
-use jetstream_server::tls::fingerprint_of;
+use jetstream_client::client::ApiClient;
+use jetstream_client::tls::fingerprint_of;
 use serde_json::{json, Value};
 
 use super::util::*;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use jetstream_server::client::{ApiClient, ConnectOptions, Trust};
+use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
 use jetstream_server::users::test_support::{self, TestUser};
 use serde_json::{json, Value};
 

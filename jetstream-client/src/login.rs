@@ -1,9 +1,15 @@
 //! What the console clients (`jetstream api`, `jscp`) share: connecting with the known-hosts
 //! check (asking on a terminal), logging in (password from `JETSTREAM_API_PASSWORD` or a
 //! prompt without echo, or a token), and their exit statuses.
+//!
+//! It is what a console program needs around [`ApiClient`]; a program embedding the client
+//! with its own credentials needs none of it.
 #![allow(unsafe_code)] // getuid/getpwuid_r and termios; see the SAFETY comments.
 
 use std::io::{self, BufRead, IsTerminal, Read};
+
+use jetstream_api::params::{Auth, AuthToken, Secret};
+use jetstream_api::Api as _;
 
 use crate::client::{default_known_hosts, ApiClient, ClientError, ConnectOptions, Trust};
 
@@ -122,8 +128,11 @@ pub fn authenticate(
 ) -> Result<(), Failure> {
     let password = std::env::var("JETSTREAM_API_PASSWORD").ok();
     if let Some(token) = token {
-        let params = serde_json::json!({ "token": token, "password": password });
-        client.call("authToken", params).map_err(Failure::of_auth)?;
+        let params = AuthToken {
+            token: token.into(),
+            password: password.map(Secret::from),
+        };
+        client.auth_token(&params).map_err(Failure::of_auth)?;
         return Ok(());
     }
     let user = match user {
@@ -144,8 +153,11 @@ pub fn authenticate(
             typed
         }
     };
-    let params = serde_json::json!({ "userName": user, "password": password });
-    client.call("auth", params).map_err(Failure::of_auth)?;
+    let params = Auth {
+        user_name: user,
+        password: password.into(),
+    };
+    client.auth(&params).map_err(Failure::of_auth)?;
     Ok(())
 }
 
@@ -233,9 +245,28 @@ pub fn login_name() -> Option<String> {
     passwd_name().or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
 }
 
+/// The login name of the real uid in the user database (`getpwuid_r`).
 fn passwd_name() -> Option<String> {
-    crate::users::by_uid(crate::server::sys::uid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: `passwd` is a plain C struct; all-zero is a valid value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf.len()` is the buffer's size;
+        // on success `pwd`'s strings point into `buf`, which outlives their use below.
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: getpwuid_r succeeded, so `pw_name` is a NUL-terminated string in `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty());
+    }
 }

@@ -1,12 +1,13 @@
 //! A blocking control API client: used by `jetstream api`, by the server to reach other
-//! servers, and by `jscp`.
+//! servers, and by `jscp`. [`ApiClient`] implements [`jetstream_api::Api`]: one typed method
+//! per command; [`ApiClient::call`] sends any command by name with JSON parameters.
 //!
 //! Loopback connections are plain TCP unless [`ConnectOptions::force_tls`]; everything else is
 //! TLS, trusted either like ssh's `known_hosts` ([`Trust::KnownHosts`], for people) or by a
 //! pinned public key ([`Trust::Pinned`], server to server). The pinned value is the hex of the
 //! server certificate's SubjectPublicKeyInfo, as reported by the server's `publicKey`.
 //! With [`ConnectOptions::client_identity`] the client presents that certificate on TLS
-//! connections, which the server reads with [`crate::tls::ApiStream::peer_public_key`].
+//! connections, which the server reads from its side of the connection.
 
 use std::fmt;
 use std::fs;
@@ -16,15 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jetstream_api::types::RequestId;
+use jetstream_api::{Api, Command, Mode};
 use parking_lot::Mutex;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::tls::{fingerprint_of, spki_hex};
+use crate::tls::{fingerprint_of, spki_hex, ClientCert};
 use jetstream_api::wire::{self, FrameError, Request, Response};
 
 /// Default time allowed for connecting, the handshake and each response.
@@ -71,7 +75,7 @@ pub struct ConnectOptions {
     pub force_tls: bool,
     /// A certificate to present as the client (a server contacting another presents its own
     /// identity, so that the receiver can check it against its authorized clients).
-    pub client_identity: Option<crate::tls::Identity>,
+    pub client_identity: Option<ClientCert>,
 }
 
 impl ConnectOptions {
@@ -128,8 +132,23 @@ pub enum ClientError {
     },
     /// The server sent something that is not a response, or closed the connection.
     Protocol(String),
-    /// The server answered `status: "error"` with this message.
+    /// The server answered `status: "error"` with this message (a refusal: unknown object,
+    /// permission, bad parameter...).
     Api(String),
+    /// The parameters of a typed call could not be written as JSON.
+    Encode {
+        /// The command's wire name.
+        command: &'static str,
+        /// serde's reason.
+        source: serde_json::Error,
+    },
+    /// The server's result does not have the type the command's definition says.
+    Decode {
+        /// The command's wire name.
+        command: &'static str,
+        /// serde's reason (it names the field).
+        source: serde_json::Error,
+    },
     /// A socket or file error.
     Io(io::Error),
 }
@@ -185,6 +204,15 @@ impl fmt::Display for ClientError {
             }
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::Api(e) => f.write_str(e),
+            Self::Encode { command, source } => {
+                write!(f, "{command}: cannot encode the parameters: {source}")
+            }
+            Self::Decode { command, source } => {
+                write!(
+                    f,
+                    "{command}: the server's result does not decode: {source}"
+                )
+            }
             Self::Io(e) => write!(f, "{e}"),
         }
     }
@@ -194,6 +222,7 @@ impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Connect { source, .. } | Self::Io(source) => Some(source),
+            Self::Encode { source, .. } | Self::Decode { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -350,9 +379,8 @@ impl ApiClient {
         matches!(self.stream.get_ref(), ClientStream::Tls(_))
     }
 
-    /// RFC 5705 keying material exported from the TLS session; the server side
-    /// ([`crate::tls::ApiStream::export_keying_material`]) gets the same bytes for the same
-    /// `label` and `context`.
+    /// RFC 5705 keying material exported from the TLS session; the server's side of the
+    /// connection gets the same bytes for the same `label` and `context`.
     ///
     /// # Errors
     /// [`ClientError::Tls`] on a plain connection or when rustls refuses.
@@ -373,6 +401,67 @@ impl ApiClient {
                 .map_err(|e| ClientError::Tls(e.to_string())),
         }
     }
+}
+
+/// The typed calls: each command's parameters are sent as its JSON object, and its result is
+/// read back as the command's output type.
+///
+/// A command that runs only asynchronously ([`Mode::AsyncOnly`], e.g. discovery) is sent as
+/// `nameAsync` and then waited for with `getRequestResult`, so [`Api::call`] always returns the
+/// outcome; [`Api::call_async`] returns the request's id instead.
+impl Api for ApiClient {
+    type Error = ClientError;
+
+    fn call<C: Command>(&mut self, params: &C) -> Result<C::Output, ClientError> {
+        let meta = &C::META;
+        let parameters = encode(meta.name, params)?;
+        let result = match meta.mode {
+            Mode::Either => Self::call(self, meta.name, parameters)?,
+            Mode::AsyncOnly => {
+                let id = self.send_async(meta.name, parameters)?;
+                self.request_result(id)?
+            }
+        };
+        decode(meta.name, result)
+    }
+
+    fn call_async<C: Command>(&mut self, params: &C) -> Result<RequestId, ClientError> {
+        let meta = &C::META;
+        let parameters = encode(meta.name, params)?;
+        self.send_async(meta.name, parameters)
+    }
+}
+
+impl ApiClient {
+    /// Sends `name` + `Async` and reads the request id it answers with.
+    fn send_async(
+        &mut self,
+        name: &'static str,
+        parameters: Value,
+    ) -> Result<RequestId, ClientError> {
+        let answer = Self::call(self, &format!("{name}Async"), parameters)?;
+        decode(name, answer)
+    }
+
+    /// Waits for the outcome of an async request (`getRequestResult`): its result, or the
+    /// server's error for it.
+    fn request_result(&mut self, id: RequestId) -> Result<Value, ClientError> {
+        let parameters = serde_json::to_value(id).map_err(|source| ClientError::Encode {
+            command: "getRequestResult",
+            source,
+        })?;
+        Self::call(self, "getRequestResult", parameters)
+    }
+}
+
+/// A command's parameters as the JSON object sent.
+fn encode<C: serde::Serialize>(command: &'static str, params: &C) -> Result<Value, ClientError> {
+    serde_json::to_value(params).map_err(|source| ClientError::Encode { command, source })
+}
+
+/// A result as the command's output type (`null` is `()`).
+fn decode<T: DeserializeOwned>(command: &'static str, result: Value) -> Result<T, ClientError> {
+    serde_json::from_value(result).map_err(|source| ClientError::Decode { command, source })
 }
 
 fn connect_tcp(host: &str, port: u16, timeout: Option<Duration>) -> Result<TcpStream, ClientError> {
@@ -410,14 +499,18 @@ fn host_key(host: &str, port: u16) -> String {
     }
 }
 
-/// The TLS client handshake on `tcp` (also used by the relay link, which needs the raw
-/// stream): the server trusted per `trust`, `client_identity` presented when given.
-pub(crate) fn handshake(
+/// The TLS client handshake on `tcp` (also used by the server's relay link, which needs the
+/// raw stream): the server trusted per `trust`, `client_identity` presented when given.
+/// Returns the stream and the server's public key (SPKI hex).
+///
+/// # Errors
+/// As [`ApiClient::connect`]'s TLS and trust errors.
+pub fn handshake(
     mut tcp: TcpStream,
     host: &str,
     port: u16,
     trust: &Trust,
-    client_identity: Option<&crate::tls::Identity>,
+    client_identity: Option<&ClientCert>,
 ) -> Result<(StreamOwned<ClientConnection, TcpStream>, String), ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let host_key = host_key(host, port);
@@ -657,191 +750,12 @@ impl ServerCertVerifier for PinVerifier {
         }
     }
 
-    crate::tls::handshake_signature_checks!();
+    crate::handshake_signature_checks!();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{accept, Identity};
-    use std::io::BufRead;
-    use std::net::TcpListener;
-    use std::thread::JoinHandle;
-
-    /// Serves one connection per config, in order: `echo` returns the parameters, `fail`
-    /// answers an error, `ekm` returns the exported keying material as hex.
-    fn serve(configs: Vec<Arc<rustls::ServerConfig>>) -> (u16, JoinHandle<Vec<bool>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let handle = std::thread::spawn(move || {
-            let mut tls_flags = Vec::new();
-            for config in configs {
-                let (tcp, _) = listener.accept().unwrap();
-                // Each connection of these tests ends well within 10 s.
-                let until = std::time::Instant::now() + Duration::from_secs(10);
-                let Ok(stream) = accept(tcp, &config, until) else {
-                    continue;
-                };
-                tls_flags.push(stream.is_tls());
-                let mut r = io::BufReader::new(stream);
-                let mut buf = Vec::new();
-                while wire::read_line(&mut r, &mut buf).is_ok() {
-                    let req: Request = serde_json::from_slice(&buf).unwrap();
-                    let resp = match req.request.as_str() {
-                        "fail" => Response::error("nope"),
-                        "ekm" => {
-                            let mut out = [0u8; 32];
-                            r.get_ref()
-                                .export_keying_material(b"test label", b"ctx", &mut out)
-                                .unwrap();
-                            Response::success("", Value::from(crate::tls::hex_encode(&out)))
-                        }
-                        _ => Response::success("ok", req.parameters),
-                    };
-                    wire::write_line(r.get_mut(), &resp).unwrap();
-                }
-                let _ = r.fill_buf();
-            }
-            tls_flags
-        });
-        (port, handle)
-    }
-
-    fn identity() -> (tempfile::TempDir, Identity) {
-        let dir = tempfile::tempdir().unwrap();
-        let id = Identity::load_or_create(dir.path()).unwrap();
-        (dir, id)
-    }
-
-    fn opts(trust: Trust, force_tls: bool) -> ConnectOptions {
-        ConnectOptions {
-            client_identity: None,
-            trust,
-            timeout: Duration::from_secs(10),
-            force_tls,
-        }
-    }
-
-    #[test]
-    fn plain_on_loopback_and_tls_when_forced_with_equal_keying_material() {
-        let (_d, a) = identity();
-        let (port, server) = serve(vec![a.server_config(), a.server_config()]);
-
-        let mut plain =
-            ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), false)).unwrap();
-        assert!(!plain.is_tls());
-        assert_eq!(plain.peer_public_key(), None);
-        let params = serde_json::json!({"x": 1});
-        assert_eq!(plain.call("echo", params.clone()).unwrap(), params);
-        match plain.call("fail", Value::Null) {
-            Err(ClientError::Api(m)) => assert_eq!(m, "nope"),
-            other => panic!("{other:?}"),
-        }
-        assert!(plain
-            .export_keying_material(b"l", b"c", &mut [0; 8])
-            .is_err());
-        drop(plain);
-
-        let mut tls =
-            ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), true)).unwrap();
-        assert!(tls.is_tls());
-        assert_eq!(tls.peer_public_key(), Some(a.public_key()));
-        assert_eq!(tls.call("echo", params.clone()).unwrap(), params);
-        let mut mine = [0u8; 32];
-        tls.export_keying_material(b"test label", b"ctx", &mut mine)
-            .unwrap();
-        let theirs = tls.call("ekm", Value::Null).unwrap();
-        assert_eq!(theirs, Value::from(crate::tls::hex_encode(&mine)));
-        drop(tls);
-
-        assert_eq!(server.join().unwrap(), vec![false, true]);
-    }
-
-    #[test]
-    fn pinned_key_mismatch_is_refused() {
-        let (_d, a) = identity();
-        let (_e, b) = identity();
-        let (port, server) = serve(vec![a.server_config(), a.server_config()]);
-        let wrong = Trust::Pinned(Some(b.public_key().to_owned()));
-        match ApiClient::connect("127.0.0.1", port, &opts(wrong, true)) {
-            Err(ClientError::HostKeyChanged {
-                expected_fingerprint,
-                presented_fingerprint,
-                file: None,
-                ..
-            }) => {
-                assert_eq!(expected_fingerprint, b.fingerprint());
-                assert_eq!(presented_fingerprint, a.fingerprint());
-            }
-            other => panic!("{other:?}"),
-        }
-        let right = Trust::Pinned(Some(a.public_key().to_uppercase()));
-        let mut c = ApiClient::connect("127.0.0.1", port, &opts(right, true)).unwrap();
-        assert_eq!(c.call("echo", Value::from(5)).unwrap(), Value::from(5));
-        drop(c);
-        assert_eq!(server.join().unwrap(), vec![true]);
-    }
-
-    #[test]
-    fn known_hosts_unknown_accept_new_then_changed() {
-        let (_d, a) = identity();
-        let (_e, b) = identity();
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("sub/known_hosts");
-        let (port, server) = serve(vec![
-            a.server_config(),
-            a.server_config(),
-            a.server_config(),
-            b.server_config(),
-        ]);
-        let kh = |accept_new| Trust::KnownHosts {
-            file: file.clone(),
-            accept_new,
-        };
-
-        match ApiClient::connect("127.0.0.1", port, &opts(kh(false), true)) {
-            Err(e @ ClientError::UnknownHost { .. }) => {
-                let ClientError::UnknownHost { fingerprint, .. } = &e else {
-                    unreachable!()
-                };
-                assert_eq!(*fingerprint, a.fingerprint());
-                assert!(e.to_string().contains("--accept-new-host"), "{e}");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(!file.exists());
-
-        let c = ApiClient::connect("127.0.0.1", port, &opts(kh(true), true)).unwrap();
-        drop(c);
-        let text = fs::read_to_string(&file).unwrap();
-        assert_eq!(text, format!("127.0.0.1:{port} {}\n", a.public_key()));
-
-        let c = ApiClient::connect("127.0.0.1", port, &opts(kh(false), true)).unwrap();
-        drop(c);
-
-        match ApiClient::connect("127.0.0.1", port, &opts(kh(true), true)) {
-            Err(e @ ClientError::HostKeyChanged { .. }) => {
-                let msg = e.to_string();
-                assert!(msg.contains(&b.fingerprint()), "{msg}");
-                assert!(msg.contains(&a.fingerprint()), "{msg}");
-                assert!(msg.contains("delete line 1 of"), "{msg}");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(fs::read_to_string(&file).unwrap(), text, "file unchanged");
-        assert_eq!(server.join().unwrap(), vec![true, true]);
-    }
-
-    #[test]
-    fn connection_refused_names_the_port() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let err = ApiClient::connect("127.0.0.1", port, &opts(Trust::Pinned(None), false))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(&format!("running on port {port}")), "{err}");
-    }
 
     #[test]
     fn known_hosts_parsing_skips_comments_and_keys_ipv6() {

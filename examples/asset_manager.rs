@@ -7,7 +7,8 @@
 //!   port 0, a state directory of its own), and the bound ports read back from the handle;
 //! - a [`ServerTrigger`] (here: a channel) receiving [`ServerEvent`]s: nothing is dropped, so
 //!   ingesting on `TransferComplete` misses no transfer;
-//! - the control API through the client library: log in with the server's local token,
+//! - the control API through the typed client (`jetstream_api::Api`, one method per command,
+//!   typed parameters and results): log in with the server's local token,
 //!   create a destination (the ingest server, logged in there with its local token), a
 //!   manifest and a transfer;
 //! - [`ServerHandle::stop`]: no signal handler, no `process::exit`, no log file.
@@ -22,10 +23,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use jetstream_api::params::{
+    AuthToken, CreateDestination, CreateManifest, CreateTransfer, GetManifest,
+};
+use jetstream_api::types::ManifestStatus;
+use jetstream_api::Api as _;
 use jetstream_client::client::{ApiClient, ConnectOptions, Trust};
 use jetstream_core::Role;
 use jetstream_server::{ServerConfig, ServerEvent, ServerHandle};
-use serde_json::json;
 
 /// How long the example waits for any one event before it gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -57,45 +62,38 @@ pub fn run(work: &Path) -> Vec<PathBuf> {
 
     // The control API of the sending server, as the account running it (its local token).
     let mut api = connect(edge.api_addr());
-    api.call("authToken", json!({ "token": edge.local_token().unwrap() }))
+    api.auth_token(&AuthToken::new(edge.local_token().unwrap()))
         .unwrap();
     let d = api
-        .call(
-            "send.createDestination",
-            json!({
-                "destinationAddress": "127.0.0.1",
-                "destinationApiPort": ingest.api_addr().port(),
-                "token": ingest.local_token().unwrap(),
-            }),
-        )
+        .create_destination(&CreateDestination {
+            destination_api_port: Some(ingest.api_addr().port()),
+            token: Some(ingest.local_token().unwrap().into()),
+            ..CreateDestination::new("127.0.0.1")
+        })
         .unwrap();
-    let destination = d["destinationId"].as_str().unwrap().to_owned();
+    let destination = d.destination_id;
     expect(&edge_events, |e| {
         matches!(e, ServerEvent::DestinationCreated { destination_id, .. }
                     if *destination_id == destination)
     });
 
-    let mappings: serde_json::Map<String, serde_json::Value> = names
-        .iter()
-        .map(|n| (assets.join(n).display().to_string(), json!(format!("/{n}"))))
-        .collect();
     let m = api
-        .call("send.createManifest", json!({ "fileMappings": mappings }))
+        .create_manifest(&CreateManifest::new(
+            names
+                .iter()
+                .map(|n| (assets.join(n).display().to_string(), format!("/{n}"))),
+        ))
         .unwrap();
-    let manifest = m["manifestId"].as_str().unwrap().to_owned();
+    let manifest = m.manifest_id;
     wait_manifest(&mut api, &manifest);
 
     let t = api
-        .call(
-            "send.createTransfer",
-            json!({
-                "destinationId": destination,
-                "manifestId": manifest,
-                "destinationPath": inbox.display().to_string(),
-            }),
-        )
+        .create_transfer(&CreateTransfer {
+            destination_path: Some(inbox.display().to_string()),
+            ..CreateTransfer::new(&destination, &manifest)
+        })
         .unwrap();
-    let transfer = t["transferId"].as_str().unwrap().to_owned();
+    let transfer = t.transfer_id;
     println!("transfer {transfer} to the ingest server started");
 
     // The ingest side: each file that lands, from the event, without polling.
@@ -172,12 +170,10 @@ fn expect(events: &Receiver<ServerEvent>, wanted: impl Fn(&ServerEvent) -> bool)
 /// Waits until the manifest is built (the server reads the files in the background).
 fn wait_manifest(api: &mut ApiClient, id: &str) {
     for _ in 0..3000 {
-        let m = api
-            .call("send.getManifest", json!({ "manifestId": id }))
-            .unwrap();
-        match m["status"].as_str() {
-            Some("complete") => return,
-            Some("error") => panic!("manifest: {}", m["errorMessage"]),
+        let m = api.get_manifest(&GetManifest::new(id)).unwrap();
+        match m.status {
+            ManifestStatus::Complete => return,
+            ManifestStatus::Error => panic!("manifest: {:?}", m.error_message),
             _ => std::thread::sleep(Duration::from_millis(20)),
         }
     }

@@ -789,3 +789,71 @@ pub struct RecvDiscoverPacket {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<String>,
 }
+
+impl AuthToken {
+    /// A login with `token` (no password).
+    pub fn new(token: impl Into<Secret>) -> Self {
+        Self {
+            token: token.into(),
+            password: None,
+        }
+    }
+}
+
+impl CreateDestination {
+    /// The server at `address` (host name or IP) on the default ports, no credentials, no
+    /// rate limit: set the fields that differ.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            destination_address: address.into(),
+            destination_port: None,
+            destination_api_port: None,
+            token: None,
+            token_password: None,
+            user_name: None,
+            password: None,
+            send_rate_max: None,
+            rate_policy: None,
+            send_port: None,
+            permitted_destination_public_key: None,
+        }
+    }
+}
+
+impl CreateManifest {
+    /// A manifest of `(source, target)` pairs.
+    pub fn new<S: Into<String>, T: Into<String>>(pairs: impl IntoIterator<Item = (S, T)>) -> Self {
+        Self {
+            file_mappings: pairs
+                .into_iter()
+                .map(|(s, t)| Mapping {
+                    source: s.into(),
+                    target: t.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl CreateTransfer {
+    /// Manifest `manifest_id` to destination `destination_id`, into the receiving user's
+    /// sandbox root, at the default priority.
+    pub fn new(destination_id: impl Into<String>, manifest_id: impl Into<String>) -> Self {
+        Self {
+            destination_id: destination_id.into(),
+            manifest_id: manifest_id.into(),
+            destination_path: None,
+            priority: None,
+            checkpoint_frequency_seconds: None,
+        }
+    }
+}
+
+impl GetManifest {
+    /// Manifest `manifest_id`.
+    pub fn new(manifest_id: impl Into<String>) -> Self {
+        Self {
+            manifest_id: manifest_id.into(),
+        }
+    }
+}

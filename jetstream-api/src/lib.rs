@@ -14,6 +14,7 @@
 mod command;
 mod commands;
 mod decode;
+mod error;
 pub mod params;
 pub mod types;
 pub mod wire;
@@ -22,6 +23,7 @@ use std::fmt;
 
 pub use command::{Access, Command, Meta, Mode, Parameter, Permission};
 pub use commands::{Api, Request, COMMANDS};
+pub use error::ErrorKind;
 
 /// The description of the command `name`, with or without its `Async` suffix; `None` for an
 /// unknown command. The second value is whether `name` is the `Async` form.
@@ -72,6 +74,14 @@ pub enum ParamError {
 }
 
 impl ParamError {
+    /// The kind of error answer it makes.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::UnknownCommand(_) => ErrorKind::UnknownCommand,
+            _ => ErrorKind::BadParameters,
+        }
+    }
+
     /// The command the error is about.
     pub fn command(&self) -> &str {
         match self {

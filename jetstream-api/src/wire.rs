@@ -86,6 +86,9 @@ pub struct Response {
     /// The request's `id`, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
+    /// An error's kind (`errorCode`; absent on success, and from servers before error codes).
+    #[serde(default, rename = "errorCode", skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<crate::ErrorKind>,
 }
 
 impl Response {
@@ -96,16 +99,23 @@ impl Response {
             message: message.into(),
             result,
             id: None,
+            error_code: None,
         }
     }
 
-    /// An error response.
+    /// An error response of kind [`crate::ErrorKind::Failed`].
     pub fn error(message: impl Into<String>) -> Self {
+        Self::refused(crate::ErrorKind::Failed, message)
+    }
+
+    /// An error response of kind `kind`.
+    pub fn refused(kind: crate::ErrorKind, message: impl Into<String>) -> Self {
         Self {
             status: "error".into(),
             message: message.into(),
             result: Value::Null,
             id: None,
+            error_code: Some(kind),
         }
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jetstream_api::types::RequestId;
-use jetstream_api::{Api, Command, Mode};
+use jetstream_api::{Api, Command, ErrorKind, Mode};
 use parking_lot::Mutex;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
@@ -132,9 +132,9 @@ pub enum ClientError {
     },
     /// The server sent something that is not a response, or closed the connection.
     Protocol(String),
-    /// The server answered `status: "error"` with this message (a refusal: unknown object,
-    /// permission, bad parameter...).
-    Api(String),
+    /// The server answered `status: "error"`: a refusal (unknown object, permission, bad
+    /// parameter...), its kind and its message.
+    Api(Refusal),
     /// The parameters of a typed call could not be written as JSON.
     Encode {
         /// The command's wire name.
@@ -151,6 +151,40 @@ pub enum ClientError {
     },
     /// A socket or file error.
     Io(io::Error),
+}
+
+/// A server's refusal: what kind it is (match on this) and its message (for people).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its kind: the answer's `errorCode` ([`ErrorKind::Failed`] from a server before error
+    /// codes).
+    pub kind: ErrorKind,
+    /// The server's message.
+    pub message: String,
+}
+
+impl Refusal {
+    /// The refusal an error response carries.
+    pub fn of(response: Response) -> Self {
+        Self {
+            kind: response.error_code.unwrap_or(ErrorKind::Failed),
+            message: response.message,
+        }
+    }
+
+    /// A refusal of kind `kind` (for tests and for programs that wrap the client).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl fmt::Display for ClientError {
@@ -203,7 +237,7 @@ impl fmt::Display for ClientError {
                 }
             }
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
-            Self::Api(e) => f.write_str(e),
+            Self::Api(e) => f.write_str(&e.message),
             Self::Encode { command, source } => {
                 write!(f, "{command}: cannot encode the parameters: {source}")
             }
@@ -331,7 +365,7 @@ impl ApiClient {
         if response.is_success() {
             Ok(response.result)
         } else {
-            Err(ClientError::Api(response.message))
+            Err(ClientError::Api(Refusal::of(response)))
         }
     }
 

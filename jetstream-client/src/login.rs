@@ -55,7 +55,7 @@ impl Failure {
     /// connection's.
     pub fn of_command(e: ClientError) -> Self {
         match e {
-            ClientError::Api(m) => Self::new(exit::COMMAND_FAILED, m),
+            ClientError::Api(m) => Self::new(exit::COMMAND_FAILED, m.message),
             other => Self::new(exit::CONNECT, other.to_string()),
         }
     }

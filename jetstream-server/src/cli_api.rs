@@ -451,7 +451,8 @@ fn run(inv: &Invocation) -> Result<Value, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jetstream_client::client::ClientError;
+    use jetstream_api::ErrorKind;
+    use jetstream_client::client::{ClientError, Refusal};
     use serde_json::json;
 
     fn args(s: &[&str]) -> Vec<String> {
@@ -662,11 +663,19 @@ mod tests {
     #[test]
     fn failures_map_to_exit_codes() {
         assert_eq!(
-            Failure::of_command(ClientError::Api("no such transfer".into())).code,
+            Failure::of_command(ClientError::Api(Refusal::new(
+                ErrorKind::NotFound,
+                "no such transfer"
+            )))
+            .code,
             exit::COMMAND_FAILED
         );
         assert_eq!(
-            Failure::of_auth(ClientError::Api("bad".into())).code,
+            Failure::of_auth(ClientError::Api(Refusal::new(
+                ErrorKind::LoginFailed,
+                "bad"
+            )))
+            .code,
             exit::AUTH
         );
         assert_eq!(

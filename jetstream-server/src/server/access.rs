@@ -17,6 +17,8 @@
 
 use jetstream_api::Access::{self, Login, Open, Password, Permission, Superuser};
 
+use jetstream_api::ErrorKind;
+
 use super::api::{ApiError, Session};
 
 /// Checks that `session` may call `name` whose entry is `access`; `token_permissions` are the
@@ -34,28 +36,39 @@ pub fn check(
         return Ok(());
     }
     if session.user.is_none() {
-        return Err(ApiError(format!(
-            "{name}: not authenticated: call auth (user name and password) or authToken first"
-        )));
+        return Err(ApiError::of(
+            ErrorKind::NotAuthenticated,
+            format!(
+                "{name}: not authenticated: call auth (user name and password) or authToken first"
+            ),
+        ));
     }
     match access {
         Open | Login => Ok(()),
-        Password if session.token.is_some() => Err(ApiError(format!(
-            "{name}: not available to API token logins"
-        ))),
+        Password if session.token.is_some() => Err(ApiError::of(
+            ErrorKind::PermissionDenied,
+            format!("{name}: not available to API token logins"),
+        )),
         Password => Ok(()),
         Superuser if session.superuser => Ok(()),
-        Superuser => Err(ApiError(format!(
-            "{name}: superuser rights needed: call superuser first"
-        ))),
+        Superuser => Err(ApiError::of(
+            ErrorKind::PermissionDenied,
+            format!("{name}: superuser rights needed: call superuser first"),
+        )),
         Permission(_) if session.token.is_none() => Ok(()),
         Permission(p) => match token_permissions {
             Some(list) if list.iter().any(|q| q == p.as_str()) => Ok(()),
-            Some(_) => Err(ApiError(format!(
-                "{name}: this API token does not have the {:?} permission",
-                p.as_str()
-            ))),
-            None => Err(ApiError(format!("{name}: this API token no longer exists"))),
+            Some(_) => Err(ApiError::of(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{name}: this API token does not have the {:?} permission",
+                    p.as_str()
+                ),
+            )),
+            None => Err(ApiError::of(
+                ErrorKind::NotAuthenticated,
+                format!("{name}: this API token no longer exists"),
+            )),
         },
     }
 }

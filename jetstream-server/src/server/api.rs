@@ -14,6 +14,7 @@ use super::Server;
 use crate::tls::{self, ApiStream};
 use crate::users::SystemUser;
 use jetstream_api::wire::{self, FrameError, Request, Response};
+use jetstream_api::ErrorKind;
 
 /// Who is logged in on one API connection. `Debug` shows only the token's first characters.
 pub struct Session {
@@ -81,18 +82,44 @@ impl Session {
 /// for clients (what was wrong with the request, or what it may do next). A failure inside the
 /// server (a thread, the engine, the state directory) goes through [`ApiError::internal`],
 /// which logs the detail and gives the client a reference to it instead.
-#[derive(Debug)]
-pub struct ApiError(pub String);
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    /// The message for the client.
+    pub message: String,
+    /// Its kind (the answer's `errorCode`).
+    pub kind: ErrorKind,
+}
 
 impl ApiError {
+    /// A refusal of kind [`ErrorKind::Failed`]: `message` says why.
+    pub fn new(message: String) -> Self {
+        Self::of(ErrorKind::Failed, message)
+    }
+
+    /// A refusal of kind `kind`.
+    pub fn of(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind,
+        }
+    }
+
+    /// `message` of kind [`ErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::of(ErrorKind::NotFound, message)
+    }
+
     /// An internal failure while doing `what`: the detail goes to the server log under a
     /// fresh reference; the client gets `what` failed and that reference.
     pub fn internal(what: &str, detail: impl std::fmt::Display) -> Self {
         let reference = &super::objects::new_id()[..12];
         crate::error!("api: internal error {reference}: {what}: {detail}");
-        Self(format!(
-            "{what} failed: internal server error (reference {reference} in the server log)"
-        ))
+        Self::of(
+            ErrorKind::Internal,
+            format!(
+                "{what} failed: internal server error (reference {reference} in the server log)"
+            ),
+        )
     }
 }
 
@@ -105,7 +132,7 @@ impl From<crate::sandbox::SandboxError> for ApiError {
             crate::sandbox::SandboxError::BadTemplate(_) => {
                 Self::internal("preparing the sandbox", e)
             }
-            e => Self(e.to_string()),
+            e => Self::new(e.to_string()),
         }
     }
 }
@@ -295,7 +322,7 @@ pub(crate) fn guarded(peer: SocketAddr, handle: impl FnOnce() -> Response) -> (R
                 &format!("the request of {peer}"),
                 format_args!("panic: {}", panic_message(&*panic)),
             );
-            (Response::error(e.0), true)
+            (Response::refused(e.kind, e.message), true)
         }
     }
 }
@@ -442,7 +469,7 @@ fn handle_line(
                 super::secrets::mask_owner_tokens(&mut result);
                 Response::success(message, result)
             }
-            Err(ApiError(message)) => Response::error(message),
+            Err(e) => Response::refused(e.kind, e.message),
         }
     } else {
         Response::error("bad request: \"parameters\" must be an object")

@@ -35,7 +35,7 @@ pub fn choose(offered: &[String], floor: &str) -> Result<Cipher, ApiError> {
         .filter(|c| rank(c).is_some_and(|r| r >= min))
         .find_map(|c| Cipher::from_name(c))
         .ok_or_else(|| {
-            ApiError(format!(
+            ApiError::new(format!(
                 "no acceptable cipher: this server accepts only {} or stronger (minCipher), \
                  the peer offered {}",
                 floor,
@@ -63,9 +63,9 @@ mod tests {
         let weak = vec!["chacha20-poly1305".to_owned()];
         let e = choose(&weak, "aes-256-gcm").unwrap_err();
         assert!(
-            e.0.contains("aes-256-gcm or stronger") && e.0.contains("offered chacha20"),
+            e.message.contains("aes-256-gcm or stronger") && e.message.contains("offered chacha20"),
             "{}",
-            e.0
+            e.message
         );
         assert!(choose(&["rot13".to_owned()], "chacha20-poly1305").is_err());
         assert!(parse("rot13").is_err());

@@ -56,7 +56,7 @@ pub fn send(server: &Arc<Server>, p: &SendDiscoverPacket) -> Result<(String, Val
     let port = match p.port {
         None => DEFAULT_PORT,
         Some(0) => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 "parameter \"port\" must be a UDP port (1-65535)".into(),
             ))
         }
@@ -64,7 +64,7 @@ pub fn send(server: &Arc<Server>, p: &SendDiscoverPacket) -> Result<(String, Val
     };
     let count = p.count.unwrap_or(DEFAULT_COUNT);
     if !(1..=MAX_COUNT).contains(&count) {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "parameter \"count\" must be between 1 and {MAX_COUNT}"
         )));
     }
@@ -146,17 +146,16 @@ pub fn recv(server: &Arc<Server>, p: &RecvDiscoverPacket) -> Result<(String, Val
     let timeout = timeout_param(p.timeout_ms, DEFAULT_RECV_TIMEOUT_MS)?;
     let nonce = match &p.nonce {
         None => None,
-        Some(s) => Some(
-            unhex(s)
-                .ok_or_else(|| ApiError("parameter \"nonce\" must be 32 hex characters".into()))?,
-        ),
+        Some(s) => Some(unhex(s).ok_or_else(|| {
+            ApiError::new("parameter \"nonce\" must be 32 hex characters".into())
+        })?),
     };
     let sources: Option<BTreeSet<IpAddr>> = match &p.source_address {
         None => None,
         Some(s) => Some(
             (s.as_str(), 0)
                 .to_socket_addrs()
-                .map_err(|e| ApiError(format!("cannot resolve {s:?}: {e}")))?
+                .map_err(|e| ApiError::new(format!("cannot resolve {s:?}: {e}")))?
                 .map(|a| a.ip().to_canonical())
                 .collect(),
         ),
@@ -247,7 +246,7 @@ fn ports(server: &Server) -> String {
 fn timeout_param(timeout_ms: Option<u64>, default_ms: u64) -> Result<Duration, ApiError> {
     let ms = timeout_ms.unwrap_or(default_ms);
     if ms > MAX_TIMEOUT_MS {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "parameter \"timeoutMs\" must be at most {MAX_TIMEOUT_MS}"
         )));
     }
@@ -259,14 +258,14 @@ fn timeout_param(timeout_ms: Option<u64>, default_ms: u64) -> Result<Duration, A
 fn resolve(host: &str, port: u16, local: SocketAddr) -> Result<SocketAddr, ApiError> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| ApiError(format!("cannot resolve {host:?}: {e}")))?
+        .map_err(|e| ApiError::new(format!("cannot resolve {host:?}: {e}")))?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4() == local.is_ipv4())
         .or_else(|| addrs.first())
         .copied()
-        .ok_or_else(|| ApiError(format!("{host:?} has no address")))
+        .ok_or_else(|| ApiError::new(format!("{host:?} has no address")))
 }
 
 fn engine_error(e: jetstream_core::Error) -> ApiError {

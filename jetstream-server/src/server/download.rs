@@ -39,33 +39,36 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartDownload) -> Reply {
     let (manifest_id, transfer_id) = (p.manifest_id, p.transfer_id);
     let port = Some(p.receiver_port)
         .filter(|&v| v > 0)
-        .ok_or_else(|| ApiError("parameter \"receiverPort\" must be a UDP port".into()))?;
+        .ok_or_else(|| ApiError::new("parameter \"receiverPort\" must be a UDP port".into()))?;
     let rate = p.send_rate_max.filter(|&r| r > 0);
     let policy = p
         .rate_policy
         .as_deref()
         .map(str::parse::<jetstream_core::RateMode>)
         .transpose()
-        .map_err(|e| ApiError(format!("parameter \"ratePolicy\": {e}")))?;
+        .map_err(|e| ApiError::new(format!("parameter \"ratePolicy\": {e}")))?;
     let (manifest, total_bytes, total_files) = {
         let mut objs = ctx.server.objects.lock();
         let m = objs
             .manifests
             .get_mut(&manifest_id)
             .filter(|m| visible(ctx, &m.owner))
-            .ok_or_else(|| ApiError(format!("no manifest {manifest_id}")))?;
+            .ok_or_else(|| ApiError::new(format!("no manifest {manifest_id}")))?;
         if m.status != "complete" {
-            return Err(ApiError(format!("manifest {manifest_id} is {}", m.status)));
+            return Err(ApiError::new(format!(
+                "manifest {manifest_id} is {}",
+                m.status
+            )));
         }
         (
-            m.engine().map_err(ApiError)?,
+            m.engine().map_err(ApiError::new)?,
             m.total_size(),
             m.files.len() as u64,
         )
     };
     if let Some(old) = ctx.server.objects.lock().transfers.get(&transfer_id) {
         if !visible(ctx, &old.owner) {
-            return Err(ApiError(format!("transfer id {transfer_id} is taken")));
+            return Err(ApiError::new(format!("transfer id {transfer_id} is taken")));
         }
     }
     // A shared token counts the download once everything else is known to be fine.

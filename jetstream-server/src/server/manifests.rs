@@ -30,15 +30,19 @@ pub fn create(ctx: &mut Ctx<'_>, p: CreateManifest) -> Reply {
     let mut plan = Vec::with_capacity(requested.len());
     for (src, dst) in &requested {
         let target = sandbox::clean_relative(dst)
-            .map_err(|e| ApiError(format!("target path {dst:?}: {e}")))?;
+            .map_err(|e| ApiError::new(format!("target path {dst:?}: {e}")))?;
         let source = match &sandbox_root {
             Some(root) => {
                 let rel = sandbox::clean_relative(src)
-                    .map_err(|e| ApiError(format!("source path {src:?}: {e}")))?;
+                    .map_err(|e| ApiError::new(format!("source path {src:?}: {e}")))?;
                 sandbox::join_under(root, &rel)
             }
             None if Path::new(src).is_absolute() => PathBuf::from(src),
-            None => return Err(ApiError(format!("source path {src:?} must be absolute"))),
+            None => {
+                return Err(ApiError::new(format!(
+                    "source path {src:?} must be absolute"
+                )))
+            }
         };
         plan.push((source, target));
     }

@@ -599,7 +599,7 @@ impl Server {
         session: &Session,
     ) -> Result<(Option<PathBuf>, Option<String>), ApiError> {
         let Some(user) = &session.user else {
-            return Err(ApiError("not authenticated".into()));
+            return Err(ApiError::new("not authenticated".into()));
         };
         let base = match &self.args.sandbox_dir {
             Some(t) => Some(sandbox::expand_sandbox(t, &user.name, &user.name)?),

@@ -34,7 +34,7 @@ pub fn session_keys(
     command: &str,
 ) -> Result<TransferKeys, ApiError> {
     if !ctx.stream.is_tls() {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "{command}: needs a TLS connection (the data keys come from it)"
         )));
     }
@@ -48,7 +48,7 @@ pub fn session_keys(
     let live = ctx.server.live();
     let floor = live.min_cipher.as_str();
     let cipher = super::ciphers::choose(&offered, floor).inspect_err(|e| {
-        crate::warn!("{command}: refused {}: {}", ctx.session.peer, e.0);
+        crate::warn!("{command}: refused {}: {}", ctx.session.peer, e.message);
     })?;
     let stream = ctx.stream;
     derive_keys(
@@ -95,7 +95,7 @@ fn claimable(
     session: &Session,
 ) -> Result<(), ApiError> {
     match receives.get(transfer_id) {
-        Some(r) if !same_claimant(&r.owner, session) => Err(ApiError(format!(
+        Some(r) if !same_claimant(&r.owner, session) => Err(ApiError::new(format!(
             "recv.startTransfer: transfer id {transfer_id} is in use: the sending server must \
              choose another"
         ))),
@@ -136,21 +136,24 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartReceive) -> Reply {
     };
     let max = limits.incoming_max_connections;
     if max > 0 && others >= max {
-        return Err(ApiError(format!(
-            "this server is receiving {others} transfers, its limit (incomingMaxConnections); \
+        return Err(ApiError::of(
+            jetstream_api::ErrorKind::Busy,
+            format!(
+                "this server is receiving {others} transfers, its limit (incomingMaxConnections); \
              try again later"
-        )));
+            ),
+        ));
     }
     let destination_path = p.destination_path.unwrap_or_else(|| "/".into());
     let rel = sandbox::clean_relative(&destination_path)
-        .map_err(|e| ApiError(format!("destinationPath {destination_path:?}: {e}")))?;
+        .map_err(|e| ApiError::new(format!("destinationPath {destination_path:?}: {e}")))?;
     let total_size = p.total_size.unwrap_or(0);
     let server = ctx.server;
     let user = ctx
         .session
         .user
         .clone()
-        .ok_or_else(|| ApiError("not authenticated".into()))?;
+        .ok_or_else(|| ApiError::new("not authenticated".into()))?;
     // A token's path is below the user's sandbox: the sandbox is what the server may create
     // and give to the user, the token's path is created as the user (without a sandbox, the
     // token's path is the sandbox).
@@ -172,8 +175,9 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartReceive) -> Reply {
     // and only where no user can swap a link in (`sandbox::open`). The engine writes beneath
     // the descriptor resolved here, never the path string.
     let ids = server.user_ids(&user);
-    let dest_err =
-        |e: &dyn std::fmt::Display| ApiError(format!("destinationPath {destination_path:?}: {e}"));
+    let dest_err = |e: &dyn std::fmt::Display| {
+        ApiError::new(format!("destinationPath {destination_path:?}: {e}"))
+    };
     let dir = sandbox::open_receive_dir(&base, &rel, ids.as_ref()).map_err(|e| dest_err(&e))?;
     let root = dir.path().to_path_buf();
     // A sender retrying while our old session still runs: stop that one first (the engine
@@ -252,7 +256,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartReceive) -> Reply {
     if ctx.session.via_relay {
         // The sender reaches us through the relay: it sends to the relay's public port.
         port = (*ctx.server.relay.data_port.lock())
-            .ok_or_else(|| ApiError("the relay link is down: try again in a moment".into()))?;
+            .ok_or_else(|| ApiError::new("the relay link is down: try again in a moment".into()))?;
     }
     let started = api::ReceiveStart {
         transfer_id,
@@ -481,7 +485,7 @@ pub fn transfer_rate(ctx: &mut Ctx<'_>, p: &TransferRate) -> Reply {
         .receives
         .get(id)
         .filter(|r| super::commands::visible(ctx, &r.owner))
-        .ok_or_else(|| ApiError(format!("no receive transfer {id}")))?;
+        .ok_or_else(|| ApiError::new(format!("no receive transfer {id}")))?;
     let rate = api::ReceiveRate {
         rate_limit_kbps: r.rate_cap_kbps,
         transfer_id: id.to_owned(),

@@ -17,7 +17,7 @@ type Reply = Result<(String, Value), ApiError>;
 
 fn enabled(ctx: &Ctx<'_>, name: &str) -> Result<(), ApiError> {
     if ctx.server.args.api_disable_shared_tokens {
-        Err(ApiError(format!(
+        Err(ApiError::new(format!(
             "{name}: shared tokens are disabled on this server"
         )))
     } else {
@@ -39,9 +39,9 @@ pub fn create(ctx: &mut Ctx<'_>, p: CreateSharedToken) -> Reply {
             .manifests
             .get(&manifest_id)
             .filter(|m| visible(ctx, &m.owner))
-            .ok_or_else(|| ApiError(format!("no manifest {manifest_id}")))?;
+            .ok_or_else(|| ApiError::not_found(format!("no manifest {manifest_id}")))?;
         if m.status != "complete" {
-            return Err(ApiError(format!(
+            return Err(ApiError::new(format!(
                 "manifest {manifest_id} is {}: only a complete manifest can be shared",
                 m.status
             )));
@@ -52,7 +52,7 @@ pub fn create(ctx: &mut Ctx<'_>, p: CreateSharedToken) -> Reply {
         super::commands::expiry(p.expiry_time, p.expiry_seconds, now, "createSharedToken")?;
     let limit = p.download_limit;
     if limit == Some(0) {
-        return Err(ApiError(
+        return Err(ApiError::new(
             "parameter \"downloadLimit\" must be at least 1".into(),
         ));
     }
@@ -104,7 +104,7 @@ fn find(ctx: &Ctx<'_>, token: &str) -> Result<TokenRec, ApiError> {
                 && super::commands::ct_eq(t.token.as_bytes(), token.as_bytes())
         })
         .cloned()
-        .ok_or_else(|| ApiError(format!("no shared token {token:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("no shared token {token:?}")))
 }
 
 /// `send.getSharedToken {token}`.
@@ -149,7 +149,7 @@ pub fn delete(ctx: &mut Ctx<'_>, p: &DeleteSharedToken) -> Reply {
                 && super::commands::ct_eq(t.token.as_bytes(), token.as_bytes())
         })
         .map(|(k, _)| k.clone())
-        .ok_or_else(|| ApiError(format!("no shared token {token:?}")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no shared token {token:?}")))?;
     let gone = objs.tokens.remove(&key);
     drop(objs);
     if let Some(t) = gone {
@@ -169,9 +169,10 @@ pub fn delete(ctx: &mut Ctx<'_>, p: &DeleteSharedToken) -> Reply {
 /// Another command.
 pub fn restrict(ctx: &Ctx<'_>, name: &str, meta: &Meta, is_async: bool) -> Result<(), ApiError> {
     if ctx.session.shared_manifest.is_some() && (is_async || !meta.link) {
-        return Err(ApiError(format!(
-            "{name}: a shared token only allows downloading the files it shares"
-        )));
+        return Err(ApiError::of(
+            jetstream_api::ErrorKind::PermissionDenied,
+            format!("{name}: a shared token only allows downloading the files it shares"),
+        ));
     }
     Ok(())
 }
@@ -191,7 +192,7 @@ pub fn restrict_manifest(ctx: &Ctx<'_>, request: &Request) -> Result<(), ApiErro
         _ => None,
     };
     match asked {
-        Some(m) if m != manifest => Err(ApiError(format!("no manifest {m}"))),
+        Some(m) if m != manifest => Err(ApiError::not_found(format!("no manifest {m}"))),
         _ => Ok(()),
     }
 }
@@ -206,18 +207,18 @@ pub fn count_download(server: &Server, token: &str, manifest_id: &str) -> Result
         .tokens
         .values_mut()
         .find(|t| t.token == token && t.shared.is_some())
-        .ok_or_else(|| ApiError("this shared token no longer exists".into()))?;
+        .ok_or_else(|| ApiError::new("this shared token no longer exists".into()))?;
     if t.expired(now_us()) {
-        return Err(ApiError("this shared token has expired".into()));
+        return Err(ApiError::new("this shared token has expired".into()));
     }
     let Some(sh) = t.shared.as_mut() else {
-        return Err(ApiError("not a shared token".into()));
+        return Err(ApiError::new("not a shared token".into()));
     };
     if sh.manifest_id != manifest_id {
-        return Err(ApiError(format!("no manifest {manifest_id}")));
+        return Err(ApiError::not_found(format!("no manifest {manifest_id}")));
     }
     if sh.download_limit.is_some_and(|l| sh.download_count >= l) {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "this shared token has been used {} times, its limit",
             sh.download_count
         )));

@@ -20,6 +20,7 @@ use jetstream_api::params::{
     Auth, AuthToken, Echo, GetServerInfo, Secret, StartReceive, TransferRate,
 };
 use jetstream_api::Api as _;
+use jetstream_api::ErrorKind;
 use jetstream_client::client::{ApiClient, ClientError, ConnectOptions, Trust};
 use jetstream_client::session::client_keys;
 
@@ -112,9 +113,9 @@ pub fn stop(server: &Arc<Server>, id: &str, stop: Stop) -> Result<Value, ApiErro
     let t = objs
         .transfers
         .get_mut(id)
-        .ok_or_else(|| ApiError(format!("no transfer {id}")))?;
+        .ok_or_else(|| ApiError::new(format!("no transfer {id}")))?;
     if t.status.is_final() {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "transfer {id} has already ended ({})",
             t.status.as_str()
         )));
@@ -417,7 +418,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     };
     match login {
         Ok(_) => {}
-        Err(ClientError::Api(m)) if m.contains("too many failed logins") => {
+        Err(ClientError::Api(m)) if m.kind == ErrorKind::LoginThrottled => {
             return interrupted(format!("the receiving server is throttling log-ins: {m}"));
         }
         Err(ClientError::Api(m)) => {
@@ -445,7 +446,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
                 Cipher::from_name(started.cipher.as_str()),
             )
         }
-        Err(ClientError::Api(m)) if m.contains("incomingMaxConnections") => {
+        Err(ClientError::Api(m)) if m.kind == ErrorKind::Busy => {
             return interrupted(format!("the receiving server is busy: {m}"));
         }
         Err(ClientError::Api(m)) => {

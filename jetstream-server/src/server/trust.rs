@@ -81,7 +81,7 @@ impl AuthorizedClients {
             Some(key) if list.authorized_clients.contains(&key.to_ascii_lowercase()) => Ok(()),
             Some(key) => {
                 crate::warn!("trust: refused a transfer from an unauthorized client, key {key}");
-                Err(ApiError(format!(
+                Err(ApiError::new(format!(
                     "this server accepts transfers only from authorized clients, and the key \
                      presented ({}) is not one of them: the receiver's administrator must add \
                      it with addAuthorizedClientAsync",
@@ -90,7 +90,7 @@ impl AuthorizedClients {
             }
             None => {
                 crate::warn!("trust: refused a transfer from a client that presented no key");
-                Err(ApiError(
+                Err(ApiError::new(
                     "this server accepts transfers only from authorized clients, and no client \
                      certificate was presented: connect with TLS as a server, and have the \
                      receiver's administrator add its key with addAuthorizedClientAsync"
@@ -131,7 +131,7 @@ impl AuthorizedClients {
 /// crate takes either form): checked to be hex of a plausible SPKI, lowercased.
 fn client_key(text: &str) -> Result<String, ApiError> {
     jetstream_client::tls::plausible_public_key(text).ok_or_else(|| {
-        ApiError(format!(
+        ApiError::new(format!(
             "parameter \"clientPublicKey\" must be a public key in hex (a server's publicKey \
              from getServerInfo: {} to {} hex digits)",
             jetstream_client::tls::PUBLIC_KEY_HEX.start(),
@@ -197,7 +197,7 @@ pub fn remove(ctx: &mut Ctx<'_>, key: &str) -> Reply {
         if list.authorized_clients.remove(&key) {
             Ok(view(list, &key))
         } else {
-            Err(ApiError(format!(
+            Err(ApiError::new(format!(
                 "the key {} is not an authorized client",
                 fingerprint_of(&key)
             )))
@@ -269,13 +269,13 @@ mod tests {
         .unwrap();
         assert!(t.check(Some(KEY_A)).is_ok());
         assert!(t.check(Some(&KEY_A.to_uppercase())).is_ok());
-        let e = t.check(Some(KEY_B)).unwrap_err().0;
+        let e = t.check(Some(KEY_B)).unwrap_err().message;
         assert!(e.contains(&fingerprint_of(KEY_B)), "{e}");
         assert!(e.contains("addAuthorizedClientAsync"), "{e}");
         assert!(t
             .check(None)
             .unwrap_err()
-            .0
+            .message
             .contains("no client certificate"));
 
         let mode = fs::metadata(dir.path().join(FILE))
@@ -299,7 +299,7 @@ mod tests {
         add_key(&t, KEY_A);
         let r: Result<(), _> = t.update(|l| {
             l.authorized_clients.clear();
-            Err(ApiError("no".into()))
+            Err(ApiError::new("no".into()))
         });
         assert!(r.is_err());
         assert!(t.list.lock().authorized_clients.contains(KEY_A));

@@ -81,7 +81,7 @@ fn plain_on_loopback_and_tls_when_forced_with_equal_keying_material() {
     let params = serde_json::json!({"x": 1});
     assert_eq!(plain.call("echo", params.clone()).unwrap(), params);
     match plain.call("fail", Value::Null) {
-        Err(ClientError::Api(m)) => assert_eq!(m, "nope"),
+        Err(ClientError::Api(m)) => assert_eq!(m.message, "nope"),
         other => panic!("{other:?}"),
     }
     assert!(plain

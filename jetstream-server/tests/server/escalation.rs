@@ -20,7 +20,7 @@ fn token_login(s: &Srv, token: &str) -> ApiClient {
 
 fn refused(r: Result<Value, ClientError>) -> String {
     match r {
-        Err(ClientError::Api(m)) => m,
+        Err(ClientError::Api(m)) => m.message,
         other => panic!("NOT REFUSED: {other:?}"),
     }
 }

@@ -156,7 +156,7 @@ fn no_path_escapes_the_sandbox() {
             )
             .unwrap_err();
         assert!(
-            matches!(&err, ClientError::Api(m) if m.contains("escapes the sandbox")),
+            matches!(&err, ClientError::Api(m) if m.message.contains("escapes the sandbox")),
             "{bad}: {err}"
         );
     }

@@ -57,7 +57,10 @@ fn typed_calls_create_read_and_refuse() {
         destination_id: "0".repeat(32),
     });
     match missing {
-        Err(ClientError::Api(m)) => assert!(!m.is_empty()),
+        Err(ClientError::Api(m)) => {
+            assert!(!m.message.is_empty());
+            assert_eq!(m.kind, jetstream_api::ErrorKind::NotFound, "{m}");
+        }
         other => panic!("expected the server's error, got {other:?}"),
     }
     // The connection is still usable after a refusal.

@@ -31,13 +31,13 @@ fn destination_trigger_args(ctx: &Ctx<'_>, d: &DestinationRec) -> (String, Strin
 pub(super) fn create(ctx: &mut Ctx<'_>, p: CreateDestination) -> Reply {
     let address = p.destination_address.trim().to_owned();
     if address.is_empty() || address.contains(char::is_whitespace) {
-        return Err(ApiError(
+        return Err(ApiError::new(
             "parameter \"destinationAddress\" must be a host name or IP".into(),
         ));
     }
     let nonzero = |name: &str, v: Option<u16>| -> Result<Option<u16>, ApiError> {
         match v {
-            Some(0) => Err(ApiError(format!(
+            Some(0) => Err(ApiError::new(format!(
                 "parameter {name:?} must be a port number (1-65535)"
             ))),
             v => Ok(v),
@@ -57,7 +57,7 @@ pub(super) fn create(ctx: &mut Ctx<'_>, p: CreateDestination) -> Reply {
             user,
             password: p
                 .password
-                .ok_or_else(|| ApiError("missing parameter \"password\"".into()))?
+                .ok_or_else(|| ApiError::new("missing parameter \"password\"".into()))?
                 .expose()
                 .to_owned(),
         }),
@@ -68,7 +68,7 @@ pub(super) fn create(ctx: &mut Ctx<'_>, p: CreateDestination) -> Reply {
         None => None,
         Some(s) => Some(
             s.parse::<jetstream_core::RateMode>()
-                .map_err(|e| ApiError(format!("parameter \"ratePolicy\": {e}")))?
+                .map_err(|e| ApiError::new(format!("parameter \"ratePolicy\": {e}")))?
                 .as_str()
                 .to_owned(),
         ),
@@ -148,7 +148,7 @@ pub(super) fn delete(ctx: &mut Ctx<'_>, p: &DeleteDestination) -> Reply {
         .values()
         .any(|t| t.destination_id == id && !t.status.is_final() && t.status != TxStatus::Suspended)
     {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "destination {id} has transfers queued or running: cancel them first"
         )));
     }

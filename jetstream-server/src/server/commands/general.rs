@@ -23,7 +23,7 @@ pub(super) fn echo(p: Echo) -> Reply {
 pub(super) fn sleep(p: &Sleep) -> Reply {
     let ms = p.milliseconds.unwrap_or(0);
     if ms > 60_000 {
-        return Err(ApiError("sleep: at most 60000 milliseconds".into()));
+        return Err(ApiError::new("sleep: at most 60000 milliseconds".into()));
     }
     std::thread::sleep(Duration::from_millis(ms));
     ok("Slept.", Value::Null)
@@ -49,7 +49,7 @@ pub(super) fn update_gc_settings(ctx: &Ctx<'_>, p: &UpdateGarbageCollectSettings
         p.interval_seconds,
         p.time_limit_seconds,
     )
-    .map_err(ApiError)?;
+    .map_err(ApiError::new)?;
     ctx.server.set_gc_settings(s);
     ok("Garbage collection settings updated.", gc::view(s))
 }

@@ -2,6 +2,7 @@
 //! link) and `superuser` (a password session raised to the server-wide commands).
 
 use jetstream_api::params::{Auth, AuthToken};
+use jetstream_api::ErrorKind;
 use serde_json::Value;
 
 use super::{ct_eq, ok, Reply};
@@ -33,7 +34,15 @@ pub(super) fn auth(ctx: &mut Ctx<'_>, p: &Auth) -> Reply {
             ctx.session.superuser = false;
             ok("Authenticated.", Value::Null)
         }
-        Err(e) => Err(ApiError(format!("auth: {e}"))),
+        Err(e) => {
+            use crate::users::AuthError;
+            let kind = match &e {
+                AuthError::Failed | AuthError::NotPermitted { .. } => ErrorKind::LoginFailed,
+                AuthError::Throttled { .. } => ErrorKind::LoginThrottled,
+                AuthError::Internal(_) => ErrorKind::Internal,
+            };
+            Err(ApiError::of(kind, format!("auth: {e}")))
+        }
     }
 }
 
@@ -42,7 +51,10 @@ pub(super) fn auth_token(ctx: &mut Ctx<'_>, p: &AuthToken) -> Reply {
     let source = ctx.session.peer.ip();
     if let Err(e) = ctx.server.auth.check_source(source) {
         ctx.server.metrics.login("token", LoginResult::Throttled);
-        return Err(ApiError(format!("authToken: {e}")));
+        return Err(ApiError::of(
+            ErrorKind::LoginThrottled,
+            format!("authToken: {e}"),
+        ));
     }
     let outcome = auth_token_checked(ctx, p);
     ctx.server.metrics.login(
@@ -54,7 +66,7 @@ pub(super) fn auth_token(ctx: &mut Ctx<'_>, p: &AuthToken) -> Reply {
         },
     );
     if let Err(e) = &outcome {
-        if e.0.contains("authentication failed") {
+        if e.kind == ErrorKind::LoginFailed {
             ctx.server.auth.token_failed(source);
         }
     }
@@ -77,17 +89,20 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: &AuthToken) -> Reply {
         found
     };
     let refused = || {
-        ApiError("authToken: authentication failed: unknown, expired or deleted token, or wrong password".into())
+        ApiError::of(
+            ErrorKind::LoginFailed,
+            "authToken: authentication failed: unknown, expired or deleted token, or wrong password",
+        )
     };
     let rec = found.ok_or_else(refused)?;
     match (&rec.shared, &ctx.server.args) {
         (None, a) if a.api_disable_api_tokens => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 "authToken: API tokens are disabled on this server".into(),
             ));
         }
         (Some(_), a) if a.api_disable_shared_tokens => {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 "authToken: shared tokens are disabled on this server".into(),
             ));
         }
@@ -150,15 +165,15 @@ fn upgrade_token_hash(ctx: &Ctx<'_>, token: &str, password: &str) {
 /// `superuser`.
 pub(super) fn superuser(ctx: &mut Ctx<'_>) -> Reply {
     let Some(user) = &ctx.session.user else {
-        return Err(ApiError("superuser: not authenticated".into()));
+        return Err(ApiError::new("superuser: not authenticated".into()));
     };
     if ctx.session.token.is_some() {
-        return Err(ApiError(
+        return Err(ApiError::new(
             "superuser: not available to API token logins".into(),
         ));
     }
     if !ctx.server.supers.is_superuser(user) {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "superuser: {} is not a superuser (see --superuser and --supergroup)",
             user.name
         )));

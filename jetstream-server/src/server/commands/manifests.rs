@@ -45,7 +45,7 @@ pub(super) fn delete(ctx: &Ctx<'_>, p: &DeleteManifest) -> Reply {
         .values()
         .any(|t| &t.manifest_id == id && !t.status.is_final())
     {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "manifest {id} is used by a transfer that has not ended"
         )));
     }

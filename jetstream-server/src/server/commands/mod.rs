@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use jetstream_api::{Access, Meta, Mode, Request};
+use jetstream_api::{Access, ErrorKind, Meta, Mode, Request};
 use serde_json::{json, Value};
 
 use super::api::{ApiError, Ctx};
@@ -50,13 +50,17 @@ fn ok(message: &str, result: Value) -> Reply {
 /// The error message for the client.
 pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: Value) -> Reply {
     let Some((meta, is_async)) = jetstream_api::lookup(name) else {
-        return Err(ApiError(format!("unknown command {name:?}")));
+        return Err(ApiError::of(
+            ErrorKind::UnknownCommand,
+            format!("unknown command {name:?}"),
+        ));
     };
     let token_permissions = live_token_permissions(ctx, name, meta)?;
     // A download link's narrower rule first: its refusal says what a link may do.
     super::shared::restrict(ctx, name, meta, is_async)?;
     super::access::check(name, meta.access, ctx.session, token_permissions.as_deref())?;
-    let request = Request::decode(meta.name, params).map_err(|e| ApiError(e.to_string()))?;
+    let request =
+        Request::decode(meta.name, params).map_err(|e| ApiError::of(e.kind(), e.to_string()))?;
     super::shared::restrict_manifest(ctx, &request)?;
     match (meta.mode, is_async) {
         (Mode::Either, false) => run(ctx, request),
@@ -71,9 +75,10 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: Value) -> Reply {
                 .spawn_request(owner_of(ctx), move |s| in_background(s, request));
             ok(&format!("{name} queued."), json!({ "requestId": id }))
         }
-        (Mode::AsyncOnly, false) => Err(ApiError(format!(
-            "{name}: runs only in the background: call {name}Async"
-        ))),
+        (Mode::AsyncOnly, false) => Err(ApiError::of(
+            ErrorKind::BadParameters,
+            format!("{name}: runs only in the background: call {name}Async"),
+        )),
     }
 }
 
@@ -103,9 +108,10 @@ fn live_token_permissions(
             ctx.session.token = None;
             ctx.session.token_session = None;
             ctx.session.shared_manifest = None;
-            Err(ApiError(format!(
-                "{name}: the token this session logged in with has expired or was deleted"
-            )))
+            Err(ApiError::of(
+                ErrorKind::NotAuthenticated,
+                format!("{name}: the token this session logged in with has expired or was deleted"),
+            ))
         }
         None => Ok(None),
     }
@@ -225,7 +231,7 @@ fn find<'a, T: Owned>(
 ) -> Result<&'a T, ApiError> {
     map.get(id)
         .filter(|o| visible(ctx, o.owner()))
-        .ok_or_else(|| ApiError(format!("no {} {id}", T::KIND)))
+        .ok_or_else(|| ApiError::not_found(format!("no {} {id}", T::KIND)))
 }
 
 /// As [`find`], for changing it.
@@ -236,7 +242,7 @@ fn find_mut<'a, T: Owned>(
 ) -> Result<&'a mut T, ApiError> {
     map.get_mut(id)
         .filter(|o| visible(ctx, o.owner()))
-        .ok_or_else(|| ApiError(format!("no {} {id}", T::KIND)))
+        .ok_or_else(|| ApiError::not_found(format!("no {} {id}", T::KIND)))
 }
 
 /// Whether the session may see an object of `owner` (reference §3.1 visibility rule).

@@ -22,7 +22,7 @@ pub(super) fn keep(ctx: &mut Ctx<'_>, name: &str, outcome: Reply) -> Reply {
 pub(super) fn status(ctx: &Ctx<'_>, id: u64, timeout_ms: Option<u64>, with_result: bool) -> Reply {
     let wait = Duration::from_millis(timeout_ms.unwrap_or(60_000));
     let me = owner_of(ctx);
-    let missing = || ApiError(format!("no request {id} (results expire after an hour)"));
+    let missing = || ApiError::new(format!("no request {id} (results expire after an hour)"));
     let mut requests = ctx.server.requests.lock();
     let deadline = std::time::Instant::now() + wait;
     loop {
@@ -32,12 +32,12 @@ pub(super) fn status(ctx: &Ctx<'_>, id: u64, timeout_ms: Option<u64>, with_resul
             .ok_or_else(missing)?;
         match (&r.outcome, with_result) {
             (Some(Ok((message, result))), true) => return Ok((message.clone(), result.clone())),
-            (Some(Err(e)), true) => return Err(ApiError(e.0.clone())),
+            (Some(Err(e)), true) => return Err(e.clone()),
             (outcome, false) => {
                 let error = outcome
                     .as_ref()
                     .and_then(|o| o.as_ref().err())
-                    .map(|e| e.0.clone());
+                    .map(|e| e.message.clone());
                 return ok(
                     "Request status.",
                     json!({
@@ -60,7 +60,7 @@ pub(super) fn status(ctx: &Ctx<'_>, id: u64, timeout_ms: Option<u64>, with_resul
                     .wait_until(&mut requests, deadline)
                     .timed_out()
                 {
-                    return Err(ApiError(format!("request {id} is still processing")));
+                    return Err(ApiError::new(format!("request {id} is still processing")));
                 }
             }
         }

@@ -36,7 +36,9 @@ pub fn expiry(
         (None, None) => None,
     };
     if expiry.is_some_and(|t| t <= now) {
-        return Err(ApiError(format!("{command}: the expiry is in the past")));
+        return Err(ApiError::new(format!(
+            "{command}: the expiry is in the past"
+        )));
     }
     Ok(expiry)
 }
@@ -44,12 +46,12 @@ pub fn expiry(
 /// `createAPIToken`.
 pub(super) fn create(ctx: &mut Ctx<'_>, p: CreateApiToken) -> Reply {
     if ctx.server.args.api_disable_api_tokens {
-        return Err(ApiError(
+        return Err(ApiError::new(
             "createAPIToken: API tokens are disabled on this server".into(),
         ));
     }
     if ctx.session.token.is_some() {
-        return Err(ApiError(
+        return Err(ApiError::new(
             "createAPIToken: an API token cannot create tokens".into(),
         ));
     }
@@ -104,7 +106,7 @@ pub(super) fn get(ctx: &Ctx<'_>, p: &GetApiToken) -> Reply {
         .find(|r| {
             r.shared.is_none() && visible(ctx, &r.owner) && ct_eq(r.token.as_bytes(), t.as_bytes())
         })
-        .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
+        .ok_or_else(|| ApiError::new(format!("no API token {t:?}")))?;
     ok("API token.", rec.view())
 }
 
@@ -131,7 +133,7 @@ pub(super) fn delete(ctx: &Ctx<'_>, p: &DeleteApiToken) -> Reply {
             r.shared.is_none() && visible(ctx, &r.owner) && ct_eq(r.token.as_bytes(), t.as_bytes())
         })
         .map(|(k, _)| k.clone())
-        .ok_or_else(|| ApiError(format!("no API token {t:?}")))?;
+        .ok_or_else(|| ApiError::new(format!("no API token {t:?}")))?;
     if let Some(t) = objs.tokens.remove(&key) {
         ctx.server
             .events

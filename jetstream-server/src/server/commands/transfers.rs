@@ -22,13 +22,13 @@ pub(super) fn create(ctx: &mut Ctx<'_>, p: CreateTransfer) -> Reply {
         checkpoint_frequency_seconds: _,
     } = p;
     let clean = sandbox::clean_relative(destination_path.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError(format!("destinationPath: {e}")))?;
+        .map_err(|e| ApiError::new(format!("destinationPath: {e}")))?;
     let priority = priority.unwrap_or(100);
     let mut objs = ctx.server.objects.lock();
     find(ctx, &objs.destinations, &destination_id)?;
     let m = find(ctx, &objs.manifests, &manifest_id)?;
     if m.status != "complete" {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "manifest {manifest_id} is {}{}: only a complete manifest can be sent",
             m.status,
             m.error_message
@@ -93,7 +93,7 @@ pub(super) fn resume(ctx: &mut Ctx<'_>, p: &ResumeTransfer) -> Reply {
         }
         TxStatus::Pending | TxStatus::Sending => {}
         TxStatus::Complete => {
-            return Err(ApiError(format!("transfer {id} is already complete")));
+            return Err(ApiError::new(format!("transfer {id} is already complete")));
         }
     }
     let view = t.view();
@@ -111,7 +111,7 @@ pub(super) fn set_send_rate(ctx: &mut Ctx<'_>, p: &SetSendRate) -> Reply {
     if let Some(tid) = &p.transfer_id {
         let t = find(ctx, &objs.transfers, tid)?;
         let run = objs.running.get(&t.id).cloned().ok_or_else(|| {
-            ApiError(format!(
+            ApiError::new(format!(
                 "transfer {tid} is not running: set the destination's rate instead"
             ))
         })?;
@@ -120,7 +120,7 @@ pub(super) fn set_send_rate(ctx: &mut Ctx<'_>, p: &SetSendRate) -> Reply {
         let did = p
             .destination_id
             .as_deref()
-            .ok_or_else(|| ApiError("missing parameter \"destinationId\"".into()))?;
+            .ok_or_else(|| ApiError::new("missing parameter \"destinationId\"".into()))?;
         let d = find_mut(ctx, &mut objs.destinations, did)?;
         d.send_rate_max = rate;
     }
@@ -154,7 +154,7 @@ pub(super) fn delete(ctx: &Ctx<'_>, p: &DeleteTransfer) -> Reply {
     let mut objs = ctx.server.objects.lock();
     let t = find(ctx, &objs.transfers, id)?;
     if !t.status.is_final() && t.status != TxStatus::Suspended {
-        return Err(ApiError(format!(
+        return Err(ApiError::new(format!(
             "transfer {id} is {}: cancel or suspend it before deleting it",
             t.status.as_str()
         )));

@@ -330,6 +330,15 @@ mod tests {
         assert_eq!(r.request, "echo");
         assert!(r.parameters.is_null() && r.id.is_none());
         let s = serde_json::to_string(&Response::error("nope")).unwrap();
-        assert_eq!(s, r#"{"status":"error","message":"nope","result":null}"#);
+        assert_eq!(
+            s,
+            r#"{"status":"error","message":"nope","result":null,"errorCode":"failed"}"#
+        );
+        // A success carries no errorCode; an answer from a server before error codes reads.
+        let ok = serde_json::to_string(&Response::success("ok", Value::Null)).unwrap();
+        assert!(!ok.contains("errorCode"), "{ok}");
+        let old: Response =
+            serde_json::from_str(r#"{"status":"error","message":"nope","result":null}"#).unwrap();
+        assert_eq!(old.error_code, None);
     }
 }

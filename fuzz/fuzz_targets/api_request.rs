@@ -139,7 +139,7 @@ fn validate(name: &str, params: Value) -> Result<(), String> {
 }
 
 fn expiry_is_future(time: Option<i64>, seconds: Option<i64>, name: &str) -> Result<(), String> {
-    if let Some(t) = commands::expiry(time, seconds, NOW_US, name).map_err(|e| e.0)? {
+    if let Some(t) = commands::expiry(time, seconds, NOW_US, name).map_err(|e| e.message)? {
         assert!(t > NOW_US);
     }
     Ok(())

@@ -325,7 +325,11 @@ fn start(a: &RelayArgs) -> Result<(), String> {
     });
     if let Some(l) = metrics {
         let r = relay.clone();
-        crate::server::metrics::serve_http(l, move || r.counters.render(r.link.lock().is_some()))?;
+        crate::server::metrics::serve_http(
+            l,
+            move || r.counters.render(r.link.lock().is_some()),
+            || false,
+        )?;
     }
     crate::log!(
         "relay: public key {} ({}), state {}",

@@ -449,17 +449,25 @@ pub fn bind(address: Option<&str>) -> Result<Option<TcpListener>, String> {
 /// The thread cannot start.
 pub fn serve(server: &Arc<Server>, listener: TcpListener) -> Result<(), String> {
     let s = server.clone();
-    serve_http(listener, move || render(&s.metrics, &snapshot(&s)))
+    let stopping = server.clone();
+    serve_http(
+        listener,
+        move || render(&s.metrics, &snapshot(&s)),
+        move || stopping.is_stopping(),
+    )
 }
 
 /// Serves the text `render` makes at `GET /metrics` on `listener`, from a thread of its own,
-/// one connection at a time (the server's and the relay's endpoint).
+/// one connection at a time (the server's and the relay's endpoint), until `stopped` says so
+/// after a connection (whoever stops it then connects once, to wake the thread): the thread
+/// ends and the port closes.
 ///
 /// # Errors
 /// The thread cannot start.
 pub fn serve_http(
     listener: TcpListener,
     render: impl Fn() -> String + Send + 'static,
+    stopped: impl Fn() -> bool + Send + 'static,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     crate::log!("metrics: serving http://{addr}/metrics");
@@ -467,6 +475,9 @@ pub fn serve_http(
         .name("metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
+                if stopped() {
+                    break;
+                }
                 let Ok(tcp) = conn else { continue };
                 answer(tcp, &render);
             }

@@ -702,6 +702,12 @@ impl Server {
             &handle::reachable(self.api_addr),
             Duration::from_secs(1),
         );
+        // The same for the metrics endpoint: its thread ends and its port closes (a program
+        // that embeds the server and starts another must find it free).
+        if let Some(m) = self.metrics_addr {
+            let _ =
+                std::net::TcpStream::connect_timeout(&handle::reachable(m), Duration::from_secs(1));
+        }
         self.event_queue.close();
         let waits = self.event_queue.stalls();
         if waits > 0 {

@@ -2,6 +2,7 @@
 //! the bound addresses, stop and wait that never exit the process, typed start-up errors, and
 //! the events delivered to an in-process trigger in order, none dropped.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
@@ -103,6 +104,34 @@ fn port_zero_is_reported_and_stop_neither_exits_nor_leaves_the_port_open() {
         ),
         "{rest:?}"
     );
+}
+
+/// With a metrics endpoint on port 0: its bound port is reported, it answers, and `stop`
+/// closes it too (its thread used to run on, holding the port, after the server stopped).
+#[test]
+fn stop_closes_the_metrics_port() {
+    let dir = scratch();
+    let mut c = config(dir.path());
+    c.metrics_address(loopback());
+    let h = jetstream_server::spawn(c).unwrap();
+    let m = h.metrics_addr().expect("a metrics address");
+    assert_ne!(m.port(), 0);
+    let mut tcp = TcpStream::connect_timeout(&m, Duration::from_secs(2)).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    h.stop().unwrap();
+    h.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&m, Duration::from_secs(1)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the metrics port {m} still accepts after stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

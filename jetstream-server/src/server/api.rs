@@ -280,9 +280,13 @@ fn serve_with(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let (response, panicked) = guarded(peer, || {
+        let (mut response, panicked) = guarded(peer, || {
             handle_line(server, &mut session, reader.get_ref(), &line)
         });
+        if panicked {
+            // The client matches answers to requests by `id`: the refusal carries it too.
+            response.id = request_id(&line);
+        }
         if line.capacity() > KEPT_LINE_CAPACITY {
             // A big request's buffer, and what parsing it took, go back now, not when the
             // connection ends.
@@ -325,6 +329,17 @@ pub(crate) fn guarded(peer: SocketAddr, handle: impl FnOnce() -> Response) -> (R
             (Response::refused(e.kind, e.message), true)
         }
     }
+}
+
+/// The `id` of the request on `line`, if it is a JSON object that has one.
+fn request_id(line: &[u8]) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Value>,
+    }
+    serde_json::from_slice::<IdOnly>(line)
+        .ok()
+        .and_then(|r| r.id)
 }
 
 /// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
@@ -597,6 +612,21 @@ mod tests {
         let (response, panicked) = guarded(peer, || Response::success("Echo.", json!({})));
         assert!(!panicked);
         assert!(response.is_success());
+    }
+
+    #[test]
+    fn the_answer_to_a_panicked_request_can_carry_its_id() {
+        assert_eq!(
+            request_id(br#"{"request": "echo", "id": "req-7"}"#),
+            Some(json!("req-7"))
+        );
+        assert_eq!(
+            request_id(br#"{"request": "echo", "id": 12}"#),
+            Some(json!(12))
+        );
+        assert_eq!(request_id(br#"{"request": "echo"}"#), None);
+        assert_eq!(request_id(b"not json"), None);
+        assert_eq!(request_id(b"[1, 2]"), None);
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub struct NoTrigger;
 
 impl Trigger for NoTrigger {}
 
+/// A channel is a trigger: each event is sent on it, for a thread of the program to take
+/// (an event sent after the receiving end is gone is dropped: nobody is listening).
+impl Trigger for Sender<TriggerEvent> {
+    fn on_event(&mut self, event: &TriggerEvent) {
+        let _ = self.send(event.clone());
+    }
+}
+
 /// Something that happened to a transfer.
 #[derive(Clone, Debug)]
 #[non_exhaustive]

@@ -200,3 +200,61 @@ fn a_source_that_changes_during_the_transfer_fails_clearly_and_nothing_partial_a
         "no partial file at the final path"
     );
 }
+
+/// A transfer that ends before the engine's first status tick (a few bytes) still reports
+/// `TransferStarted` before `TransferComplete`, at both ends: an embedder that tracks
+/// transfers from their start never sees one complete that never started.
+#[test]
+fn a_tiny_transfer_reports_started_before_complete_at_both_ends() {
+    use jetstream_core::{Engine, EngineConfig, Role, TriggerEvent};
+    let dir = scratch();
+    let src = dir.path().join("tiny.txt");
+    std::fs::write(&src, b"hi").unwrap();
+    let spawn = || {
+        let (tx, rx) = crossbeam_channel::unbounded::<TriggerEvent>();
+        let mut c = EngineConfig::default();
+        c.bind("127.0.0.1:0".parse().unwrap());
+        (Engine::spawn_with_trigger(c, tx).unwrap(), rx)
+    };
+    let (receiver, rx_events) = spawn();
+    let (sender, tx_events) = spawn();
+    let keys = TransferKeys::random().unwrap();
+    let incoming = receiver
+        .handle()
+        .receive(keys.clone(), &dir.path().join("dst"))
+        .unwrap();
+    let outgoing = sender
+        .handle()
+        .send(
+            Destination::new(receiver.local_addr()),
+            keys,
+            Manifest::from_sources(&[src]).unwrap(),
+        )
+        .unwrap();
+    outgoing.wait(Duration::from_secs(60)).expect("sent");
+    incoming.wait(Duration::from_secs(60)).expect("received");
+    for (role, events) in [(Role::Sender, tx_events), (Role::Receiver, rx_events)] {
+        let mut names = Vec::new();
+        while let Ok(e) = events.recv_timeout(Duration::from_secs(5)) {
+            let done = matches!(e, TriggerEvent::TransferComplete { .. });
+            names.push(e.name());
+            if done {
+                break;
+            }
+        }
+        let started = names.iter().position(|n| n.ends_with("transferStarted"));
+        let complete = names.iter().position(|n| n.ends_with("transferComplete"));
+        assert!(
+            matches!((started, complete), (Some(s), Some(c)) if s < c),
+            "{role:?}: {names:?}"
+        );
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.ends_with("transferStarted"))
+                .count(),
+            1,
+            "{role:?}: once: {names:?}"
+        );
+    }
+}

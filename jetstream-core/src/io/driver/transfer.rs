@@ -348,6 +348,16 @@ impl Driver {
     }
 
     fn complete(&mut self, h: SessionHandle, failed: &[(FileIndex, FailureReason)]) {
+        // A transfer short enough to end before the next status tick started all the same:
+        // `TransferStarted` comes before `TransferComplete`, always.
+        if let Some(t) = self.transfers.get_mut(&h) {
+            if !std::mem::replace(&mut t.started_reported, true) {
+                self.triggers.push(TriggerEvent::TransferStarted {
+                    transfer_id: t.id,
+                    role: t.role,
+                });
+            }
+        }
         let Some(t) = self.transfers.get(&h) else {
             return;
         };

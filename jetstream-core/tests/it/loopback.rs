@@ -221,7 +221,7 @@ fn a_tiny_transfer_reports_started_before_complete_at_both_ends() {
     let keys = TransferKeys::random().unwrap();
     let incoming = receiver
         .handle()
-        .receive(keys.clone(), &dir.path().join("dst"))
+        .receive(keys.clone(), dir.path().join("dst"))
         .unwrap();
     let outgoing = sender
         .handle()

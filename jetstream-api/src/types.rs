@@ -329,17 +329,8 @@ wire_enum! {
 /// permission under-reported is the safe side.
 mod permission_names {
     use serde::de::{Deserializer, SeqAccess, Visitor};
-    use serde::ser::{SerializeSeq, Serializer};
 
     use crate::Permission;
-
-    pub(crate) fn serialize<S: Serializer>(list: &[Permission], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(list.len()))?;
-        for p in list {
-            seq.serialize_element(p.as_str())?;
-        }
-        seq.end()
-    }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
@@ -365,18 +356,7 @@ mod permission_names {
 /// A field the server sends in some answers and leaves out of others, and sends as `null`
 /// when it has no value: `None` absent, `Some(None)` null, `Some(Some(v))` a value.
 mod present_or_null {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(crate) fn serialize<T: Serialize, S: Serializer>(
-        v: &Option<Option<T>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match v {
-            // Left out by `skip_serializing_if`; written as null should it be reached.
-            None | Some(None) => s.serialize_none(),
-            Some(Some(v)) => s.serialize_some(v),
-        }
-    }
+    use serde::{Deserialize, Deserializer};
 
     pub(crate) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
         d: D,
@@ -499,7 +479,7 @@ pub struct UserInfo {
     pub authed: bool,
     /// What the session may do: all four for a password login, the token's for a token
     /// login, none before login.
-    #[serde(with = "permission_names")]
+    #[serde(deserialize_with = "permission_names::deserialize")]
     pub permissions: Vec<Permission>,
     /// Whether the session is confined to a sandbox (`null` before login).
     pub sandboxed: Option<bool>,
@@ -673,7 +653,7 @@ pub struct ApiToken {
     /// The directory below the owner's sandbox it is confined to (`null`: the whole sandbox).
     pub path: Option<String>,
     /// What it may do.
-    #[serde(with = "permission_names")]
+    #[serde(deserialize_with = "permission_names::deserialize")]
     pub permissions: Vec<Permission>,
     /// User data.
     pub user_data: serde_json::Value,
@@ -698,7 +678,7 @@ pub struct SharedToken {
     /// Whether logging in with it needs its password.
     pub password_required: bool,
     /// What it may do (`download`).
-    #[serde(with = "permission_names")]
+    #[serde(deserialize_with = "permission_names::deserialize")]
     pub permissions: Vec<Permission>,
     /// The manifest it lets a recipient download.
     pub manifest_id: String,
@@ -768,7 +748,7 @@ pub struct Destination {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "present_or_null"
+        deserialize_with = "present_or_null::deserialize"
     )]
     pub local_send_port: Option<Option<u16>>,
     /// How this server logs in to it.

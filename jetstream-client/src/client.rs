@@ -164,10 +164,22 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// The refusal an error response carries.
+    /// The refusal an error response carries. A server from before error codes sends none:
+    /// the two refusals a caller retries (a busy receiver, a throttled login) are then told by
+    /// that server's wording, here and nowhere else; any other is [`ErrorKind::Failed`].
     pub fn of(response: Response) -> Self {
+        let kind = response.error_code.unwrap_or_else(|| {
+            let m = &response.message;
+            if m.contains("incomingMaxConnections") {
+                ErrorKind::Busy
+            } else if m.contains("too many failed logins") {
+                ErrorKind::LoginThrottled
+            } else {
+                ErrorKind::Failed
+            }
+        });
         Self {
-            kind: response.error_code.unwrap_or(ErrorKind::Failed),
+            kind,
             message: response.message,
         }
     }

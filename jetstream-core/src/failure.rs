@@ -279,6 +279,34 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_are_distinct() {
+        // The list holds every variant: a new one without a place here does not compile, and
+        // one missing from ALL_REASONS fails the assertion.
+        let place = |r: FailureReason| match r {
+            FailureReason::Cancelled => 0,
+            FailureReason::ClosedByPeer => 1,
+            FailureReason::DiskError => 2,
+            FailureReason::FilesFailed => 3,
+            FailureReason::IntegrityMismatch => 4,
+            FailureReason::Internal => 5,
+            FailureReason::InvalidManifest => 6,
+            FailureReason::InvalidPath => 7,
+            FailureReason::NoSpace => 8,
+            FailureReason::PathEscapes => 9,
+            FailureReason::PermissionDenied => 10,
+            FailureReason::ProtocolViolation => 11,
+            FailureReason::Shutdown => 12,
+            FailureReason::SourceUnreadable => 13,
+            FailureReason::TimedOut => 14,
+        };
+        for (i, r) in ALL_REASONS.into_iter().enumerate() {
+            assert_eq!(place(r), i, "{r:?} out of place in ALL_REASONS");
+            // Only these two are resumed as interruptions.
+            assert_eq!(
+                r.is_interruption(),
+                matches!(r, FailureReason::TimedOut | FailureReason::Shutdown),
+                "{r:?}"
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for r in ALL_REASONS {
             assert_eq!(r.as_str().parse::<FailureReason>(), Ok(r));

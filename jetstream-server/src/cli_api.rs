@@ -70,8 +70,8 @@ Example:
 pub fn main(args: &[String]) -> i32 {
     let invocation = match parse(args) {
         Ok(Parsed::Help) => {
-            print!("{HELP}");
-            print!("{}", command_list());
+            // `jetstream api --help | head`: a closed pipe ends the output, not the program.
+            let _ = write!(io::stdout().lock(), "{HELP}{}", command_list());
             return exit::OK;
         }
         Ok(Parsed::Run(inv)) => inv,

@@ -700,5 +700,4 @@ fn a_silent_peer_surfaces_as_timed_out() {
         .map(|(_, e)| e.reason())
         .collect();
     assert_eq!(sender, vec![FailureReason::TimedOut]);
-    assert!(FailureReason::TimedOut.is_interruption());
 }

@@ -77,15 +77,6 @@ pub fn check(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_stored_permission_names_are_the_apis() {
-        let api: Vec<&str> = jetstream_api::Permission::ALL
-            .iter()
-            .map(|p| p.as_str())
-            .collect();
-        assert_eq!(super::super::objects::PERMISSIONS.to_vec(), api);
-    }
-
     fn session(user: bool, token: bool, superuser: bool) -> Session {
         let mut s = Session::new("127.0.0.1:1".parse().unwrap());
         if user {

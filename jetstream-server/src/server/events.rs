@@ -427,10 +427,7 @@ impl EventQueue {
             })?;
         let queue = Self {
             tx: parking_lot::RwLock::new(Some(tx)),
-            late: AtomicU64::new(0),
-            stalls: AtomicU64::new(0),
-            stalled: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            ..Self::none()
         };
         Ok((queue, thread))
     }

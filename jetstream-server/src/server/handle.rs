@@ -617,9 +617,9 @@ fn local_token(server: &Arc<Server>) -> Result<(), ServerError> {
         creation_time: now_us(),
         expiry_time: None,
         path: None,
-        permissions: objects::PERMISSIONS
+        permissions: jetstream_api::Permission::ALL
             .iter()
-            .map(|p| (*p).to_owned())
+            .map(|p| p.as_str().to_owned())
             .collect(),
         user_data: Default::default(),
         shared: None,

@@ -822,9 +822,6 @@ impl TokenRec {
     }
 }
 
-/// Every permission a user or token can hold (reference §6.6).
-pub const PERMISSIONS: [&str; 4] = ["upload", "download", "modify", "share"];
-
 /// Everything persisted, in one document.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Persisted {

@@ -6,7 +6,6 @@
 
 use jetstream_api::{Access, Permission, COMMANDS};
 use jetstream_client::client::{ApiClient, ClientError};
-use jetstream_server::server::objects::PERMISSIONS;
 use serde_json::{json, Value};
 
 use super::util::*;
@@ -123,8 +122,9 @@ fn every_command_checks_the_tokens_permissions() {
     let mut owner = a.login(user.name(), &pw);
     let fake_id = "0123456789abcdef0123456789abcdef";
     let mut checked = 0;
-    for perm in PERMISSIONS {
-        let others: Vec<&str> = PERMISSIONS.iter().copied().filter(|p| *p != perm).collect();
+    let all: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+    for &perm in &all {
+        let others: Vec<&str> = all.iter().copied().filter(|p| *p != perm).collect();
         let token = new_token(&mut owner, json!({ "permissions": others }));
         let mut c = token_login(&a, &token);
         for meta in COMMANDS {

@@ -378,10 +378,15 @@ impl Driver {
                     .unwrap_or_else(|| (reason, refused_by_receiver(reason)));
                 failed_files.push(FailedFile::new(path, reason, why));
             }
-            for (i, e) in m.entries().iter().enumerate() {
-                if failed.iter().any(|(f, _)| f.0 as usize == i) {
-                    continue;
+            // One pass over the failures, not one per entry: a full disk under a tree of many
+            // files fails most of them.
+            let mut bad = vec![false; m.len()];
+            for (f, _) in failed {
+                if let Some(b) = bad.get_mut(f.0 as usize) {
+                    *b = true;
                 }
+            }
+            for (e, _) in m.entries().iter().zip(&bad).filter(|(_, b)| !**b) {
                 let written = t
                     .root
                     .as_ref()

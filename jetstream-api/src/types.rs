@@ -775,10 +775,11 @@ pub struct Manifest {
     pub processing: bool,
     /// Why it failed (`null` unless it did).
     pub error_message: Option<String>,
-    /// Files and empty directories found.
-    pub total_files: u64,
-    /// Their total size, bytes.
-    pub total_size: u64,
+    /// Files and empty directories found; `null` until the manifest is complete (a pending
+    /// manifest has not counted them yet, and a failed one never will).
+    pub total_files: Option<u64>,
+    /// Their total size, bytes; `null` until the manifest is complete.
+    pub total_size: Option<u64>,
     /// When it was made.
     pub creation_time: Timestamp,
     /// User data.

@@ -537,7 +537,8 @@ fn receive_manifest(
     stop: &Arc<AtomicBool>,
     owned: bool,
 ) -> Result<(), Failure> {
-    let files_total = m.total_files;
+    // Complete here (a shared token names a complete manifest; a pull waited for it).
+    let files_total = m.total_files.unwrap_or(0);
     let engine = local_engine()?;
     let transfer_id = new_id();
     let session_id = new_session_id();

@@ -185,9 +185,10 @@ fn a_newer_servers_fields_and_names_are_kept_or_ignored() {
 #[test]
 fn a_missing_or_mistyped_field_is_named() {
     let mut v: Value = serde_json::from_str(sample!("manifest")).unwrap();
-    v.as_object_mut().unwrap().remove("totalSize");
+    v.as_object_mut().unwrap().remove("creationTime");
     let e = serde_json::from_value::<Manifest>(v.clone()).unwrap_err();
-    assert!(e.to_string().contains("totalSize"), "{e}");
+    assert!(e.to_string().contains("creationTime"), "{e}");
+    v["creationTime"] = json!(1);
     v["totalSize"] = json!("six");
     assert!(serde_json::from_value::<Manifest>(v).is_err());
     let mut v: Value = serde_json::from_str(sample!("transfer")).unwrap();

@@ -158,6 +158,27 @@ impl Manager {
     }
 }
 
+/// The cap a sending transfer starts with (bit/s; `None`: uncapped): its own cap `own`, or
+/// below it an equal share of the outgoing limit among the senders running and this one, so
+/// that the limit holds from its first datagram; [`tick`], run right after it starts, then
+/// gives everyone their fair share.
+pub fn initial_send_cap(server: &Server, own: Option<u64>) -> Option<u64> {
+    let limits = server.bandwidth_limits();
+    let Some(total) = limits.effective(u64::MAX, u64::MAX).1 else {
+        return own;
+    };
+    let running = {
+        let objs = server.objects.lock();
+        objs.running
+            .values()
+            .filter(|c| c.engine().is_some())
+            .count()
+            + objs.downloads.len()
+    };
+    let share = (total / (running as u64 + 1)).max(1);
+    Some(own.map_or(share, |o| o.min(share)))
+}
+
 /// One round: measures both directions, computes the caps in force, and gives every running
 /// transfer its share (senders directly; receivers through `rateLimitKbps`, which their
 /// senders ask for).

@@ -77,8 +77,10 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartDownload) -> Reply {
         super::shared::count_download(ctx.server, &token, &manifest_id)?;
     }
     let client = SocketAddr::new(ctx.session.peer.ip(), port);
+    // The server-wide outgoing limit holds from the first datagram, not from the next tick.
+    let cap = super::bandwidth::initial_send_cap(ctx.server, rate.map(|k| k.saturating_mul(1000)));
     let target = Destination::new(client)
-        .send_rate_max(rate.map(jetstream_core::BitsPerSecond::from_kbps))
+        .send_rate_max(cap.map(jetstream_core::BitsPerSecond))
         .rate_mode(policy);
     let handle = ctx
         .server
@@ -113,6 +115,7 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartDownload) -> Reply {
     objs.downloads
         .insert(transfer_id.clone(), (handle.clone(), rate));
     drop(objs);
+    ctx.server.rebalance_bandwidth();
     ctx.session.downloads.push(handle.clone());
     let server = ctx.server.clone();
     let id = transfer_id.clone();

@@ -127,10 +127,9 @@ pub fn run(server: &Arc<Server>, wake: &crossbeam_channel::Receiver<()>) {
     let mut last_gc = Instant::now();
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut seen_recv: HashMap<String, String> = HashMap::new();
-    let mut bandwidth = super::bandwidth::Manager::default();
     while !server.is_stopping() {
         let woken = wake.recv_timeout(Duration::from_millis(200)).is_ok();
-        super::bandwidth::tick(server, &mut bandwidth);
+        server.rebalance_bandwidth();
         note_changes(server, &mut seen, &mut seen_recv);
         let every = Duration::from_secs(server.gc_settings().interval_seconds.max(1));
         if woken || last_gc.elapsed() >= every {

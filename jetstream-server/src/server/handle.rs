@@ -342,6 +342,7 @@ fn start(
         settings: Settings {
             gc: Mutex::new(gc_settings),
             bandwidth: Mutex::new(args.bandwidth_over(persisted.bandwidth.unwrap_or_default())),
+            bandwidth_manager: Mutex::default(),
             gc_wake,
         },
         engines: Engines {

@@ -281,6 +281,9 @@ struct LiveConfig {
 struct Settings {
     gc: Mutex<gc::GcSettings>,
     bandwidth: Mutex<bandwidth::Limits>,
+    /// What the bandwidth manager last measured and applied (the housekeeping thread ticks
+    /// it every 200 ms; a sending transfer's start ticks it at once).
+    bandwidth_manager: Mutex<bandwidth::Manager>,
     /// Wakes the housekeeping thread for a collection now.
     gc_wake: crossbeam_channel::Sender<()>,
 }
@@ -436,6 +439,11 @@ impl Server {
     pub fn set_bandwidth_limits(&self, l: bandwidth::Limits) {
         *self.settings.bandwidth.lock() = l;
         self.save();
+    }
+
+    /// Shares the bandwidth limits among the running transfers now (see [`bandwidth::tick`]).
+    pub fn rebalance_bandwidth(&self) {
+        bandwidth::tick(self, &mut self.settings.bandwidth_manager.lock());
     }
 
     /// The garbage-collection settings.

@@ -301,13 +301,14 @@ impl ManifestRec {
 
     /// The API structure.
     pub fn to_api(&self) -> api::Manifest {
+        let complete = self.status == "complete";
         api::Manifest {
             manifest_id: self.id.clone(),
             status: api::ManifestStatus::from_wire(&self.status),
             processing: self.status == "pending",
             error_message: self.error_message.clone(),
-            total_files: self.files.len() as u64,
-            total_size: self.total_size(),
+            total_files: complete.then_some(self.files.len() as u64),
+            total_size: complete.then(|| self.total_size()),
             creation_time: api_time(self.creation_time),
             user_data: api_user_data(&self.user_data),
             owner: self.owner.to_api(),

@@ -437,12 +437,16 @@ pub fn sources_api(server: &Server, visible: impl Fn(&Owner) -> bool) -> Vec<api
 /// An engine event: a receive that completed fires the `recv.transferComplete` trigger with
 /// the transfer id and the receiving user, and on stdin one line per file: the manifest path
 /// and the absolute path written, separated by a tab (the seed's reading loop).
+///
+/// Seed 002 fires that trigger "when a transfer is done and file has been written to disk":
+/// a transfer that wrote nothing (every entry failed) is reported as `recv.transferFailed`
+/// instead, and one with no entry at all fires nothing.
 pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
     let jetstream_core::TriggerEvent::TransferComplete {
         transfer_id,
         role: Role::Receiver,
         files,
-        ..
+        failed,
     } = ev
     else {
         return;
@@ -457,6 +461,21 @@ pub fn engine_event(server: &Server, ev: &jetstream_core::TriggerEvent) {
     let Some((id, user)) = found else {
         return;
     };
+    if files.is_empty() {
+        crate::log!(
+            "recv: transfer {id} for {user} ended with no file written ({} failed)",
+            failed.len()
+        );
+        if let Some(first) = failed.first() {
+            server.emit(super::ServerEvent::TransferFailed {
+                transfer_id: id,
+                role: Role::Receiver,
+                message: format!("all {} entries failed; first: {first}", failed.len()),
+                reason: Some(jetstream_core::FailureReason::FilesFailed),
+            });
+        }
+        return;
+    }
     crate::log!(
         "recv: transfer {id} for {user} complete ({} files)",
         files.len()

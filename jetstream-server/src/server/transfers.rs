@@ -485,8 +485,10 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     } else {
         None
     };
+    // The server-wide outgoing limit holds from the first datagram, not from the next tick.
+    let rate = super::bandwidth::initial_send_cap(server, rate.map(|k| k.saturating_mul(1000)));
     let target = Destination::new(SocketAddr::new(ip, port))
-        .send_rate_max(rate.map(BitsPerSecond::from_kbps))
+        .send_rate_max(rate.map(BitsPerSecond))
         .rate_mode(mode)
         .path_hint(hint);
     let engine = match server.destination_engine(&dest) {
@@ -501,6 +503,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     if ctl.stopped().is_some() {
         handle.cancel();
     }
+    server.rebalance_bandwidth();
     let first_attempt = {
         let mut objs = server.objects.lock();
         let mut first = false;

@@ -295,3 +295,47 @@ fn set_send_rate_changes_a_running_transfer() {
     c.call("send.cancelTransfer", json!({ "transferId": t }))
         .unwrap();
 }
+
+#[test]
+#[ignore = "needs root: system users (PAM)"]
+fn the_outgoing_limit_holds_from_the_first_datagram() {
+    // Issue 18: a 6 MB transfer ran at ~2 Gbit/s under a 16 Mbit/s limit: it was over before
+    // the first 200 ms sharing tick capped it. It must take at least what the limit allows.
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let a = Srv::start(root, "a", &["--superuser", u.name()]);
+    let b = Srv::start(
+        root,
+        "b",
+        &["--sandbox-dir", root.join("in").to_str().unwrap()],
+    );
+    let size = 6_000_000usize;
+    let src = root.join("six.bin");
+    write(&src, &data(size, 6));
+    let limit_kbps = 16_000u64;
+    superuser(&a, u.name(), &pw)
+        .call(
+            "updateBandwidthLimits",
+            json!({"outgoingLimitActive": true, "outgoingRateLimit": limit_kbps}),
+        )
+        .unwrap();
+    let mut c = a.login(u.name(), &pw);
+    let d = destination(&mut c, &b, u.name(), &pw, json!({}));
+    let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/six.bin" })).unwrap();
+    let t = transfer(&mut c, &d, &m, None);
+    let end = wait_end(&mut c, &t, Duration::from_secs(60));
+    assert_eq!(end["status"], "complete", "{end}");
+    // Times are µs; the file's bytes alone need size * 8 / limit seconds (the datagrams'
+    // headers make it longer still). A slow machine only makes it longer.
+    let took = (end["endTime"].as_i64().unwrap() - end["startTime"].as_i64().unwrap()) as f64 / 1e6;
+    let least = size as f64 * 8.0 / (limit_kbps as f64 * 1000.0);
+    eprintln!("6 MB under a 16 Mbit/s limit: {took:.2} s (the limit allows {least:.2} s at best)");
+    assert!(
+        took >= least * 0.9,
+        "{took:.2} s: faster than the limit allows ({least:.2} s)"
+    );
+}

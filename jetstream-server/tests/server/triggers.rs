@@ -397,3 +397,60 @@ fn api_error_contains(r: Result<Value, jetstream_client::client::ClientError>, w
         Ok(v) => panic!("expected an error, got {v}"),
     }
 }
+
+#[test]
+#[ignore = "needs root: system users (PAM)"]
+fn recv_transfer_complete_does_not_fire_when_no_file_was_written() {
+    // Seed 002: recv.transferComplete fires "when a transfer is done and file has been written
+    // to disk". A transfer whose every file failed wrote nothing: it must not fire.
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let tb = trigger_dir(&root.join("b"));
+    script(
+        &tb,
+        "recv.transferComplete",
+        "#!/bin/sh\necho \"$1\" >> log.txt\n",
+    );
+    let storage = root.join("storage");
+    let b = Srv::start(
+        root,
+        "b",
+        &[
+            "--trigger-dir",
+            tb.to_str().unwrap(),
+            "--sandbox-dir",
+            storage.to_str().unwrap(),
+        ],
+    );
+    let a = Srv::start(root, "a", &[]);
+    let mut c = a.login(u.name(), &pw);
+    let d = destination(&mut c, &b, u.name(), &pw, json!({}));
+    let src = root.join("x.txt");
+    write(&src, b"data");
+    // Where the file would land is a directory with something in it: the one entry fails.
+    let blocker = storage.join("proj/x.txt");
+    write(&blocker.join("keep"), b"k");
+    std::process::Command::new("chown")
+        .args(["-R", u.name(), storage.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/x.txt" })).unwrap();
+    let failed = transfer(&mut c, &d, &m, Some("/proj"));
+    let end = wait_end(&mut c, &failed, Duration::from_secs(60));
+    assert_eq!(end["status"], "error", "{end}");
+    assert!(blocker.join("keep").is_file());
+    // A transfer that writes its file fires the trigger; triggers run one at a time, in order,
+    // so once its line is there, a line for the failed one would be there too.
+    let ok = transfer(&mut c, &d, &m, Some("/other"));
+    assert_eq!(
+        wait_end(&mut c, &ok, Duration::from_secs(60))["status"],
+        "complete"
+    );
+    let log = wait_file(&tb.join("log.txt"), |t| t.contains(ok.as_str()));
+    assert!(!log.contains(failed.as_str()), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+}

@@ -342,15 +342,25 @@ pub fn manifest(c: &mut ApiClient, mappings: Value) -> Result<String, String> {
         .call("send.createManifest", json!({ "fileMappings": mappings }))
         .map_err(|e| e.to_string())?;
     let id = m["manifestId"].as_str().unwrap().to_owned();
+    // Issue 18: a manifest that has not counted its files says so (`null`), not 0.
+    assert_eq!(m["status"], "pending", "{m}");
+    assert!(m["totalFiles"].is_null() && m["totalSize"].is_null(), "{m}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let m = c
             .call("send.getManifest", json!({ "manifestId": id }))
             .unwrap();
+        let counted = m["totalFiles"].is_u64() && m["totalSize"].is_u64();
         match m["status"].as_str().unwrap() {
-            "complete" => return Ok(id),
-            "error" => return Err(m["errorMessage"].as_str().unwrap_or("").to_owned()),
-            _ => {}
+            "complete" => {
+                assert!(counted, "a complete manifest gives its totals: {m}");
+                return Ok(id);
+            }
+            "error" => {
+                assert!(m["totalFiles"].is_null(), "{m}");
+                return Err(m["errorMessage"].as_str().unwrap_or("").to_owned());
+            }
+            _ => assert!(m["totalFiles"].is_null(), "{m}"),
         }
         assert!(Instant::now() < deadline, "manifest stuck: {m}");
         std::thread::sleep(Duration::from_millis(20));

@@ -23,6 +23,7 @@ mod server {
     pub mod paths;
     pub mod perms;
     pub mod process;
+    pub mod reference_status;
     pub mod relay;
     pub mod relay_auth;
     pub mod remote;

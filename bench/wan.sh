@@ -4,7 +4,7 @@
 # two network namespaces it creates. Prints a table per row; raw results go to
 # ${OUT:-/tmp/wan-results.jsonl}. Everything stays inside the namespaces jsw-a and jsw-b.
 #
-# Usage: bench/wan.sh [--quick] [--rows emulator,grid,small,fair] [--rates 100,500,1000]
+# Usage: bench/wan.sh [--quick] [--rows emulator,grid,small,tiny,fair] [--rates 100,500,1000]
 #                     [--rtts 2,20,100,200,300] [--losses 0,0.1,1,3,5] [--size-mib 256]
 #                     [--fast-size-mib 1024] [--tcp-seconds 20] [--no-scp] [--tcp-buffers tuned|defaults]
 # Needs root (namespaces, a system user, sshd). The full grid takes about an hour.

@@ -480,6 +480,54 @@ def row_small(out, args, server, tree, files):
           f"{'met' if u >= 0.8 else 'MISS util<80%'} |")
 
 
+def row_tiny(out, args, server):
+    """Issue 20 item 4: a 1 KiB copy's whole wall time (process start, TCP, TLS, log-in, the
+    transfer, the end) in round trips, jscp on first contact (no known host, no session to
+    resume) and on repeat contact, against scp, over 100 Mbit/s and 200 ms; median of 5."""
+    spec = dict(rate=100, rtt=200, loss=0)
+    print(f"\n## A 1 KiB copy: {spec['rate']} Mbit/s, {spec['rtt']} ms, no loss; whole wall "
+          "time, median of 5\n")
+    src = f"{WORK}/tiny.bin"
+    with open(src, "wb") as f:
+        f.write(os.urandom(1024))
+    link = Link(spec["rate"], spec["rtt"], spec["loss"], seed=5)
+    rec = dict(row="tiny", spec=spec)
+    try:
+        for key, fresh in (("first", True), ("repeat", False)):
+            walls = []
+            for i in range(5):
+                env = dict(server.env)
+                if fresh:
+                    env["JETSTREAM_KNOWN_HOSTS"] = f"{WORK}/known_hosts.tiny{i}"
+                    env["JETSTREAM_PATHS"] = f"{WORK}/paths.tiny{i}"
+                cmd = [f"{BIN}/jscp", "-q", "--accept-new-host", src, f"{USER}@{B}:/tiny{i}/"]
+                rc, out_, _, wall = timed(in_ns(NS_A, *cmd), timeout=120, env=env)
+                if rc != 0:
+                    raise RuntimeError(f"jscp failed: {out_[-300:]}")
+                walls.append(wall)
+            rec[key] = walls
+        if args.scp:
+            walls = []
+            for _ in range(5):
+                r = run_scp(src, 120)
+                walls.append(r["seconds"])
+            rec["scp"] = walls
+    finally:
+        link.stop()
+        subprocess.run(["sh", "-c", f"rm -rf {server.root}/tiny* {WORK}/known_hosts.tiny* "
+                        f"{WORK}/paths.tiny*"])
+    emit(out, rec)
+    rtt = spec["rtt"] / 1000
+    print("| tool | median s | round trips | all runs s |")
+    print("|---|---|---|---|")
+    for key, name in (("first", "jscp, first contact"), ("repeat", "jscp, repeat contact"),
+                      ("scp", "scp")):
+        if key in rec:
+            m = statistics.median(rec[key])
+            print(f"| {name} | {m:.2f} | {m / rtt:.1f} | "
+                  f"{', '.join(f'{w:.2f}' for w in rec[key])} |")
+
+
 def row_fair(out, args, server, big):
     spec = dict(rate=100, rtt=100, loss=0)
     print("\n## Fairness: beside one TCP CUBIC flow, 100 Mbit/s, 100 ms, one-BDP queue, "
@@ -544,7 +592,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true",
                     help="a small grid: 100 and 500 Mbit/s x 100 and 200 ms x 0, 1 and 3 %%")
-    ap.add_argument("--rows", default="emulator,grid,small,fair")
+    ap.add_argument("--rows", default="emulator,grid,small,tiny,fair")
     ap.add_argument("--rates", default="100,500,1000")
     ap.add_argument("--rtts", default="2,20,100,200,300")
     ap.add_argument("--losses", default="0,0.1,1,3,5")
@@ -611,6 +659,8 @@ def main():
                 row_grid(out, args, server, (big, fast))
             if "small" in rows:
                 row_small(out, args, server, tree, args.small_files)
+            if "tiny" in rows:
+                row_tiny(out, args, server)
             if "fair" in rows:
                 row_fair(out, args, server, big)
         finally:

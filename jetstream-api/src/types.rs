@@ -1140,5 +1140,8 @@ pub enum DiscoverResult {
     Received(RecvDiscoverResult),
 }
 
+mod sandboxes;
+pub use sandboxes::*;
+
 #[cfg(test)]
 mod tests;

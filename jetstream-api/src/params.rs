@@ -16,6 +16,8 @@ use crate::Permission;
 
 mod alias;
 mod flex;
+mod sandboxes;
+pub use sandboxes::*;
 #[cfg(test)]
 mod tests;
 

@@ -1141,5 +1141,8 @@ pub enum DiscoverResult {
     Received(RecvDiscoverResult),
 }
 
+mod sandboxes;
+pub use sandboxes::*;
+
 #[cfg(test)]
 mod tests;

@@ -105,6 +105,8 @@ commands! {
     RemoveAuthorizedClient / remove_authorized_client = "recv.removeAuthorizedClient", Superuser, link: false, Either, RemoveAuthorizedClient => AuthorizedClients;
     /// Whether only trusted sending servers may connect.
     AllowOnlyAuthorizedClients / allow_only_authorized_clients = "recv.allowOnlyAuthorizedClients", Superuser, link: false, Either, AllowOnlyAuthorizedClients => AuthorizedClients;
+    /// Logs a sending server in by its authorized key (the TLS client certificate it presents).
+    AuthClient / auth_client = "authClient", Open, link: false, Either, AuthClient => LoginResult;
     /// Sends UDP discovery probes to another server (reachability).
     SendDiscoverPacket / send_discover_packet = "sendDiscoverPacket", Permission(Upload), link: false, AsyncOnly, SendDiscoverPacket => DiscoverResult;
     /// Waits for another server's UDP discovery probes.

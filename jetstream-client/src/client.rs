@@ -116,6 +116,9 @@ pub enum ClientError {
         host: String,
         /// The presented key's fingerprint (`SHA256:...`).
         fingerprint: String,
+        /// For a server on this machine: why it was not trusted without its key (its socket
+        /// belongs to another user, or its owner could not be read).
+        local_listener: Option<String>,
     },
     /// The server presented a different key than the one recorded or pinned.
     HostKeyChanged {
@@ -221,11 +224,20 @@ impl fmt::Display for ClientError {
                 }
             }
             Self::Tls(e) => write!(f, "TLS error: {e}"),
-            Self::UnknownHost { host, fingerprint } => write!(
-                f,
-                "the identity of {host} is not known (key fingerprint {fingerprint}); if this \
-                 is the right server, trust it with --accept-new-host"
-            ),
+            Self::UnknownHost {
+                host,
+                fingerprint,
+                local_listener,
+            } => {
+                if let Some(why) = local_listener {
+                    write!(f, "{why}: ")?;
+                }
+                write!(
+                    f,
+                    "the identity of {host} is not known (key fingerprint {fingerprint}); if \
+                     this is the right server, trust it with --accept-new-host"
+                )
+            }
             Self::HostKeyChanged {
                 host,
                 expected_fingerprint,
@@ -326,6 +338,12 @@ impl ApiClient {
     /// the address is loopback and `!opts.force_tls`, else TLS with SNI = `host` (an IP
     /// address is allowed), trusted per `opts.trust`.
     ///
+    /// With [`Trust::KnownHosts`] (people), a server on this machine (a loopback address) is
+    /// trusted without its key, as the reference says of localhost, but only when its socket
+    /// belongs to root or to this process's user (read from `/proc/net/tcp*`): another local
+    /// user could listen on the port while the server is down. Any other loopback server is
+    /// reached over TLS and checked like a remote one, and an unknown key's error says why.
+    ///
     /// # Errors
     /// See [`ClientError`]; trust refusals are [`ClientError::UnknownHost`] and
     /// [`ClientError::HostKeyChanged`].
@@ -335,12 +353,31 @@ impl ApiClient {
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(timeout)?;
         tcp.set_write_timeout(timeout)?;
-        let loopback = tcp.peer_addr()?.ip().is_loopback();
-        let (stream, peer_public_key) = if loopback && !opts.force_tls {
+        let peer = tcp.peer_addr()?;
+        let loopback = crate::local::is_loopback(peer.ip());
+        let mut trust = opts.trust.clone();
+        let mut checked_why = None;
+        if loopback && matches!(opts.trust, Trust::KnownHosts { .. }) {
+            match crate::local::listener(tcp.local_addr()?, peer) {
+                crate::local::Listener::Trusted => trust = Trust::Pinned(None),
+                other => checked_why = other.why_checked(),
+            }
+        }
+        let (stream, peer_public_key) = if loopback && !opts.force_tls && checked_why.is_none() {
             (ClientStream::Plain(tcp), None)
         } else {
             let client_identity = opts.client_identity.as_ref();
-            let (tls, key) = handshake(tcp, host, port, &opts.trust, client_identity)?;
+            let (tls, key) =
+                handshake(tcp, host, port, &trust, client_identity).map_err(|e| match e {
+                    ClientError::UnknownHost {
+                        host, fingerprint, ..
+                    } => ClientError::UnknownHost {
+                        host,
+                        fingerprint,
+                        local_listener: checked_why.clone(),
+                    },
+                    e => e,
+                })?;
             (ClientStream::Tls(Box::new(tls)), Some(key))
         };
         Ok(Self {
@@ -791,6 +828,7 @@ impl ServerCertVerifier for PinVerifier {
                 Err(self.refuse(ClientError::UnknownHost {
                     host: self.host_key.clone(),
                     fingerprint: fingerprint_of(&presented),
+                    local_listener: None,
                 }))
             }
         }

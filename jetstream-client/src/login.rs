@@ -90,7 +90,11 @@ pub fn connect(
         Err(ClientError::UnknownHost {
             host: shown,
             fingerprint,
+            local_listener,
         }) if !accept_new_host && io::stdin().is_terminal() => {
+            if let Some(why) = local_listener {
+                eprintln!("Note: {why}.");
+            }
             eprintln!("The identity of {shown} is not known yet.");
             eprintln!("Its key fingerprint is {fingerprint}.");
             eprint!("Trust this server? [y/N] ");

@@ -49,6 +49,27 @@ pub enum Trust {
     /// For server to server: `None` accepts any key (first contact; the caller records
     /// [`ApiClient::peer_public_key`]), `Some(hex)` requires exactly that public key.
     Pinned(Option<String>),
+    /// What the console clients (`jscp`, `jetstream api`) use: as [`Trust::KnownHosts`],
+    /// except that a server on this machine (a loopback address) whose socket belongs to root
+    /// or to this process's user is trusted without its key, as the reference says of
+    /// localhost (§3.1). Another user's loopback server is checked like a remote one, and an
+    /// unknown key's error says why ([`ClientError::UnknownHost`]'s `local_listener`).
+    KnownHostsOrLocal {
+        /// The known-hosts file (lines `host:port public_key_hex`).
+        file: PathBuf,
+        /// Record and accept a host that is not in the file yet.
+        accept_new: bool,
+    },
+}
+
+impl Trust {
+    /// The known-hosts file, for the known-hosts kinds.
+    fn known_hosts_file(&self) -> Option<&PathBuf> {
+        match self {
+            Self::KnownHosts { file, .. } | Self::KnownHostsOrLocal { file, .. } => Some(file),
+            Self::Pinned(_) => None,
+        }
+    }
 }
 
 /// The default known-hosts file: `$JETSTREAM_KNOWN_HOSTS`, else
@@ -338,11 +359,12 @@ impl ApiClient {
     /// the address is loopback and `!opts.force_tls`, else TLS with SNI = `host` (an IP
     /// address is allowed), trusted per `opts.trust`.
     ///
-    /// With [`Trust::KnownHosts`] (people), a server on this machine (a loopback address) is
-    /// trusted without its key, as the reference says of localhost, but only when its socket
-    /// belongs to root or to this process's user (read from `/proc/net/tcp*`): another local
-    /// user could listen on the port while the server is down. Any other loopback server is
-    /// reached over TLS and checked like a remote one, and an unknown key's error says why.
+    /// With [`Trust::KnownHostsOrLocal`] (the console clients), a server on this machine (a
+    /// loopback address) is trusted without its key, as the reference says of localhost, but
+    /// only when its socket belongs to root or to this process's user (read from
+    /// `/proc/net/tcp*`): another local user could listen on the port while the server is
+    /// down. Any other loopback server is reached over TLS and checked like a remote one, and
+    /// an unknown key's error says why.
     ///
     /// # Errors
     /// See [`ClientError`]; trust refusals are [`ClientError::UnknownHost`] and
@@ -357,7 +379,7 @@ impl ApiClient {
         let loopback = crate::local::is_loopback(peer.ip());
         let mut trust = opts.trust.clone();
         let mut checked_why = None;
-        if loopback && matches!(opts.trust, Trust::KnownHosts { .. }) {
+        if loopback && matches!(opts.trust, Trust::KnownHostsOrLocal { .. }) {
             match crate::local::listener(tcp.local_addr()?, peer) {
                 crate::local::Listener::Trusted => trust = Trust::Pinned(None),
                 other => checked_why = other.why_checked(),
@@ -601,15 +623,17 @@ pub fn handshake(
         .map_err(|e| ClientError::Tls(format!("{host} is not a valid server name: {e}")))?;
     let policy = match trust {
         Trust::Pinned(key) => Policy::Pinned(key.as_ref().map(|k| k.trim().to_ascii_lowercase())),
-        Trust::KnownHosts { file, accept_new } => Policy::KnownHosts {
-            ca: system_root_verifier(&provider),
-            known: read_known_hosts(file)?
-                .into_iter()
-                .filter(|e| e.host == host_key)
-                .collect(),
-            file: file.clone(),
-            accept_new: *accept_new,
-        },
+        Trust::KnownHosts { file, accept_new } | Trust::KnownHostsOrLocal { file, accept_new } => {
+            Policy::KnownHosts {
+                ca: system_root_verifier(&provider),
+                known: read_known_hosts(file)?
+                    .into_iter()
+                    .filter(|e| e.host == host_key)
+                    .collect(),
+                file: file.clone(),
+                accept_new: *accept_new,
+            }
+        }
     };
     let verifier = Arc::new(PinVerifier {
         host_key: host_key.clone(),
@@ -655,7 +679,7 @@ pub fn handshake(
         .and_then(|c| spki_hex(c).map_err(ClientError::Tls))?;
     let record_new = verifier.outcome.lock().record_new;
     if record_new {
-        if let Trust::KnownHosts { file, .. } = trust {
+        if let Some(file) = trust.known_hosts_file() {
             append_known_host(file, &host_key, &presented).map_err(|e| {
                 ClientError::Io(io::Error::new(
                     e.kind(),

@@ -109,7 +109,14 @@ mod tests {
         for ip in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
             assert!(is_loopback(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["10.0.0.2", "192.168.1.1", "0.0.0.0", "::", "::ffff:10.0.0.1", "fe80::1"] {
+        for ip in [
+            "10.0.0.2",
+            "192.168.1.1",
+            "0.0.0.0",
+            "::",
+            "::ffff:10.0.0.1",
+            "fe80::1",
+        ] {
             assert!(!is_loopback(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -141,8 +148,10 @@ mod tests {
         if cfg!(target_endian = "big") {
             return;
         }
-        let (client, server): (SocketAddr, SocketAddr) =
-            ("127.0.0.1:49152".parse().unwrap(), "127.0.0.1:8886".parse().unwrap());
+        let (client, server): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:49152".parse().unwrap(),
+            "127.0.0.1:8886".parse().unwrap(),
+        );
         assert_eq!(owner_in(table, client, server), Some(1002));
         assert_eq!(owner_in(table, server, client), Some(1003));
         // A dual-stack server's end shows the IPv4-mapped address in tcp6.

@@ -80,7 +80,7 @@ pub fn connect(
     force_tls: bool,
 ) -> Result<ApiClient, Failure> {
     let file = default_known_hosts();
-    let mut opts = ConnectOptions::new(Trust::KnownHosts {
+    let mut opts = ConnectOptions::new(Trust::KnownHostsOrLocal {
         file: file.clone(),
         accept_new: accept_new_host,
     });
@@ -106,7 +106,7 @@ pub fn connect(
                     format!("{shown} not trusted (fingerprint {fingerprint})"),
                 ));
             }
-            opts.trust = Trust::KnownHosts {
+            opts.trust = Trust::KnownHostsOrLocal {
                 file,
                 accept_new: true,
             };

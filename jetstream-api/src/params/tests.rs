@@ -235,8 +235,8 @@ fn an_authorized_client_may_name_its_user_beside_or_inside_the_key() {
         "userName": "b"});
     let e = decode::<AddAuthorizedClient>(both).unwrap_err();
     assert!(e.to_string().contains("userName"), "{e}");
-    let e = decode::<AddAuthorizedClient>(json!({"clientPublicKey": "ab", "user": "x"}))
-        .unwrap_err();
+    let e =
+        decode::<AddAuthorizedClient>(json!({"clientPublicKey": "ab", "user": "x"})).unwrap_err();
     assert!(e.to_string().contains("user"), "{e}");
     let c = decode::<AuthClient>(json!({"userName": "alice"})).unwrap();
     assert_eq!(c.user_name.as_deref(), Some("alice"));

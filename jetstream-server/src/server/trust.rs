@@ -316,7 +316,9 @@ pub fn auth_client(ctx: &mut Ctx<'_>, p: &AuthClient) -> Reply {
     use super::metrics::LoginResult;
     let source = ctx.session.peer.ip();
     if let Err(e) = ctx.server.auth.check_source(source) {
-        ctx.server.metrics.login("client_key", LoginResult::Throttled);
+        ctx.server
+            .metrics
+            .login("client_key", LoginResult::Throttled);
         return Err(ApiError::of(
             ErrorKind::LoginThrottled,
             format!("authClient: {e}"),
@@ -375,23 +377,25 @@ fn client_user(ctx: &Ctx<'_>, p: &AuthClient) -> Result<crate::users::SystemUser
             ),
         ));
     };
-    let (name, named) = match (&acts_as, p.user_name.as_deref()) {
-        (ActsAs::Named(name), _) => (name.as_str(), true),
-        (ActsAs::SameName, Some(name)) if !name.is_empty() && name.len() <= MAX_USER_NAME => {
-            (name, false)
-        }
-        (ActsAs::SameName, _) => {
-            return Err(ApiError::of(
+    let (name, named) =
+        match (&acts_as, p.user_name.as_deref()) {
+            (ActsAs::Named(name), _) => (name.as_str(), true),
+            (ActsAs::SameName, Some(name)) if !name.is_empty() && name.len() <= MAX_USER_NAME => {
+                (name, false)
+            }
+            (ActsAs::SameName, _) => return Err(ApiError::of(
                 ErrorKind::LoginFailed,
                 "authClient: parameter \"userName\" must name the user the transfer is for (up \
                  to 256 characters)",
-            ))
-        }
-    };
+            )),
+        };
     let refused = |why: String| {
         ApiError::of(
             ErrorKind::PermissionDenied,
-            format!("authClient: the authorized key {} {why}", fingerprint_of(key)),
+            format!(
+                "authClient: the authorized key {} {why}",
+                fingerprint_of(key)
+            ),
         )
     };
     let user = crate::users::lookup(name)

@@ -39,7 +39,10 @@ fn receiver(dir: &Path, name: &str, host: &str, port: u16, extra: &[&str]) -> Pr
     while !TcpStream::connect((host, port)).is_ok_and(|c| c.local_addr().ok() != c.peer_addr().ok())
     {
         assert!(p.0.try_wait().unwrap().is_none(), "the receiver exited");
-        assert!(Instant::now() < deadline, "the receiver did not open {port}");
+        assert!(
+            Instant::now() < deadline,
+            "the receiver did not open {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     p
@@ -63,7 +66,13 @@ fn free_both(host: &str) -> u16 {
 /// as the seed writes it.
 fn api(api: u16, user: &str, pw: &str, line: &[&str]) -> Output {
     Command::new(bin())
-        .args(["api", "--api-control-port", &api.to_string(), "--user", user])
+        .args([
+            "api",
+            "--api-control-port",
+            &api.to_string(),
+            "--user",
+            user,
+        ])
         .args(line)
         .env("JETSTREAM_API_PASSWORD", pw)
         .env("JETSTREAM_KNOWN_HOSTS", "/nonexistent/known_hosts")
@@ -133,7 +142,12 @@ fn public_key(s: &Srv) -> String {
 /// A random loopback address other than 127.0.0.1, where the default port is surely free.
 fn other_loopback() -> String {
     let n = std::process::id();
-    format!("127.{}.{}.{}", 10 + n % 200, (n >> 8) % 250 + 1, (n >> 16) % 250 + 2)
+    format!(
+        "127.{}.{}.{}",
+        10 + n % 200,
+        (n >> 8) % 250 + 1,
+        (n >> 16) % 250 + 2
+    )
 }
 
 #[test]
@@ -183,7 +197,14 @@ fn the_seed_api_lines_move_a_file_to_a_receiver_that_trusts_the_sender() {
 
     // The receiver's superuser authorizes the sender's key, with `jetstream api` as documented.
     let o = Command::new(bin())
-        .args(["api", "--host", &host, "--user", admin.name(), "--superuser"])
+        .args([
+            "api",
+            "--host",
+            &host,
+            "--user",
+            admin.name(),
+            "--superuser",
+        ])
         .args(["addAuthorizedClientAsync", "--clientPublicKey", &key])
         .env("JETSTREAM_API_PASSWORD", &admin_pw)
         .env("JETSTREAM_KNOWN_HOSTS", "/nonexistent/known_hosts")
@@ -325,7 +346,9 @@ fn auth_client_refuses_strangers_and_never_escalates() {
     let ClientError::Api(r) = e else { panic!() };
     assert_eq!(r.kind, ErrorKind::PermissionDenied, "{}", r.message);
     // Still the link's session, nothing more.
-    let e = via_link.call("send.getDestinations", json!({})).unwrap_err();
+    let e = via_link
+        .call("send.getDestinations", json!({}))
+        .unwrap_err();
     let ClientError::Api(r) = e else { panic!() };
     assert_eq!(r.kind, ErrorKind::PermissionDenied, "{}", r.message);
 
@@ -372,7 +395,10 @@ fn destination_port_alone_reaches_a_receiver_on_another_port() {
     let t = transfer(&mut c, d["destinationId"].as_str().unwrap(), &m, Some("/p"));
     let end = wait_end(&mut c, &t, T);
     assert_eq!(end["status"], "complete", "{end}");
-    assert_eq!(std::fs::read(storage.join("p/f")).unwrap(), b"one port number");
+    assert_eq!(
+        std::fs::read(storage.join("p/f")).unwrap(),
+        b"one port number"
+    );
 
     // Both given: each keeps its meaning (the API port given apart).
     let d2 = c

@@ -12,7 +12,7 @@ use super::util::*;
 
 /// What `jscp` does: TLS always, known hosts in `file`, nothing accepted unasked.
 fn people(file: &Path, force_tls: bool) -> ConnectOptions {
-    let mut o = ConnectOptions::new(Trust::KnownHosts {
+    let mut o = ConnectOptions::new(Trust::KnownHostsOrLocal {
         file: file.to_owned(),
         accept_new: false,
     });
@@ -40,7 +40,12 @@ fn loopback_servers_of_root_are_trusted_and_of_other_users_are_checked() {
     }
     assert!(!kh.exists(), "nothing pinned for this machine's own server");
     let o = Command::new(bin())
-        .args(["api", "--api-control-port", &s.api.to_string(), "getServerInfo"])
+        .args([
+            "api",
+            "--api-control-port",
+            &s.api.to_string(),
+            "getServerInfo",
+        ])
         .env("JETSTREAM_KNOWN_HOSTS", &kh)
         .stdin(Stdio::null())
         .output()
@@ -64,7 +69,13 @@ fn loopback_servers_of_root_are_trusted_and_of_other_users_are_checked() {
         .arg(format!("--regid={}", other.gid()))
         .arg("--clear-groups")
         .arg(bin())
-        .args(["server", "--api-host", "127.0.0.1", "--recv-host", "127.0.0.1"])
+        .args([
+            "server",
+            "--api-host",
+            "127.0.0.1",
+            "--recv-host",
+            "127.0.0.1",
+        ])
         .args(["--api-port", &port.to_string()])
         .args(["--recv-port", &free_udp().to_string()])
         .arg("--persistent-state-dir")
@@ -80,8 +91,14 @@ fn loopback_servers_of_root_are_trusted_and_of_other_users_are_checked() {
     while !std::net::TcpStream::connect(("127.0.0.1", port))
         .is_ok_and(|c| c.local_addr().ok() != c.peer_addr().ok())
     {
-        assert!(p.0.try_wait().unwrap().is_none(), "the other user's server exited");
-        assert!(Instant::now() < deadline, "the other user's server did not start");
+        assert!(
+            p.0.try_wait().unwrap().is_none(),
+            "the other user's server exited"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the other user's server did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     for force_tls in [true, false] {
@@ -97,7 +114,12 @@ fn loopback_servers_of_root_are_trusted_and_of_other_users_are_checked() {
         }
     }
     let o = Command::new(bin())
-        .args(["api", "--api-control-port", &port.to_string(), "getServerInfo"])
+        .args([
+            "api",
+            "--api-control-port",
+            &port.to_string(),
+            "getServerInfo",
+        ])
         .env("JETSTREAM_KNOWN_HOSTS", &kh)
         .stdin(Stdio::null())
         .output()
@@ -109,7 +131,7 @@ fn loopback_servers_of_root_are_trusted_and_of_other_users_are_checked() {
 
     // Accepted explicitly, it is pinned like a remote server.
     let mut accept = people(&kh, true);
-    accept.trust = Trust::KnownHosts {
+    accept.trust = Trust::KnownHostsOrLocal {
         file: kh.clone(),
         accept_new: true,
     };

@@ -111,6 +111,8 @@ commands! {
     SetSandboxMapping / set_sandbox_mapping = "setSandboxMapping", Superuser, link: false, Either, SetSandboxMapping => SandboxMappings;
     /// Removes one user's (or, for `""`, the all-users) sandbox mapping.
     DeleteSandboxMapping / delete_sandbox_mapping = "deleteSandboxMapping", Superuser, link: false, Either, DeleteSandboxMapping => SandboxMappings;
+    /// Logs a sending server in by its authorized key (the TLS client certificate it presents).
+    AuthClient / auth_client = "authClient", Open, link: false, Either, AuthClient => LoginResult;
     /// Sends UDP discovery probes to another server (reachability).
     SendDiscoverPacket / send_discover_packet = "sendDiscoverPacket", Permission(Upload), link: false, AsyncOnly, SendDiscoverPacket => DiscoverResult;
     /// Waits for another server's UDP discovery probes.

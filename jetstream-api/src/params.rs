@@ -18,6 +18,8 @@ mod alias;
 mod flex;
 mod sandboxes;
 pub use sandboxes::*;
+mod trust;
+pub use trust::AuthClient;
 #[cfg(test)]
 mod tests;
 
@@ -333,14 +335,17 @@ pub struct DeleteApiToken {
 pub struct CreateDestination {
     /// Its host name or IP.
     pub destination_address: String,
-    /// Its UDP data port (default: what the receiver reports).
+    /// Its port: the UDP data port, and the TCP API port too unless `destinationApiPort` is
+    /// given (the documented server listens on one number for both). Default: the data port
+    /// the receiver reports, API port 8886.
     #[serde(
         default,
         deserialize_with = "flex::opt_int",
         skip_serializing_if = "Option::is_none"
     )]
     pub destination_port: Option<u16>,
-    /// Its TCP API port (default 8886).
+    /// Its TCP API port, when it differs from `destinationPort` (default: `destinationPort`,
+    /// else 8886).
     #[serde(
         default,
         deserialize_with = "flex::opt_int",
@@ -716,14 +721,19 @@ pub struct GetReceiveTransfers {}
 #[serde(deny_unknown_fields)]
 pub struct GetSources {}
 
-/// `recv.addAuthorizedClient`: the sending server's key.
+/// `recv.addAuthorizedClient`: the sending server's key, and optionally the local user its
+/// files are written as.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", try_from = "trust::RawAddAuthorizedClient")]
 pub struct AddAuthorizedClient {
     /// Its public key in hex (its `publicKey` in `getServerInfo`), or an object holding it as
-    /// `clientPublicKey`.
-    #[serde(deserialize_with = "flex::client_key")]
+    /// `clientPublicKey` (and optionally `userName`).
     pub client_public_key: String,
+    /// The local user the sending server acts as (any user, a superuser too: the caller is a
+    /// superuser and chose it). Without it, the sender acts as the user of the same name as
+    /// the transfer's owner on the sending server, never root or a superuser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
 }
 
 /// `recv.removeAuthorizedClient`: the sending server's key.

@@ -1083,6 +1083,10 @@ pub struct AuthorizedClients {
     /// result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The local user the key acts as, when it was authorized for one (absent: the user of
+    /// the same name as the transfer's owner on the sending server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
     /// Whether only authorized sending servers may start transfers.
     pub only_authorized_clients_allowed: bool,
     /// Keys on the list.

@@ -49,6 +49,27 @@ pub enum Trust {
     /// For server to server: `None` accepts any key (first contact; the caller records
     /// [`ApiClient::peer_public_key`]), `Some(hex)` requires exactly that public key.
     Pinned(Option<String>),
+    /// What the console clients (`jscp`, `jetstream api`) use: as [`Trust::KnownHosts`],
+    /// except that a server on this machine (a loopback address) whose socket belongs to root
+    /// or to this process's user is trusted without its key, as the reference says of
+    /// localhost (§3.1). Another user's loopback server is checked like a remote one, and an
+    /// unknown key's error says why ([`ClientError::UnknownHost`]'s `local_listener`).
+    KnownHostsOrLocal {
+        /// The known-hosts file (lines `host:port public_key_hex`).
+        file: PathBuf,
+        /// Record and accept a host that is not in the file yet.
+        accept_new: bool,
+    },
+}
+
+impl Trust {
+    /// The known-hosts file, for the known-hosts kinds.
+    fn known_hosts_file(&self) -> Option<&PathBuf> {
+        match self {
+            Self::KnownHosts { file, .. } | Self::KnownHostsOrLocal { file, .. } => Some(file),
+            Self::Pinned(_) => None,
+        }
+    }
 }
 
 /// The default known-hosts file: `$JETSTREAM_KNOWN_HOSTS`, else
@@ -116,6 +137,9 @@ pub enum ClientError {
         host: String,
         /// The presented key's fingerprint (`SHA256:...`).
         fingerprint: String,
+        /// For a server on this machine: why it was not trusted without its key (its socket
+        /// belongs to another user, or its owner could not be read).
+        local_listener: Option<String>,
     },
     /// The server presented a different key than the one recorded or pinned.
     HostKeyChanged {
@@ -221,11 +245,20 @@ impl fmt::Display for ClientError {
                 }
             }
             Self::Tls(e) => write!(f, "TLS error: {e}"),
-            Self::UnknownHost { host, fingerprint } => write!(
-                f,
-                "the identity of {host} is not known (key fingerprint {fingerprint}); if this \
-                 is the right server, trust it with --accept-new-host"
-            ),
+            Self::UnknownHost {
+                host,
+                fingerprint,
+                local_listener,
+            } => {
+                if let Some(why) = local_listener {
+                    write!(f, "{why}: ")?;
+                }
+                write!(
+                    f,
+                    "the identity of {host} is not known (key fingerprint {fingerprint}); if \
+                     this is the right server, trust it with --accept-new-host"
+                )
+            }
             Self::HostKeyChanged {
                 host,
                 expected_fingerprint,
@@ -326,6 +359,13 @@ impl ApiClient {
     /// the address is loopback and `!opts.force_tls`, else TLS with SNI = `host` (an IP
     /// address is allowed), trusted per `opts.trust`.
     ///
+    /// With [`Trust::KnownHostsOrLocal`] (the console clients), a server on this machine (a
+    /// loopback address) is trusted without its key, as the reference says of localhost, but
+    /// only when its socket belongs to root or to this process's user (read from
+    /// `/proc/net/tcp*`): another local user could listen on the port while the server is
+    /// down. Any other loopback server is reached over TLS and checked like a remote one, and
+    /// an unknown key's error says why.
+    ///
     /// # Errors
     /// See [`ClientError`]; trust refusals are [`ClientError::UnknownHost`] and
     /// [`ClientError::HostKeyChanged`].
@@ -335,12 +375,31 @@ impl ApiClient {
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(timeout)?;
         tcp.set_write_timeout(timeout)?;
-        let loopback = tcp.peer_addr()?.ip().is_loopback();
-        let (stream, peer_public_key) = if loopback && !opts.force_tls {
+        let peer = tcp.peer_addr()?;
+        let loopback = crate::local::is_loopback(peer.ip());
+        let mut trust = opts.trust.clone();
+        let mut checked_why = None;
+        if loopback && matches!(opts.trust, Trust::KnownHostsOrLocal { .. }) {
+            match crate::local::listener(tcp.local_addr()?, peer) {
+                crate::local::Listener::Trusted => trust = Trust::Pinned(None),
+                other => checked_why = other.why_checked(),
+            }
+        }
+        let (stream, peer_public_key) = if loopback && !opts.force_tls && checked_why.is_none() {
             (ClientStream::Plain(tcp), None)
         } else {
             let client_identity = opts.client_identity.as_ref();
-            let (tls, key) = handshake(tcp, host, port, &opts.trust, client_identity)?;
+            let (tls, key) =
+                handshake(tcp, host, port, &trust, client_identity).map_err(|e| match e {
+                    ClientError::UnknownHost {
+                        host, fingerprint, ..
+                    } => ClientError::UnknownHost {
+                        host,
+                        fingerprint,
+                        local_listener: checked_why.clone(),
+                    },
+                    e => e,
+                })?;
             (ClientStream::Tls(Box::new(tls)), Some(key))
         };
         Ok(Self {
@@ -564,15 +623,17 @@ pub fn handshake(
         .map_err(|e| ClientError::Tls(format!("{host} is not a valid server name: {e}")))?;
     let policy = match trust {
         Trust::Pinned(key) => Policy::Pinned(key.as_ref().map(|k| k.trim().to_ascii_lowercase())),
-        Trust::KnownHosts { file, accept_new } => Policy::KnownHosts {
-            ca: system_root_verifier(&provider),
-            known: read_known_hosts(file)?
-                .into_iter()
-                .filter(|e| e.host == host_key)
-                .collect(),
-            file: file.clone(),
-            accept_new: *accept_new,
-        },
+        Trust::KnownHosts { file, accept_new } | Trust::KnownHostsOrLocal { file, accept_new } => {
+            Policy::KnownHosts {
+                ca: system_root_verifier(&provider),
+                known: read_known_hosts(file)?
+                    .into_iter()
+                    .filter(|e| e.host == host_key)
+                    .collect(),
+                file: file.clone(),
+                accept_new: *accept_new,
+            }
+        }
     };
     let verifier = Arc::new(PinVerifier {
         host_key: host_key.clone(),
@@ -618,7 +679,7 @@ pub fn handshake(
         .and_then(|c| spki_hex(c).map_err(ClientError::Tls))?;
     let record_new = verifier.outcome.lock().record_new;
     if record_new {
-        if let Trust::KnownHosts { file, .. } = trust {
+        if let Some(file) = trust.known_hosts_file() {
             append_known_host(file, &host_key, &presented).map_err(|e| {
                 ClientError::Io(io::Error::new(
                     e.kind(),
@@ -791,6 +852,7 @@ impl ServerCertVerifier for PinVerifier {
                 Err(self.refuse(ClientError::UnknownHost {
                     host: self.host_key.clone(),
                     fingerprint: fingerprint_of(&presented),
+                    local_listener: None,
                 }))
             }
         }

@@ -39,6 +39,7 @@
 
 pub mod client;
 pub mod ids;
+mod local;
 pub mod login;
 pub mod manifest;
 pub mod paths;

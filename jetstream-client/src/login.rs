@@ -80,7 +80,7 @@ pub fn connect(
     force_tls: bool,
 ) -> Result<ApiClient, Failure> {
     let file = default_known_hosts();
-    let mut opts = ConnectOptions::new(Trust::KnownHosts {
+    let mut opts = ConnectOptions::new(Trust::KnownHostsOrLocal {
         file: file.clone(),
         accept_new: accept_new_host,
     });
@@ -90,7 +90,11 @@ pub fn connect(
         Err(ClientError::UnknownHost {
             host: shown,
             fingerprint,
+            local_listener,
         }) if !accept_new_host && io::stdin().is_terminal() => {
+            if let Some(why) = local_listener {
+                eprintln!("Note: {why}.");
+            }
             eprintln!("The identity of {shown} is not known yet.");
             eprintln!("Its key fingerprint is {fingerprint}.");
             eprint!("Trust this server? [y/N] ");
@@ -102,7 +106,7 @@ pub fn connect(
                     format!("{shown} not trusted (fingerprint {fingerprint})"),
                 ));
             }
-            opts.trust = Trust::KnownHosts {
+            opts.trust = Trust::KnownHostsOrLocal {
                 file,
                 accept_new: true,
             };

@@ -6,6 +6,7 @@ mod server {
     pub mod api;
     pub mod api_types;
     pub mod attacks;
+    pub mod authclient;
     pub mod bandwidth;
     pub mod client_tls;
     pub mod config_file;
@@ -16,6 +17,7 @@ mod server {
     pub mod embed;
     pub mod escalation;
     pub mod load;
+    pub mod local_trust;
     pub mod logging;
     pub mod metrics;
     pub mod nopam;

@@ -231,6 +231,33 @@ pub(crate) fn client_key<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::E
     }
 }
 
+/// `recv.addAuthorizedClient`'s `clientPublicKey`: a key string, or an object holding it as
+/// `clientPublicKey` and optionally the local user as `userName` (a string or `null`).
+pub(crate) fn client_key_entry<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<(String, Option<String>), D::Error> {
+    const USER: &str = "userName";
+    let expected = &"a public key in hex, or an object holding one as clientPublicKey";
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok((s, None)),
+        Value::Object(mut o) => {
+            let user = match o.remove(USER) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(u)) => Some(u),
+                Some(other) => {
+                    return Err(D::Error::invalid_type(
+                        unexpected(&other),
+                        &"a user name (userName)",
+                    ))
+                }
+            };
+            let key = client_key(Value::Object(o)).map_err(D::Error::custom)?;
+            Ok((key, user))
+        }
+        other => Err(D::Error::invalid_type(unexpected(&other), expected)),
+    }
+}
+
 /// A data session's id: up to 16 hex digits on the wire (a `u64`).
 pub(crate) mod hex_u64 {
     use super::*;

@@ -219,6 +219,31 @@ fn a_client_key_is_a_string_or_an_object_holding_one() {
 }
 
 #[test]
+fn an_authorized_client_may_name_its_user_beside_or_inside_the_key() {
+    let a = decode::<AddAuthorizedClient>(json!({"clientPublicKey": "ab12", "userName": "svc"}))
+        .unwrap();
+    assert_eq!(
+        (a.client_public_key.as_str(), a.user_name.as_deref()),
+        ("ab12", Some("svc"))
+    );
+    let inner = json!({"clientPublicKey": {"clientPublicKey": "ab12", "userName": "svc"}});
+    let a = decode::<AddAuthorizedClient>(inner).unwrap();
+    assert_eq!(a.user_name.as_deref(), Some("svc"));
+    let a = decode::<AddAuthorizedClient>(json!({"clientPublicKey": "ab12"})).unwrap();
+    assert_eq!(a.user_name, None);
+    let both = json!({"clientPublicKey": {"clientPublicKey": "ab12", "userName": "a"},
+        "userName": "b"});
+    let e = decode::<AddAuthorizedClient>(both).unwrap_err();
+    assert!(e.to_string().contains("userName"), "{e}");
+    let e =
+        decode::<AddAuthorizedClient>(json!({"clientPublicKey": "ab", "user": "x"})).unwrap_err();
+    assert!(e.to_string().contains("user"), "{e}");
+    let c = decode::<AuthClient>(json!({"userName": "alice"})).unwrap();
+    assert_eq!(c.user_name.as_deref(), Some("alice"));
+    assert!(decode::<AuthClient>(json!({"userName": "a", "x": 1})).is_err());
+}
+
+#[test]
 fn session_ids_are_hex_on_the_wire() {
     let p = json!({"transferId": ID, "sessionId": "00000000000000ff", "ciphers": ["aes-256-gcm"],
         "destinationPath": "/x", "totalSize": 3, "totalFiles": 1});

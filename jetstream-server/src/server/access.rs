@@ -49,6 +49,10 @@ pub fn check(
             ErrorKind::PermissionDenied,
             format!("{name}: not available to API token logins"),
         )),
+        Password if session.by_client_key => Err(ApiError::of(
+            ErrorKind::PermissionDenied,
+            format!("{name}: not available to sending servers logged in by their key"),
+        )),
         Password => Ok(()),
         Superuser if session.superuser => Ok(()),
         Superuser => Err(ApiError::of(

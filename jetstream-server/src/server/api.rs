@@ -35,6 +35,9 @@ pub struct Session {
     pub shared_manifest: Option<String>,
     /// Whether `superuser` was called successfully.
     pub superuser: bool,
+    /// Whether the session logged in with `authClient` (an authorized sending server's key):
+    /// it may not raise itself to superuser nor make API tokens.
+    pub by_client_key: bool,
     /// Transfers this connection started on the receiving side (id, attempt); interrupted if
     /// it drops.
     pub receiving: Vec<(String, u64)>,
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Session {
             .field("token_session", &self.token_session)
             .field("shared_manifest", &self.shared_manifest)
             .field("superuser", &self.superuser)
+            .field("by_client_key", &self.by_client_key)
             .field("receiving", &self.receiving)
             .field("downloads", &self.downloads)
             .finish()
@@ -70,6 +74,7 @@ impl Session {
             token_session: None,
             shared_manifest: None,
             superuser: false,
+            by_client_key: false,
             receiving: Vec::new(),
             downloads: Vec::new(),
         }

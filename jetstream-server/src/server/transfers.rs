@@ -17,7 +17,7 @@ use super::api::ApiError;
 use super::objects::{now_us, Counters, Credentials, DestinationRec, FailedFileRec, TxStatus};
 use super::Server;
 use jetstream_api::params::{
-    Auth, AuthToken, Echo, GetServerInfo, Secret, StartReceive, TransferRate,
+    Auth, AuthClient, AuthToken, Echo, GetServerInfo, Secret, StartReceive, TransferRate,
 };
 use jetstream_api::Api as _;
 use jetstream_api::ErrorKind;
@@ -327,7 +327,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
     let fail = |m: String| (Outcome::Failed(m, None, Vec::new()), false);
     let interrupted = |m: String| (Outcome::Interrupted(m, None), false);
     // Snapshot what the attempt needs.
-    let (dest, manifest, destination_path) = {
+    let (dest, manifest, destination_path, owner) = {
         let mut objs = server.objects.lock();
         let Some(t) = objs.transfers.get(id).cloned() else {
             return (Outcome::Stopped, false);
@@ -342,7 +342,7 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
             Ok(b) => b,
             Err(e) => return fail(format!("manifest: {e}")),
         };
-        (dest, manifest, t.destination_path)
+        (dest, manifest, t.destination_path, t.owner.user)
     };
     let ip = match resolve(&dest.address, dest.api_port) {
         Ok(ip) => ip,
@@ -408,13 +408,33 @@ fn attempt(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) -> (Outcome, bool)
             token: token.as_str().into(),
             password: password.as_deref().map(Secret::from),
         }),
-        None => {
-            return fail(
-                "the destination has no credentials: give userName and password (or token) \
-                 to createDestination"
-                    .into(),
-            )
-        }
+        // No credentials: log in by this server's key, if the receiver authorized it.
+        None => match client.auth_client(&AuthClient {
+            user_name: Some(owner),
+        }) {
+            Err(ClientError::Api(m))
+                if m.kind == ErrorKind::LoginFailed || m.kind == ErrorKind::UnknownCommand =>
+            {
+                return fail(untrusted(
+                    &dest.address,
+                    dest.api_port,
+                    server.identity.public_key(),
+                    &m.to_string(),
+                ));
+            }
+            Err(ClientError::Api(m)) if m.kind == ErrorKind::PermissionDenied => {
+                return fail(format!(
+                    "the receiving server {}:{} trusts this server's key but refused the user: \
+                     {m}; on the receiver, a superuser runs `jetstream api \
+                     addAuthorizedClientAsync --clientPublicKey {} --userName <local user>`, or \
+                     give userName and password (or token) to createDestination here",
+                    dest.address,
+                    dest.api_port,
+                    server.identity.public_key()
+                ));
+            }
+            other => other,
+        },
     };
     match login {
         Ok(_) => {}
@@ -663,4 +683,17 @@ fn monitor(
             }
         }
     }
+}
+
+/// Why a transfer to a destination without credentials failed when the receiver does not
+/// trust this server's key: what to configure, on which side. `key` is this server's public
+/// key; `said` is the receiver's answer.
+fn untrusted(address: &str, api_port: u16, key: &str, said: &str) -> String {
+    format!(
+        "the receiving server {address}:{api_port} does not trust this server's key and the \
+         destination has no credentials: on the receiver, a superuser runs `jetstream api \
+         addAuthorizedClientAsync --clientPublicKey {key}` (optionally with --userName <local \
+         user>), or give userName and password (or token) to createDestination here (the \
+         receiver said: {said})"
+    )
 }

@@ -44,7 +44,11 @@ pub(super) fn create(ctx: &mut Ctx<'_>, p: CreateDestination) -> Reply {
         }
     };
     let port = nonzero("destinationPort", p.destination_port)?;
-    let api_port = nonzero("destinationApiPort", p.destination_api_port)?.unwrap_or(8886);
+    // The documented server listens on one port number for its API (TCP) and its data (UDP):
+    // `destinationPort` alone names both; `destinationApiPort` names the API port apart.
+    let api_port = nonzero("destinationApiPort", p.destination_api_port)?
+        .or(port)
+        .unwrap_or(8886);
     let credentials = match (p.token, p.user_name) {
         (Some(token), _) => Some(Credentials::Token {
             token: token.expose().to_owned(),

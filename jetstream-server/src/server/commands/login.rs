@@ -32,6 +32,7 @@ pub(super) fn auth(ctx: &mut Ctx<'_>, p: &Auth) -> Reply {
             ctx.session.token = None;
             ctx.session.token_session = None;
             ctx.session.superuser = false;
+            ctx.session.by_client_key = false;
             ok("Authenticated.", Value::Null)
         }
         Err(e) => {
@@ -145,6 +146,7 @@ fn auth_token_checked(ctx: &mut Ctx<'_>, p: &AuthToken) -> Reply {
     ctx.session.token = Some(rec.token);
     ctx.session.token_session = Some(new_id());
     ctx.session.superuser = false;
+    ctx.session.by_client_key = false;
     ok("Authenticated.", Value::Null)
 }
 

@@ -177,7 +177,9 @@ fn run(ctx: &mut Ctx<'_>, request: Request) -> Reply {
             "Sources.",
             super::receive::sources(ctx.server, |o| visible(ctx, o)),
         ),
-        R::AddAuthorizedClient(p) => super::trust::add(ctx, &p.client_public_key),
+        R::AddAuthorizedClient(p) => {
+            super::trust::add(ctx, &p.client_public_key, p.user_name.as_deref())
+        }
         R::RemoveAuthorizedClient(p) => super::trust::remove(ctx, &p.client_public_key),
         R::AllowOnlyAuthorizedClients(p) => {
             super::trust::allow_only(ctx, p.only_authorized_clients_allowed)
@@ -185,6 +187,7 @@ fn run(ctx: &mut Ctx<'_>, request: Request) -> Reply {
         R::GetSandboxMappings(_) => sandboxes::get(ctx),
         R::SetSandboxMapping(p) => sandboxes::set(ctx, p),
         R::DeleteSandboxMapping(p) => sandboxes::delete(ctx, &p),
+        R::AuthClient(p) => super::trust::auth_client(ctx, &p),
         // `dispatch` sends these to `in_background` (their mode is `AsyncOnly`).
         R::SendDiscoverPacket(_) | R::RecvDiscoverPacket(_) => Err(ApiError::internal(
             "running a background command",

@@ -16,8 +16,11 @@ use crate::Permission;
 
 mod alias;
 mod flex;
+mod remaining;
 #[cfg(test)]
 mod tests;
+
+pub use remaining::*;
 
 /// A password or a token: a string that `Debug` never shows.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1140,5 +1140,8 @@ pub enum DiscoverResult {
     Received(RecvDiscoverResult),
 }
 
+mod remaining;
+pub use remaining::*;
+
 #[cfg(test)]
 mod tests;

@@ -61,11 +61,7 @@ pub fn server_info_api(ctx: &Ctx<'_>) -> api::ServerInfo {
         encryption_available: true,
         event_log_available: true,
         host_name: s.host_name.clone(),
-        license: api::License {
-            error_message: None,
-            expiry: None,
-            valid: true,
-        },
+        license: license(),
         min_cipher: api::Cipher::from_wire(&a.min_cipher),
         multiplex_available: true,
         public_key: s.identity.public_key().to_owned(),
@@ -103,5 +99,16 @@ pub fn server_info_api(ctx: &Ctx<'_>) -> api::ServerInfo {
             },
         },
         version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// The `license` block: this server is free software and needs no key (reference §1.5: no
+/// licence server; the fields are kept, always valid). `--license-password` and
+/// `setLicenseKeyAsync` are accepted and change nothing here.
+pub fn license() -> api::License {
+    api::License {
+        error_message: None,
+        expiry: None,
+        valid: true,
     }
 }

@@ -41,8 +41,9 @@ pub fn server_info_api(ctx: &Ctx<'_>) -> api::ServerInfo {
     };
     let configuration = session.superuser.then(|| api::Configuration {
         cloud_file_cache: api::CloudFileCache {
+            // No cloud cache yet (the S3 resource is the next issue): nothing held.
             high_watermark: 0,
-            maximum_size: 0,
+            maximum_size: s.args.max_cloud_cache_size.unwrap_or(0),
         },
         garbage_collect: s.gc_settings().to_api(),
         persistent_state_dir: s.state.path().to_string_lossy().into_owned(),

@@ -68,12 +68,15 @@ fn generate(manifest_dir: &Path) -> Result<String, String> {
         .ok_or("the package has no parent directory (no workspace)")?;
     let lock_path = root.join("Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock_path.display());
-    let lock = fs::read_to_string(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let lock =
+        fs::read_to_string(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
     let packages = parse_lock(&lock)?;
     let members = workspace_members(root)?;
     for dir in members.values() {
-        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("Cargo.toml").display()
+        );
     }
     let registries = registry_dirs();
     let target = Target::from_env();
@@ -335,9 +338,16 @@ fn license_files(dir: &Path, license_file: Option<&str>) -> Vec<(String, String)
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| {
                     let u = n.to_ascii_uppercase();
-                    ["LICENSE", "LICENCE", "COPYING", "NOTICE", "COPYRIGHT", "UNLICENSE"]
-                        .iter()
-                        .any(|p| u.starts_with(p))
+                    [
+                        "LICENSE",
+                        "LICENCE",
+                        "COPYING",
+                        "NOTICE",
+                        "COPYRIGHT",
+                        "UNLICENSE",
+                    ]
+                    .iter()
+                    .any(|p| u.starts_with(p))
                 })
                 .collect()
         })

@@ -25,6 +25,7 @@ mod server {
     pub mod process;
     pub mod relay;
     pub mod relay_auth;
+    pub mod remaining;
     pub mod remote;
     pub mod restart;
     pub mod sandbox_races;

@@ -297,7 +297,9 @@ impl ServerConfig {
     /// [`super::ServerError::Config`] for an unknown flag or a bad value.
     pub fn from_flags(flags: &[&str]) -> Result<Self, super::ServerError> {
         let owned: Vec<String> = flags.iter().map(|s| (*s).to_owned()).collect();
-        let split = crate::config_file::bare_booleans::<ServerArgs>(crate::config_file::split_equals(&owned));
+        let split = crate::config_file::bare_booleans::<ServerArgs>(
+            crate::config_file::split_equals(&owned),
+        );
         let refs: Vec<&str> = split.iter().map(String::as_str).collect();
         ServerArgs::from_args(&["jetstream server"], &refs)
             .map(Self::from)
@@ -471,7 +473,12 @@ mod tests {
     #[test]
     fn cache_size_and_license_password_parse_and_the_password_never_shows() {
         let key = "LICENSE-SECRET-4f2a";
-        let a = parse(&["--max-cloud-cache-size=1073741824", "--license-password", key]).unwrap();
+        let a = parse(&[
+            "--max-cloud-cache-size=1073741824",
+            "--license-password",
+            key,
+        ])
+        .unwrap();
         assert_eq!(a.max_cloud_cache_size, Some(1 << 30));
         assert!(parse(&["--max-cloud-cache-size", "1G"]).is_err());
         let shown = format!("{a:?} {:?}", ServerConfig::from(a.clone()));

@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::{find, find_mut, ok, visible, Reply};
 use crate::server::api::{ApiError, Ctx};
 use crate::server::objects::{api_time, to_json, DestinationRec, TxStatus};
-use crate::server::Objects;
 use crate::server::secrets::shown_token;
+use crate::server::Objects;
 
 // ---------------------------------------------------------------------------------------------
 // Connections
@@ -100,8 +100,16 @@ fn connection(objs: &Objects, id: String, ds: &[&DestinationRec]) -> api::Connec
         last_destination_server_uid: recent.last_server_uid.clone(),
         last_error: recent.last_error.clone(),
         last_error_message: recent.last_error_message.clone(),
-        last_recv_time: ds.iter().filter_map(|d| d.last_recv_time).max().map(api_time),
-        last_send_time: ds.iter().filter_map(|d| d.last_send_time).max().map(api_time),
+        last_recv_time: ds
+            .iter()
+            .filter_map(|d| d.last_recv_time)
+            .max()
+            .map(api_time),
+        last_send_time: ds
+            .iter()
+            .filter_map(|d| d.last_send_time)
+            .max()
+            .map(api_time),
         num_transfers_queued: ds.iter().map(|d| objs.queued(&d.id) as u64).sum(),
         rate_controller_active: ds.iter().any(|d| running(d) && adapts(d)),
         rate_control_method: api::RatePolicy::from_wire(recent.rate_mode().as_str()),

@@ -58,8 +58,9 @@ pub struct UpdateObjectUserData {
     /// The object's id (for a token, the token).
     #[serde(deserialize_with = "flex::id")]
     pub object_id: String,
-    /// Keys and their new values (any JSON); the object's other keys are kept. At most 64 KiB
-    /// of JSON per object, with what it holds already.
+    /// Keys and their new values (any JSON); the object's other keys are kept (absent: nothing
+    /// changes). At most 64 KiB of JSON per object, with what it holds already.
+    #[serde(default)]
     pub user_data: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -107,7 +108,6 @@ pub struct GetThirdPartyLicenses {}
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetLicenseKey {
-    /// The key (`licenseKey` is accepted too). Never stored, logged or answered.
-    #[serde(alias = "licenseKey")]
+    /// The key. Never stored, logged or answered.
     pub key: Secret,
 }

@@ -659,9 +659,8 @@ fn a_license_key_is_accepted_changes_nothing_and_is_never_kept_or_shown() {
     assert!(!result.to_string().contains(key));
     let after = cv.call("getServerInfo", json!({})).unwrap();
     assert_eq!(after["license"], before["license"]);
-    // The documented parameter name of other clients works too.
-    cv.call("setLicenseKey", json!({ "licenseKey": key }))
-        .unwrap();
+    // Without `Async` too.
+    cv.call("setLicenseKey", json!({ "key": key })).unwrap();
     // Never kept or shown: not in the log, the event log or the state.
     let events = cv.call("getEventLog", json!({})).unwrap().to_string();
     let mut seen = s.log_text() + &events;

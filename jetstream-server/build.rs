@@ -436,11 +436,7 @@ impl Target {
                     return None;
                 };
                 *pos += 1;
-                Some(
-                    self.values
-                        .get(&name)
-                        .is_some_and(|vs| vs.iter().any(|v| *v == value)),
-                )
+                Some(self.values.get(&name).is_some_and(|vs| vs.contains(&value)))
             }
             Some(Tok::Open) if matches!(name.as_str(), "all" | "any" | "not") => {
                 *pos += 1;

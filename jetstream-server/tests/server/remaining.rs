@@ -483,9 +483,13 @@ fn wait_for_manifest_answers_a_finished_manifest_and_only_to_its_owner() {
     let (w, wpw) = user();
     let dir = scratch();
     let s = Srv::start(dir.path(), "s", &[]);
+    // Enough files that scanning them takes far longer than a loopback round trip: a wait
+    // that answered at once would answer `pending`.
     let src = dir.path().join("wm");
-    for i in 0..50 {
-        write(&src.join(format!("f{i}.bin")), &data(1000 + i, i as u64));
+    std::fs::create_dir_all(&src).unwrap();
+    let n = 20_000;
+    for i in 0..n {
+        std::fs::write(src.join(format!("f{i}")), b"").unwrap();
     }
     let mut c = s.login(u.name(), &pw);
     let m = c
@@ -495,16 +499,15 @@ fn wait_for_manifest_answers_a_finished_manifest_and_only_to_its_owner() {
         )
         .unwrap();
     let mid = m["manifestId"].as_str().unwrap().to_owned();
-    // Another connection is served while one waits (the wait holds no lock).
     let waited = c
         .call(
             "send.waitForManifest",
-            json!({"manifestId": mid, "timeoutMs": 30000}),
+            json!({"manifestId": mid, "timeoutMs": 60000}),
         )
         .unwrap();
     assert_eq!(waited["status"], "complete", "{waited}");
     assert_eq!(waited["processing"], false);
-    assert_eq!(waited["totalFiles"], 50);
+    assert_eq!(waited["totalFiles"], n);
     // A manifest that fails is answered with its error, not waited for.
     let bad = c
         .call(

@@ -117,4 +117,19 @@ commands! {
     SendDiscoverPacket / send_discover_packet = "sendDiscoverPacket", Permission(Upload), link: false, AsyncOnly, SendDiscoverPacket => DiscoverResult;
     /// Waits for another server's UDP discovery probes.
     RecvDiscoverPacket / recv_discover_packet = "recvDiscoverPacket", Permission(Upload), link: false, AsyncOnly, RecvDiscoverPacket => DiscoverResult;
+    // Issue 18, item 5: the remaining commands.
+    /// Per-receiver connection state (reference §4.4), from the caller's destinations.
+    GetConnection / get_connection = "send.getConnection", Login, link: false, Either, GetConnection => Connection;
+    /// Every receiver the caller's destinations name, as connections.
+    GetConnections / get_connections = "send.getConnections", Login, link: false, Either, GetConnections => Vec<Connection>;
+    /// Sets user-data keys of a destination, manifest, transfer or token (others kept).
+    UpdateObjectUserData / update_object_user_data = "send.updateObjectUserData", Permission(Modify), link: false, Either, UpdateObjectUserData => ObjectUserData;
+    /// Removes user-data keys (or all) of a destination, manifest, transfer or token.
+    DeleteObjectUserData / delete_object_user_data = "send.deleteObjectUserData", Permission(Modify), link: false, Either, DeleteObjectUserData => ObjectUserData;
+    /// Waits (at most 10 minutes) until a manifest is complete or failed, and answers it.
+    WaitForManifest / wait_for_manifest = "send.waitForManifest", Login, link: false, Either, WaitForManifest => Manifest;
+    /// The third-party crates the server links, with their licenses and license texts.
+    GetThirdPartyLicenses / get_third_party_licenses = "getThirdPartyLicenses", Login, link: false, Either, GetThirdPartyLicenses => ThirdPartyLicenses;
+    /// Accepted for compatibility: this free server needs no license key (nothing is stored).
+    SetLicenseKey / set_license_key = "setLicenseKey", Superuser, link: false, Either, SetLicenseKey => License;
 }

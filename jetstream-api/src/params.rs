@@ -20,8 +20,11 @@ mod sandboxes;
 pub use sandboxes::*;
 mod trust;
 pub use trust::AuthClient;
+mod remaining;
 #[cfg(test)]
 mod tests;
+
+pub use remaining::*;
 
 /// A password or a token: a string that `Debug` never shows.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

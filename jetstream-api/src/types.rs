@@ -497,7 +497,7 @@ pub struct UserInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Configuration {
-    /// The cloud file cache (this server has none: zeros).
+    /// The cloud file cache (none yet: `maximumSize` is `--max-cloud-cache-size`, or 0).
     pub cloud_file_cache: CloudFileCache,
     /// The garbage collector's settings.
     pub garbage_collect: GcSettings,
@@ -509,14 +509,14 @@ pub struct Configuration {
     pub trigger_dir: String,
 }
 
-/// `configuration.cloudFileCache`: this server caches no cloud files; kept for clients that
-/// read it.
+/// `configuration.cloudFileCache`: this server caches no cloud files yet; kept for clients
+/// that read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudFileCache {
-    /// Bytes above which the cache is trimmed.
+    /// Bytes above which the cache is trimmed (0: no cache yet).
     pub high_watermark: u64,
-    /// Largest size, bytes.
+    /// Largest size, bytes (`--max-cloud-cache-size`; 0 when not set).
     pub maximum_size: u64,
 }
 
@@ -1147,6 +1147,8 @@ pub enum DiscoverResult {
 
 mod sandboxes;
 pub use sandboxes::*;
+mod remaining;
+pub use remaining::*;
 
 #[cfg(test)]
 mod tests;

@@ -31,8 +31,11 @@ pub trait FileConfig: FromArgs + ArgsInfo + fmt::Debug + Sized {
     /// Flags (without `--`) that are actions or name the file, not settings: never read from a
     /// file, never printed. `help` is always one.
     const COMMAND_LINE_ONLY: &'static [&'static str];
-    /// Keys whose values `--print-config` masks (none of today's flags takes a secret).
+    /// Keys whose values `--print-config` masks.
     const SECRET_KEYS: &'static [&'static str] = &[];
+    /// Boolean options (`--x true|false`) that may also be given bare, meaning true, as the
+    /// reference writes them (see [`bare_booleans`]).
+    const BARE_MEANS_TRUE: &'static [&'static str] = &[];
     /// `--config`: `Some` names the file (`none`: no file).
     fn config_flag(&self) -> Option<&Path>;
     /// `--no-config`.
@@ -166,6 +169,42 @@ pub fn split_equals(args: &[String]) -> Vec<String> {
     out
 }
 
+/// Lets the boolean options of [`FileConfig::BARE_MEANS_TRUE`] be given bare (`--x`, meaning
+/// `--x true`: when the next argument is absent or another flag) and as `1`/`0`, besides
+/// `--x true|false` and `--x=true|false` (after [`split_equals`]). Any other value is left for
+/// argh to refuse.
+pub fn bare_booleans<A: FileConfig>(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut it = args.into_iter().peekable();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            out.push(a);
+            out.extend(it);
+            break;
+        }
+        let bare_ok = a
+            .strip_prefix("--")
+            .is_some_and(|k| A::BARE_MEANS_TRUE.contains(&k));
+        out.push(a);
+        if bare_ok {
+            match it.peek().map(String::as_str) {
+                None => out.push("true".into()),
+                Some(next) if next.starts_with('-') => out.push("true".into()),
+                Some("1") => {
+                    it.next();
+                    out.push("true".into());
+                }
+                Some("0") => {
+                    it.next();
+                    out.push("false".into());
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    out
+}
+
 fn parse_args<A: FileConfig>(args: &[String]) -> Result<A, EarlyExit> {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     A::from_args(&[A::COMMAND], &refs)
@@ -176,7 +215,7 @@ fn parse_args<A: FileConfig>(args: &[String]) -> Result<A, EarlyExit> {
 /// # Errors
 /// The command line is wrong or asks for help, or the file is missing (when named) or wrong.
 pub fn load<A: FileConfig>(cli: &[String]) -> Result<Loaded<A>, LoadError> {
-    let cli = split_equals(cli);
+    let cli = bare_booleans::<A>(split_equals(cli));
     let on_cli: A = parse_args(&cli).map_err(LoadError::CommandLine)?;
     let (file, default) = match (on_cli.no_config(), on_cli.config_flag()) {
         (true, _) => (None, None),

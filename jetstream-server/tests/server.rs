@@ -28,6 +28,7 @@ mod server {
     pub mod reference_status;
     pub mod relay;
     pub mod relay_auth;
+    pub mod remaining;
     pub mod remote;
     pub mod restart;
     pub mod sandbox_races;

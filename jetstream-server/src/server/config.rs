@@ -31,8 +31,8 @@ pub struct ServerArgs {
     /// address the API listens on (default: all interfaces, 0.0.0.0)
     #[argh(option, default = "String::from(\"0.0.0.0\")")]
     pub api_host: String,
-    /// accept API clients from other hosts, over TLS (true|false, default true); with false
-    /// only loopback clients are served
+    /// accept API clients from other hosts, over TLS (true|false, default true; given bare:
+    /// true); with false only loopback clients are served
     #[argh(option, default = "true")]
     pub api_allow_remote_control: bool,
     /// seconds an API client has, from connecting, to log in (TLS handshake included); a
@@ -150,11 +150,38 @@ pub struct ServerArgs {
     /// UDP address to bind the data port on (default 0.0.0.0)
     #[argh(option, default = "IpAddr::from([0, 0, 0, 0])")]
     pub recv_host: IpAddr,
+    /// upper bound, in bytes, of the cloud (S3) file cache, reported as
+    /// configuration.cloudFileCache.maximumSize (default: none, reported as 0)
+    #[argh(option)]
+    pub max_cloud_cache_size: Option<u64>,
+    /// accepted for compatibility: this server is free software and needs no license key
+    /// (the value is never stored, shown or logged)
+    #[argh(option)]
+    pub license_password: Option<LicenseKey>,
     /// serve Prometheus metrics over HTTP at ADDR:PORT (GET /metrics; a bare PORT means
     /// 127.0.0.1:PORT); default: off. The metrics are unauthenticated: keep them on loopback
     /// or a trusted network
     #[argh(option)]
     pub metrics_address: Option<String>,
+}
+
+/// A `--license-password` value: kept only because argh parses it; `Debug` (and with it
+/// `--print-config` and any log of the flags) shows it masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LicenseKey(String);
+
+impl std::str::FromStr for LicenseKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for LicenseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", super::secrets::MASK)
+    }
 }
 
 impl ServerArgs {
@@ -182,6 +209,8 @@ impl crate::config_file::FileConfig for ServerArgs {
     const COMMAND: &'static str = "jetstream server";
     const DEFAULT_PATH: &'static str = "/etc/jetstream/jetstream.toml";
     const COMMAND_LINE_ONLY: &'static [&'static str] = &["config", "no-config", "print-config"];
+    const SECRET_KEYS: &'static [&'static str] = &["license-password"];
+    const BARE_MEANS_TRUE: &'static [&'static str] = &["api-allow-remote-control"];
 
     fn config_flag(&self) -> Option<&std::path::Path> {
         self.config.as_deref()
@@ -268,7 +297,9 @@ impl ServerConfig {
     /// [`super::ServerError::Config`] for an unknown flag or a bad value.
     pub fn from_flags(flags: &[&str]) -> Result<Self, super::ServerError> {
         let owned: Vec<String> = flags.iter().map(|s| (*s).to_owned()).collect();
-        let split = crate::config_file::split_equals(&owned);
+        let split = crate::config_file::bare_booleans::<ServerArgs>(
+            crate::config_file::split_equals(&owned),
+        );
         let refs: Vec<&str> = split.iter().map(String::as_str).collect();
         ServerArgs::from_args(&["jetstream server"], &refs)
             .map(Self::from)
@@ -410,9 +441,55 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<ServerArgs, argh::EarlyExit> {
         let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        let args = split_equals(&args);
+        let args = crate::config_file::bare_booleans::<ServerArgs>(split_equals(&args));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         ServerArgs::from_args(&["jetstream server"], &refs)
+    }
+
+    /// Issue 18, item 6: `--api-allow-remote-control` bare (as the reference writes it), with
+    /// `=true/false`, ` true/false` and `1/0`; anything else refused.
+    #[test]
+    fn remote_control_takes_every_documented_form() {
+        let allow = |args: &[&str]| parse(args).map(|a| a.api_allow_remote_control);
+        assert!(allow(&["--api-allow-remote-control"]).unwrap());
+        assert!(allow(&["--api-allow-remote-control", "--api-port", "9"]).unwrap());
+        assert!(!allow(&["--api-allow-remote-control=false"]).unwrap());
+        assert!(allow(&["--api-allow-remote-control=true"]).unwrap());
+        assert!(!allow(&["--api-allow-remote-control", "false"]).unwrap());
+        assert!(!allow(&["--api-allow-remote-control=0"]).unwrap());
+        assert!(allow(&["--api-allow-remote-control", "1"]).unwrap());
+        assert!(allow(&["--api-allow-remote-control=maybe"]).is_err());
+        // Bare, then another flag: both apply.
+        let a = parse(&["--api-allow-remote-control", "--api-port=9"]).unwrap();
+        assert_eq!(a.api_port, 9);
+        // Only that flag: another boolean option still needs its value.
+        assert!(parse(&["--persistent-transfers"]).is_err());
+        let a = ServerConfig::from_flags(&["--api-allow-remote-control", "--api-port=0"]).unwrap();
+        assert!(a.args.api_allow_remote_control);
+    }
+
+    /// Issue 18, item 6: `--max-cloud-cache-size` in bytes; `--license-password` accepted and
+    /// never shown (Debug, `--print-config`).
+    #[test]
+    fn cache_size_and_license_password_parse_and_the_password_never_shows() {
+        let key = "LICENSE-SECRET-4f2a";
+        let a = parse(&[
+            "--max-cloud-cache-size=1073741824",
+            "--license-password",
+            key,
+        ])
+        .unwrap();
+        assert_eq!(a.max_cloud_cache_size, Some(1 << 30));
+        assert!(parse(&["--max-cloud-cache-size", "1G"]).is_err());
+        let shown = format!("{a:?} {:?}", ServerConfig::from(a.clone()));
+        assert!(!shown.contains(key), "{shown}");
+        for mask in [true, false] {
+            let table = crate::config_file::values(&a, mask).unwrap();
+            assert!(!table.to_string().contains(key), "{table}");
+            assert_eq!(table["max-cloud-cache-size"].as_integer(), Some(1 << 30));
+        }
+        let printed = crate::config_file::render(&a, "x", false).unwrap();
+        assert!(!printed.contains(key), "{printed}");
     }
 
     #[test]

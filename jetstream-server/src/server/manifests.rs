@@ -112,4 +112,6 @@ fn build(
             rec.error_message = Some(e);
         }
     }
+    drop(objs);
+    server.manifest_done.notify_all();
 }

@@ -232,6 +232,8 @@ pub struct Server {
     pub requests: Mutex<Requests>,
     /// Signalled when a running request ends.
     pub request_done: parking_lot::Condvar,
+    /// Signalled (with [`Self::objects`]) when a manifest is finished (`send.waitForManifest`).
+    pub manifest_done: parking_lot::Condvar,
     /// Start time (µs).
     pub start_time: i64,
     /// The event log.

@@ -25,6 +25,7 @@ mod destinations;
 mod general;
 mod login;
 mod manifests;
+mod remaining;
 mod requests;
 mod sandboxes;
 mod tokens;
@@ -188,6 +189,14 @@ fn run(ctx: &mut Ctx<'_>, request: Request) -> Reply {
         R::SetSandboxMapping(p) => sandboxes::set(ctx, p),
         R::DeleteSandboxMapping(p) => sandboxes::delete(ctx, &p),
         R::AuthClient(p) => super::trust::auth_client(ctx, &p),
+        // Issue 18, item 5.
+        R::GetConnection(p) => remaining::get_connection(ctx, &p),
+        R::GetConnections(_) => remaining::get_connections(ctx),
+        R::UpdateObjectUserData(p) => remaining::update_user_data(ctx, p),
+        R::DeleteObjectUserData(p) => remaining::delete_user_data(ctx, p),
+        R::WaitForManifest(p) => remaining::wait_for_manifest(ctx, &p),
+        R::GetThirdPartyLicenses(_) => remaining::third_party_licenses(),
+        R::SetLicenseKey(_) => remaining::set_license_key(),
         // `dispatch` sends these to `in_background` (their mode is `AsyncOnly`).
         R::SendDiscoverPacket(_) | R::RecvDiscoverPacket(_) => Err(ApiError::internal(
             "running a background command",

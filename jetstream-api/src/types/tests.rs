@@ -71,6 +71,11 @@ fn objects_round_trip() {
     let files: ManifestFiles = round_trip(sample!("manifest_files"));
     assert!(files.file_mappings[1].is_empty_dir);
 
+    let c: Connection = round_trip(sample!("connection"));
+    assert_eq!(c.destination_ids.len(), 2);
+    assert_eq!(c.rate_control_method, RatePolicy::Fair);
+    assert_eq!(c.relay_port, None);
+
     let t: Transfer = round_trip(sample!("transfer"));
     assert_eq!(t.status, TransferStatus::Complete);
     assert!(t.status.is_final() && !t.processing);

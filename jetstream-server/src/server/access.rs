@@ -21,6 +21,12 @@ use jetstream_api::ErrorKind;
 
 use super::api::{ApiError, Session};
 
+/// All that a sending server logged in by its key (`authClient`) may call beyond the open
+/// commands: receive into its user's sandbox. Trusting a server to deliver files as a user is
+/// not trusting it with the user's files: it cannot list, read, send, download, share or
+/// delete anything, make destinations or tokens, or become superuser.
+pub const CLIENT_KEY_COMMANDS: &[&str] = &["recv.startTransfer", "recv.transferRate"];
+
 /// Checks that `session` may call `name` whose entry is `access`; `token_permissions` are the
 /// permissions of the token it logged in with (`None`: no token, or the token is gone).
 ///
@@ -43,15 +49,22 @@ pub fn check(
             ),
         ));
     }
+    if session.by_client_key
+        && !CLIENT_KEY_COMMANDS.contains(&name.strip_suffix("Async").unwrap_or(name))
+    {
+        return Err(ApiError::of(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{name}: a sending server logged in by its key may only deliver files ({})",
+                CLIENT_KEY_COMMANDS.join(", ")
+            ),
+        ));
+    }
     match access {
         Open | Login => Ok(()),
         Password if session.token.is_some() => Err(ApiError::of(
             ErrorKind::PermissionDenied,
             format!("{name}: not available to API token logins"),
-        )),
-        Password if session.by_client_key => Err(ApiError::of(
-            ErrorKind::PermissionDenied,
-            format!("{name}: not available to sending servers logged in by their key"),
         )),
         Password => Ok(()),
         Superuser if session.superuser => Ok(()),
@@ -118,5 +131,26 @@ mod tests {
         assert!(check("x", Permission(Modify), &tok, Some(&upload)).is_err());
         assert!(check("x", Permission(Upload), &tok, Some(&upload)).is_ok());
         assert!(check("x", Permission(Upload), &tok, None).is_err());
+    }
+
+    #[test]
+    fn a_sending_server_logged_in_by_its_key_may_only_deliver() {
+        let mut key = session(true, false, false);
+        key.by_client_key = true;
+        for name in CLIENT_KEY_COMMANDS {
+            let meta = jetstream_api::COMMANDS
+                .iter()
+                .find(|m| m.name == *name)
+                .expect("a real command");
+            assert!(check(name, meta.access, &key, None).is_ok(), "{name}");
+        }
+        assert!(check("echo", Open, &key, None).is_ok());
+        for m in jetstream_api::COMMANDS {
+            if m.access != Open && !CLIENT_KEY_COMMANDS.contains(&m.name) {
+                assert!(check(m.name, m.access, &key, None).is_err(), "{}", m.name);
+                let with_async = format!("{}Async", m.name);
+                assert!(check(&with_async, m.access, &key, None).is_err(), "{}", m.name);
+            }
+        }
     }
 }

@@ -314,8 +314,16 @@ fn auth_client_refuses_strangers_and_never_escalates() {
     let me = who(&mut same);
     assert_eq!(me["userName"], plain_user.name(), "{me}");
     assert_eq!(me["superuser"], false, "{me}");
-    // ... and the session cannot raise itself nor mint a token.
-    for (name, params) in [("superuser", json!({})), ("createAPIToken", json!({}))] {
+    // ... and the session cannot raise itself nor mint a token, nor touch the user's files: a
+    // server trusted to deliver as a user may not read, send or list what the user has.
+    for (name, params) in [
+        ("superuser", json!({})),
+        ("createAPIToken", json!({})),
+        ("send.createManifest", json!({"fileMappings": {"/etc/hostname": "/x"}})),
+        ("send.getTransfers", json!({})),
+        ("send.createDestination", json!({"destinationAddress": "127.0.0.1"})),
+        ("lsAsync", json!({"path": "/"})),
+    ] {
         let e = same.call(name, params).unwrap_err();
         let ClientError::Api(r) = e else { panic!() };
         assert_eq!(r.kind, ErrorKind::PermissionDenied, "{name}: {}", r.message);

@@ -56,7 +56,7 @@ fi
 # Its start-up line (and any warning, e.g. that password logins are unavailable).
 grep -E ' (server: .* listening:|auth: )' "$TMP/server.log" | cut -d' ' -f2- || true
 
-JETSTREAM_KNOWN_HOSTS="$TMP/known_hosts" "$BIN/jscp" --accept-new-host -P "$API_PORT" \
+JETSTREAM_KNOWN_HOSTS="$TMP/known_hosts" "$BIN/jscp" -P "$API_PORT" \
   --token "$(cat "$TMP/state/local.token")" "$FILE" "127.0.0.1:/demo/$(basename "$FILE")"
 COPY=$SANDBOX/demo/$(basename "$FILE")
 if ! cmp "$FILE" "$COPY"; then

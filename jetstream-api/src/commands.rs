@@ -109,4 +109,16 @@ commands! {
     SendDiscoverPacket / send_discover_packet = "sendDiscoverPacket", Permission(Upload), link: false, AsyncOnly, SendDiscoverPacket => DiscoverResult;
     /// Waits for another server's UDP discovery probes.
     RecvDiscoverPacket / recv_discover_packet = "recvDiscoverPacket", Permission(Upload), link: false, AsyncOnly, RecvDiscoverPacket => DiscoverResult;
+    /// The top-level folders of the caller's sandbox.
+    LsRoots / ls_roots = "lsRoots", crate::Access::AnyOf(&[Upload, Download]), link: false, AsyncOnly, LsRoots => Vec<FileRoot>;
+    /// The entries of a directory in the caller's sandbox.
+    Ls / ls = "ls", crate::Access::AnyOf(&[Upload, Download]), link: false, AsyncOnly, Ls => Listing;
+    /// Makes a directory (and its missing parents) in the caller's sandbox.
+    Mkdir / mkdir = "mkdir", Permission(Modify), link: false, AsyncOnly, Mkdir => FileEntry;
+    /// Moves or renames a file or directory within the caller's sandbox.
+    Mv / mv = "mv", Permission(Modify), link: false, AsyncOnly, Mv => FileEntry;
+    /// Removes a file, link or directory (with its contents) from the caller's sandbox.
+    Rm / rm = "rm", Permission(Modify), link: false, AsyncOnly, Rm => Removed;
+    /// What a directory of the caller's sandbox holds: sizes and counts, every level down.
+    Du / du = "du", crate::Access::AnyOf(&[Upload, Download]), link: false, AsyncOnly, Du => DiskUsage;
 }

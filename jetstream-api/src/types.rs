@@ -1140,5 +1140,8 @@ pub enum DiscoverResult {
     Received(RecvDiscoverResult),
 }
 
+mod files;
+pub use files::*;
+
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ mod server {
     pub mod discover;
     pub mod embed;
     pub mod escalation;
+    pub mod files_api;
     pub mod load;
     pub mod logging;
     pub mod metrics;

@@ -140,7 +140,11 @@ mod tests {
         assert!(check("x", browse, &tok, Some(&["download".to_owned()])).is_ok());
         let m = check("x", browse, &tok, Some(&["modify".to_owned()])).unwrap_err();
         assert_eq!(m.kind, ErrorKind::PermissionDenied);
-        assert!(m.message.contains("\"upload\" and \"download\""), "{}", m.message);
+        assert!(
+            m.message.contains("\"upload\" and \"download\""),
+            "{}",
+            m.message
+        );
         assert!(check("x", browse, &anon, None).is_err());
     }
 }

@@ -69,7 +69,11 @@ fn every_files_command_works_as_the_user_in_the_sandbox() {
     let (u, pw) = user();
     let dir = scratch();
     let d = dir.path();
-    let s = Srv::start(d, "s", &["--sandbox-dir", &format!("{}/sb/%u", d.display())]);
+    let s = Srv::start(
+        d,
+        "s",
+        &["--sandbox-dir", &format!("{}/sb/%u", d.display())],
+    );
     let mut c = s.login(u.name(), &pw);
     let home = d.join("sb").join(u.name());
 
@@ -87,7 +91,12 @@ fn every_files_command_works_as_the_user_in_the_sandbox() {
     assert_eq!(made.file_type, FileType::Directory);
     for p in [home.join("proj"), home.join("proj/sub")] {
         let m = std::fs::metadata(&p).unwrap();
-        assert_eq!((m.uid(), m.gid()), (u.uid(), u.gid()), "{} is the user's", p.display());
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (u.uid(), u.gid()),
+            "{} is the user's",
+            p.display()
+        );
     }
     let e = c
         .mkdir(&Mkdir {
@@ -198,7 +207,11 @@ fn paths_and_planted_links_never_leave_the_sandbox() {
     // The user could even write there itself: only the sandbox rule stops it.
     give(&outside, &u);
     give(&outside.join("keep"), &u);
-    let s = Srv::start(d, "s", &["--sandbox-dir", &format!("{}/sb/%u", d.display())]);
+    let s = Srv::start(
+        d,
+        "s",
+        &["--sandbox-dir", &format!("{}/sb/%u", d.display())],
+    );
     let mut c = s.login(u.name(), &pw);
     run(&mut c, "mkdir", json!({ "path": "/in" })).expect("mkdir makes the sandbox");
     let home = d.join("sb").join(u.name());
@@ -224,10 +237,16 @@ fn paths_and_planted_links_never_leave_the_sandbox() {
     // An absolute path is from the top of the sandbox: `/etc` is the sandbox's, not the system's.
     let (kind, m) = refused(&mut c, "ls", json!({ "path": "/etc" }));
     assert_eq!(kind, ErrorKind::NotFound, "{m}");
-    assert!(m.starts_with("/etc: "), "the client's path, not the server's: {m}");
+    assert!(
+        m.starts_with("/etc: "),
+        "the client's path, not the server's: {m}"
+    );
     assert!(!m.contains(&d.display().to_string()), "no server path: {m}");
     let abs = outside.join("keep").display().to_string();
-    assert_eq!(refused(&mut c, "du", json!({ "path": abs })).0, ErrorKind::NotFound);
+    assert_eq!(
+        refused(&mut c, "du", json!({ "path": abs })).0,
+        ErrorKind::NotFound
+    );
 
     // The links: listed as links, never followed.
     let top = run(&mut c, "ls", json!({ "path": "/" })).unwrap();
@@ -260,10 +279,20 @@ fn paths_and_planted_links_never_leave_the_sandbox() {
     symlink(&outside, home.join("in/inner")).unwrap();
     give(&home.join("in/inner"), &u);
     let r = run(&mut c, "rm", json!({ "path": "/in" })).unwrap();
-    assert_eq!((r["filesRemoved"].as_u64(), r["directoriesRemoved"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (r["filesRemoved"].as_u64(), r["directoriesRemoved"].as_u64()),
+        (Some(1), Some(1))
+    );
 
-    assert_eq!(std::fs::read(outside.join("keep")).unwrap(), data(777_777, 2));
-    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "nothing made outside");
+    assert_eq!(
+        std::fs::read(outside.join("keep")).unwrap(),
+        data(777_777, 2)
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "nothing made outside"
+    );
     assert!(!d.join("stolen").exists() && !d.join("new").exists());
 }
 
@@ -279,7 +308,11 @@ fn tokens_links_and_other_sessions_get_no_more_than_theirs() {
     let (u, pw) = user();
     let dir = scratch();
     let d = dir.path();
-    let s = Srv::start(d, "s", &["--sandbox-dir", &format!("{}/sb/%u", d.display())]);
+    let s = Srv::start(
+        d,
+        "s",
+        &["--sandbox-dir", &format!("{}/sb/%u", d.display())],
+    );
     let mut owner = s.login(u.name(), &pw);
     run(&mut owner, "mkdir", json!({ "path": "/shared/inner" })).unwrap();
     run(&mut owner, "mkdir", json!({ "path": "/private" })).unwrap();
@@ -293,11 +326,15 @@ fn tokens_links_and_other_sessions_get_no_more_than_theirs() {
             .unwrap()
             .to_owned();
         let mut n = s.client();
-        n.call("authToken", json!({ "token": t })).expect("authToken");
+        n.call("authToken", json!({ "token": t }))
+            .expect("authToken");
         n
     };
     // A download token narrowed to /shared: `/` is /shared.
-    let mut narrow = token(&mut owner, json!({ "path": "/shared", "permissions": ["download"] }));
+    let mut narrow = token(
+        &mut owner,
+        json!({ "path": "/shared", "permissions": ["download"] }),
+    );
     let top = run(&mut narrow, "ls", json!({ "path": "/" })).unwrap();
     assert_eq!(names(&top), ["inner"]);
     for p in ["..", "/../private", "../private/secret"] {
@@ -329,7 +366,12 @@ fn tokens_links_and_other_sessions_get_no_more_than_theirs() {
     );
     run(&mut modify, "mkdir", json!({ "path": "/made" })).unwrap();
     assert!(home.join("shared/made").is_dir());
-    run(&mut modify, "mv", json!({ "src": "/made", "dst": "/inner/made" })).unwrap();
+    run(
+        &mut modify,
+        "mv",
+        json!({ "src": "/made", "dst": "/inner/made" }),
+    )
+    .unwrap();
     assert!(home.join("shared/inner/made").is_dir());
     refused(&mut modify, "rm", json!({ "path": "/" }));
     refused(&mut modify, "rm", json!({ "path": "../private" }));
@@ -353,7 +395,8 @@ fn tokens_links_and_other_sessions_get_no_more_than_theirs() {
         .unwrap()
         .to_owned();
     let mut l = s.tls_client();
-    l.call("authToken", json!({ "token": link })).expect("link login");
+    l.call("authToken", json!({ "token": link }))
+        .expect("link login");
     for cmd in ["ls", "lsRoots", "du", "mkdir", "mv", "rm"] {
         let (kind, m) = refused(&mut l, cmd, json!({ "path": "/private/secret" }));
         assert_eq!(kind, ErrorKind::PermissionDenied, "{m}");
@@ -362,8 +405,13 @@ fn tokens_links_and_other_sessions_get_no_more_than_theirs() {
 
     // The owner's request results are the owner's session's: not the narrowed token's, not
     // another user's.
-    let id = owner.call("lsAsync", json!({ "path": "/private" })).unwrap()["requestId"].clone();
-    let mine = owner.call("getRequestResult", json!({ "requestId": id })).unwrap();
+    let id = owner
+        .call("lsAsync", json!({ "path": "/private" }))
+        .unwrap()["requestId"]
+        .clone();
+    let mine = owner
+        .call("getRequestResult", json!({ "requestId": id }))
+        .unwrap();
     assert_eq!(names(&mine), ["secret"]);
     let (v, vpw) = user();
     let mut other = s.login(v.name(), &vpw);
@@ -376,7 +424,11 @@ fn tokens_links_and_other_sessions_get_no_more_than_theirs() {
     // The other user's `/` is their own sandbox.
     let theirs = run(&mut other, "ls", json!({ "path": "/" })).unwrap();
     assert!(names(&theirs).is_empty(), "{theirs}");
-    let (kind, _) = refused(&mut other, "ls", json!({ "path": format!("../{}", u.name()) }));
+    let (kind, _) = refused(
+        &mut other,
+        "ls",
+        json!({ "path": format!("../{}", u.name()) }),
+    );
     assert_eq!(kind, ErrorKind::BadParameters);
 }
 
@@ -427,11 +479,20 @@ fn another_users_files_are_guarded_by_the_kernel() {
         "mv",
         json!({ "src": p(&shared.join("f")), "dst": p(&d.join("taken")) }),
     );
-    refused(&mut cb, "mkdir", json!({ "path": p(&shared.join("b-was-here")) }));
+    refused(
+        &mut cb,
+        "mkdir",
+        json!({ "path": p(&shared.join("b-was-here")) }),
+    );
     let usage = run(&mut cb, "du", json!({ "path": p(d) })).unwrap();
     assert!(usage["unreadableCount"].as_u64().unwrap() >= 1, "{usage}");
     for f in [private.join("f"), shared.join("f")] {
-        assert_eq!(std::fs::read(&f).unwrap(), b"a's", "{} survives", f.display());
+        assert_eq!(
+            std::fs::read(&f).unwrap(),
+            b"a's",
+            "{} survives",
+            f.display()
+        );
     }
     assert!(!shared.join("b-was-here").exists() && !d.join("taken").exists());
     // A removes its own file; not its directory, which is in a directory only root may write.

@@ -149,7 +149,10 @@ fn locate(caller: &Caller, path: &str) -> Result<Located, ApiError> {
         .map_err(|e| ApiError::of(ErrorKind::BadParameters, format!("path {path:?}: {e}")))?;
     let (root, top) = match (&caller.base, &caller.token) {
         (Some(base), Some(token)) => (base.clone(), token.clone()),
-        (None, Some(token)) => (sandbox::join_under(std::path::Path::new("/"), token), String::new()),
+        (None, Some(token)) => (
+            sandbox::join_under(std::path::Path::new("/"), token),
+            String::new(),
+        ),
         (base, None) => (base.clone().unwrap_or_else(|| "/".into()), String::new()),
     };
     Ok(Located {
@@ -202,8 +205,8 @@ fn view(at: &Located, e: &Entry) -> FileEntry {
 }
 
 fn answer<T: serde::Serialize>(message: &str, value: &T) -> Reply {
-    let value = serde_json::to_value(value)
-        .map_err(|e| ApiError::internal("encoding the answer", e))?;
+    let value =
+        serde_json::to_value(value).map_err(|e| ApiError::internal("encoding the answer", e))?;
     ok(message, value)
 }
 

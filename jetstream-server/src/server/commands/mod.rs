@@ -189,9 +189,12 @@ fn run(ctx: &mut Ctx<'_>, request: Request) -> Reply {
             "running a background command",
             "an async-only command reached run",
         )),
-        R::LsRoots(_) | R::Ls(_) | R::Mkdir(_) | R::Mv(_) | R::Rm(_) | R::Du(_) => Err(
-            ApiError::internal("running a background command", "a files command reached run"),
-        ),
+        R::LsRoots(_) | R::Ls(_) | R::Mkdir(_) | R::Mv(_) | R::Rm(_) | R::Du(_) => {
+            Err(ApiError::internal(
+                "running a background command",
+                "a files command reached run",
+            ))
+        }
     }
 }
 

@@ -83,7 +83,9 @@ impl fmt::Display for Problem {
             Self::IntoItself => f.write_str("a directory cannot be moved into itself"),
             Self::Io(e) => write!(f, "{e}"),
             Self::MountPoint => f.write_str("is another file system (a mount point): not entered"),
-            Self::NotADirectory => f.write_str("is not a directory (or a component on the way is not)"),
+            Self::NotADirectory => {
+                f.write_str("is not a directory (or a component on the way is not)")
+            }
             Self::NotFound => f.write_str("does not exist"),
             Self::PermissionDenied => f.write_str("permission denied (the user's rights)"),
             Self::Symlink => f.write_str("is a symbolic link, which is never followed"),

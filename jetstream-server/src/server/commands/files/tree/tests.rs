@@ -46,8 +46,14 @@ fn lists_sorted_entries_without_following_links() {
     );
     // The link is not a way out: listing through it is refused.
     assert!(matches!(problem(list(&top, "c", 10)), (p, Problem::Symlink) if p == "c"));
-    assert!(matches!(problem(list(&top, "b.txt", 10)).1, Problem::NotADirectory));
-    assert!(matches!(problem(list(&top, "none", 10)).1, Problem::NotFound));
+    assert!(matches!(
+        problem(list(&top, "b.txt", 10)).1,
+        Problem::NotADirectory
+    ));
+    assert!(matches!(
+        problem(list(&top, "none", 10)).1,
+        Problem::NotFound
+    ));
     // The cap.
     let (entries, skipped) = list(&top, "", 2).unwrap();
     assert_eq!((entries.len(), skipped), (2, 1));
@@ -59,7 +65,10 @@ fn mkdir_makes_parents_and_refuses_what_exists() {
     let e = mkdir(&top, "x/y/z").unwrap();
     assert_eq!((e.name.as_str(), e.rel.as_str()), ("z", "x/y/z"));
     assert!(tmp.path().join("top/x/y/z").is_dir());
-    assert!(matches!(problem(mkdir(&top, "x/y/z")).1, Problem::AlreadyExists));
+    assert!(matches!(
+        problem(mkdir(&top, "x/y/z")).1,
+        Problem::AlreadyExists
+    ));
     assert!(matches!(problem(mkdir(&top, "")).1, Problem::AlreadyExists));
     // Not through a link, even to make a parent.
     symlink(tmp.path().join("outside"), tmp.path().join("top/l")).unwrap();
@@ -78,12 +87,21 @@ fn mv_renames_within_the_top_and_replaces_nothing() {
     let e = mv(&top, "f", "d/sub/f2").unwrap();
     assert_eq!(e.rel, "d/sub/f2");
     assert_eq!(std::fs::read(t.join("d/sub/f2")).unwrap(), b"f");
-    assert!(matches!(problem(mv(&top, "g", "d/sub/f2")).1, Problem::AlreadyExists));
+    assert!(matches!(
+        problem(mv(&top, "g", "d/sub/f2")).1,
+        Problem::AlreadyExists
+    ));
     assert_eq!(std::fs::read(t.join("g")).unwrap(), b"g");
-    assert!(matches!(problem(mv(&top, "d", "d/sub/d")).1, Problem::IntoItself));
+    assert!(matches!(
+        problem(mv(&top, "d", "d/sub/d")).1,
+        Problem::IntoItself
+    ));
     assert!(matches!(problem(mv(&top, "", "x")).1, Problem::Top));
     assert!(matches!(problem(mv(&top, "g", "")).1, Problem::Top));
-    assert!(matches!(problem(mv(&top, "none", "x")).1, Problem::NotFound));
+    assert!(matches!(
+        problem(mv(&top, "none", "x")).1,
+        Problem::NotFound
+    ));
     // A link is moved as a link; a link on the way of the destination is refused.
     symlink(tmp.path().join("outside"), t.join("l")).unwrap();
     assert!(matches!(problem(mv(&top, "g", "l/g")).1, Problem::Symlink));
@@ -116,7 +134,11 @@ fn rm_removes_links_not_their_targets_and_never_the_top() {
     symlink(tmp.path().join("outside"), t.join("l")).unwrap();
     assert!(matches!(problem(rm(&top, "l/keep")).1, Problem::Symlink));
     outside_intact(tmp.path());
-    assert_eq!(std::fs::read_dir(&t).unwrap().count(), 1, "only the link l is left");
+    assert_eq!(
+        std::fs::read_dir(&t).unwrap().count(),
+        1,
+        "only the link l is left"
+    );
 }
 
 #[test]
@@ -141,7 +163,10 @@ fn du_counts_without_following_links() {
     let u = du(&top, "a/one").unwrap();
     assert_eq!((u.files, u.total_size), (1, 1000));
     assert_eq!(du(&top, "a/b").unwrap().total_size, 24);
-    assert!(matches!(problem(du(&top, "a/out/keep")).1, Problem::Symlink));
+    assert!(matches!(
+        problem(du(&top, "a/out/keep")).1,
+        Problem::Symlink
+    ));
 }
 
 #[test]

@@ -136,7 +136,7 @@ fn cstring(name: &[u8]) -> io::Result<CString> {
 }
 
 /// A single component: non-empty, no `/`, not `.` / `..`.
-fn component(name: impl AsRef<OsStr>) -> io::Result<CString> {
+fn component(name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<CString> {
     let bytes = name.as_ref().as_encoded_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(io::Error::new(
@@ -348,7 +348,7 @@ impl Dir {
     ///
     /// # Errors
     /// The `fstatat` error (`NotFound` for a missing entry).
-    pub fn lstat(&self, name: impl AsRef<OsStr>) -> io::Result<Stat> {
+    pub fn lstat(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<Stat> {
         fstatat(
             self.as_raw_fd(),
             &component(name)?,
@@ -360,7 +360,7 @@ impl Dir {
     ///
     /// # Errors
     /// `ELOOP`/`ENOTDIR` for a symbolic link or a non-directory, else the open's error.
-    pub fn open_child(&self, name: impl AsRef<OsStr>) -> io::Result<Self> {
+    pub fn open_child(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<Self> {
         let name = name.as_ref();
         let fd = openat(
             self.as_raw_fd(),
@@ -445,7 +445,7 @@ impl Dir {
     ///
     /// # Errors
     /// The `unlinkat` error.
-    pub fn remove_file(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
+    pub fn remove_file(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<()> {
         let c = component(name)?;
         // SAFETY: `c` is NUL-terminated and lives across the call.
         cvt(unsafe { libc::unlinkat(self.as_raw_fd(), c.as_ptr(), 0) })
@@ -455,7 +455,7 @@ impl Dir {
     ///
     /// # Errors
     /// The `unlinkat` error.
-    pub fn remove_dir(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
+    pub fn remove_dir(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<()> {
         let c = component(name)?;
         // SAFETY: `c` is NUL-terminated and lives across the call.
         cvt(unsafe { libc::unlinkat(self.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) })
@@ -562,7 +562,7 @@ impl Dir {
     ///
     /// # Errors
     /// `EINVAL` when it is not a link, else the `readlinkat` error.
-    pub fn read_link(&self, name: impl AsRef<OsStr>) -> io::Result<PathBuf> {
+    pub fn read_link(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<PathBuf> {
         let c = component(name)?;
         let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
         // SAFETY: `c` is NUL-terminated; `buf` is writable for `buf.len()` bytes.

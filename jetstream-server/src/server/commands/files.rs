@@ -145,8 +145,9 @@ fn refusal(e: &sandbox::SandboxError) -> &'static str {
 /// # Errors
 /// A path that climbs above the top (`..`) or is malformed.
 fn locate(caller: &Caller, path: &str) -> Result<Located, ApiError> {
+    // The error names the path as given ("path \"..\" escapes the sandbox").
     let rel = sandbox::clean_relative(path)
-        .map_err(|e| ApiError::of(ErrorKind::BadParameters, format!("path {path:?}: {e}")))?;
+        .map_err(|e| ApiError::of(ErrorKind::BadParameters, e.to_string()))?;
     let (root, top) = match (&caller.base, &caller.token) {
         (Some(base), Some(token)) => (base.clone(), token.clone()),
         (None, Some(token)) => (

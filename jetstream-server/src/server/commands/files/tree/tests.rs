@@ -172,7 +172,7 @@ fn du_counts_without_following_links() {
 #[test]
 fn rm_and_du_stop_at_the_depth_limit() {
     let (tmp, top) = scratch();
-    let deep: Vec<&str> = std::iter::repeat("d").take(MAX_DEPTH + 1).collect();
+    let deep: Vec<&str> = std::iter::repeat_n("d", MAX_DEPTH + 1).collect();
     let deep = deep.join("/");
     mkdir(&top, &deep).unwrap();
     assert!(matches!(problem(du(&top, "")).1, Problem::TooDeep));

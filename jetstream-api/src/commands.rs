@@ -105,6 +105,12 @@ commands! {
     RemoveAuthorizedClient / remove_authorized_client = "recv.removeAuthorizedClient", Superuser, link: false, Either, RemoveAuthorizedClient => AuthorizedClients;
     /// Whether only trusted sending servers may connect.
     AllowOnlyAuthorizedClients / allow_only_authorized_clients = "recv.allowOnlyAuthorizedClients", Superuser, link: false, Either, AllowOnlyAuthorizedClients => AuthorizedClients;
+    /// Every sandbox mapping, by user name (`""` = all users).
+    GetSandboxMappings / get_sandbox_mappings = "getSandboxMappings", Superuser, link: false, Either, GetSandboxMappings => SandboxMappings;
+    /// Sets one user's (or, for `""`, every user's) sandbox mapping, replacing that level's.
+    SetSandboxMapping / set_sandbox_mapping = "setSandboxMapping", Superuser, link: false, Either, SetSandboxMapping => SandboxMappings;
+    /// Removes one user's (or, for `""`, the all-users) sandbox mapping.
+    DeleteSandboxMapping / delete_sandbox_mapping = "deleteSandboxMapping", Superuser, link: false, Either, DeleteSandboxMapping => SandboxMappings;
     /// Sends UDP discovery probes to another server (reachability).
     SendDiscoverPacket / send_discover_packet = "sendDiscoverPacket", Permission(Upload), link: false, AsyncOnly, SendDiscoverPacket => DiscoverResult;
     /// Waits for another server's UDP discovery probes.

@@ -18,6 +18,8 @@ mod alias;
 mod files;
 mod flex;
 pub use files::*;
+mod sandboxes;
+pub use sandboxes::*;
 #[cfg(test)]
 mod tests;
 

@@ -1142,6 +1142,8 @@ pub enum DiscoverResult {
 
 mod files;
 pub use files::*;
+mod sandboxes;
+pub use sandboxes::*;
 
 #[cfg(test)]
 mod tests;

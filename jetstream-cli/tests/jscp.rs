@@ -8,6 +8,8 @@ mod crash;
 mod crash_kit;
 #[path = "jscp/linkage.rs"]
 mod linkage;
+#[path = "jscp/sandboxes.rs"]
+mod sandboxes;
 #[path = "../../jetstream-server/tests/server/util.rs"]
 #[allow(dead_code)]
 mod util;

@@ -38,8 +38,11 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod mappings;
 pub mod open;
+pub mod resources;
 pub use open::open_receive_dir;
+pub use resources::{Located, Resources, Root};
 
 /// Why a sandbox path could not be computed or prepared.
 #[derive(Debug)]

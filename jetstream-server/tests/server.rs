@@ -29,6 +29,7 @@ mod server {
     pub mod remote;
     pub mod restart;
     pub mod sandbox_races;
+    pub mod sandboxes;
     pub mod schedule;
     pub mod sec_auth;
     pub mod sec_triggers;

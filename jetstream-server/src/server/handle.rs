@@ -286,6 +286,9 @@ fn start(
     let gc_settings = persisted.gc.unwrap_or_default();
     let trust =
         trust::AuthorizedClients::load(state.path()).map_err(|e| state_error(&state_path, e))?;
+    let sandboxes =
+        crate::sandbox::mappings::Mappings::load(state.path(), args.sandbox_dir.as_deref())
+            .map_err(|e| state_error(&state_path, e))?;
     let relay_pin = crate::relay::client::relay_key(&args)
         .map_err(|e| ServerError::config("recv-relay-public-key", e))?;
     let relay_addr = match &args.recv_relay_host {
@@ -332,6 +335,7 @@ fn start(
         events,
         triggers,
         trust,
+        sandboxes,
         relay: crate::relay::client::RelayState {
             relay: relay_addr,
             data_port: Mutex::new(None),

@@ -21,7 +21,11 @@ pub fn server_info_api(ctx: &Ctx<'_>) -> api::ServerInfo {
     let engine = s.send_engine().info().ok();
     let session = &*ctx.session;
     let authed = session.user.is_some();
-    let sandboxed = authed.then(|| s.sandbox_of(session).map(|p| p.is_some()).unwrap_or(true));
+    let sandboxed = authed.then(|| {
+        s.resources_of(session)
+            .map(|r| r.is_sandboxed())
+            .unwrap_or(true)
+    });
     let permissions: Vec<Permission> = match &session.token {
         Some(t) => s
             .objects

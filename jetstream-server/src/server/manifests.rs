@@ -26,31 +26,24 @@ pub fn create(ctx: &mut Ctx<'_>, p: CreateManifest) -> Reply {
         .into_iter()
         .map(|m| (m.source, m.target))
         .collect();
-    let sandbox_root = ctx.server.sandbox_of(ctx.session)?;
+    let resources = ctx.server.resources_of(ctx.session)?;
+    // Each source with the directory below which no symbolic link is followed: its resource
+    // (or a token's `path`); none for an unconfined user.
     let mut plan = Vec::with_capacity(requested.len());
     for (src, dst) in &requested {
         let target = sandbox::clean_relative(dst)
             .map_err(|e| ApiError::new(format!("target path {dst:?}: {e}")))?;
-        let source = match &sandbox_root {
-            Some(root) => {
-                let rel = sandbox::clean_relative(src)
-                    .map_err(|e| ApiError::new(format!("source path {src:?}: {e}")))?;
-                sandbox::join_under(root, &rel)
-            }
-            None if Path::new(src).is_absolute() => PathBuf::from(src),
-            None => {
-                return Err(ApiError::new(format!(
-                    "source path {src:?} must be absolute"
-                )))
-            }
-        };
-        plan.push((source, target));
+        if !resources.is_sandboxed() && !Path::new(src).is_absolute() {
+            return Err(ApiError::new(format!(
+                "source path {src:?} must be absolute"
+            )));
+        }
+        let at = resources
+            .locate(src)
+            .map_err(|e| ApiError::of(e.kind, format!("source path {src:?}: {}", e.message)))?;
+        let confine = resources.confine(&at);
+        plan.push((at.path(), target, confine));
     }
-    // No symbolic link is followed below the user's sandbox (or below a token's `path`).
-    let confine = match (&ctx.server.args.sandbox_dir, &ctx.session.user) {
-        (Some(t), Some(u)) => Some(sandbox::expand_sandbox(t, &u.name, &u.name)?),
-        _ => sandbox_root,
-    };
     let rec = ManifestRec {
         id: new_id(),
         owner: owner_of(ctx),
@@ -69,7 +62,7 @@ pub fn create(ctx: &mut Ctx<'_>, p: CreateManifest) -> Reply {
     let ids = ctx.session.user.as_ref().and_then(|u| server.user_ids(u));
     std::thread::Builder::new()
         .name("manifest".into())
-        .spawn(move || build(&server, &id, plan, confine, ids))
+        .spawn(move || build(&server, &id, plan, ids))
         .map_err(|e| ApiError::internal("starting the manifest builder", e))?;
     Ok(("Manifest requested.".into(), view))
 }
@@ -77,8 +70,7 @@ pub fn create(ctx: &mut Ctx<'_>, p: CreateManifest) -> Reply {
 fn build(
     server: &Arc<Server>,
     id: &str,
-    plan: Vec<(PathBuf, String)>,
-    confine: Option<PathBuf>,
+    plan: Vec<(PathBuf, String, Option<PathBuf>)>,
     ids: Option<sandbox::UserIds>,
 ) {
     let skipped = |path: &Path, why: Skipped| match why {
@@ -91,9 +83,16 @@ fn build(
         Skipped::Link => crate::debug!("manifest: skipping symbolic link {}", path.display()),
         Skipped::Special => crate::debug!("manifest: skipping special file {}", path.display()),
     };
-    let outcome = sandbox::run_as_user(ids, move || scan(&plan, confine.as_deref(), skipped))
-        .map_err(|e| format!("cannot read the sources as the user: {e}"))
-        .and_then(|r| r);
+    // One scan per source: each is confined to its own resource.
+    let outcome = sandbox::run_as_user(ids, move || {
+        let mut files = Vec::new();
+        for (source, target, confine) in plan {
+            files.extend(scan(&[(source, target)], confine.as_deref(), skipped)?);
+        }
+        Ok(files)
+    })
+    .map_err(|e| format!("cannot read the sources as the user: {e}"))
+    .and_then(|r| r);
     let outcome = outcome.and_then(|files| {
         let manifest = engine_manifest(&files)?;
         Ok((files, manifest))

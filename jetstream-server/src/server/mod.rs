@@ -240,6 +240,8 @@ pub struct Server {
     pub triggers: triggers::Triggers,
     /// Sending servers allowed to start transfers here.
     pub trust: trust::AuthorizedClients,
+    /// The sandbox mappings (`--sandbox-dir` and `setSandboxMapping`).
+    pub sandboxes: sandbox::mappings::Mappings,
     /// The relay this server receives through, if any.
     pub relay: crate::relay::client::RelayState,
     /// What the last transfer to each destination measured of the path (`<state>/paths`).
@@ -572,38 +574,20 @@ impl Server {
         &handles[i]
     }
 
-    /// The directory a session's paths are confined to; `None` = the whole filesystem.
+    /// What a session may reach: its user's sandbox mapping (their own level, else the
+    /// all-users level, else the whole file system) expanded for that user, narrowed by the
+    /// `path` of the token it logged in with. Every command that touches files resolves paths
+    /// through this ([`sandbox::Resources::locate`]).
     ///
     /// # Errors
-    /// A bad `--sandbox-dir` template or token path.
-    pub fn sandbox_of(&self, session: &Session) -> Result<Option<PathBuf>, ApiError> {
-        let (base, token_rel) = self.sandbox_parts(session)?;
-        Ok(match token_rel {
-            Some(rel) => Some(sandbox::join_under(
-                base.as_deref().unwrap_or(std::path::Path::new("/")),
-                &rel,
-            )),
-            None => base,
-        })
-    }
-
-    /// [`Self::sandbox_of`] in its two parts: the user's sandbox (`--sandbox-dir` expanded;
-    /// `None` = the whole filesystem) and the token's path below it, cleaned (a token login
-    /// with a `path`). The receive path creates the first as the server and the second as
-    /// the user.
-    ///
-    /// # Errors
-    /// A bad `--sandbox-dir` template or token path.
-    pub fn sandbox_parts(
-        &self,
-        session: &Session,
-    ) -> Result<(Option<PathBuf>, Option<String>), ApiError> {
+    /// Not logged in; a mapping that does not expand for this user (an internal error: the
+    /// administrator's mapping) or a bad token path.
+    pub fn resources_of(&self, session: &Session) -> Result<sandbox::Resources, ApiError> {
         let Some(user) = &session.user else {
-            return Err(ApiError::new("not authenticated".into()));
-        };
-        let base = match &self.args.sandbox_dir {
-            Some(t) => Some(sandbox::expand_sandbox(t, &user.name, &user.name)?),
-            None => None,
+            return Err(ApiError::of(
+                jetstream_api::ErrorKind::NotAuthenticated,
+                "not authenticated",
+            ));
         };
         let token_path = session.token.as_ref().and_then(|t| {
             self.objects
@@ -613,10 +597,39 @@ impl Server {
                 .find(|r| &r.token == t)
                 .and_then(|r| r.path.clone())
         });
-        let token_rel = token_path
-            .map(|p| sandbox::clean_relative(&p))
-            .transpose()?;
-        Ok((base, token_rel))
+        let mapping = self.sandboxes.for_user(&user.name);
+        let wants_full_name = mapping.as_ref().is_some_and(|m| {
+            m.values().any(|r| match r {
+                jetstream_api::types::SandboxResource::File(f) => f.path.contains("%f"),
+                _ => false,
+            })
+        });
+        let full_name = if wants_full_name {
+            crate::users::full_name(&user.name)
+                .map_err(|e| ApiError::internal("reading the user's full name", e))?
+        } else {
+            user.name.clone()
+        };
+        Ok(sandbox::Resources::for_user(
+            mapping.as_ref(),
+            &user.name,
+            &full_name,
+            token_path.as_deref(),
+        )?)
+    }
+
+    /// The directory at the top of a session's view; `None` = the whole filesystem.
+    /// (Kept for callers that know one directory only; prefer [`Self::resources_of`].)
+    ///
+    /// # Errors
+    /// As [`Self::resources_of`], and a user whose mapping has only named resources (no one
+    /// directory is the top).
+    pub fn sandbox_of(&self, session: &Session) -> Result<Option<PathBuf>, ApiError> {
+        let resources = self.resources_of(session)?;
+        if !resources.is_sandboxed() {
+            return Ok(None);
+        }
+        resources.locate("").map(|at| Some(at.path()))
     }
 
     /// The ids to act with on a user's behalf: `Some` when this server runs as root and the

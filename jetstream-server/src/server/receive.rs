@@ -145,8 +145,6 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartReceive) -> Reply {
         ));
     }
     let destination_path = p.destination_path.unwrap_or_else(|| "/".into());
-    let rel = sandbox::clean_relative(&destination_path)
-        .map_err(|e| ApiError::new(format!("destinationPath {destination_path:?}: {e}")))?;
     let total_size = p.total_size.unwrap_or(0);
     let server = ctx.server;
     let user = ctx
@@ -154,21 +152,19 @@ pub fn start(ctx: &mut Ctx<'_>, p: StartReceive) -> Reply {
         .user
         .clone()
         .ok_or_else(|| ApiError::new("not authenticated".into()))?;
-    // A token's path is below the user's sandbox: the sandbox is what the server may create
-    // and give to the user, the token's path is created as the user (without a sandbox, the
-    // token's path is the sandbox).
-    let (base, rel) = match server.sandbox_parts(ctx.session)? {
-        (Some(base), Some(token)) if !token.is_empty() => {
-            let rel = if rel.is_empty() {
-                token
-            } else {
-                format!("{token}/{rel}")
-            };
-            (base, rel)
-        }
-        (None, Some(token)) => (sandbox::join_under(std::path::Path::new("/"), &token), rel),
-        (base, _) => (base.unwrap_or_else(|| "/".into()), rel),
-    };
+    // The destination path is a path of the user's view (their sandbox's resources, below a
+    // token's path): the resource's directory is what the server may create and give to the
+    // user, everything below it is created as the user.
+    let at = server
+        .resources_of(ctx.session)?
+        .locate(&destination_path)
+        .map_err(|e| {
+            ApiError::of(
+                e.kind,
+                format!("destinationPath {destination_path:?}: {}", e.message),
+            )
+        })?;
+    let (base, rel) = (at.root, at.rel);
     // Running as root for another user, everything below the sandbox is done with the user's
     // file-system identity, so the user's permissions apply (a directory they may not write
     // stays unwritten). Only the sandbox itself may be created by root and given to the user,

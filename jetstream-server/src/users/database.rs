@@ -56,7 +56,8 @@ enum PwKey<'a> {
     Uid(u32),
 }
 
-fn getpw(key: PwKey<'_>) -> io::Result<Option<SystemUser>> {
+/// The entry and its GECOS field (empty when there is none).
+fn getpw(key: PwKey<'_>) -> io::Result<Option<(SystemUser, String)>> {
     let mut buf: Vec<c_char> = vec![0; 1024];
     loop {
         // SAFETY: `passwd` is a plain C struct of integers and pointers; all-zero is valid.
@@ -101,14 +102,23 @@ fn getpw(key: PwKey<'_>) -> io::Result<Option<SystemUser>> {
             let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
             PathBuf::from(OsStr::from_bytes(dir.to_bytes()))
         };
+        let gecos = if pwd.pw_gecos.is_null() {
+            String::new()
+        } else {
+            // SAFETY: as above.
+            unsafe { CStr::from_ptr(pwd.pw_gecos) }
+                .to_string_lossy()
+                .into_owned()
+        };
         let groups = group_list(c_name, pwd.pw_gid)?;
-        return Ok(Some(SystemUser {
+        let user = SystemUser {
             name: c_name.to_string_lossy().into_owned(),
             uid: pwd.pw_uid,
             gid: pwd.pw_gid,
             home,
             groups,
-        }));
+        };
+        return Ok(Some((user, gecos)));
     }
 }
 
@@ -143,7 +153,30 @@ pub fn lookup(name: &str) -> io::Result<Option<SystemUser>> {
     let Ok(c_name) = CString::new(name) else {
         return Ok(None);
     };
-    getpw(PwKey::Name(&c_name))
+    Ok(getpw(PwKey::Name(&c_name))?.map(|(u, _)| u))
+}
+
+/// A user's full name (the sandbox placeholder `%f`): the first comma-separated field of the
+/// passwd GECOS field, trimmed; the login name when that is empty or the user is unknown.
+///
+/// # Errors
+///
+/// An I/O error from the user database.
+pub fn full_name(name: &str) -> io::Result<String> {
+    let Ok(c_name) = CString::new(name) else {
+        return Ok(name.to_owned());
+    };
+    let gecos = getpw(PwKey::Name(&c_name))?.map(|(_, g)| g);
+    let full = gecos
+        .as_deref()
+        .and_then(|g| g.split(',').next())
+        .map(str::trim)
+        .unwrap_or("");
+    Ok(if full.is_empty() {
+        name.to_owned()
+    } else {
+        full.to_owned()
+    })
 }
 
 /// Looks a user up by uid.
@@ -152,7 +185,7 @@ pub fn lookup(name: &str) -> io::Result<Option<SystemUser>> {
 ///
 /// An I/O error from the user database.
 pub fn by_uid(uid: u32) -> io::Result<Option<SystemUser>> {
-    getpw(PwKey::Uid(uid))
+    Ok(getpw(PwKey::Uid(uid))?.map(|(u, _)| u))
 }
 
 /// The account the process runs as (its effective uid).

@@ -26,7 +26,7 @@ pub mod test_support;
 mod throttle;
 
 pub use authenticator::{AuthError, Authenticator};
-pub use database::{by_uid, current, group_gid, lookup, SystemUser};
+pub use database::{by_uid, current, full_name, group_gid, lookup, SystemUser};
 pub use superuser::{SuperuserPolicy, DEFAULT_SUPERGROUPS};
 pub use throttle::source_key;
 

@@ -40,26 +40,23 @@ use tree::{Entry, Problem, TreeError};
 pub(super) struct Caller {
     /// The identity to act with (`None`: the server's own).
     ids: Option<UserIds>,
-    /// The user's sandbox (`None`: the whole file system).
-    base: Option<PathBuf>,
-    /// A token's path below it, cleaned.
-    token: Option<String>,
+    /// The part of the file system the session may reach (its sandbox resources, narrowed
+    /// by a token's path).
+    resources: sandbox::Resources,
 }
 
 impl Caller {
-    /// The session's user, identity and sandbox.
+    /// The session's identity and sandbox resources.
     ///
     /// # Errors
-    /// Not logged in, or a bad sandbox template or token path.
+    /// Not logged in, or a bad sandbox mapping or token path.
     pub(super) fn of(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
         let user = ctx.session.user.as_ref().ok_or_else(|| {
             ApiError::of(ErrorKind::NotAuthenticated, "not authenticated".to_owned())
         })?;
-        let (base, token) = ctx.server.sandbox_parts(ctx.session)?;
         Ok(Self {
             ids: ctx.server.user_ids(user),
-            base,
-            token,
+            resources: ctx.server.resources_of(ctx.session)?,
         })
     }
 }
@@ -135,43 +132,52 @@ fn refusal(e: &sandbox::SandboxError) -> &'static str {
 }
 
 /// Places the client's `path` in the caller's sandbox: the one function that resolves a files
-/// API path (the seam for sandbox mappings' named resources).
+/// API path.
 ///
-/// Today the sandbox is one directory (`--sandbox-dir`, or the whole file system), narrowed
-/// by a token's `path` exactly as a receive narrows it: with a sandbox, the sandbox is opened
-/// by the server's walk and the token's path below it as the user; without one, the token's
-/// path is the sandbox.
+/// [`sandbox::Resources::locate`] finds the resource and the path below its directory (the
+/// same resolution as a receive's `destinationPath`); the top is the root of
+/// [`sandbox::Resources::roots`] that holds it: a resource's directory, or a token's path in
+/// it. The resource's directory is opened by the server's walk, the rest as the user.
 ///
 /// # Errors
-/// A path that climbs above the top (`..`) or is malformed.
+/// A path that climbs above the top (`..`), is malformed, or is in no resource.
 fn locate(caller: &Caller, path: &str) -> Result<Located, ApiError> {
-    // The error names the path as given ("path \"..\" escapes the sandbox").
-    let rel = sandbox::clean_relative(path)
-        .map_err(|e| ApiError::of(ErrorKind::BadParameters, e.to_string()))?;
-    let (root, top) = match (&caller.base, &caller.token) {
-        (Some(base), Some(token)) => (base.clone(), token.clone()),
-        (None, Some(token)) => (
-            sandbox::join_under(std::path::Path::new("/"), token),
-            String::new(),
-        ),
-        (base, None) => (base.clone().unwrap_or_else(|| "/".into()), String::new()),
-    };
+    let at = caller.resources.locate(path)?;
+    let holds =
+        |top: &str| top.is_empty() || at.rel == top || at.rel.starts_with(&format!("{top}/"));
+    let root = caller
+        .resources
+        .roots()
+        .into_iter()
+        .filter(|r| r.at.root == at.root && r.at.resource == at.resource && holds(&r.at.rel))
+        .max_by_key(|r| r.at.rel.len())
+        .ok_or_else(|| {
+            ApiError::internal("placing a path", format!("no root holds {:?}", at.path()))
+        })?;
+    let top = root.at.rel;
+    let rel = at.rel[top.len()..].trim_start_matches('/').to_owned();
     Ok(Located {
-        root,
+        root: at.root,
         top,
         rel,
-        resource: String::new(),
-        prefix: "/".to_owned(),
+        resource: at.resource,
+        prefix: format!("/{}", root.name),
     })
 }
 
-/// The caller's top-level folders (one today: the sandbox, or a token's path in it).
-fn roots(_caller: &Caller) -> Vec<FileRoot> {
-    vec![FileRoot {
-        name: String::new(),
-        path: "/".to_owned(),
-        root_type: RootType::File,
-    }]
+/// The caller's top-level folders: the root view (`""`, `/`) when there is one, and every
+/// named resource (`/<name>`); a token's path is the one root.
+fn roots(caller: &Caller) -> Vec<FileRoot> {
+    caller
+        .resources
+        .roots()
+        .into_iter()
+        .map(|r| FileRoot {
+            path: format!("/{}", r.name),
+            name: r.name,
+            root_type: RootType::File,
+        })
+        .collect()
 }
 
 /// Runs `op` below the top of `at` with the caller's identity.

@@ -27,6 +27,7 @@ mod general;
 mod login;
 mod manifests;
 mod requests;
+mod sandboxes;
 mod tokens;
 mod transfers;
 
@@ -184,6 +185,9 @@ fn run(ctx: &mut Ctx<'_>, request: Request) -> Reply {
         R::AllowOnlyAuthorizedClients(p) => {
             super::trust::allow_only(ctx, p.only_authorized_clients_allowed)
         }
+        R::GetSandboxMappings(_) => sandboxes::get(ctx),
+        R::SetSandboxMapping(p) => sandboxes::set(ctx, p),
+        R::DeleteSandboxMapping(p) => sandboxes::delete(ctx, &p),
         // `dispatch` sends these to `in_background` (their mode is `AsyncOnly`).
         R::SendDiscoverPacket(_) | R::RecvDiscoverPacket(_) => Err(ApiError::internal(
             "running a background command",

@@ -502,3 +502,70 @@ fn another_users_files_are_guarded_by_the_kernel() {
     assert_eq!(kind, ErrorKind::PermissionDenied);
     assert!(shared.is_dir());
 }
+
+/// With sandbox mappings of named resources (issue 18 item 3): `lsRootsAsync` lists them as
+/// top-level folders, each command acts in the resource its path names, a resource's own
+/// directory is its top (not removable), and a move between resources is refused.
+#[test]
+#[ignore = "needs root: system users (PAM), a root server acting as them"]
+fn named_resources_are_top_level_folders() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let dir = scratch();
+    let d = dir.path();
+    let s = Srv::start(d, "s", &["--superuser", u.name()]);
+    let mut admin = s.login(u.name(), &pw);
+    admin.call("superuser", json!({})).expect("superuser");
+    let file = |p: &Path| json!({"type": "File", "path": p.to_str().unwrap()});
+    let (common, homes) = (d.join("common"), d.join("homes"));
+    admin
+        .call(
+            "setSandboxMapping",
+            json!({"userName": "", "mapping": {
+                "common": file(&common),
+                "home": file(&homes.join("%u")),
+            }}),
+        )
+        .expect("setSandboxMapping");
+    let mut c = s.login(u.name(), &pw);
+    let roots = run(&mut c, "lsRoots", json!({})).unwrap();
+    assert_eq!(
+        roots,
+        json!([
+            {"name": "common", "path": "/common", "type": "File"},
+            {"name": "home", "path": "/home", "type": "File"},
+        ])
+    );
+    let made = run(&mut c, "mkdir", json!({ "path": "/home/docs" })).unwrap();
+    assert_eq!(made["path"], "/home/docs");
+    let mine = homes.join(u.name());
+    assert_eq!(std::fs::metadata(mine.join("docs")).unwrap().uid(), u.uid());
+    let listing = run(&mut c, "ls", json!({ "path": "/home" })).unwrap();
+    assert_eq!(listing["path"], "/home");
+    assert_eq!(names(&listing), ["docs"]);
+    assert_eq!(listing["entries"][0]["path"], "/home/docs");
+    // Outside every resource, above one, a resource itself, across two: refused.
+    let (kind, m) = refused(&mut c, "ls", json!({ "path": "/elsewhere" }));
+    assert_eq!(kind, ErrorKind::BadParameters);
+    assert!(m.contains("/common") && m.contains("/home"), "{m}");
+    refused(&mut c, "ls", json!({ "path": "/home/.." }));
+    let (kind, m) = refused(&mut c, "rm", json!({ "path": "/home" }));
+    assert_eq!(kind, ErrorKind::BadParameters, "{m}");
+    assert!(m.starts_with("/home: "), "{m}");
+    let (kind, m) = refused(
+        &mut c,
+        "mv",
+        json!({ "src": "/home/docs", "dst": "/common/docs" }),
+    );
+    assert_eq!(kind, ErrorKind::BadParameters, "{m}");
+    assert!(mine.join("docs").is_dir() && !common.join("docs").exists());
+    run(
+        &mut c,
+        "mv",
+        json!({ "src": "/home/docs", "dst": "/home/papers" }),
+    )
+    .unwrap();
+    assert!(mine.join("papers").is_dir());
+}

@@ -6,9 +6,9 @@
 //! is taken when it is asked ([`Caller::of`]); the work runs on the request's thread:
 //!
 //! 1. the client's path is placed in the sandbox by [`locate`], the one place a path is
-//!    resolved: the sandbox (and a token's `path` below it) exactly as a receive places
-//!    `destinationPath`, the path cleaned by [`sandbox::clean_relative`] (a leading `/` is the
-//!    top, `..` may not climb above it);
+//!    resolved: through the session's sandbox resources ([`sandbox::Resources::locate`],
+//!    narrowed by a token's `path`) exactly as a receive places `destinationPath` (a leading
+//!    `/` is the top, `..` may not climb above it, `/<name>` is a named resource);
 //! 2. the top is opened by [`sandbox::open_receive_dir`], the receive path's own walk (root
 //!    makes and follows nothing a user could redirect; a token's path is made as the user);
 //! 3. the operation runs below that descriptor with the user's file-system identity

@@ -75,6 +75,9 @@ pub enum Access {
     Login,
     /// A logged-in session whose API token, if it logged in with one, has this permission.
     Permission(Permission),
+    /// A logged-in session whose API token, if it logged in with one, has at least one of
+    /// these permissions (browsing files: `upload` or `download`).
+    AnyOf(&'static [Permission]),
     /// A password login, not a token (`superuser`, `createAPIToken`).
     Password,
     /// A session that has called `superuser`.

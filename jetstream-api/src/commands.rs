@@ -132,4 +132,16 @@ commands! {
     GetThirdPartyLicenses / get_third_party_licenses = "getThirdPartyLicenses", Login, link: false, Either, GetThirdPartyLicenses => ThirdPartyLicenses;
     /// Accepted for compatibility: this free server needs no license key (nothing is stored).
     SetLicenseKey / set_license_key = "setLicenseKey", Superuser, link: false, Either, SetLicenseKey => License;
+    /// The top-level folders of the caller's sandbox.
+    LsRoots / ls_roots = "lsRoots", crate::Access::AnyOf(&[Upload, Download]), link: false, AsyncOnly, LsRoots => Vec<FileRoot>;
+    /// The entries of a directory in the caller's sandbox.
+    Ls / ls = "ls", crate::Access::AnyOf(&[Upload, Download]), link: false, AsyncOnly, Ls => Listing;
+    /// Makes a directory (and its missing parents) in the caller's sandbox.
+    Mkdir / mkdir = "mkdir", Permission(Modify), link: false, AsyncOnly, Mkdir => FileEntry;
+    /// Moves or renames a file or directory within the caller's sandbox.
+    Mv / mv = "mv", Permission(Modify), link: false, AsyncOnly, Mv => FileEntry;
+    /// Removes a file, link or directory (with its contents) from the caller's sandbox.
+    Rm / rm = "rm", Permission(Modify), link: false, AsyncOnly, Rm => Removed;
+    /// What a directory of the caller's sandbox holds: sizes and counts, every level down.
+    Du / du = "du", crate::Access::AnyOf(&[Upload, Download]), link: false, AsyncOnly, Du => DiskUsage;
 }

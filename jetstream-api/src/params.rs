@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::Permission;
 
 mod alias;
+mod files;
 mod flex;
+pub use files::*;
 mod sandboxes;
 pub use sandboxes::*;
 mod trust;

@@ -1145,6 +1145,8 @@ pub enum DiscoverResult {
     Received(RecvDiscoverResult),
 }
 
+mod files;
+pub use files::*;
 mod sandboxes;
 pub use sandboxes::*;
 mod remaining;

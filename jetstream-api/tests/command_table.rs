@@ -47,6 +47,10 @@ fn row(out: &mut String, m: &Meta) {
         Access::Open => "anyone".to_owned(),
         Access::Login => "logged in".to_owned(),
         Access::Permission(p) => format!("`{}` permission", p.as_str()),
+        Access::AnyOf(ps) => {
+            let names: Vec<String> = ps.iter().map(|p| format!("`{}`", p.as_str())).collect();
+            format!("{} permission", names.join(" or "))
+        }
         Access::Password => "password login".to_owned(),
         Access::Superuser => "superuser".to_owned(),
     };

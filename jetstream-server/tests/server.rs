@@ -16,6 +16,7 @@ mod server {
     pub mod discover;
     pub mod embed;
     pub mod escalation;
+    pub mod files_api;
     pub mod load;
     pub mod local_trust;
     pub mod logging;

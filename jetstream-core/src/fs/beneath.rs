@@ -31,7 +31,7 @@
 //! Linux-specific (`O_PATH`, `openat2`).
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -87,6 +87,10 @@ pub struct Stat {
     pub gid: u32,
     /// Permission bits (including setuid/setgid/sticky).
     pub mode: u32,
+    /// Last modification.
+    pub mtime: SystemTime,
+    /// The device (file system) it is on.
+    pub dev: u64,
 }
 
 impl Stat {
@@ -103,6 +107,8 @@ impl Stat {
             uid: st.st_uid,
             gid: st.st_gid,
             mode: st.st_mode & 0o7777,
+            mtime: system_time(st.st_mtime, st.st_mtime_nsec),
+            dev: st.st_dev,
         }
     }
 }
@@ -130,14 +136,15 @@ fn cstring(name: &[u8]) -> io::Result<CString> {
 }
 
 /// A single component: non-empty, no `/`, not `.` / `..`.
-fn component(name: &str) -> io::Result<CString> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+fn component(name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<CString> {
+    let bytes = name.as_ref().as_encoded_bytes();
+    if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{name:?} is not a single path component"),
+            format!("{:?} is not a single path component", name.as_ref()),
         ));
     }
-    cstring(name.as_bytes())
+    cstring(bytes)
 }
 
 fn last_error() -> io::Error {
@@ -238,6 +245,17 @@ fn openat2_missing(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM))
 }
 
+/// The time `sec` s and `nsec` ns after the Unix epoch (before it for a negative `sec`).
+fn system_time(sec: i64, nsec: i64) -> SystemTime {
+    let nanos = std::time::Duration::from_nanos(u64::try_from(nsec).unwrap_or(0));
+    let secs = std::time::Duration::from_secs(sec.unsigned_abs());
+    if sec >= 0 {
+        SystemTime::UNIX_EPOCH + secs + nanos
+    } else {
+        SystemTime::UNIX_EPOCH - secs + nanos
+    }
+}
+
 /// The timespec of a `SystemTime` (before the epoch is clamped to it).
 fn timespec(t: SystemTime) -> libc::timespec {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -310,7 +328,7 @@ impl Dir {
         self
     }
 
-    fn child(&self, fd: OwnedFd, rel: &str) -> Self {
+    fn child(&self, fd: OwnedFd, rel: impl AsRef<Path>) -> Self {
         Self {
             fd,
             path: self.path.join(rel),
@@ -330,7 +348,7 @@ impl Dir {
     ///
     /// # Errors
     /// The `fstatat` error (`NotFound` for a missing entry).
-    pub fn lstat(&self, name: &str) -> io::Result<Stat> {
+    pub fn lstat(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<Stat> {
         fstatat(
             self.as_raw_fd(),
             &component(name)?,
@@ -342,7 +360,8 @@ impl Dir {
     ///
     /// # Errors
     /// `ELOOP`/`ENOTDIR` for a symbolic link or a non-directory, else the open's error.
-    pub fn open_child(&self, name: &str) -> io::Result<Self> {
+    pub fn open_child(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<Self> {
+        let name = name.as_ref();
         let fd = openat(
             self.as_raw_fd(),
             &component(name)?,
@@ -426,7 +445,7 @@ impl Dir {
     ///
     /// # Errors
     /// The `unlinkat` error.
-    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+    pub fn remove_file(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<()> {
         let c = component(name)?;
         // SAFETY: `c` is NUL-terminated and lives across the call.
         cvt(unsafe { libc::unlinkat(self.as_raw_fd(), c.as_ptr(), 0) })
@@ -436,10 +455,89 @@ impl Dir {
     ///
     /// # Errors
     /// The `unlinkat` error.
-    pub fn remove_dir(&self, name: &str) -> io::Result<()> {
+    pub fn remove_dir(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<()> {
         let c = component(name)?;
         // SAFETY: `c` is NUL-terminated and lives across the call.
         cvt(unsafe { libc::unlinkat(self.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) })
+    }
+
+    /// `renameat2(from, to_dir/to, RENAME_NOREPLACE)`: moves the entry `from` of this
+    /// directory (whatever it is, not followed) to `to` in `to_dir`, refusing to replace
+    /// anything there.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when `to` exists, `EXDEV` across file systems, `EINVAL` for a directory
+    /// moved into itself, else the `renameat2` error.
+    pub fn move_to(&self, from: &str, to_dir: &Self, to: &str) -> io::Result<()> {
+        let (f, t) = (component(from)?, component(to)?);
+        // SAFETY: both names are NUL-terminated and live across the call; both descriptors
+        // are kept open by `self` and `to_dir`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                self.as_raw_fd(),
+                f.as_ptr(),
+                to_dir.as_raw_fd(),
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(last_error())
+        }
+    }
+
+    /// The names in this directory (without `.` and `..`), in the order the file system
+    /// gives them, read with the calling thread's identity (it needs read permission).
+    ///
+    /// DoS/unbounded work: every name is read; callers that answer with them cap the count.
+    ///
+    /// # Errors
+    /// The error of opening the directory for reading or of reading it.
+    pub fn entries(&self) -> io::Result<Vec<OsString>> {
+        let fd = openat(
+            self.as_raw_fd(),
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )?;
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        // SAFETY: `raw` is an open directory descriptor we own; on success the stream owns it
+        // (closedir closes it), on failure we close it ourselves.
+        let stream = unsafe { libc::fdopendir(raw) };
+        if stream.is_null() {
+            let e = last_error();
+            // SAFETY: fdopendir failed, so `raw` is still ours to close.
+            unsafe { libc::close(raw) };
+            return Err(e);
+        }
+        let mut names = Vec::new();
+        let outcome = loop {
+            // SAFETY: errno is thread-local; readdir sets it only on an error, so it is
+            // cleared first to tell the end of the directory from a failure.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: `stream` is a valid open stream until closedir below.
+            let entry = unsafe { libc::readdir(stream) };
+            if entry.is_null() {
+                let e = last_error();
+                break match e.raw_os_error() {
+                    Some(0) | None => Ok(()),
+                    Some(_) => Err(e),
+                };
+            }
+            // SAFETY: `entry` points to a dirent valid until the next readdir on `stream`;
+            // its `d_name` is NUL-terminated.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            let bytes = name.to_bytes();
+            if bytes != b"." && bytes != b".." {
+                names.push(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes).to_owned());
+            }
+        };
+        // SAFETY: `stream` is open and not used after this.
+        unsafe { libc::closedir(stream) };
+        outcome.map(|()| names)
     }
 
     /// Sets the access and modification times of the entry `name` (not followed).
@@ -464,7 +562,7 @@ impl Dir {
     ///
     /// # Errors
     /// `EINVAL` when it is not a link, else the `readlinkat` error.
-    pub fn read_link(&self, name: &str) -> io::Result<PathBuf> {
+    pub fn read_link(&self, name: &(impl AsRef<OsStr> + ?Sized)) -> io::Result<PathBuf> {
         let c = component(name)?;
         let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
         // SAFETY: `c` is NUL-terminated; `buf` is writable for `buf.len()` bytes.

@@ -11,11 +11,13 @@
 //!
 //! Token permissions (reference §6.6): `upload` sends files (manifests, transfers,
 //! destinations, their control) and receives them (`recv.startTransfer`); `download` lets a
-//! client pull files (`send.startDownload`); `modify` deletes objects; `share` makes and
-//! deletes download links. Reading one's own objects needs no permission: a token with an
-//! empty list is a read-only token.
+//! client pull files (`send.startDownload`); `modify` deletes objects, and files and
+//! directories (`rmAsync`, `mvAsync`, `mkdirAsync`); `share` makes and deletes download links.
+//! Browsing files (`lsAsync`, `lsRootsAsync`, `duAsync`) needs `upload` or `download`: names
+//! and sizes of files are what either already reveals. Reading one's own objects needs no
+//! permission: a token with an empty list is a read-only token (it sees no files).
 
-use jetstream_api::Access::{self, Login, Open, Password, Permission, Superuser};
+use jetstream_api::Access::{self, AnyOf, Login, Open, Password, Permission, Superuser};
 
 use jetstream_api::ErrorKind;
 
@@ -72,7 +74,24 @@ pub fn check(
             ErrorKind::PermissionDenied,
             format!("{name}: superuser rights needed: call superuser first"),
         )),
-        Permission(_) if session.token.is_none() => Ok(()),
+        Permission(_) | AnyOf(_) if session.token.is_none() => Ok(()),
+        AnyOf(ps) => match token_permissions {
+            Some(list) if ps.iter().any(|p| list.iter().any(|q| q == p.as_str())) => Ok(()),
+            Some(_) => {
+                let names: Vec<String> = ps.iter().map(|p| format!("{:?}", p.as_str())).collect();
+                Err(ApiError::of(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "{name}: this API token has neither of the {} permissions",
+                        names.join(" and ")
+                    ),
+                ))
+            }
+            None => Err(ApiError::of(
+                ErrorKind::NotAuthenticated,
+                format!("{name}: this API token no longer exists"),
+            )),
+        },
         Permission(p) => match token_permissions {
             Some(list) if list.iter().any(|q| q == p.as_str()) => Ok(()),
             Some(_) => Err(ApiError::of(
@@ -131,6 +150,19 @@ mod tests {
         assert!(check("x", Permission(Modify), &tok, Some(&upload)).is_err());
         assert!(check("x", Permission(Upload), &tok, Some(&upload)).is_ok());
         assert!(check("x", Permission(Upload), &tok, None).is_err());
+        use jetstream_api::Permission::Download;
+        let browse = AnyOf(&[Upload, Download]);
+        assert!(check("x", browse, &pw, None).is_ok());
+        assert!(check("x", browse, &tok, Some(&upload)).is_ok());
+        assert!(check("x", browse, &tok, Some(&["download".to_owned()])).is_ok());
+        let m = check("x", browse, &tok, Some(&["modify".to_owned()])).unwrap_err();
+        assert_eq!(m.kind, ErrorKind::PermissionDenied);
+        assert!(
+            m.message.contains("\"upload\" and \"download\""),
+            "{}",
+            m.message
+        );
+        assert!(check("x", browse, &anon, None).is_err());
     }
 
     #[test]

@@ -190,3 +190,51 @@ fn the_choice_of_resolver_is_made_by_the_first_resolution() {
     assert_ne!(state, OPENAT2_UNKNOWN);
     eprintln!("openat2 in use: {}", uses_openat2());
 }
+
+#[test]
+fn lists_entries_of_any_name_without_following() {
+    use std::os::unix::ffi::OsStrExt;
+    both(|tmp, root| {
+        let r = tmp.join("root");
+        std::fs::write(r.join("f"), b"12345").unwrap();
+        std::fs::create_dir(r.join("d")).unwrap();
+        symlink("/etc", r.join("l")).unwrap();
+        let odd = OsStr::from_bytes(b"not-utf8-\xff");
+        std::fs::write(r.join(odd), b"").unwrap();
+        let mut names = root.entries().unwrap();
+        names.sort();
+        let want: Vec<OsString> = ["d", "f", "l"]
+            .iter()
+            .map(OsString::from)
+            .chain([odd.to_owned()])
+            .collect();
+        assert_eq!(names, want);
+        // A non-UTF-8 name is usable as a component.
+        assert_eq!(root.lstat(odd).unwrap().kind, Kind::File);
+        root.remove_file(odd).unwrap();
+        let f = root.lstat("f").unwrap();
+        assert_eq!((f.kind, f.len), (Kind::File, 5));
+        let meta = std::fs::metadata(r.join("f")).unwrap();
+        assert_eq!(f.mtime, meta.modified().unwrap());
+        assert_eq!(f.dev, std::os::unix::fs::MetadataExt::dev(&meta));
+        assert_eq!(root.lstat("l").unwrap().kind, Kind::Symlink);
+    });
+}
+
+#[test]
+fn move_to_never_replaces() {
+    both(|tmp, root| {
+        let r = tmp.join("root");
+        std::fs::write(r.join("a"), b"a").unwrap();
+        std::fs::write(r.join("b"), b"b").unwrap();
+        let d = root.create_dirs("d").unwrap();
+        let e = root.move_to("a", &root, "b").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(r.join("b")).unwrap(), b"b");
+        root.move_to("a", &d, "a2").unwrap();
+        assert_eq!(std::fs::read(r.join("d/a2")).unwrap(), b"a");
+        // A directory cannot go into itself.
+        let e = root.move_to("d", &d, "inner").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    });
+}

@@ -22,6 +22,7 @@ use super::objects::{now_us, DestinationRec, ManifestRec, Owner, TokenRec, Trans
 use super::{transfers::Stop, Server};
 
 mod destinations;
+mod files;
 mod general;
 mod login;
 mod manifests;
@@ -72,9 +73,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, name: &str, params: Value) -> Reply {
             requests::keep(ctx, name, outcome)
         }
         (Mode::AsyncOnly, true) => {
+            // What the files API needs of the session (user, sandbox), taken now.
+            let caller = files::Caller::of(ctx);
             let id = ctx
                 .server
-                .spawn_request(owner_of(ctx), move |s| in_background(s, request));
+                .spawn_request(owner_of(ctx), move |s| in_background(s, caller, request));
             ok(&format!("{name} queued."), json!({ "requestId": id }))
         }
         (Mode::AsyncOnly, false) => Err(ApiError::of(
@@ -202,14 +205,31 @@ fn run(ctx: &mut Ctx<'_>, request: Request) -> Reply {
             "running a background command",
             "an async-only command reached run",
         )),
+        R::LsRoots(_) | R::Ls(_) | R::Mkdir(_) | R::Mv(_) | R::Rm(_) | R::Du(_) => {
+            Err(ApiError::internal(
+                "running a background command",
+                "a files command reached run",
+            ))
+        }
     }
 }
 
-/// Runs an async-only command on a request thread of its own.
-fn in_background(server: &Arc<Server>, request: Request) -> Reply {
+/// Runs an async-only command on a request thread of its own (`caller`: what the files
+/// commands need of the session that asked).
+fn in_background(
+    server: &Arc<Server>,
+    caller: Result<files::Caller, ApiError>,
+    request: Request,
+) -> Reply {
     match request {
         Request::SendDiscoverPacket(p) => super::discover::send(server, &p),
         Request::RecvDiscoverPacket(p) => super::discover::recv(server, &p),
+        Request::LsRoots(_) => files::ls_roots(caller),
+        Request::Ls(p) => files::ls(caller, &p),
+        Request::Mkdir(p) => files::mkdir(caller, &p),
+        Request::Mv(p) => files::mv(caller, &p),
+        Request::Rm(p) => files::rm(caller, &p),
+        Request::Du(p) => files::du(caller, &p),
         other => Err(ApiError::internal(
             "running a background command",
             format!("{} is not async-only", other.meta().name),

@@ -181,7 +181,11 @@ mod tests {
             if m.access != Open && !CLIENT_KEY_COMMANDS.contains(&m.name) {
                 assert!(check(m.name, m.access, &key, None).is_err(), "{}", m.name);
                 let with_async = format!("{}Async", m.name);
-                assert!(check(&with_async, m.access, &key, None).is_err(), "{}", m.name);
+                assert!(
+                    check(&with_async, m.access, &key, None).is_err(),
+                    "{}",
+                    m.name
+                );
             }
         }
     }

@@ -319,9 +319,15 @@ fn auth_client_refuses_strangers_and_never_escalates() {
     for (name, params) in [
         ("superuser", json!({})),
         ("createAPIToken", json!({})),
-        ("send.createManifest", json!({"fileMappings": {"/etc/hostname": "/x"}})),
+        (
+            "send.createManifest",
+            json!({"fileMappings": {"/etc/hostname": "/x"}}),
+        ),
         ("send.getTransfers", json!({})),
-        ("send.createDestination", json!({"destinationAddress": "127.0.0.1"})),
+        (
+            "send.createDestination",
+            json!({"destinationAddress": "127.0.0.1"}),
+        ),
         ("lsAsync", json!({"path": "/"})),
     ] {
         let e = same.call(name, params).unwrap_err();

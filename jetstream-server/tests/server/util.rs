@@ -123,6 +123,10 @@ impl Srv {
     }
 
     /// Starts a server inside network namespace `netns` (API on all its interfaces).
+    ///
+    /// Its ports are free when chosen, but tests run in parallel: another test's server or
+    /// client may take one before this server binds it. The server then fails to start, and
+    /// it starts again on other ports (at most 5 times).
     pub fn start_in(netns: Option<&Netns>, dir: &Path, name: &str, extra: &[&str]) -> Self {
         let mut s = Self {
             netns: netns.map(|n| n.name.clone()),
@@ -133,6 +137,17 @@ impl Srv {
             log: dir.join(format!("{name}.log")),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
+        for _ in 0..4 {
+            match s.try_launch() {
+                Err(why) if why.contains("in use") => {
+                    eprintln!("{name}: a port was taken before the server bound it; again");
+                    s.api = free_tcp();
+                    s.udp = free_udp();
+                }
+                Err(why) => panic!("{why}"),
+                Ok(()) => return s,
+            }
+        }
         s.launch();
         s
     }
@@ -165,6 +180,31 @@ impl Srv {
     }
 
     fn launch(&mut self) {
+        if let Err(why) = self.try_launch() {
+            panic!("{why}");
+        }
+    }
+
+    /// The line this server logs once it has bound its API port (no other server's).
+    fn listening_line(&self) -> String {
+        format!("listening: API tcp 127.0.0.1:{} ", self.api)
+    }
+
+    /// Whether its "listening" line goes to [`Self::log`] (not with another `--log`, nor a
+    /// log level above info).
+    fn logs_listening(&self) -> bool {
+        !self.extra.iter().enumerate().any(|(i, a)| {
+            a == "--log"
+                || (a == "--log-level"
+                    && self
+                        .extra
+                        .get(i + 1)
+                        .is_some_and(|l| l == "warn" || l == "error"))
+        })
+    }
+
+    fn try_launch(&mut self) -> Result<(), String> {
+        let listening_before = self.log_text().matches(&self.listening_line()).count();
         let mut child = self
             .command()
             .stdout(Stdio::null())
@@ -174,13 +214,13 @@ impl Srv {
             .spawn()
             .expect("spawn jetstream server");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.ready() {
+        while !self.ready(listening_before) {
             if let Ok(Some(status)) = child.try_wait() {
                 let err = fs::read_to_string(self.stderr_path()).unwrap_or_default();
-                panic!(
+                return Err(format!(
                     "server exited at start ({status}): {err}\n{}",
                     self.log_text()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -189,15 +229,22 @@ impl Srv {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.child = Some(child);
+        Ok(())
     }
 
-    fn ready(&self) -> bool {
+    /// Whether this server (not another test's on the same port) serves its API port: its log
+    /// has one more "listening" line than before it was started, and the port answers.
+    fn ready(&self, listening_before: usize) -> bool {
         match &self.netns {
             // A connection to itself is not the server: polling a local port nobody listens
             // on, the kernel may pick that very port as the source and join the socket to
             // itself (TCP simultaneous open), and the test then connected before the server.
-            None => TcpStream::connect(("127.0.0.1", self.api))
-                .is_ok_and(|c| c.local_addr().ok() != c.peer_addr().ok()),
+            None => {
+                (!self.logs_listening()
+                    || self.log_text().matches(&self.listening_line()).count() > listening_before)
+                    && TcpStream::connect(("127.0.0.1", self.api))
+                        .is_ok_and(|c| c.local_addr().ok() != c.peer_addr().ok())
+            }
             Some(ns) => Command::new("ip")
                 .args(["netns", "exec", ns, bin(), "api", "--api-control-port"])
                 .arg(self.api.to_string())

@@ -128,6 +128,8 @@ commands! {
     DeleteObjectUserData / delete_object_user_data = "send.deleteObjectUserData", Permission(Modify), link: false, Either, DeleteObjectUserData => ObjectUserData;
     /// Waits (at most 10 minutes) until a manifest is complete or failed, and answers it.
     WaitForManifest / wait_for_manifest = "send.waitForManifest", Login, link: false, Either, WaitForManifest => Manifest;
+    /// Waits (at most 10 minutes) until a transfer has ended, and answers it.
+    WaitForTransfer / wait_for_transfer = "send.waitForTransfer", Login, link: false, Either, WaitForTransfer => Transfer;
     /// The third-party crates the server links, with their licenses and license texts.
     GetThirdPartyLicenses / get_third_party_licenses = "getThirdPartyLicenses", Login, link: false, Either, GetThirdPartyLicenses => ThirdPartyLicenses;
     /// Accepted for compatibility: this free server needs no license key (nothing is stored).

@@ -99,6 +99,23 @@ pub struct WaitForManifest {
     pub timeout_ms: Option<u64>,
 }
 
+/// `send.waitForTransfer`: which transfer, and how long to wait.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitForTransfer {
+    /// The transfer's id.
+    #[serde(deserialize_with = "flex::id")]
+    pub transfer_id: String,
+    /// How long to wait for it to end, in milliseconds (default 60000, at most 600000); when
+    /// it runs out the transfer is answered as it is (`processing` still true).
+    #[serde(
+        default,
+        deserialize_with = "flex::opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_ms: Option<u64>,
+}
+
 /// `getThirdPartyLicenses`: no parameters.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -154,6 +154,7 @@ fn watch(server: &Arc<Server>, id: &str, handle: &jetstream_core::Transfer) {
             }
             objs.downloads.remove(id);
             drop(objs);
+            server.object_ended.notify_all();
             server.save();
             return;
         }

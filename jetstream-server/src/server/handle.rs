@@ -331,7 +331,7 @@ fn start(
         objects: Mutex::new(Objects::default()),
         requests: Mutex::new(Requests::default()),
         request_done: parking_lot::Condvar::new(),
-        manifest_done: parking_lot::Condvar::new(),
+        object_ended: parking_lot::Condvar::new(),
         start_time: now_us(),
         events,
         triggers,

@@ -113,5 +113,5 @@ fn build(
         }
     }
     drop(objs);
-    server.manifest_done.notify_all();
+    server.object_ended.notify_all();
 }

@@ -232,8 +232,9 @@ pub struct Server {
     pub requests: Mutex<Requests>,
     /// Signalled when a running request ends.
     pub request_done: parking_lot::Condvar,
-    /// Signalled (with [`Self::objects`]) when a manifest is finished (`send.waitForManifest`).
-    pub manifest_done: parking_lot::Condvar,
+    /// Signalled (with [`Self::objects`]) when a manifest is finished or a transfer ends
+    /// (`send.waitForManifest`, `send.waitForTransfer`).
+    pub object_ended: parking_lot::Condvar,
     /// Start time (µs).
     pub start_time: i64,
     /// The event log.

@@ -135,6 +135,7 @@ pub fn stop(server: &Arc<Server>, id: &str, stop: Stop) -> Result<Value, ApiErro
     }
     let view = t.view();
     drop(objs);
+    server.object_ended.notify_all();
     if let Some(run) = run {
         run.request(stop);
     }
@@ -282,6 +283,7 @@ fn worker(server: &Arc<Server>, id: &str, ctl: &Arc<RunCtl>) {
     let mut objs = server.objects.lock();
     objs.running.remove(id);
     drop(objs);
+    server.object_ended.notify_all();
     server.save();
     server.kick();
     if let Some(ev) = ended {

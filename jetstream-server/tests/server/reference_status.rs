@@ -66,11 +66,7 @@ const REFERENCE_COMMANDS: &[(&str, &str)] = &[
     ("send.createTransfer", ""),
     ("send.getTransfer", ""),
     ("send.getTransfers", ""),
-    (
-        "send.waitForTransfer",
-        "the reference marks it \"likely (unverified)\"; not built: poll `send.getTransfer` \
-         (what `jscp` and the examples do)",
-    ),
+    ("send.waitForTransfer", ""),
     ("send.deleteTransfer", ""),
     ("send.failTransfer", ""),
     ("send.setSendRateAsync", ""),

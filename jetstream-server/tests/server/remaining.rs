@@ -565,6 +565,78 @@ fn wait_for_manifest_answers_a_finished_manifest_and_only_to_its_owner() {
 
 #[test]
 #[ignore = "needs root: system users (PAM)"]
+fn wait_for_transfer_answers_when_the_transfer_ends_and_only_to_its_owner() {
+    if !can_run() {
+        return;
+    }
+    let (u, pw) = user();
+    let (w, wpw) = user();
+    let dir = scratch();
+    let root = dir.path();
+    let a = Srv::start(root, "a", &[]);
+    let b = Srv::start(
+        root,
+        "b",
+        &["--sandbox-dir", root.join("in").to_str().unwrap()],
+    );
+    let mut c = a.login(u.name(), &pw);
+    // 4 MB at 2 Mbit/s would take 16 s: a wait that returns ended is woken by the end.
+    let src = root.join("slow.bin");
+    write(&src, &data(4_000_000, 9));
+    let d = destination(&mut c, &b, u.name(), &pw, json!({"sendRateMax": 2000}));
+    let m = manifest(&mut c, json!({ src.to_str().unwrap(): "/slow.bin" })).unwrap();
+    let t = transfer(&mut c, &d, &m, None);
+    // A short wait runs out and answers the transfer as it is.
+    let early = c
+        .call(
+            "send.waitForTransfer",
+            json!({"transferId": t, "timeoutMs": 300}),
+        )
+        .unwrap();
+    assert_eq!(early["processing"], true, "{early}");
+    // Another connection cancels it; the waiter answers with the end (the pause only makes
+    // the cancel likely to come while the other waits: either order must answer `cancelled`).
+    let ended = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut c2 = a.login(u.name(), &pw);
+            std::thread::sleep(Duration::from_millis(500));
+            c2.call("send.cancelTransfer", json!({ "transferId": t }))
+                .unwrap();
+        });
+        c.call(
+            "send.waitForTransfer",
+            json!({"transferId": t, "timeoutMs": 60000}),
+        )
+        .unwrap()
+    });
+    assert_eq!(ended["status"], "cancelled", "{ended}");
+    assert_eq!(ended["processing"], false, "{ended}");
+    // Someone else's transfer does not exist for them; a stranger must log in.
+    let mut cw = a.login(w.name(), &wpw);
+    assert_eq!(
+        kind(cw.call("send.waitForTransfer", json!({"transferId": t}))),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(
+            a.client()
+                .call("send.waitForTransfer", json!({"transferId": t}))
+        ),
+        ErrorKind::NotAuthenticated
+    );
+    // Through `jetstream api`: an ended transfer is answered at once.
+    let (code, v, err) = api_cli(
+        a.api,
+        u.name(),
+        &pw,
+        &["waitForTransfer", "--transferId", &t],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["status"], "cancelled", "{v}");
+}
+
+#[test]
+#[ignore = "needs root: system users (PAM)"]
 fn third_party_licenses_list_the_linked_crates_and_not_the_dev_only_ones() {
     if !can_run() {
         return;

@@ -198,6 +198,7 @@ fn run(ctx: &mut Ctx<'_>, request: Request) -> Reply {
         R::UpdateObjectUserData(p) => remaining::update_user_data(ctx, p),
         R::DeleteObjectUserData(p) => remaining::delete_user_data(ctx, p),
         R::WaitForManifest(p) => remaining::wait_for_manifest(ctx, &p),
+        R::WaitForTransfer(p) => remaining::wait_for_transfer(ctx, &p),
         R::GetThirdPartyLicenses(_) => remaining::third_party_licenses(),
         R::SetLicenseKey(_) => remaining::set_license_key(),
         // `dispatch` sends these to `in_background` (their mode is `AsyncOnly`).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use jetstream_api::params::{
     DeleteObjectUserData, GetConnection, ObjectType, UpdateObjectUserData, WaitForManifest,
+    WaitForTransfer,
 };
 use jetstream_api::types as api;
 use jetstream_api::ErrorKind;
@@ -244,7 +245,28 @@ pub(super) fn wait_for_manifest(ctx: &Ctx<'_>, p: &WaitForManifest) -> Reply {
         }
         // At most a second at a time, to notice the server stopping.
         let slice = deadline.min(now + Duration::from_secs(1));
-        server.manifest_done.wait_until(&mut objs, slice);
+        server.object_ended.wait_until(&mut objs, slice);
+    }
+}
+
+/// `send.waitForTransfer`: the transfer once it has ended (`complete`, `cancelled` or
+/// `error`; its `processing` is then false), or as it is when `timeoutMs` (default 60 s, at
+/// most [`MAX_MANIFEST_WAIT`]) runs out or the server stops. A suspended transfer has not
+/// ended: the wait runs out unless it is resumed and ends. Waits as
+/// [`wait_for_manifest`] does.
+pub(super) fn wait_for_transfer(ctx: &Ctx<'_>, p: &WaitForTransfer) -> Reply {
+    let wait = Duration::from_millis(p.timeout_ms.unwrap_or(60_000)).min(MAX_MANIFEST_WAIT);
+    let deadline = Instant::now() + wait;
+    let server = ctx.server;
+    let mut objs = server.objects.lock();
+    loop {
+        let t = find(ctx, &objs.transfers, &p.transfer_id)?;
+        let now = Instant::now();
+        if t.status.is_final() || now >= deadline || server.is_stopping() {
+            return ok("Transfer.", t.view());
+        }
+        let slice = deadline.min(now + Duration::from_secs(1));
+        server.object_ended.wait_until(&mut objs, slice);
     }
 }
 

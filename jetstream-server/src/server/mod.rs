@@ -629,20 +629,6 @@ impl Server {
         )?)
     }
 
-    /// The directory at the top of a session's view; `None` = the whole filesystem.
-    /// (Kept for callers that know one directory only; prefer [`Self::resources_of`].)
-    ///
-    /// # Errors
-    /// As [`Self::resources_of`], and a user whose mapping has only named resources (no one
-    /// directory is the top).
-    pub fn sandbox_of(&self, session: &Session) -> Result<Option<PathBuf>, ApiError> {
-        let resources = self.resources_of(session)?;
-        if !resources.is_sandboxed() {
-            return Ok(None);
-        }
-        resources.locate("").map(|at| Some(at.path()))
-    }
-
     /// The ids to act with on a user's behalf: `Some` when this server runs as root and the
     /// user is not root.
     pub fn user_ids(&self, user: &SystemUser) -> Option<UserIds> {

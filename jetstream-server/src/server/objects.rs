@@ -213,11 +213,17 @@ impl DestinationRec {
         }
     }
 
+    /// Its `connectionId`: the receiver as it names it, `host:port` (the host as given and the
+    /// UDP data port); destinations naming the same receiver share it.
+    pub fn connection_id(&self) -> String {
+        format!("{}:{}", self.address, self.data_port())
+    }
+
     /// The API structure (no credentials), with `queued` transfers to it queued or running.
     pub fn to_api(&self, queued: usize) -> api::Destination {
         api::Destination {
             destination_id: self.id.clone(),
-            connection_id: format!("{}:{}", self.address, self.data_port()),
+            connection_id: self.connection_id(),
             destination_address: self.address.clone(),
             destination_api_port: self.api_port,
             // Recorded from a resolved address (`IpAddr::to_string`), so it parses back.

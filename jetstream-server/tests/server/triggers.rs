@@ -22,6 +22,20 @@ fn trigger_dir(root: &Path) -> PathBuf {
     d
 }
 
+/// Server `b` in `root`, running the scripts of `triggers`, sandboxed in `storage`.
+fn receiver(root: &Path, triggers: &Path, storage: &Path) -> Srv {
+    Srv::start(
+        root,
+        "b",
+        &[
+            "--trigger-dir",
+            triggers.to_str().unwrap(),
+            "--sandbox-dir",
+            storage.to_str().unwrap(),
+        ],
+    )
+}
+
 #[test]
 #[ignore = "needs root: system users (PAM)"]
 fn every_event_reaches_its_script_with_its_arguments() {
@@ -69,16 +83,7 @@ fn every_event_reaches_its_script_with_its_arguments() {
          'message': message, 'result': json.loads(result)}) + '\\n')\n",
     );
     let storage = root.join("storage");
-    let b = Srv::start(
-        root,
-        "b",
-        &[
-            "--trigger-dir",
-            tb.to_str().unwrap(),
-            "--sandbox-dir",
-            storage.to_str().unwrap(),
-        ],
-    );
+    let b = receiver(root, &tb, &storage);
     let a = Srv::start(
         root,
         "a",
@@ -174,16 +179,7 @@ fn triggers_run_one_at_a_time_and_a_hung_one_never_stops_transfers() {
          cat > /dev/null\necho \"$1\" >> order.txt\nrmdir running.lock\n",
     );
     let storage = root.join("storage");
-    let b = Srv::start(
-        root,
-        "b",
-        &[
-            "--trigger-dir",
-            tb.to_str().unwrap(),
-            "--sandbox-dir",
-            storage.to_str().unwrap(),
-        ],
-    );
+    let b = receiver(root, &tb, &storage);
     let a = Srv::start(root, "a", &[]);
     let mut c = a.login(u.name(), &pw);
     let src = root.join("f.txt");
@@ -416,16 +412,7 @@ fn recv_transfer_complete_does_not_fire_when_no_file_was_written() {
         "#!/bin/sh\necho \"$1\" >> log.txt\n",
     );
     let storage = root.join("storage");
-    let b = Srv::start(
-        root,
-        "b",
-        &[
-            "--trigger-dir",
-            tb.to_str().unwrap(),
-            "--sandbox-dir",
-            storage.to_str().unwrap(),
-        ],
-    );
+    let b = receiver(root, &tb, &storage);
     let a = Srv::start(root, "a", &[]);
     let mut c = a.login(u.name(), &pw);
     let d = destination(&mut c, &b, u.name(), &pw, json!({}));

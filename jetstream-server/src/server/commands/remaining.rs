@@ -33,7 +33,7 @@ fn connections(ctx: &Ctx<'_>, objs: &Objects) -> BTreeMap<String, api::Connectio
     let mut groups: BTreeMap<String, Vec<&DestinationRec>> = BTreeMap::new();
     for d in objs.destinations.values() {
         if visible(ctx, &d.owner) {
-            groups.entry(connection_id(d)).or_default().push(d);
+            groups.entry(d.connection_id()).or_default().push(d);
         }
     }
     groups
@@ -43,10 +43,6 @@ fn connections(ctx: &Ctx<'_>, objs: &Objects) -> BTreeMap<String, api::Connectio
             (id, c)
         })
         .collect()
-}
-
-fn connection_id(d: &DestinationRec) -> String {
-    d.to_api(0).connection_id
 }
 
 /// The last time the destination was in contact or, before any, made.
